@@ -1,0 +1,677 @@
+//! The plugin configuration: JSON in, validated typed structs out.
+//!
+//! Parsing is strict (`deny_unknown_fields`) so a typo is an error, and every error names the
+//! field it is about (`routes[2].to.provider: unknown provider "opena1"`). The shell logs that
+//! line and returns `false` from `on_configure`, which makes Envoy reject the configuration.
+//! Provider credentials are read here, once, from the VM environment (the Wasm vm_config's
+//! `environment_variables.host_env_keys`); the config itself names only the variable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hashbrown::HashMap;
+use serde::Deserialize;
+use wildmatch::WildMatch;
+
+use crate::names;
+use crate::tokens::Encoding;
+
+/// Default cap on a request body the filter buffers (8 MiB).
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 8 << 20;
+/// Default cap on a non-streamed response body the filter copies to read its usage (4 MiB).
+pub const DEFAULT_MAX_RESPONSE_BODY_BYTES: usize = 4 << 20;
+/// Name used for callers let in without a key when `allow_anonymous` is on.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// A configuration error: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (wire) shape
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cluster_header: Option<String>,
+    #[serde(default)]
+    max_request_body_bytes: Option<usize>,
+    #[serde(default)]
+    max_response_body_bytes: Option<usize>,
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    default: Option<RawTarget>,
+    #[serde(default)]
+    consumers: Vec<RawConsumer>,
+    #[serde(default)]
+    consumer_header: Option<String>,
+    #[serde(default)]
+    allow_anonymous: bool,
+    #[serde(default)]
+    tokenizer: RawTokenizer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    cluster: String,
+    #[serde(default)]
+    auth: Option<AuthStyle>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    models: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    to: Option<RawDest>,
+    #[serde(default)]
+    split: Option<Vec<RawWeightedDest>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    header: Option<RawHeaderMatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderMatch {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    #[serde(default)]
+    to: Option<RawDest>,
+    #[serde(default)]
+    split: Option<Vec<RawWeightedDest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDest {
+    provider: String,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeightedDest {
+    provider: String,
+    #[serde(default)]
+    model: Option<String>,
+    weight: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsumer {
+    name: String,
+    #[serde(default)]
+    key_sha256: KeyList,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum KeyList {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTokenizer {
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    models: BTreeMap<String, String>,
+    #[serde(default)]
+    preload: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated shape
+// ---------------------------------------------------------------------------------------------
+
+/// How a provider expects its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthStyle {
+    /// `Authorization: Bearer <key>` (OpenAI and compatible servers).
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey,
+    /// No credential (a local vLLM or Ollama).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub cluster: String,
+    pub auth: AuthStyle,
+    /// The credential read from the VM environment at configure time.
+    pub credential: Option<String>,
+    /// Model name mapping applied last, after the route's own rewrite.
+    pub models: HashMap<String, String>,
+}
+
+impl Provider {
+    /// The header carrying this provider's credential, with its value.
+    pub fn credential_header(&self) -> Option<(&'static str, String)> {
+        let key = self.credential.as_deref()?;
+        match self.auth {
+            AuthStyle::Bearer => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
+            AuthStyle::ApiKey => Some((names::API_KEY, key.to_string())),
+            AuthStyle::None => None,
+        }
+    }
+}
+
+/// One destination: a provider index and an optional model rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dest {
+    pub provider: usize,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    One(Dest),
+    /// Weighted split; weights are > 0 and `total` is their sum.
+    Split {
+        dests: Vec<(Dest, u32)>,
+        total: u32,
+    },
+}
+
+#[derive(Debug)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: Option<WildMatch>,
+}
+
+#[derive(Debug, Default)]
+pub struct Match {
+    pub model: Option<WildMatch>,
+    pub path: Option<WildMatch>,
+    pub header: Option<HeaderMatch>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: Match,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub name: String,
+}
+
+#[derive(Debug)]
+pub struct TokenizerConfig {
+    /// Encoding for models tiktoken does not know; `None` means "do not count".
+    pub fallback: Option<Encoding>,
+    /// Explicit model → encoding overrides, tried first, in order.
+    pub models: Vec<(WildMatch, Option<Encoding>)>,
+    /// Encodings to load right after configuration rather than on first use.
+    pub preload: Vec<Encoding>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub cluster_header: String,
+    pub max_request_body_bytes: usize,
+    pub max_response_body_bytes: usize,
+    pub providers: Vec<Provider>,
+    pub routes: Vec<Route>,
+    pub default: Option<Target>,
+    pub consumers: Vec<Consumer>,
+    /// sha256 (raw bytes) of each accepted key → index into `consumers`.
+    pub keys: HashMap<[u8; 32], usize>,
+    pub consumer_header: Option<String>,
+    pub allow_anonymous: bool,
+    pub tokenizer: TokenizerConfig,
+}
+
+impl Config {
+    /// Parse and validate the plugin configuration. `env` reads the VM environment.
+    pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            err(field, e.into_inner().to_string())
+        })?;
+        Self::validate(raw, env)
+    }
+
+    fn validate(
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let cluster_header = match raw.cluster_header {
+            Some(h) => header_name("cluster_header", &h)?,
+            None => names::DEFAULT_CLUSTER_HEADER.to_string(),
+        };
+
+        if raw.providers.is_empty() {
+            return Err(err("providers", "at least one provider is required"));
+        }
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        for (name, p) in raw.providers {
+            let field = format!("providers.{name}");
+            if p.cluster.trim().is_empty() {
+                return Err(err(format!("{field}.cluster"), "must not be empty"));
+            }
+            let auth = p.auth.unwrap_or(if p.api_key_env.is_some() {
+                AuthStyle::Bearer
+            } else {
+                AuthStyle::None
+            });
+            let credential = match (auth, &p.api_key_env) {
+                (AuthStyle::None, None) => None,
+                (AuthStyle::None, Some(_)) => {
+                    return Err(err(
+                        format!("{field}.api_key_env"),
+                        "is set but auth is \"none\"",
+                    ))
+                }
+                (_, None) => {
+                    return Err(err(
+                        format!("{field}.api_key_env"),
+                        "is required when auth is \"bearer\" or \"api-key\"",
+                    ))
+                }
+                (_, Some(var)) => match env(var) {
+                    Some(v) if !v.is_empty() => Some(v),
+                    _ => {
+                        return Err(err(
+                            format!("{field}.api_key_env"),
+                            format!(
+                                "environment variable {var} is not set in the Wasm VM (list it in vm_config.environment_variables.host_env_keys)"
+                            ),
+                        ))
+                    }
+                },
+            };
+            providers.push(Provider {
+                name,
+                cluster: p.cluster,
+                auth,
+                credential,
+                models: p.models.into_iter().collect(),
+            });
+        }
+
+        let provider_index = |field: &str, name: &str| -> Result<usize, ConfigError> {
+            providers
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| err(field, format!("unknown provider \"{name}\"")))
+        };
+
+        let target = |field: &str, t: RawTarget| -> Result<Target, ConfigError> {
+            match (t.to, t.split) {
+                (Some(d), None) => Ok(Target::One(Dest {
+                    provider: provider_index(&format!("{field}.to.provider"), &d.provider)?,
+                    model: non_empty(&format!("{field}.to.model"), d.model)?,
+                })),
+                (None, Some(split)) => {
+                    if split.is_empty() {
+                        return Err(err(format!("{field}.split"), "must not be empty"));
+                    }
+                    let mut dests = Vec::with_capacity(split.len());
+                    let mut total: u32 = 0;
+                    for (i, d) in split.into_iter().enumerate() {
+                        let f = format!("{field}.split[{i}]");
+                        if d.weight == 0 {
+                            return Err(err(format!("{f}.weight"), "must be greater than 0"));
+                        }
+                        total = total
+                            .checked_add(d.weight)
+                            .ok_or_else(|| err(format!("{f}.weight"), "weights sum overflows"))?;
+                        dests.push((
+                            Dest {
+                                provider: provider_index(&format!("{f}.provider"), &d.provider)?,
+                                model: non_empty(&format!("{f}.model"), d.model)?,
+                            },
+                            d.weight,
+                        ));
+                    }
+                    Ok(Target::Split { dests, total })
+                }
+                (Some(_), Some(_)) => Err(err(field, "give either \"to\" or \"split\", not both")),
+                (None, None) => Err(err(field, "needs \"to\" or \"split\"")),
+            }
+        };
+
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let field = format!("routes[{i}]");
+            let m = r.matcher;
+            let header = match m.header {
+                Some(h) => Some(HeaderMatch {
+                    name: header_name(&format!("{field}.match.header.name"), &h.name)?,
+                    value: h.value.map(|v| WildMatch::new(&v)),
+                }),
+                None => None,
+            };
+            let matcher = Match {
+                model: pattern(&format!("{field}.match.model"), m.model)?,
+                path: pattern(&format!("{field}.match.path"), m.path)?,
+                header,
+            };
+            routes.push(Route {
+                name: r.name.unwrap_or_else(|| format!("route-{i}")),
+                matcher,
+                target: target(
+                    &field,
+                    RawTarget {
+                        to: r.to,
+                        split: r.split,
+                    },
+                )?,
+            });
+        }
+        let default = match raw.default {
+            Some(t) => Some(target("default", t)?),
+            None => None,
+        };
+        if routes.is_empty() && default.is_none() {
+            return Err(err(
+                "routes",
+                "no routes and no default: nothing could be served",
+            ));
+        }
+
+        let mut consumers = Vec::with_capacity(raw.consumers.len());
+        let mut keys = HashMap::new();
+        for (i, c) in raw.consumers.into_iter().enumerate() {
+            let field = format!("consumers[{i}]");
+            if c.name.trim().is_empty() {
+                return Err(err(format!("{field}.name"), "must not be empty"));
+            }
+            if consumers.iter().any(|x: &Consumer| x.name == c.name) {
+                return Err(err(
+                    format!("{field}.name"),
+                    format!("duplicate consumer \"{}\"", c.name),
+                ));
+            }
+            let list = match c.key_sha256 {
+                KeyList::None => Vec::new(),
+                KeyList::One(k) => vec![k],
+                KeyList::Many(ks) => ks,
+            };
+            for (j, k) in list.iter().enumerate() {
+                let f = format!("{field}.key_sha256[{j}]");
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(k.trim(), &mut digest).map_err(|_| {
+                    err(
+                        &f,
+                        "must be the 64 hex digits of the key's sha256 (never the key itself)",
+                    )
+                })?;
+                if keys.insert(digest, i).is_some() {
+                    return Err(err(f, "the same key is listed twice"));
+                }
+            }
+            consumers.push(Consumer { name: c.name });
+        }
+        let consumer_header = match raw.consumer_header {
+            Some(h) => Some(header_name("consumer_header", &h)?),
+            None => None,
+        };
+
+        let encoding = |field: &str, name: &str| -> Result<Option<Encoding>, ConfigError> {
+            if name == "none" {
+                return Ok(None);
+            }
+            Encoding::from_name(name).map(Some).ok_or_else(|| {
+                err(
+                    field,
+                    format!("unknown encoding \"{name}\" (o200k_base, cl100k_base or none)"),
+                )
+            })
+        };
+        let t = raw.tokenizer;
+        let fallback = match t.fallback {
+            Some(f) => encoding("tokenizer.fallback", &f)?,
+            None => Some(Encoding::O200kBase),
+        };
+        let mut tok_models = Vec::with_capacity(t.models.len());
+        for (pat, enc) in t.models {
+            let e = encoding(&format!("tokenizer.models.{pat}"), &enc)?;
+            tok_models.push((WildMatch::new(&pat), e));
+        }
+        let mut preload = Vec::new();
+        for (i, name) in t.preload.iter().enumerate() {
+            if let Some(e) = encoding(&format!("tokenizer.preload[{i}]"), name)? {
+                preload.push(e);
+            }
+        }
+
+        let max_request_body_bytes = raw
+            .max_request_body_bytes
+            .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES);
+        if max_request_body_bytes == 0 {
+            return Err(err("max_request_body_bytes", "must be greater than 0"));
+        }
+        let max_response_body_bytes = raw
+            .max_response_body_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES);
+
+        Ok(Config {
+            cluster_header,
+            max_request_body_bytes,
+            max_response_body_bytes,
+            providers,
+            routes,
+            default,
+            consumers,
+            keys,
+            consumer_header,
+            allow_anonymous: raw.allow_anonymous,
+            tokenizer: TokenizerConfig {
+                fallback,
+                models: tok_models,
+                preload,
+            },
+        })
+    }
+}
+
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let n = name.trim().to_ascii_lowercase();
+    let valid = !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid {
+        return Err(err(field, format!("\"{name}\" is not a valid header name")));
+    }
+    Ok(n)
+}
+
+fn pattern(field: &str, p: Option<String>) -> Result<Option<WildMatch>, ConfigError> {
+    match p {
+        Some(p) if p.is_empty() => Err(err(field, "must not be empty")),
+        Some(p) => Ok(Some(WildMatch::new(&p))),
+        None => Ok(None),
+    }
+}
+
+fn non_empty(field: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
+    match v {
+        Some(v) if v.trim().is_empty() => Err(err(field, "must not be empty")),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "OPENAI_API_KEY" => Some("sk-provider".into()),
+            "AZURE_KEY" => Some("az-key".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Config, ConfigError> {
+        Config::parse(v.to_string().as_bytes(), &env)
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "providers": {
+                "openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
+                "azure": {"cluster": "azure", "auth": "api-key", "api_key_env": "AZURE_KEY",
+                          "models": {"gpt-4o": "my-gpt4o-deployment"}}
+            },
+            "routes": [
+                {"match": {"model": "gpt-4o*"}, "to": {"provider": "openai"}},
+                {"match": {"model": "split-me"}, "split": [
+                    {"provider": "openai", "weight": 90}, {"provider": "azure", "weight": 10}]}
+            ],
+            "consumers": [{"name": "team-a", "key_sha256":
+                "3c8e4ff4d9e5a8fa1ec0c8b0b2a5d1b2f0b1d0b3e1a2c3d4e5f60718293a4b5c"}]
+        })
+    }
+
+    #[test]
+    fn valid_config() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.cluster_header, "x-llm-gateway-cluster");
+        assert_eq!(c.providers.len(), 2);
+        let az = c.providers.iter().find(|p| p.name == "azure").unwrap();
+        assert_eq!(
+            az.credential_header(),
+            Some(("api-key", "az-key".to_string()))
+        );
+        let oa = c.providers.iter().find(|p| p.name == "openai").unwrap();
+        assert_eq!(oa.auth, AuthStyle::Bearer);
+        assert_eq!(
+            oa.credential_header(),
+            Some(("authorization", "Bearer sk-provider".to_string()))
+        );
+        assert!(matches!(
+            c.routes[1].target,
+            Target::Split { total: 100, .. }
+        ));
+        assert_eq!(c.keys.len(), 1);
+        assert_eq!(c.tokenizer.fallback, Some(Encoding::O200kBase));
+        assert_eq!(c.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
+    }
+
+    fn field_of(v: serde_json::Value) -> String {
+        match parse(v) {
+            Ok(_) => panic!("config was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = base();
+        v["routes"][1]["split"][1]["provider"] = "nope".into();
+        assert!(field_of(v).starts_with("routes[1].split[1].provider: unknown provider"));
+
+        let mut v = base();
+        v["providers"]["openai"]["api_key_env"] = "MISSING_VAR".into();
+        let e = field_of(v);
+        assert!(
+            e.starts_with("providers.openai.api_key_env: environment variable MISSING_VAR"),
+            "{e}"
+        );
+
+        let mut v = base();
+        v["providers"]["openai"]["auth"] = "basic".into();
+        let e = field_of(v);
+        assert!(e.starts_with("providers.openai.auth"), "{e}");
+
+        let mut v = base();
+        v["routes"][0]["mtach"] = serde_json::json!({});
+        let e = field_of(v);
+        assert!(e.contains("mtach"), "{e}");
+
+        let mut v = base();
+        v["consumers"][0]["key_sha256"] = "sk-plaintext-key".into();
+        assert!(field_of(v).starts_with("consumers[0].key_sha256[0]"));
+
+        let mut v = base();
+        v["routes"][1]["split"][0]["weight"] = 0.into();
+        assert!(field_of(v).starts_with("routes[1].split[0].weight"));
+
+        let mut v = base();
+        v["routes"][0] = serde_json::json!({"match": {"model": "x"}});
+        assert!(field_of(v).starts_with("routes[0]: needs"));
+
+        let mut v = base();
+        v["max_request_body_bytes"] = (-1).into();
+        assert!(field_of(v).starts_with("max_request_body_bytes"));
+
+        let mut v = base();
+        v["tokenizer"] = serde_json::json!({"fallback": "p99k"});
+        assert!(field_of(v).starts_with("tokenizer.fallback"));
+
+        let mut v = base();
+        v["cluster_header"] = "bad header".into();
+        assert!(field_of(v).starts_with("cluster_header"));
+
+        let mut v = base();
+        v["consumers"] = serde_json::json!([{"name": "a"}, {"name": "a"}]);
+        assert!(field_of(v).starts_with("consumers[1].name"));
+
+        assert!(field_of(serde_json::json!({"providers": {}})).starts_with("providers"));
+        assert!(Config::parse(b"not json", &env).is_err());
+        assert!(Config::parse(b"", &env).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! OpenAI-format error responses made by the filter itself.
+//!
+//! Every local reply is `{"error":{"message","type","param","code"}}` with the status OpenAI uses
+//! for the same fault, so OpenAI SDKs raise their usual exception classes (`BadRequestError`,
+//! `AuthenticationError`, `NotFoundError`...).
+
+use serde::Serialize;
+
+/// An error the filter answers itself, before anything reaches a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u32,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub param: Option<&'static str>,
+    pub message: String,
+    /// Label for metrics and the access log (`outcome`).
+    pub outcome: &'static str,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl HttpError {
+    fn new(status: u32, kind: &'static str, code: &'static str, outcome: &'static str) -> Self {
+        HttpError {
+            status,
+            kind,
+            code,
+            param: None,
+            message: String::new(),
+            outcome,
+        }
+    }
+
+    fn msg(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn invalid_json(detail: &str) -> Self {
+        Self::new(400, "invalid_request_error", "invalid_json", "bad_request").msg(format!(
+            "We could not parse the JSON body of your request ({detail}). The body must be a JSON object."
+        ))
+    }
+
+    pub fn invalid_param(param: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", "invalid_value", "bad_request")
+            .param(param)
+            .msg(message)
+    }
+
+    pub fn missing_param(param: &'static str) -> Self {
+        Self::new(
+            400,
+            "invalid_request_error",
+            "missing_required_parameter",
+            "bad_request",
+        )
+        .param(param)
+        .msg(format!("Missing required parameter: '{param}'."))
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(404, "invalid_request_error", "model_not_found", "no_route")
+            .param("model")
+            .msg(format!(
+                "The model `{model}` does not exist or you do not have access to it."
+            ))
+    }
+
+    pub fn missing_key() -> Self {
+        Self::new(401, "invalid_request_error", "missing_api_key", "unauthorized").msg(
+            "You didn't provide an API key. Provide it in the Authorization header (Authorization: Bearer YOUR_KEY).",
+        )
+    }
+
+    pub fn invalid_key() -> Self {
+        Self::new(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "unauthorized",
+        )
+        .msg("Incorrect API key provided.")
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            "request_too_large",
+            "payload_too_large",
+        )
+        .msg(format!(
+            "The request body is larger than this gateway accepts ({limit} bytes)."
+        ))
+    }
+
+    /// The JSON body of the reply.
+    pub fn body(&self) -> Vec<u8> {
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
+        };
+        // Serialising a struct of strings cannot fail; fall back to a fixed body regardless.
+        serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#
+                .to_vec()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_openai_shape() {
+        let e = HttpError::model_not_found("gpt-\"9\"");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status, 404);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gpt-\"9\""));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(HttpError::invalid_json("x").status, 400);
+        assert_eq!(HttpError::missing_param("model").status, 400);
+        assert_eq!(HttpError::missing_key().status, 401);
+        assert_eq!(HttpError::invalid_key().status, 401);
+        assert_eq!(HttpError::too_large(1).status, 413);
+    }
+}

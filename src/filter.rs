@@ -1,0 +1,391 @@
+//! The proxy-wasm shell: root and HTTP contexts. Each callback reads from the host, calls the
+//! pure core and applies its decision. Host calls go through the `host` helpers, which never
+//! panic on what a client sent (header values that are not UTF-8 read as absent).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use hashbrown::HashMap;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::names;
+use crate::report::{Kind, MetricUpdate, Record};
+use crate::request::{Endpoint, Request};
+use crate::response::{Accountant, ChunkAction};
+use crate::route;
+use crate::tokens::{self, Encoding};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// Distinct metric series one VM defines before folding new model/consumer labels into `other`.
+const MAX_SERIES: usize = 4096;
+
+mod host {
+    use super::*;
+
+    pub fn now_ms() -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    pub fn header(map: MapType, name: &str) -> Option<String> {
+        let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    pub fn set_header(map: MapType, name: &str, value: Option<&str>) {
+        if let Err(e) = hostcalls::set_map_value(map, name, value) {
+            log::warn!("llm-gateway: could not set header {name}: {e:?}");
+        }
+    }
+
+    pub fn body(buffer: BufferType, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(buffer, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    pub fn set_body(buffer: BufferType, size: usize, value: &[u8]) {
+        if let Err(e) = hostcalls::set_buffer(buffer, 0, size, value) {
+            log::warn!("llm-gateway: could not replace body: {e:?}");
+        }
+    }
+
+    pub fn property_u64(path: Vec<&str>) -> Option<u64> {
+        let b = hostcalls::get_property(path).ok().flatten()?;
+        let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(arr))
+    }
+
+    pub fn set_property(name: &str, value: &str) {
+        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    }
+}
+
+/// Metric ids defined in this VM, by full stat name.
+#[derive(Default)]
+struct Metrics {
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    /// Whether one more series may be defined.
+    fn has_room(&self, name: &str) -> bool {
+        self.ids.len() < MAX_SERIES || self.ids.contains_key(name)
+    }
+
+    fn apply(&mut self, u: &MetricUpdate) {
+        let id = match self.ids.get(&u.name) {
+            Some(id) => *id,
+            None => {
+                let ty = match u.kind {
+                    Kind::Counter => MetricType::Counter,
+                    Kind::Histogram => MetricType::Histogram,
+                };
+                match hostcalls::define_metric(ty, &u.name) {
+                    Ok(id) => {
+                        self.ids.insert(u.name.clone(), id);
+                        id
+                    }
+                    Err(e) => {
+                        log::warn!("llm-gateway: cannot define metric {}: {e:?}", u.name);
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = match u.kind {
+            Kind::Counter => {
+                hostcalls::increment_metric(id, i64::try_from(u.value).unwrap_or(i64::MAX))
+            }
+            Kind::Histogram => hostcalls::record_metric(id, u.value),
+        };
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Rc<RefCell<Metrics>>,
+    preload: Vec<Encoding>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match Config::parse(&bytes, &|k| std::env::var(k).ok()) {
+            Ok(c) => {
+                log::info!(
+                    "llm-gateway: configured {} providers, {} routes, {} consumers",
+                    c.providers.len(),
+                    c.routes.len(),
+                    c.consumers.len()
+                );
+                self.preload = c.tokenizer.preload.clone();
+                self.config = Some(Rc::new(c));
+                if !self.preload.is_empty() {
+                    // Load encodings off the configure path, one per tick, before traffic needs them.
+                    let _ = hostcalls::set_tick_period(Duration::from_millis(1));
+                }
+                true
+            }
+            Err(e) => {
+                log::error!("llm-gateway: invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        match self.preload.pop() {
+            Some(e) => {
+                let t0 = host::now_ms();
+                e.preload();
+                log::info!(
+                    "llm-gateway: loaded {} in {} ms",
+                    e.name(),
+                    host::now_ms().saturating_sub(t0)
+                );
+            }
+            None => {
+                let _ = hostcalls::set_tick_period(Duration::ZERO);
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let config = self.config.clone()?;
+        Some(Box::new(Gateway {
+            config,
+            metrics: self.metrics.clone(),
+            start_ms: 0,
+            endpoint: None,
+            path: String::new(),
+            record: Record::default(),
+            strip_usage: false,
+            encoding: None,
+            accountant: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Gateway {
+    config: Rc<Config>,
+    metrics: Rc<RefCell<Metrics>>,
+    start_ms: u64,
+    endpoint: Option<Endpoint>,
+    path: String,
+    record: Record,
+    strip_usage: bool,
+    encoding: Option<Encoding>,
+    accountant: Option<Accountant>,
+}
+
+impl Context for Gateway {}
+
+impl Gateway {
+    fn reject(&mut self, e: HttpError) -> Action {
+        self.record.local_outcome = Some(e.outcome);
+        self.record.status = e.status;
+        let body = e.body();
+        if let Err(err) = hostcalls::send_http_response(
+            e.status,
+            vec![(names::CONTENT_TYPE, "application/json")],
+            Some(&body),
+        ) {
+            log::warn!("llm-gateway: could not send local reply: {err:?}");
+        }
+        Action::Pause
+    }
+
+    /// Everything between a complete request body and forwarding it.
+    fn admit(&mut self, endpoint: Endpoint, body: &[u8]) -> Result<(), HttpError> {
+        let cfg = self.config.clone();
+        let req = Request::parse(endpoint, body)?;
+        self.record.request_model = Some(req.model.to_string());
+        self.record.stream = req.stream;
+
+        let get = |name: &str| host::header(MapType::HttpRequestHeaders, name);
+        let who = route::identify(&cfg, &get)?;
+        self.record.consumer = Some(who.name);
+        let decision = route::route(&cfg, &req.model, &self.path, &get, &mut |total| {
+            fastrand::u32(0..total)
+        })?;
+        self.record.provider = Some(decision.provider.name.clone());
+        self.record.upstream_model = Some(decision.upstream_model.clone());
+
+        if let Some((enc, guessed)) =
+            tokens::encoding_for_model(&decision.upstream_model, &cfg.tokenizer)
+        {
+            let mut count = req.count_prompt(enc);
+            count.estimated |= guessed;
+            self.record.counted_prompt = Some(count);
+            self.encoding = Some(enc);
+        }
+
+        self.strip_usage = req.stream && !req.include_usage;
+        if let Some(new_body) = req.rewrite(Some(&decision.upstream_model), self.strip_usage) {
+            host::set_body(BufferType::HttpRequestBody, body.len(), &new_body);
+            host::set_header(
+                MapType::HttpRequestHeaders,
+                names::CONTENT_LENGTH,
+                Some(&new_body.len().to_string()),
+            );
+        }
+
+        let h = MapType::HttpRequestHeaders;
+        for name in names::CLIENT_CREDENTIAL_HEADERS {
+            host::set_header(h, name, None);
+        }
+        if let Some(trusted) = &cfg.consumer_header {
+            host::set_header(h, trusted, None);
+        }
+        if let Some((name, value)) = decision.provider.credential_header() {
+            host::set_header(h, name, Some(&value));
+        }
+        host::set_header(h, &cfg.cluster_header, Some(&decision.provider.cluster));
+        Ok(())
+    }
+}
+
+impl HttpContext for Gateway {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.start_ms = host::now_ms();
+        let h = MapType::HttpRequestHeaders;
+        // A client never chooses the cluster, whatever the request is.
+        host::set_header(h, &self.config.cluster_header, None);
+        let method = host::header(h, names::METHOD).unwrap_or_default();
+        self.path = host::header(h, names::PATH).unwrap_or_default();
+        let Some(endpoint) = Endpoint::from_request(&method, &self.path) else {
+            return Action::Continue;
+        };
+        self.endpoint = Some(endpoint);
+        self.record.endpoint = Some(endpoint.as_str());
+        if end_of_stream {
+            return self.reject(HttpError::invalid_json("the body is empty"));
+        }
+        let declared =
+            host::header(h, names::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok());
+        if declared.is_some_and(|n| n > self.config.max_request_body_bytes) {
+            return self.reject(HttpError::too_large(self.config.max_request_body_bytes));
+        }
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(endpoint) = self.endpoint else {
+            return Action::Continue;
+        };
+        if self.record.local_outcome.is_some() {
+            return Action::Pause;
+        }
+        if body_size > self.config.max_request_body_bytes {
+            return self.reject(HttpError::too_large(self.config.max_request_body_bytes));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::body(BufferType::HttpRequestBody, body_size);
+        match self.admit(endpoint, &body) {
+            Ok(()) => Action::Continue,
+            Err(e) => self.reject(e),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let h = MapType::HttpResponseHeaders;
+        self.record.status = host::header(h, names::STATUS)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if self.endpoint.is_none() || self.record.local_outcome.is_some() {
+            return Action::Continue;
+        }
+        let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
+        let acc = Accountant::new(
+            &ct,
+            self.strip_usage,
+            self.encoding,
+            self.config.max_response_body_bytes,
+        );
+        if self.strip_usage && acc.wants_body() {
+            // The body may shrink: a stated length would be wrong.
+            host::set_header(h, names::CONTENT_LENGTH, None);
+        }
+        self.accountant = Some(acc);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) else {
+            return Action::Continue;
+        };
+        let chunk = host::body(BufferType::HttpResponseBody, body_size);
+        if let ChunkAction::Replace(out) = acc.on_chunk(&chunk, end_of_stream, host::now_ms()) {
+            host::set_body(BufferType::HttpResponseBody, body_size, &out);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let now = host::now_ms();
+        if self.endpoint.is_none() {
+            return;
+        }
+        if let Some(acc) = self.accountant.take() {
+            self.record.learned = acc.finish();
+        }
+        if self.record.status == 0 {
+            self.record.status = host::property_u64(vec!["response", "code"]).unwrap_or(0) as u32;
+        }
+        self.record.duration_ms = now.saturating_sub(self.start_ms);
+        self.record.ttft_ms = self
+            .record
+            .learned
+            .first_token_ms
+            .map(|t| t.saturating_sub(self.start_ms));
+
+        for (name, value) in self.record.properties() {
+            host::set_property(name, &value);
+        }
+
+        let model = self
+            .record
+            .request_model
+            .clone()
+            .unwrap_or_else(|| "none".into());
+        let consumer = self
+            .record
+            .consumer
+            .clone()
+            .unwrap_or_else(|| "none".into());
+        let mut metrics = self.metrics.borrow_mut();
+        let mut updates = self.record.metrics(&model, &consumer);
+        if updates.iter().any(|u| !metrics.has_room(&u.name)) {
+            updates = self.record.metrics("other", "other");
+        }
+        for u in &updates {
+            metrics.apply(u);
+        }
+    }
+}

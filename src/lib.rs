@@ -1,0 +1,17 @@
+//! llm-gateway: an LLM gateway that runs inside Envoy as a proxy-wasm HTTP filter.
+//!
+//! The pure core (everything but `filter`) compiles and is tested natively; `filter` is the thin
+//! proxy-wasm shell that reads from the host, calls the core and applies its decisions.
+
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod report;
+pub mod request;
+pub mod response;
+pub mod route;
+pub mod sse;
+pub mod tokens;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

@@ -1,0 +1,91 @@
+//! Every header, property and metric name the filter reads or writes, in one place.
+//!
+//! Headers are lowercase (Envoy normalises header names). Properties are written with
+//! `set_property([name])` and surface in Envoy as filter state `wasm.<name>`, which an access log
+//! prints with `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+
+/// Default name of the request header the route's `cluster_header` reads.
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-llm-gateway-cluster";
+
+/// Credentials a client may present, all removed before the request goes upstream.
+pub const AUTHORIZATION: &str = "authorization";
+pub const API_KEY: &str = "api-key";
+pub const X_API_KEY: &str = "x-api-key";
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = [AUTHORIZATION, API_KEY, X_API_KEY];
+
+pub const METHOD: &str = ":method";
+pub const PATH: &str = ":path";
+pub const CONTENT_LENGTH: &str = "content-length";
+pub const CONTENT_TYPE: &str = "content-type";
+pub const STATUS: &str = ":status";
+
+/// Response header naming the provider that served the request.
+pub const RESPONSE_PROVIDER: &str = "x-llm-gateway-provider";
+
+/// Filter-state properties for the access log (`wasm.<name>`).
+pub mod prop {
+    pub const CONSUMER: &str = "llm.consumer";
+    pub const REQUEST_MODEL: &str = "llm.request_model";
+    pub const UPSTREAM_MODEL: &str = "llm.upstream_model";
+    pub const RESPONSE_MODEL: &str = "llm.response_model";
+    pub const PROVIDER: &str = "llm.provider";
+    pub const ENDPOINT: &str = "llm.endpoint";
+    pub const STREAM: &str = "llm.stream";
+    pub const PROMPT_TOKENS: &str = "llm.prompt_tokens";
+    pub const COMPLETION_TOKENS: &str = "llm.completion_tokens";
+    pub const TOTAL_TOKENS: &str = "llm.total_tokens";
+    pub const CACHED_TOKENS: &str = "llm.cached_tokens";
+    pub const REASONING_TOKENS: &str = "llm.reasoning_tokens";
+    pub const COUNTED_PROMPT_TOKENS: &str = "llm.counted_prompt_tokens";
+    pub const USAGE_ESTIMATED: &str = "llm.usage_estimated";
+    pub const TTFT_MS: &str = "llm.ttft_ms";
+    pub const OUTCOME: &str = "llm.outcome";
+    /// Every property above, in the order the access log documents them.
+    pub const ALL: [&str; 16] = [
+        CONSUMER,
+        REQUEST_MODEL,
+        UPSTREAM_MODEL,
+        RESPONSE_MODEL,
+        PROVIDER,
+        ENDPOINT,
+        STREAM,
+        PROMPT_TOKENS,
+        COMPLETION_TOKENS,
+        TOTAL_TOKENS,
+        CACHED_TOKENS,
+        REASONING_TOKENS,
+        COUNTED_PROMPT_TOKENS,
+        USAGE_ESTIMATED,
+        TTFT_MS,
+        OUTCOME,
+    ];
+}
+
+/// Envoy properties read by the filter.
+pub mod host {
+    pub const REQUEST_ID: [&str; 2] = ["request", "id"];
+}
+
+/// Metric names (Envoy adds the `wasmcustom.` prefix) and their label keys.
+pub mod metric {
+    pub const REQUESTS: &str = "llm_gateway_requests_total";
+    pub const TOKENS: &str = "llm_gateway_tokens_total";
+    pub const TOKEN_USAGE: &str = "gen_ai_client_token_usage";
+    pub const DURATION: &str = "gen_ai_server_request_duration_ms";
+    pub const TTFT: &str = "gen_ai_server_time_to_first_token_ms";
+    pub const ESTIMATED: &str = "llm_gateway_usage_estimated_total";
+
+    pub const TAG_MODEL: &str = "gen_ai_request_model";
+    pub const TAG_PROVIDER: &str = "gen_ai_provider_name";
+    pub const TAG_TOKEN_TYPE: &str = "gen_ai_token_type";
+    pub const TAG_CONSUMER: &str = "consumer";
+    pub const TAG_OUTCOME: &str = "outcome";
+    /// Every label key, for the `stats_tags` block shipped in `envoy/`.
+    pub const ALL_TAGS: [&str; 5] = [
+        TAG_MODEL,
+        TAG_PROVIDER,
+        TAG_TOKEN_TYPE,
+        TAG_CONSUMER,
+        TAG_OUTCOME,
+    ];
+}

@@ -1,0 +1,355 @@
+//! The per-request record: final token figures, access-log properties and metric updates.
+//!
+//! Built once per request when Envoy logs the stream (`on_log`), so every request is counted
+//! exactly once whether it succeeded, failed upstream, was reset or was refused by the filter.
+//! Metric names carry their labels Istio-style (`name.key=.=value;.;`), which the `stats_tags`
+//! block shipped in `envoy/` turns into Prometheus labels; label values are sanitised so they
+//! cannot break that encoding.
+
+use crate::names::{metric, prop};
+use crate::response::{Learned, Usage};
+use crate::tokens::Count;
+
+/// What the filter knows about a finished request.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub consumer: Option<String>,
+    pub request_model: Option<String>,
+    pub upstream_model: Option<String>,
+    pub provider: Option<String>,
+    pub endpoint: Option<&'static str>,
+    pub stream: bool,
+    /// Prompt tokens counted by the filter before sending.
+    pub counted_prompt: Option<Count>,
+    pub learned: Learned,
+    /// Response status (0 when no response was produced).
+    pub status: u32,
+    /// Set when the filter answered itself.
+    pub local_outcome: Option<&'static str>,
+    pub duration_ms: u64,
+    pub ttft_ms: Option<u64>,
+}
+
+/// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+    pub cached: u64,
+    pub reasoning: u64,
+    pub estimated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Histogram,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricUpdate {
+    pub kind: Kind,
+    pub name: String,
+    pub value: u64,
+}
+
+/// Build a stat name with labels: `name.k1=.=v1;.;k2=.=v2;.;`.
+pub fn stat_name(name: &str, tags: &[(&str, &str)]) -> String {
+    let mut s = String::with_capacity(name.len() + tags.len() * 32);
+    s.push_str(name);
+    s.push('.');
+    for (k, v) in tags {
+        s.push_str(k);
+        s.push_str("=.=");
+        let v = if v.is_empty() { "none" } else { v };
+        for c in v.chars().take(128) {
+            // `;` would end the value early and control characters do not belong in a stat name.
+            s.push(if c == ';' || c.is_control() { '_' } else { c });
+        }
+        s.push_str(";.;");
+    }
+    s
+}
+
+impl Record {
+    /// Which request outcome this was.
+    pub fn outcome(&self) -> &'static str {
+        if let Some(o) = self.local_outcome {
+            return o;
+        }
+        match self.status {
+            0 => "no_response",
+            200..=299 if self.stream && !self.learned.complete => "stream_incomplete",
+            200..=299 if self.learned.stream_error => "stream_error",
+            200..=299 => "ok",
+            _ => "upstream_error",
+        }
+    }
+
+    pub fn tokens(&self) -> Tokens {
+        let counted = self.counted_prompt.unwrap_or_default();
+        match self.learned.usage {
+            Some(u) => from_usage(u, counted),
+            None => {
+                // No usage: what was sent is what the filter counted; what came back was counted
+                // from the text, if anything came back.
+                let sent = self.status != 0 || self.learned.completion_estimate.tokens > 0;
+                let prompt = if sent && self.local_outcome.is_none() {
+                    counted.tokens
+                } else {
+                    0
+                };
+                let completion = self.learned.completion_estimate.tokens;
+                Tokens {
+                    prompt,
+                    completion,
+                    total: prompt + completion,
+                    cached: 0,
+                    reasoning: 0,
+                    estimated: prompt + completion > 0,
+                }
+            }
+        }
+    }
+
+    /// Access-log properties (`wasm.<name>` filter state), all as strings.
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        let t = self.tokens();
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let mut p = vec![
+            (prop::CONSUMER, opt(&self.consumer)),
+            (prop::REQUEST_MODEL, opt(&self.request_model)),
+            (prop::UPSTREAM_MODEL, opt(&self.upstream_model)),
+            (prop::RESPONSE_MODEL, opt(&self.learned.model)),
+            (prop::PROVIDER, opt(&self.provider)),
+            (
+                prop::ENDPOINT,
+                self.endpoint.unwrap_or_default().to_string(),
+            ),
+            (prop::STREAM, self.stream.to_string()),
+            (prop::OUTCOME, self.outcome().to_string()),
+            (prop::USAGE_ESTIMATED, t.estimated.to_string()),
+        ];
+        if self.endpoint.is_some() && self.local_outcome.is_none() {
+            p.extend([
+                (prop::PROMPT_TOKENS, t.prompt.to_string()),
+                (prop::COMPLETION_TOKENS, t.completion.to_string()),
+                (prop::TOTAL_TOKENS, t.total.to_string()),
+                (prop::CACHED_TOKENS, t.cached.to_string()),
+                (prop::REASONING_TOKENS, t.reasoning.to_string()),
+            ]);
+        }
+        if let Some(c) = self.counted_prompt {
+            p.push((prop::COUNTED_PROMPT_TOKENS, c.tokens.to_string()));
+        }
+        if let Some(ms) = self.ttft_ms {
+            p.push((prop::TTFT_MS, ms.to_string()));
+        }
+        p
+    }
+
+    /// Metric updates for this request. `model`/`consumer` label values are passed in so the
+    /// shell can fold them into `other` once a VM has seen too many distinct series.
+    pub fn metrics(&self, model: &str, consumer: &str) -> Vec<MetricUpdate> {
+        let provider = self.provider.as_deref().unwrap_or("none");
+        let base = [
+            (metric::TAG_MODEL, model),
+            (metric::TAG_PROVIDER, provider),
+            (metric::TAG_CONSUMER, consumer),
+        ];
+        let mut out = Vec::with_capacity(12);
+        fn with<'a>(
+            base: &[(&'a str, &'a str)],
+            extra: (&'a str, &'a str),
+        ) -> Vec<(&'a str, &'a str)> {
+            let mut v = base.to_vec();
+            v.push(extra);
+            v
+        }
+        out.push(MetricUpdate {
+            kind: Kind::Counter,
+            name: stat_name(
+                metric::REQUESTS,
+                &with(&base, (metric::TAG_OUTCOME, self.outcome())),
+            ),
+            value: 1,
+        });
+        if self.local_outcome.is_none() && self.endpoint.is_some() {
+            let t = self.tokens();
+            for (ty, v) in [
+                ("input", t.prompt),
+                ("output", t.completion),
+                ("cached_input", t.cached),
+                ("reasoning", t.reasoning),
+            ] {
+                if v > 0 {
+                    out.push(MetricUpdate {
+                        kind: Kind::Counter,
+                        name: stat_name(metric::TOKENS, &with(&base, (metric::TAG_TOKEN_TYPE, ty))),
+                        value: v,
+                    });
+                }
+            }
+            for (ty, v) in [("input", t.prompt), ("output", t.completion)] {
+                if t.total > 0 {
+                    out.push(MetricUpdate {
+                        kind: Kind::Histogram,
+                        name: stat_name(
+                            metric::TOKEN_USAGE,
+                            &with(&base, (metric::TAG_TOKEN_TYPE, ty)),
+                        ),
+                        value: v,
+                    });
+                }
+            }
+            if t.estimated {
+                out.push(MetricUpdate {
+                    kind: Kind::Counter,
+                    name: stat_name(metric::ESTIMATED, &base),
+                    value: 1,
+                });
+            }
+            let per_model = [(metric::TAG_MODEL, model), (metric::TAG_PROVIDER, provider)];
+            out.push(MetricUpdate {
+                kind: Kind::Histogram,
+                name: stat_name(metric::DURATION, &per_model),
+                value: self.duration_ms,
+            });
+            if let Some(ms) = self.ttft_ms {
+                out.push(MetricUpdate {
+                    kind: Kind::Histogram,
+                    name: stat_name(metric::TTFT, &per_model),
+                    value: ms,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn from_usage(u: Usage, counted: Count) -> Tokens {
+    let prompt = u.prompt_tokens.unwrap_or(counted.tokens);
+    let completion = u.completion_tokens.unwrap_or(0);
+    Tokens {
+        prompt,
+        completion,
+        total: u.total_tokens.unwrap_or(prompt + completion),
+        cached: u.cached(),
+        reasoning: u.reasoning(),
+        estimated: u.prompt_tokens.is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::{CompletionDetails, PromptDetails};
+
+    #[test]
+    fn names_carry_labels() {
+        assert_eq!(
+            stat_name("m", &[("a", "gpt-4.1"), ("b", ""), ("c", "x;.;y\n")]),
+            "m.a=.=gpt-4.1;.;b=.=none;.;c=.=x_._y_;.;"
+        );
+    }
+
+    fn ok_record() -> Record {
+        Record {
+            consumer: Some("team-a".into()),
+            request_model: Some("gpt-4o".into()),
+            upstream_model: Some("gpt-4o".into()),
+            provider: Some("openai".into()),
+            endpoint: Some("chat.completions"),
+            counted_prompt: Some(Count {
+                tokens: 8,
+                estimated: false,
+            }),
+            status: 200,
+            duration_ms: 12,
+            learned: Learned {
+                usage: Some(Usage {
+                    prompt_tokens: Some(8),
+                    completion_tokens: Some(5),
+                    total_tokens: Some(13),
+                    prompt_tokens_details: Some(PromptDetails {
+                        cached_tokens: Some(2),
+                    }),
+                    completion_tokens_details: Some(CompletionDetails {
+                        reasoning_tokens: Some(1),
+                    }),
+                }),
+                complete: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn usage_wins_and_metrics_once() {
+        let r = ok_record();
+        assert_eq!(r.outcome(), "ok");
+        assert_eq!(
+            r.tokens(),
+            Tokens {
+                prompt: 8,
+                completion: 5,
+                total: 13,
+                cached: 2,
+                reasoning: 1,
+                estimated: false
+            }
+        );
+        let m = r.metrics("gpt-4o", "team-a");
+        let requests: Vec<_> = m
+            .iter()
+            .filter(|u| u.name.starts_with("llm_gateway_requests_total."))
+            .collect();
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0].name.contains("outcome=.=ok;.;"));
+        assert!(m
+            .iter()
+            .any(|u| u.name.contains("gen_ai_token_type=.=cached_input") && u.value == 2));
+        assert!(!m.iter().any(|u| u.name.starts_with(metric::TTFT)));
+    }
+
+    #[test]
+    fn estimated_when_no_usage() {
+        let mut r = ok_record();
+        r.stream = true;
+        r.learned.usage = None;
+        r.learned.completion_estimate = Count {
+            tokens: 7,
+            estimated: false,
+        };
+        r.ttft_ms = Some(3);
+        let t = r.tokens();
+        assert_eq!((t.prompt, t.completion, t.estimated), (8, 7, true));
+        assert_eq!(r.outcome(), "ok");
+        r.learned.complete = false;
+        assert_eq!(r.outcome(), "stream_incomplete");
+        let m = r.metrics("gpt-4o", "team-a");
+        assert!(m.iter().any(|u| u.name.starts_with(metric::ESTIMATED)));
+        assert!(m
+            .iter()
+            .any(|u| u.name.starts_with(metric::TTFT) && u.value == 3));
+    }
+
+    #[test]
+    fn local_reply_counts_request_only() {
+        let r = Record {
+            local_outcome: Some("unauthorized"),
+            status: 401,
+            endpoint: Some("chat.completions"),
+            ..Default::default()
+        };
+        let m = r.metrics("none", "none");
+        assert_eq!(m.len(), 1);
+        assert!(m[0].name.contains("outcome=.=unauthorized"));
+        assert!(!r
+            .properties()
+            .iter()
+            .any(|(k, _)| *k == prop::PROMPT_TOKENS));
+    }
+}

@@ -1,0 +1,503 @@
+//! Reading usage from responses as they pass, without holding them back.
+//!
+//! A JSON response is copied (up to a bound) while each chunk goes on to the client, and its
+//! `usage` is read at the end. An SSE stream is parsed incrementally: the final usage chunk gives
+//! the exact figures, the first content delta marks the time to first token, and when a provider
+//! sends no usage the completion is counted from the deltas (flagged as estimated). When the
+//! filter itself added `stream_options.include_usage`, the usage-only chunk the client did not ask
+//! for is cut out; to do that, the bytes of an event still arriving are held until the event is
+//! complete (a client cannot act on half an event anyway), and everything else flows on at once.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::sse;
+use crate::tokens::{Count, Encoding};
+
+/// Largest SSE event (or line) the parser keeps; bigger ones pass through unparsed.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// OpenAI's `usage` object (chat, completions and embeddings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub total_tokens: Option<u64>,
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn cached(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+    pub fn reasoning(&self) -> u64 {
+        self.completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    message: Option<Piece<'a>>,
+    #[serde(default, borrow)]
+    delta: Option<Piece<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// The generated parts of a message or a delta.
+#[derive(Deserialize)]
+struct Piece<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(default, borrow)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+impl Choice<'_> {
+    /// Generated text in this choice, fed to `f` piece by piece. Returns whether there was any.
+    fn generated(&self, f: &mut dyn FnMut(&str)) -> bool {
+        let mut any = false;
+        let mut emit = |s: &str| {
+            if !s.is_empty() {
+                any = true;
+                f(s);
+            }
+        };
+        if let Some(t) = &self.text {
+            emit(t);
+        }
+        for p in [&self.message, &self.delta].into_iter().flatten() {
+            for s in [&p.content, &p.refusal, &p.reasoning_content]
+                .into_iter()
+                .flatten()
+            {
+                emit(s);
+            }
+            for call in p.tool_calls.iter().flatten() {
+                if let Some(func) = &call.function {
+                    for s in [&func.name, &func.arguments].into_iter().flatten() {
+                        emit(s);
+                    }
+                }
+            }
+        }
+        any
+    }
+}
+
+/// What the shell does with a response chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkAction {
+    /// Let the chunk through as it is.
+    Pass,
+    /// Replace the chunk with these bytes (possibly none).
+    Replace(Vec<u8>),
+}
+
+/// Everything learned from a response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Learned {
+    pub usage: Option<Usage>,
+    /// Completion tokens counted from the generated text (used when `usage` is absent).
+    pub completion_estimate: Count,
+    /// Time (ms, host clock) of the first generated token in a stream.
+    pub first_token_ms: Option<u64>,
+    pub model: Option<String>,
+    /// A stream ended with `[DONE]` (or a JSON body was complete and parsed).
+    pub complete: bool,
+    /// The provider reported an error inside a 200 stream.
+    pub stream_error: bool,
+}
+
+enum Mode {
+    Json {
+        buf: Vec<u8>,
+        cap: usize,
+        overflow: bool,
+    },
+    Sse(Box<SseState>),
+    Ignore,
+}
+
+struct SseState {
+    parser: sse::Parser,
+    strip_usage: bool,
+    /// Bytes of the unfinished event from earlier chunks (only while stripping).
+    held: Vec<u8>,
+}
+
+/// Follows one response.
+pub struct Accountant {
+    mode: Mode,
+    encoding: Option<Encoding>,
+    learned: Learned,
+}
+
+impl Accountant {
+    /// `content_type` of the response; `strip_usage` when the filter added `include_usage`.
+    pub fn new(
+        content_type: &str,
+        strip_usage: bool,
+        encoding: Option<Encoding>,
+        json_cap: usize,
+    ) -> Accountant {
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let mode = if ct == "text/event-stream" {
+            Mode::Sse(Box::new(SseState {
+                parser: sse::Parser::new(MAX_EVENT_BYTES),
+                strip_usage,
+                held: Vec::new(),
+            }))
+        } else if ct == "application/json" || ct.ends_with("+json") {
+            Mode::Json {
+                buf: Vec::new(),
+                cap: json_cap,
+                overflow: false,
+            }
+        } else {
+            Mode::Ignore
+        };
+        Accountant {
+            mode,
+            encoding,
+            learned: Learned::default(),
+        }
+    }
+
+    /// Whether the shell must read each chunk's bytes.
+    pub fn wants_body(&self) -> bool {
+        !matches!(self.mode, Mode::Ignore)
+    }
+
+    /// One response chunk; `end` on the last; `now_ms` the host clock.
+    pub fn on_chunk(&mut self, chunk: &[u8], end: bool, now_ms: u64) -> ChunkAction {
+        let encoding = self.encoding;
+        let learned = &mut self.learned;
+        match &mut self.mode {
+            Mode::Ignore => ChunkAction::Pass,
+            Mode::Json { buf, cap, overflow } => {
+                if !*overflow {
+                    if buf.len() + chunk.len() <= *cap {
+                        buf.extend_from_slice(chunk);
+                    } else {
+                        *overflow = true;
+                        *buf = Vec::new();
+                    }
+                }
+                if end && !*overflow {
+                    learn_json(learned, buf, encoding);
+                }
+                ChunkAction::Pass
+            }
+            Mode::Sse(state) => {
+                let SseState {
+                    parser,
+                    strip_usage,
+                    held,
+                } = &mut **state;
+                let mut out: Option<Vec<u8>> = strip_usage.then(Vec::new);
+                let mut start = 0;
+                parser.feed(chunk, |event_end, ev| {
+                    let drop = learn_event(learned, ev, encoding, now_ms) && *strip_usage;
+                    if let Some(out) = out.as_mut() {
+                        if !drop {
+                            out.extend_from_slice(held);
+                            out.extend_from_slice(&chunk[start..event_end]);
+                        }
+                        held.clear();
+                    }
+                    start = event_end;
+                });
+                match out {
+                    None => ChunkAction::Pass,
+                    Some(mut out) => {
+                        held.extend_from_slice(&chunk[start..]);
+                        if end || held.len() > MAX_EVENT_BYTES {
+                            // Stream over, or an event too big to hold: let it go as it is.
+                            out.append(held);
+                            if !end {
+                                *strip_usage = false;
+                            }
+                        }
+                        if out.as_slice() == chunk {
+                            ChunkAction::Pass
+                        } else {
+                            ChunkAction::Replace(out)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> Learned {
+        self.learned
+    }
+}
+
+/// Learn from one SSE event; true when it is a usage-only chunk.
+fn learn_event(
+    learned: &mut Learned,
+    ev: sse::Event<'_>,
+    encoding: Option<Encoding>,
+    now_ms: u64,
+) -> bool {
+    if ev.truncated {
+        return false;
+    }
+    if ev.data == b"[DONE]" {
+        learned.complete = true;
+        return false;
+    }
+    if ev.name == b"error" {
+        learned.stream_error = true;
+        return false;
+    }
+    let Ok(chunk) = serde_json::from_slice::<Body>(ev.data) else {
+        return false;
+    };
+    if chunk.error.is_some() {
+        learned.stream_error = true;
+    }
+    if learned.model.is_none() {
+        learned.model = chunk.model.map(Cow::into_owned);
+    }
+    let mut generated = false;
+    for c in chunk.choices.iter().flatten() {
+        generated |= c.generated(&mut |s| {
+            if let Some(e) = encoding {
+                learned.completion_estimate.tokens += e.count(s);
+            }
+        });
+    }
+    if generated && learned.first_token_ms.is_none() {
+        learned.first_token_ms = Some(now_ms);
+    }
+    match chunk.usage {
+        Some(u) => {
+            learned.usage = Some(u);
+            chunk.choices.as_ref().is_none_or(|c| c.is_empty())
+        }
+        None => false,
+    }
+}
+
+fn learn_json(learned: &mut Learned, buf: &[u8], encoding: Option<Encoding>) {
+    let Ok(body) = serde_json::from_slice::<Body>(buf) else {
+        return;
+    };
+    learned.complete = body.error.is_none();
+    learned.usage = body.usage;
+    learned.model = body.model.map(Cow::into_owned);
+    if learned.usage.is_none() {
+        if let Some(e) = encoding {
+            for c in body.choices.iter().flatten() {
+                c.generated(&mut |s| learned.completion_estimate.tokens += e.count(s));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::tests::RECORDED;
+    use proptest::prelude::*;
+
+    fn run(stream: &[u8], cuts: &[usize], strip: bool) -> (Vec<u8>, Learned) {
+        let mut acc = Accountant::new(
+            "text/event-stream; charset=utf-8",
+            strip,
+            Some(Encoding::O200kBase),
+            1 << 20,
+        );
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(stream.len());
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for (i, &c) in cuts.iter().enumerate() {
+            let chunk = &stream[prev..c];
+            let end = i + 1 == cuts.len();
+            match acc.on_chunk(chunk, end, 100 + i as u64) {
+                ChunkAction::Pass => out.extend_from_slice(chunk),
+                ChunkAction::Replace(b) => out.extend_from_slice(&b),
+            }
+            prev = c;
+        }
+        (out, acc.finish())
+    }
+
+    fn without_usage_chunk(s: &str) -> String {
+        s.split_inclusive("\n\n")
+            .filter(|e| !e.contains("\"choices\":[],\"usage\":{"))
+            .collect()
+    }
+
+    #[test]
+    fn usage_from_recorded_stream() {
+        let (out, l) = run(RECORDED.as_bytes(), &[], false);
+        assert_eq!(out, RECORDED.as_bytes());
+        let u = l.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (Some(19), Some(9), Some(28))
+        );
+        assert!(l.complete);
+        assert_eq!(l.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(l.first_token_ms, Some(100));
+        // "Hello" + "! How can I assist you today?" = 9 tokens, as the provider said.
+        assert_eq!(l.completion_estimate.tokens, 9);
+    }
+
+    #[test]
+    fn strips_only_the_usage_chunk() {
+        let (out, l) = run(RECORDED.as_bytes(), &[], true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            without_usage_chunk(RECORDED)
+        );
+        assert_eq!(l.usage.unwrap().total_tokens, Some(28));
+    }
+
+    #[test]
+    fn usage_with_choices_is_not_stripped() {
+        let s = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}\n\ndata: [DONE]\n\n";
+        let (out, l) = run(s.as_bytes(), &[], true);
+        assert_eq!(out, s.as_bytes());
+        assert_eq!(l.usage.unwrap().total_tokens, Some(2));
+    }
+
+    #[test]
+    fn no_usage_is_estimated_and_incomplete_stream_noticed() {
+        let s = without_usage_chunk(RECORDED);
+        let cut = s.find("data: [DONE]").unwrap();
+        let (_, l) = run(&s.as_bytes()[..cut], &[], false);
+        assert_eq!(l.usage, None);
+        assert_eq!(l.completion_estimate.tokens, 9);
+        assert!(!l.complete);
+    }
+
+    #[test]
+    fn json_body() {
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}}}"#;
+        let mut acc = Accountant::new(
+            "application/json",
+            false,
+            Some(Encoding::O200kBase),
+            1 << 20,
+        );
+        assert_eq!(acc.on_chunk(&body[..50], false, 1), ChunkAction::Pass);
+        assert_eq!(acc.on_chunk(&body[50..], true, 2), ChunkAction::Pass);
+        let l = acc.finish();
+        let u = l.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.cached(), u.reasoning()),
+            (Some(8), 4, 1)
+        );
+        assert_eq!(l.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert!(l.complete);
+
+        // No usage: completion estimated from the message.
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":"Hello, world!"}}]}"#;
+        let mut acc = Accountant::new(
+            "application/json",
+            false,
+            Some(Encoding::O200kBase),
+            1 << 20,
+        );
+        acc.on_chunk(body, true, 0);
+        let l = acc.finish();
+        assert_eq!((l.usage, l.completion_estimate.tokens), (None, 4));
+
+        // Over the cap: nothing learned, nothing held.
+        let mut acc = Accountant::new("application/json", false, None, 10);
+        acc.on_chunk(body, true, 0);
+        assert_eq!(acc.finish().usage, None);
+    }
+
+    #[test]
+    fn huge_event_gives_up_stripping() {
+        let big = format!("data: {}\n\n", "x".repeat(MAX_EVENT_BYTES + 10));
+        let s = format!("{big}{RECORDED}");
+        let (out, _) = run(s.as_bytes(), &[100, 200, MAX_EVENT_BYTES + 5], true);
+        assert_eq!(out, s.as_bytes());
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_strips_exactly(cuts in proptest::collection::vec(0usize..5000, 0..30), crlf in any::<bool>()) {
+            let text = if crlf { RECORDED.replace("\n", "\r\n") } else { RECORDED.to_string() };
+            let expected = if crlf {
+                without_usage_chunk(RECORDED).replace("\n", "\r\n")
+            } else {
+                without_usage_chunk(RECORDED)
+            };
+            let (out, l) = run(text.as_bytes(), &cuts, true);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
+            prop_assert_eq!(l.usage.unwrap().total_tokens, Some(28));
+            let (out, _) = run(text.as_bytes(), &cuts, false);
+            prop_assert_eq!(out, text.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Token counting with tiktoken: which encoding a model uses, and the chat-format overhead.
+//!
+//! Encodings are loaded lazily, once per VM, on first use (about 80 ms each in V8), or ahead of
+//! traffic when the config lists them in `tokenizer.preload`. Only o200k_base and cl100k_base are
+//! compiled in: every current OpenAI model uses one of them, and leaving the legacy GPT-3
+//! encodings out keeps the wasm module small. Text is encoded as ordinary text (special-token
+//! strings in a prompt count as the plain text they are, as OpenAI's API does).
+//!
+//! Chat prompts follow OpenAI's published formula: 3 tokens per message, the tokens of every
+//! string field, 1 more when a message has a `name`, and 3 to prime the reply. For plain text
+//! messages this is what OpenAI reports as `prompt_tokens`; images, tool definitions and tool
+//! calls are counted approximately and the count is flagged as estimated.
+
+use tiktoken_rs::tokenizer::{get_tokenizer, Tokenizer};
+use tiktoken_rs::CoreBPE;
+
+use crate::config::TokenizerConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    O200kBase,
+    Cl100kBase,
+}
+
+impl Encoding {
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        match name {
+            "o200k_base" => Some(Encoding::O200kBase),
+            "cl100k_base" => Some(Encoding::Cl100kBase),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::O200kBase => "o200k_base",
+            Encoding::Cl100kBase => "cl100k_base",
+        }
+    }
+
+    fn bpe(self) -> &'static CoreBPE {
+        match self {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        }
+    }
+
+    /// Load the encoding now (it is otherwise loaded on first use).
+    pub fn preload(self) {
+        let _ = self.bpe();
+    }
+
+    /// Tokens in `text`, encoded as ordinary text.
+    pub fn count(self, text: &str) -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        self.bpe().count_ordinary(text) as u64
+    }
+}
+
+/// Which encoding to count `model` with, and whether that choice is a guess.
+/// Returns `None` when counting is disabled for the model.
+pub fn encoding_for_model(model: &str, cfg: &TokenizerConfig) -> Option<(Encoding, bool)> {
+    for (pat, enc) in &cfg.models {
+        if pat.matches(model) {
+            return enc.map(|e| (e, false));
+        }
+    }
+    let known = get_tokenizer(model).or_else(|| {
+        // Names tiktoken-rs 0.12 does not map yet.
+        if model == "gpt-4.5" || model == "o4" || model.starts_with("o4-") {
+            Some(Tokenizer::O200kBase)
+        } else {
+            None
+        }
+    });
+    match known {
+        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Some((Encoding::O200kBase, false)),
+        Some(Tokenizer::Cl100kBase) => Some((Encoding::Cl100kBase, false)),
+        _ => cfg.fallback.map(|e| (e, true)),
+    }
+}
+
+/// A token count and whether it is exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub tokens: u64,
+    pub estimated: bool,
+}
+
+impl Count {
+    pub fn add(&mut self, other: Count) {
+        self.tokens += other.tokens;
+        self.estimated |= other.estimated;
+    }
+}
+
+/// Per-message framing tokens in OpenAI's chat format.
+pub const TOKENS_PER_MESSAGE: u64 = 3;
+/// Extra tokens when a message carries a `name`.
+pub const TOKENS_PER_NAME: u64 = 1;
+/// Tokens that prime the assistant's reply.
+pub const REPLY_PRIMING: u64 = 3;
+/// OpenAI's charge for a low-detail image; used for every image since its size is unknown here.
+pub const IMAGE_TOKENS_ESTIMATE: u64 = 85;
+/// Approximate framing of each tool call and tool definition.
+pub const TOOL_OVERHEAD: u64 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenizerConfig;
+    use wildmatch::WildMatch;
+
+    fn cfg() -> TokenizerConfig {
+        TokenizerConfig {
+            fallback: Some(Encoding::Cl100kBase),
+            models: vec![
+                (WildMatch::new("llama-*"), Some(Encoding::O200kBase)),
+                (WildMatch::new("secret-*"), None),
+            ],
+            preload: vec![],
+        }
+    }
+
+    #[test]
+    fn model_to_encoding() {
+        let c = cfg();
+        for m in [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-4.5",
+            "gpt-4.5-preview",
+            "gpt-5",
+            "gpt-5-mini",
+            "o1",
+            "o1-mini",
+            "o3",
+            "o3-mini",
+            "o4-mini",
+            "chatgpt-4o-latest",
+        ] {
+            assert_eq!(
+                encoding_for_model(m, &c),
+                Some((Encoding::O200kBase, false)),
+                "{m}"
+            );
+        }
+        for m in [
+            "gpt-4",
+            "gpt-4-turbo",
+            "gpt-3.5-turbo",
+            "gpt-3.5-turbo-0125",
+            "text-embedding-3-small",
+            "text-embedding-3-large",
+            "text-embedding-ada-002",
+        ] {
+            assert_eq!(
+                encoding_for_model(m, &c),
+                Some((Encoding::Cl100kBase, false)),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            encoding_for_model("llama-3-70b", &c),
+            Some((Encoding::O200kBase, false))
+        );
+        assert_eq!(encoding_for_model("secret-model", &c), None);
+        assert_eq!(
+            encoding_for_model("mistral-large", &c),
+            Some((Encoding::Cl100kBase, true))
+        );
+    }
+
+    #[test]
+    fn known_counts() {
+        // Reference values: OpenAI's tiktoken gives [13225, 11, 2375, 0] (o200k_base) and
+        // [9906, 11, 1917, 0] (cl100k_base) for "Hello, world!", and the cookbook's
+        // [83, 1609, 5963, 374, 2294, 0] for "tiktoken is great!" in cl100k_base.
+        let bpe = tiktoken_rs::o200k_base_singleton();
+        assert_eq!(
+            bpe.encode_ordinary("Hello, world!"),
+            vec![13225, 11, 2375, 0]
+        );
+        let bpe = tiktoken_rs::cl100k_base_singleton();
+        assert_eq!(
+            bpe.encode_ordinary("Hello, world!"),
+            vec![9906, 11, 1917, 0]
+        );
+        assert_eq!(
+            bpe.encode_ordinary("tiktoken is great!"),
+            vec![83, 1609, 5963, 374, 2294, 0]
+        );
+        assert_eq!(Encoding::O200kBase.count("Hello, world!"), 4);
+        assert_eq!(Encoding::Cl100kBase.count("tiktoken is great!"), 6);
+        assert_eq!(Encoding::O200kBase.count(""), 0);
+        // A special-token string in user text counts as ordinary text.
+        assert!(Encoding::O200kBase.count("<|endoftext|>") > 1);
+    }
+}
