@@ -227,8 +227,6 @@ impl Gateway {
         self.record.stream = req.stream;
 
         let get = |name: &str| host::header(MapType::HttpRequestHeaders, name);
-        let who = route::identify(&cfg, &get)?;
-        self.record.consumer = Some(who.name);
         let decision = route::route(&cfg, &req.model, &self.path, &get, &mut |total| {
             fastrand::u32(0..total)
         })?;
@@ -282,6 +280,11 @@ impl HttpContext for Gateway {
         };
         self.endpoint = Some(endpoint);
         self.record.endpoint = Some(endpoint.as_str());
+        // Who is calling is known from the headers: refuse strangers before their body arrives.
+        match route::identify(&self.config, &|name| host::header(h, name)) {
+            Ok(who) => self.record.consumer = Some(who.name),
+            Err(e) => return self.reject(e),
+        }
         if end_of_stream {
             return self.reject(HttpError::invalid_json("the body is empty"));
         }

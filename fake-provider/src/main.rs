@@ -1,0 +1,105 @@
+//! A fake OpenAI provider for the gateway's integration tests and demo.
+//!
+//! `fake-provider [--listen 127.0.0.1:0] [--require-key KEY] [--verbose]`
+//! prints `listening on http://ADDR` once bound.
+
+mod api;
+mod app;
+mod embed;
+mod sse;
+mod tokens;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::watch;
+
+/// A fake OpenAI provider (chat, completions, embeddings, models).
+#[derive(Debug, Parser)]
+#[command(name = "fake-provider", version)]
+struct Cli {
+    /// Address (HOST:PORT) to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Require `Authorization: Bearer KEY` or `api-key: KEY` on every request.
+    #[arg(long, value_name = "KEY")]
+    require_key: Option<String>,
+    /// Log one line per request to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+/// How long in-flight responses may run on after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let listener = match tokio::net::TcpListener::bind(&cli.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fake-provider: cannot listen on {}: {e}", cli.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().expect("bound socket has an address");
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+    }
+    // Load the tokenizers now rather than on the first request (a detached
+    // thread, so that an early SIGTERM does not wait for it).
+    std::thread::spawn(|| {
+        tokens::bpe(tiktoken_rs::tokenizer::Tokenizer::O200kBase);
+        tokens::bpe(tiktoken_rs::tokenizer::Tokenizer::Cl100kBase);
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let app = app::router(app::Config {
+        require_key: cli.require_key,
+        verbose: cli.verbose,
+    });
+    let mut graceful = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+    });
+    let mut deadline = stop_rx;
+    let result = tokio::select! {
+        r = server => r,
+        _ = async {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fake-provider: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,359 @@
+//! Integration-test harness: real Envoy with the real wasm, and the fake provider.
+//!
+//! Every process is started on a free port (port 0, read back from the process), with
+//! `--use-dynamic-base-id` so tests run in parallel, and killed when its handle drops.
+//! The bootstrap is `envoy/gateway.yaml` itself, with ports, paths and (optionally) the plugin
+//! configuration swapped, so the tests exercise the file that ships.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const OPENAI_KEY: &str = "sk-test-openai-provider-key";
+pub const BACKUP_KEY: &str = "test-backup-api-key";
+pub const DEMO_KEY: &str = "sk-gateway-demo";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn wasm_path() -> PathBuf {
+    let p = repo().join("target/wasm32-wasip1/release/llm_gateway.wasm");
+    assert!(p.exists(), "{} is missing: run `make build` (make test does)", p.display());
+    p
+}
+
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = repo().join(".venv/bin/envoy");
+    assert!(p.exists(), "no Envoy: set ENVOY_BIN or run `make envoy` (make test does)");
+    p
+}
+
+fn fake_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FAKE_PROVIDER_BIN") {
+        return PathBuf::from(p);
+    }
+    for profile in ["release", "debug"] {
+        let p = repo().join("target").join(profile).join("fake-provider");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("fake-provider binary missing: run `cargo build --release -p fake-provider` (make test does)");
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The fake LLM provider.
+pub struct Fake {
+    _proc: Proc,
+    pub port: u16,
+}
+
+impl Fake {
+    pub fn start(require_key: Option<&str>) -> Fake {
+        let mut cmd = Command::new(fake_bin());
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if let Some(k) = require_key {
+            cmd.args(["--require-key", k]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fake-provider");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("fake-provider banner");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+        Fake {
+            _proc: Proc(child),
+            port,
+        }
+    }
+}
+
+/// Options for one gateway.
+pub struct Options {
+    /// Plugin configuration; `None` keeps the one in envoy/gateway.yaml.
+    pub plugin_config: Option<Value>,
+    pub workers: u32,
+    /// Edit the bootstrap (as JSON) before it is written.
+    pub edit: Option<Box<dyn FnOnce(&mut Value)>>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plugin_config: None,
+            workers: 2,
+            edit: None,
+            env: vec![
+                ("OPENAI_API_KEY".into(), OPENAI_KEY.into()),
+                ("BACKUP_API_KEY".into(), BACKUP_KEY.into()),
+            ],
+        }
+    }
+}
+
+/// A running Envoy with the filter.
+pub struct Gateway {
+    proc: Proc,
+    pub port: u16,
+    pub admin: u16,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn bootstrap(fake_port: u16, opts: &mut Options, dir: &Path) -> Value {
+    let text = std::fs::read_to_string(repo().join("envoy/gateway.yaml")).expect("read gateway.yaml");
+    let mut b: Value = serde_norway::from_str(&text).expect("gateway.yaml is YAML");
+    b["admin"]["address"]["socket_address"]["port_value"] = 0.into();
+    let listener = &mut b["static_resources"]["listeners"][0];
+    listener["address"]["socket_address"]["port_value"] = 0.into();
+    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["access_log"][0]["typed_config"]["path"] = dir.join("access.log").to_string_lossy().into_owned().into();
+    let wasm = &mut hcm["http_filters"][0]["typed_config"]["config"];
+    wasm["vm_config"]["code"]["local"]["filename"] = wasm_path().to_string_lossy().into_owned().into();
+    if let Some(cfg) = &opts.plugin_config {
+        wasm["configuration"]["value"] = cfg.to_string().into();
+    }
+    for cluster in b["static_resources"]["clusters"].as_array_mut().expect("clusters") {
+        for ep in cluster["load_assignment"]["endpoints"].as_array_mut().into_iter().flatten() {
+            for lb in ep["lb_endpoints"].as_array_mut().into_iter().flatten() {
+                lb["endpoint"]["address"]["socket_address"]["port_value"] = fake_port.into();
+            }
+        }
+    }
+    if let Some(edit) = opts.edit.take() {
+        edit(&mut b);
+    }
+    b
+}
+
+impl Gateway {
+    pub fn start(fake: &Fake, opts: Options) -> Gateway {
+        match Gateway::try_start(fake, opts) {
+            Ok(g) => g,
+            Err(log) => panic!("Envoy did not start:\n{log}"),
+        }
+    }
+
+    /// Start Envoy; `Err(log)` when it exits before it is ready.
+    pub fn try_start(fake: &Fake, mut opts: Options) -> Result<Gateway, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = bootstrap(fake.port, &mut opts, dir.path());
+        let cfg = dir.path().join("envoy.json");
+        std::fs::write(&cfg, serde_json::to_vec_pretty(&b).expect("json")).expect("write bootstrap");
+        let admin_path = dir.path().join("admin.txt");
+        let log_path = dir.path().join("envoy.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
+            .arg(&cfg)
+            .args(["--use-dynamic-base-id", "--log-level", "info", "--concurrency"])
+            .arg(opts.workers.to_string())
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .current_dir(repo())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start envoy");
+        let mut proc = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let admin = loop {
+            if let Ok(Some(status)) = proc.0.try_wait() {
+                return Err(format!("envoy exited with {status}\n{}", read_log()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("envoy not ready in 60 s\n{}", read_log()));
+            }
+            if let Ok(s) = std::fs::read_to_string(&admin_path) {
+                if let Some(port) = s.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
+                    if get(port, "/ready").map(|(s, _)| s == 200).unwrap_or(false) {
+                        break port;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (_, listeners) = get(admin, "/listeners?format=json").expect("listeners");
+        let v: Value = serde_json::from_str(&listeners).expect("listeners json");
+        let port = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .expect("listener port") as u16;
+        Ok(Gateway { proc, port, admin, dir })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn stats(&self) -> String {
+        get(self.admin, "/stats").expect("stats").1
+    }
+
+    pub fn prometheus(&self) -> String {
+        get(self.admin, "/stats/prometheus").expect("prometheus").1
+    }
+
+    /// The value of one counter in `/stats` (0 when absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn envoy_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Access-log lines, waiting (up to 10 s) until there are at least `n`.
+    pub fn access_log(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+            let lines: Vec<Value> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("access log line {l:?}: {e}")))
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the Envoy process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.proc.0.try_wait(), Ok(None))
+    }
+}
+
+/// A plain GET over HTTP/1.1: (status, body).
+pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let agent = agent();
+    match agent.get(&format!("http://127.0.0.1:{port}{path}")).call() {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let body = r.body_mut().read_to_string().unwrap_or_default();
+            Ok((status, body))
+        }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The fake provider's echo of the headers it received.
+    pub fn received_headers(&self) -> Value {
+        use base64::Engine;
+        let b64 = self.header("x-fake-received-headers").expect("echo header");
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        serde_json::from_slice(&raw).expect("json")
+    }
+}
+
+/// POST `body` to the gateway with `headers`.
+pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let mut body = Vec::new();
+    r.body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .reader()
+        .read_to_end(&mut body)
+        .expect("read body");
+    Resp { status, headers, body }
+}
+
+/// POST JSON with the demo consumer key.
+pub fn chat(gw: &Gateway, body: &Value, extra: &[(&str, &str)]) -> Resp {
+    let auth = format!("Bearer {DEMO_KEY}");
+    let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json"), ("authorization", &auth)];
+    h.extend_from_slice(extra);
+    post(&gw.url("/v1/chat/completions"), &h, body.to_string().as_bytes())
+}
+
+/// Send raw bytes as one HTTP/1.1 request and return the raw response (connection: close).
+pub fn raw(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
