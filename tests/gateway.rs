@@ -49,7 +49,10 @@ fn routes_by_model_header_and_weight() {
     // Prefix glob.
     let r = post(
         &gw.url("/v1/embeddings"),
-        &[("authorization", "Bearer sk-gateway-demo"), ("content-type", "application/json")],
+        &[
+            ("authorization", "Bearer sk-gateway-demo"),
+            ("content-type", "application/json"),
+        ],
         br#"{"model":"text-embedding-3-small","input":"Hello, world!"}"#,
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -63,11 +66,17 @@ fn routes_by_model_header_and_weight() {
         *by.entry(served_by(&r)).or_insert(0) += 1;
     }
     let backup = by.get("backup").copied().unwrap_or(0);
-    assert!((6..=40).contains(&backup), "backup got {backup} of 200 (expected about 20): {by:?}");
+    assert!(
+        (6..=40).contains(&backup),
+        "backup got {backup} of 200 (expected about 20): {by:?}"
+    );
 
     // The access log names the cluster that served each request.
     let log = gw.access_log(203);
-    let clusters: Vec<&str> = log.iter().filter_map(|l| l["upstream_cluster"].as_str()).collect();
+    let clusters: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l["upstream_cluster"].as_str())
+        .collect();
     assert_eq!(clusters.iter().filter(|c| **c == "backup").count(), backup);
 }
 
@@ -80,9 +89,12 @@ fn credentials_and_cluster_header_cannot_be_chosen_by_the_client() {
             let mut evil = b["static_resources"]["clusters"][0].clone();
             evil["name"] = "evil".into();
             evil["load_assignment"]["cluster_name"] = "evil".into();
-            evil["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
-                ["port_value"] = 1.into();
-            b["static_resources"]["clusters"].as_array_mut().unwrap().push(evil);
+            evil["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"] = 1.into();
+            b["static_resources"]["clusters"]
+                .as_array_mut()
+                .unwrap()
+                .push(evil);
         })),
         ..Options::default()
     };
@@ -91,7 +103,11 @@ fn credentials_and_cluster_header_cannot_be_chosen_by_the_client() {
     let r = chat(
         &gw,
         &hello("gpt-4o-mini"),
-        &[("x-llm-gateway-cluster", "evil"), ("api-key", "client-azure-key"), ("x-api-key", "client-x-key")],
+        &[
+            ("x-llm-gateway-cluster", "evil"),
+            ("api-key", "client-azure-key"),
+            ("x-api-key", "client-x-key"),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = r.received_headers();
@@ -101,13 +117,14 @@ fn credentials_and_cluster_header_cannot_be_chosen_by_the_client() {
     assert_eq!(seen["x-llm-gateway-cluster"], "openai");
     let all = seen.to_string();
     for secret in [DEMO_KEY, "client-azure-key", "client-x-key"] {
-        assert!(!all.contains(secret), "client credential {secret} reached the provider: {all}");
+        assert!(
+            !all.contains(secret),
+            "client credential {secret} reached the provider: {all}"
+        );
     }
 
     // A request the filter passes through cannot pick the cluster either.
-    let req = format!(
-        "GET /v1/models HTTP/1.1\r\nhost: x\r\nx-llm-gateway-cluster: evil\r\nconnection: close\r\n\r\n"
-    );
+    let req = "GET /v1/models HTTP/1.1\r\nhost: x\r\nx-llm-gateway-cluster: evil\r\nconnection: close\r\n\r\n";
     let out = String::from_utf8_lossy(&raw(gw.port, req.as_bytes())).into_owned();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("\"object\":\"list\""), "{out}");
@@ -117,7 +134,10 @@ fn credentials_and_cluster_header_cannot_be_chosen_by_the_client() {
         .header("authorization", "Bearer client-own")
         .call()
         .unwrap();
-    assert_eq!(r.headers().get("x-fake-received-authorization").unwrap(), "Bearer client-own");
+    assert_eq!(
+        r.headers().get("x-fake-received-authorization").unwrap(),
+        "Bearer client-own"
+    );
 }
 
 #[test]
@@ -142,10 +162,17 @@ fn prompt_tokens_equal_the_providers_usage() {
         let r = chat(&gw, body, &[]);
         assert_eq!(r.status, 200, "{}", r.text());
         let provider = r.json()["usage"]["prompt_tokens"].as_u64().unwrap();
-        assert_eq!(r.header("x-fake-prompt-tokens"), Some(provider.to_string().as_str()));
+        assert_eq!(
+            r.header("x-fake-prompt-tokens"),
+            Some(provider.to_string().as_str())
+        );
         let log = gw.access_log(1);
         let line = log.last().unwrap();
-        assert_eq!(line["counted_prompt_tokens"], provider.to_string(), "{line}");
+        assert_eq!(
+            line["counted_prompt_tokens"],
+            provider.to_string(),
+            "{line}"
+        );
         assert_eq!(line["prompt_tokens"], provider.to_string());
         assert_eq!(line["usage_estimated"], "false");
         std::fs::write(gw.dir.path().join("access.log"), b"").unwrap();
@@ -160,11 +187,17 @@ fn stream_pair(gw: &Gateway, fake: &Fake, client_asks_usage: bool) -> (Vec<u8>, 
     if client_asks_usage {
         body["stream_options"] = json!({"include_usage": true});
     }
-    let fixed = [("x-fake-id", "chatcmpl-fixed"), ("x-fake-completion-tokens", "24")];
+    let fixed = [
+        ("x-fake-id", "chatcmpl-fixed"),
+        ("x-fake-completion-tokens", "24"),
+    ];
     let through = chat(gw, &body, &fixed);
     assert_eq!(through.status, 200);
     assert_eq!(through.header("content-type"), Some("text/event-stream"));
-    assert_eq!(through.header("x-fake-received-include-usage"), Some("true"));
+    assert_eq!(
+        through.header("x-fake-received-include-usage"),
+        Some("true")
+    );
     let mut direct_body = body.clone();
     direct_body["stream_options"] = json!({"include_usage": true});
     let direct = post(
@@ -190,14 +223,24 @@ fn streams_pass_byte_for_byte_and_usage_is_read() {
         .expect("provider sent a usage chunk");
     let expected = direct.replacen(usage_event, "", 1);
     assert_eq!(String::from_utf8(through).unwrap(), expected);
-    let usage: Value = serde_json::from_str(usage_event.trim().trim_start_matches("data: ")).unwrap();
+    let usage: Value =
+        serde_json::from_str(usage_event.trim().trim_start_matches("data: ")).unwrap();
     let line = gw.access_log(1).pop().unwrap();
     assert_eq!(line["stream"], "true");
-    assert_eq!(line["prompt_tokens"], usage["usage"]["prompt_tokens"].to_string());
+    assert_eq!(
+        line["prompt_tokens"],
+        usage["usage"]["prompt_tokens"].to_string()
+    );
     assert_eq!(line["completion_tokens"], "24");
-    assert_eq!(line["total_tokens"], usage["usage"]["total_tokens"].to_string());
+    assert_eq!(
+        line["total_tokens"],
+        usage["usage"]["total_tokens"].to_string()
+    );
     assert_eq!(line["outcome"], "ok");
-    assert!(line["ttft_ms"].as_str().unwrap().parse::<u64>().is_ok(), "{line}");
+    assert!(
+        line["ttft_ms"].as_str().unwrap().parse::<u64>().is_ok(),
+        "{line}"
+    );
 
     // The client asked for usage itself: it gets every byte.
     let (through, direct) = stream_pair(&gw, &fake, true);
@@ -236,7 +279,10 @@ fn streams_are_not_buffered() {
     let first = first_content.expect("content arrived");
     // 17+ events 100 ms apart: the first token must arrive long before the stream ends.
     assert!(total >= Duration::from_millis(1500), "{total:?}");
-    assert!(first < Duration::from_millis(600), "first token after {first:?} of {total:?}");
+    assert!(
+        first < Duration::from_millis(600),
+        "first token after {first:?} of {total:?}"
+    );
     let text = String::from_utf8(seen).unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"));
     assert!(!text.contains("\"usage\":{"), "usage chunk leaked: {text}");
@@ -245,28 +291,52 @@ fn streams_are_not_buffered() {
 #[test]
 fn usage_details_and_estimates() {
     let (_fake, gw) = demo();
-    let r = chat(&gw, &hello("gpt-4o-mini"), &[("x-fake-cached-tokens", "3"), ("x-fake-reasoning-tokens", "5")]);
+    let r = chat(
+        &gw,
+        &hello("gpt-4o-mini"),
+        &[
+            ("x-fake-cached-tokens", "3"),
+            ("x-fake-reasoning-tokens", "5"),
+        ],
+    );
     assert_eq!(r.status, 200);
     let line = gw.access_log(1).pop().unwrap();
     assert_eq!(line["cached_tokens"], "3");
     assert_eq!(line["reasoning_tokens"], "5");
-    assert_eq!(line["completion_tokens"], r.json()["usage"]["completion_tokens"].to_string());
+    assert_eq!(
+        line["completion_tokens"],
+        r.json()["usage"]["completion_tokens"].to_string()
+    );
 
     // A provider that sends no usage: the filter's own counts, flagged.
     let body = json!({"model": "gpt-4o-mini", "stream": true,
                       "messages": [{"role": "user", "content": "Hello"}]});
-    let r = chat(&gw, &body, &[("x-fake-no-usage", "1"), ("x-fake-completion-tokens", "12")]);
+    let r = chat(
+        &gw,
+        &body,
+        &[("x-fake-no-usage", "1"), ("x-fake-completion-tokens", "12")],
+    );
     assert_eq!(r.status, 200);
     let line = gw.access_log(2).pop().unwrap();
     assert_eq!(line["usage_estimated"], "true", "{line}");
     assert_eq!(line["prompt_tokens"], "8");
     assert_eq!(line["completion_tokens"], "12");
 
-    let r = chat(&gw, &hello("gpt-4o-mini"), &[("x-fake-no-usage", "1"), ("x-fake-completion-tokens", "7")]);
+    let r = chat(
+        &gw,
+        &hello("gpt-4o-mini"),
+        &[("x-fake-no-usage", "1"), ("x-fake-completion-tokens", "7")],
+    );
     assert_eq!(r.status, 200);
     assert!(r.json().get("usage").is_none());
     let line = gw.access_log(3).pop().unwrap();
-    assert_eq!((line["completion_tokens"].as_str(), line["usage_estimated"].as_str()), (Some("7"), Some("true")));
+    assert_eq!(
+        (
+            line["completion_tokens"].as_str(),
+            line["usage_estimated"].as_str()
+        ),
+        (Some("7"), Some("true"))
+    );
 }
 
 fn error_of(r: &Resp) -> (u16, String) {
@@ -294,32 +364,107 @@ fn every_error_is_openai_shaped_and_counted_once() {
         plugin_config: Some(config),
         edit: Some(Box::new(|b: &mut Value| {
             // The "dead" provider's cluster refuses connections.
-            b["static_resources"]["clusters"][1]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-                ["address"]["socket_address"]["port_value"] = 1.into();
+            b["static_resources"]["clusters"][1]["load_assignment"]["endpoints"][0]
+                ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] =
+                1.into();
         })),
         ..Options::default()
     };
     let gw = Gateway::start(&fake, opts);
-    let key = [("authorization", "Bearer sk-gateway-demo"), ("content-type", "application/json")];
+    let key = [
+        ("authorization", "Bearer sk-gateway-demo"),
+        ("content-type", "application/json"),
+    ];
     let url = gw.url("/v1/chat/completions");
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
-        ("malformed", key.to_vec(), b"{\"model\": \"gpt-4o\", ".to_vec(), 400, "invalid_json"),
-        ("not an object", key.to_vec(), b"[1,2,3]".to_vec(), 400, "invalid_json"),
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed",
+            key.to_vec(),
+            b"{\"model\": \"gpt-4o\", ".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "not an object",
+            key.to_vec(),
+            b"[1,2,3]".to_vec(),
+            400,
+            "invalid_json",
+        ),
         ("empty", key.to_vec(), Vec::new(), 400, "invalid_json"),
-        ("no model", key.to_vec(), br#"{"messages":[{"role":"user","content":"x"}]}"#.to_vec(), 400, "missing_required_parameter"),
-        ("bad model", key.to_vec(), br#"{"model":42,"messages":[{"role":"user","content":"x"}]}"#.to_vec(), 400, "invalid_value"),
-        ("no messages", key.to_vec(), br#"{"model":"gpt-4o"}"#.to_vec(), 400, "missing_required_parameter"),
-        ("bad messages", key.to_vec(), br#"{"model":"gpt-4o","messages":"hi"}"#.to_vec(), 400, "invalid_value"),
-        ("unknown model", key.to_vec(), hello("claude-9").to_string().into_bytes(), 404, "model_not_found"),
-        ("no key", vec![("content-type", "application/json")], hello("gpt-4o").to_string().into_bytes(), 401, "missing_api_key"),
-        ("wrong key", vec![("authorization", "Bearer sk-wrong")], hello("gpt-4o").to_string().into_bytes(), 401, "invalid_api_key"),
-        ("too large", key.to_vec(), json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]}).to_string().into_bytes(), 413, "request_too_large"),
+        (
+            "no model",
+            key.to_vec(),
+            br#"{"messages":[{"role":"user","content":"x"}]}"#.to_vec(),
+            400,
+            "missing_required_parameter",
+        ),
+        (
+            "bad model",
+            key.to_vec(),
+            br#"{"model":42,"messages":[{"role":"user","content":"x"}]}"#.to_vec(),
+            400,
+            "invalid_value",
+        ),
+        (
+            "no messages",
+            key.to_vec(),
+            br#"{"model":"gpt-4o"}"#.to_vec(),
+            400,
+            "missing_required_parameter",
+        ),
+        (
+            "bad messages",
+            key.to_vec(),
+            br#"{"model":"gpt-4o","messages":"hi"}"#.to_vec(),
+            400,
+            "invalid_value",
+        ),
+        (
+            "unknown model",
+            key.to_vec(),
+            hello("claude-9").to_string().into_bytes(),
+            404,
+            "model_not_found",
+        ),
+        (
+            "no key",
+            vec![("content-type", "application/json")],
+            hello("gpt-4o").to_string().into_bytes(),
+            401,
+            "missing_api_key",
+        ),
+        (
+            "wrong key",
+            vec![("authorization", "Bearer sk-wrong")],
+            hello("gpt-4o").to_string().into_bytes(),
+            401,
+            "invalid_api_key",
+        ),
+        (
+            "too large",
+            key.to_vec(),
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]})
+                .to_string()
+                .into_bytes(),
+            413,
+            "request_too_large",
+        ),
     ];
     for (name, headers, body, status, code) in &cases {
         let r = post(&url, headers, body);
-        assert_eq!(error_of(&r), (*status, code.to_string()), "{name}: {}", r.text());
-        assert!(r.header("x-fake-received-model").is_none(), "{name} reached the provider");
+        assert_eq!(
+            error_of(&r),
+            (*status, code.to_string()),
+            "{name}: {}",
+            r.text()
+        );
+        assert!(
+            r.header("x-fake-received-model").is_none(),
+            "{name} reached the provider"
+        );
     }
     // Chunked upload over the limit (no content-length): refused while it streams in.
     let big = vec![b' '; 10_000];
@@ -336,7 +481,11 @@ fn every_error_is_openai_shaped_and_counted_once() {
     req.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
     req.extend_from_slice(body);
     let out = raw(gw.port, &req);
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 401"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // Upstream failures are the provider's answer, passed through and counted.
     let r = chat(&gw, &hello("gpt-4o"), &[("x-fake-status", "503")]);
@@ -351,7 +500,10 @@ fn every_error_is_openai_shaped_and_counted_once() {
     let total = cases.len() + 1 + 1 + 2 + 1;
     let log = gw.access_log(total);
     assert_eq!(log.len(), total);
-    let outcomes: Vec<&str> = log.iter().map(|l| l["outcome"].as_str().unwrap_or("")).collect();
+    let outcomes: Vec<&str> = log
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap_or(""))
+        .collect();
     let expect = |o: &str| outcomes.iter().filter(|x| **x == o).count();
     assert_eq!(expect("bad_request"), 7);
     assert_eq!(expect("no_route"), 1);
@@ -377,8 +529,19 @@ fn metrics_are_labelled_in_prometheus() {
         assert_eq!(chat(&gw, &hello("gpt-4o-mini"), &[]).status, 200);
     }
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Hello"}]});
-    assert_eq!(chat(&gw, &body, &[("x-fake-completion-tokens", "4")]).status, 200);
-    assert_eq!(chat(&gw, &hello("gpt-4o-mini"), &[("authorization", "Bearer nope")]).status, 401);
+    assert_eq!(
+        chat(&gw, &body, &[("x-fake-completion-tokens", "4")]).status,
+        200
+    );
+    assert_eq!(
+        chat(
+            &gw,
+            &hello("gpt-4o-mini"),
+            &[("authorization", "Bearer nope")]
+        )
+        .status,
+        401
+    );
     gw.access_log(5);
     let prom = gw.prometheus();
     let want = [
@@ -388,11 +551,20 @@ fn metrics_are_labelled_in_prometheus() {
         r#"llm_gateway_tokens_total{gen_ai_request_model="gpt-4o-mini",gen_ai_provider_name="openai",consumer="demo",gen_ai_token_type="input"} 32"#,
     ];
     for w in want {
-        assert!(prom.lines().any(|l| normalise(l) == normalise(w)), "missing {w}\n{prom}");
-    }
-    for histogram in ["gen_ai_client_token_usage_bucket", "gen_ai_server_request_duration_ms_bucket", "gen_ai_server_time_to_first_token_ms_bucket"] {
         assert!(
-            prom.lines().any(|l| l.starts_with(histogram) && l.contains(r#"gen_ai_request_model="gpt-4o-mini""#)),
+            prom.lines().any(|l| normalise(l) == normalise(w)),
+            "missing {w}\n{prom}"
+        );
+    }
+    for histogram in [
+        "gen_ai_client_token_usage_bucket",
+        "gen_ai_server_request_duration_ms_bucket",
+        "gen_ai_server_time_to_first_token_ms_bucket",
+    ] {
+        assert!(
+            prom.lines()
+                .any(|l| l.starts_with(histogram)
+                    && l.contains(r#"gen_ai_request_model="gpt-4o-mini""#)),
             "missing {histogram}\n{prom}"
         );
     }
@@ -414,32 +586,55 @@ fn invalid_config_is_rejected_naming_the_field() {
         "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
         "routes": [{"match": {"model": "gpt-*"}, "to": {"provider": "opneai"}}]
     });
-    let opts = Options { plugin_config: Some(bad), workers: 1, ..Options::default() };
+    let opts = Options {
+        plugin_config: Some(bad),
+        workers: 1,
+        ..Options::default()
+    };
     match Gateway::try_start(&fake, opts) {
         Ok(_) => panic!("Envoy accepted an invalid configuration"),
         Err(log) => assert!(
-            log.contains(r#"invalid configuration: routes[0].to.provider: unknown provider "opneai""#),
+            log.contains(
+                r#"invalid configuration: routes[0].to.provider: unknown provider "opneai""#
+            ),
             "{log}"
         ),
     }
     // A provider key missing from the VM environment is also a configuration error.
-    let opts = Options { workers: 1, env: vec![("OPENAI_API_KEY".into(), "x".into())], ..Options::default() };
+    let opts = Options {
+        workers: 1,
+        env: vec![("OPENAI_API_KEY".into(), "x".into())],
+        ..Options::default()
+    };
     match Gateway::try_start(&fake, opts) {
         Ok(_) => panic!("Envoy started without BACKUP_API_KEY"),
-        Err(log) => assert!(log.contains("providers.backup.api_key_env: environment variable BACKUP_API_KEY"), "{log}"),
+        Err(log) => assert!(
+            log.contains("providers.backup.api_key_env: environment variable BACKUP_API_KEY"),
+            "{log}"
+        ),
     }
 }
 
 #[test]
 fn other_endpoints_and_pass_through() {
     let (_fake, gw) = demo();
-    let key = [("authorization", "Bearer sk-gateway-demo"), ("content-type", "application/json")];
+    let key = [
+        ("authorization", "Bearer sk-gateway-demo"),
+        ("content-type", "application/json"),
+    ];
     // Legacy completions, streamed, counted.
-    let r = post(&gw.url("/v1/completions"), &key, br#"{"model":"gpt-4o-mini","prompt":"Hello, world!","stream":true}"#);
+    let r = post(
+        &gw.url("/v1/completions"),
+        &key,
+        br#"{"model":"gpt-4o-mini","prompt":"Hello, world!","stream":true}"#,
+    );
     assert_eq!(r.status, 200);
     assert!(!r.text().contains("\"usage\":{"));
     let line = gw.access_log(1).pop().unwrap();
-    assert_eq!((line["endpoint"].as_str(), line["prompt_tokens"].as_str()), (Some("completions"), Some("4")));
+    assert_eq!(
+        (line["endpoint"].as_str(), line["prompt_tokens"].as_str()),
+        (Some("completions"), Some("4"))
+    );
     // Requests the filter does not handle: untouched, and the route decides.
     let r = post(&gw.url("/v1/files"), &key, b"{}");
     assert_eq!(r.status, 404);
@@ -449,5 +644,8 @@ fn other_endpoints_and_pass_through() {
     let r = post(&gw.url("/v1/chat/completions"), &key, body);
     assert_eq!(r.status, 200);
     use sha2::Digest;
-    assert_eq!(r.header("x-fake-received-body-sha256").unwrap(), hex::encode(sha2::Sha256::digest(body)));
+    assert_eq!(
+        r.header("x-fake-received-body-sha256").unwrap(),
+        hex::encode(sha2::Sha256::digest(body))
+    );
 }

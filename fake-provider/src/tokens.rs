@@ -43,7 +43,10 @@ pub fn chat_prompt_tokens(
     for m in messages {
         n += 3 + count(tokenizer, &m.role);
         n += m.content.as_deref().map_or(0, |c| count(tokenizer, c));
-        n += m.name.as_deref().map_or(0, |name| count(tokenizer, name) + 1);
+        n += m
+            .name
+            .as_deref()
+            .map_or(0, |name| count(tokenizer, name) + 1);
         for call in m.tool_calls.iter().chain(m.function_call.as_ref()) {
             n += count(tokenizer, &call.name) + count(tokenizer, &call.arguments) + 1;
         }

@@ -25,7 +25,11 @@ pub fn repo() -> PathBuf {
 
 pub fn wasm_path() -> PathBuf {
     let p = repo().join("target/wasm32-wasip1/release/llm_gateway.wasm");
-    assert!(p.exists(), "{} is missing: run `make build` (make test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -34,7 +38,10 @@ pub fn envoy_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = repo().join(".venv/bin/envoy");
-    assert!(p.exists(), "no Envoy: set ENVOY_BIN or run `make envoy` (make test does)");
+    assert!(
+        p.exists(),
+        "no Envoy: set ENVOY_BIN or run `make envoy` (make test does)"
+    );
     p
 }
 
@@ -81,7 +88,9 @@ impl Fake {
             .expect("start fake-provider");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("fake-provider banner");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("fake-provider banner");
         let port = line
             .trim()
             .rsplit(':')
@@ -95,13 +104,16 @@ impl Fake {
     }
 }
 
+/// A change to the bootstrap (as JSON) before it is written.
+pub type Edit = Box<dyn FnOnce(&mut Value)>;
+
 /// Options for one gateway.
 pub struct Options {
     /// Plugin configuration; `None` keeps the one in envoy/gateway.yaml.
     pub plugin_config: Option<Value>,
     pub workers: u32,
     /// Edit the bootstrap (as JSON) before it is written.
-    pub edit: Option<Box<dyn FnOnce(&mut Value)>>,
+    pub edit: Option<Edit>,
     pub env: Vec<(String, String)>,
 }
 
@@ -128,20 +140,30 @@ pub struct Gateway {
 }
 
 pub fn bootstrap(fake_port: u16, opts: &mut Options, dir: &Path) -> Value {
-    let text = std::fs::read_to_string(repo().join("envoy/gateway.yaml")).expect("read gateway.yaml");
+    let text =
+        std::fs::read_to_string(repo().join("envoy/gateway.yaml")).expect("read gateway.yaml");
     let mut b: Value = serde_norway::from_str(&text).expect("gateway.yaml is YAML");
     b["admin"]["address"]["socket_address"]["port_value"] = 0.into();
     let listener = &mut b["static_resources"]["listeners"][0];
     listener["address"]["socket_address"]["port_value"] = 0.into();
     let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
-    hcm["access_log"][0]["typed_config"]["path"] = dir.join("access.log").to_string_lossy().into_owned().into();
+    hcm["access_log"][0]["typed_config"]["path"] =
+        dir.join("access.log").to_string_lossy().into_owned().into();
     let wasm = &mut hcm["http_filters"][0]["typed_config"]["config"];
-    wasm["vm_config"]["code"]["local"]["filename"] = wasm_path().to_string_lossy().into_owned().into();
+    wasm["vm_config"]["code"]["local"]["filename"] =
+        wasm_path().to_string_lossy().into_owned().into();
     if let Some(cfg) = &opts.plugin_config {
         wasm["configuration"]["value"] = cfg.to_string().into();
     }
-    for cluster in b["static_resources"]["clusters"].as_array_mut().expect("clusters") {
-        for ep in cluster["load_assignment"]["endpoints"].as_array_mut().into_iter().flatten() {
+    for cluster in b["static_resources"]["clusters"]
+        .as_array_mut()
+        .expect("clusters")
+    {
+        for ep in cluster["load_assignment"]["endpoints"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
             for lb in ep["lb_endpoints"].as_array_mut().into_iter().flatten() {
                 lb["endpoint"]["address"]["socket_address"]["port_value"] = fake_port.into();
             }
@@ -166,14 +188,20 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = bootstrap(fake.port, &mut opts, dir.path());
         let cfg = dir.path().join("envoy.json");
-        std::fs::write(&cfg, serde_json::to_vec_pretty(&b).expect("json")).expect("write bootstrap");
+        std::fs::write(&cfg, serde_json::to_vec_pretty(&b).expect("json"))
+            .expect("write bootstrap");
         let admin_path = dir.path().join("admin.txt");
         let log_path = dir.path().join("envoy.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = Command::new(envoy_bin());
         cmd.arg("-c")
             .arg(&cfg)
-            .args(["--use-dynamic-base-id", "--log-level", "info", "--concurrency"])
+            .args([
+                "--use-dynamic-base-id",
+                "--log-level",
+                "info",
+                "--concurrency",
+            ])
             .arg(opts.workers.to_string())
             .arg("--admin-address-path")
             .arg(&admin_path)
@@ -198,7 +226,12 @@ impl Gateway {
                 return Err(format!("envoy not ready in 60 s\n{}", read_log()));
             }
             if let Ok(s) = std::fs::read_to_string(&admin_path) {
-                if let Some(port) = s.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
+                if let Some(port) = s
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
                     if get(port, "/ready").map(|(s, _)| s == 200).unwrap_or(false) {
                         break port;
                     }
@@ -211,7 +244,12 @@ impl Gateway {
         let port = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
             .as_u64()
             .expect("listener port") as u16;
-        Ok(Gateway { proc, port, admin, dir })
+        Ok(Gateway {
+            proc,
+            port,
+            admin,
+            dir,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -243,11 +281,14 @@ impl Gateway {
     pub fn access_log(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
             let lines: Vec<Value> = text
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("access log line {l:?}: {e}")))
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("access log line {l:?}: {e}"))
+                })
                 .collect();
             if lines.len() >= n || Instant::now() > deadline {
                 return lines;
@@ -312,7 +353,9 @@ impl Resp {
     pub fn received_headers(&self) -> Value {
         use base64::Engine;
         let b64 = self.header("x-fake-received-headers").expect("echo header");
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
         serde_json::from_slice(&raw).expect("json")
     }
 }
@@ -328,7 +371,12 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let headers = r
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut body = Vec::new();
     r.body_mut()
@@ -337,15 +385,26 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         .reader()
         .read_to_end(&mut body)
         .expect("read body");
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// POST JSON with the demo consumer key.
 pub fn chat(gw: &Gateway, body: &Value, extra: &[(&str, &str)]) -> Resp {
     let auth = format!("Bearer {DEMO_KEY}");
-    let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json"), ("authorization", &auth)];
+    let mut h: Vec<(&str, &str)> = vec![
+        ("content-type", "application/json"),
+        ("authorization", &auth),
+    ];
     h.extend_from_slice(extra);
-    post(&gw.url("/v1/chat/completions"), &h, body.to_string().as_bytes())
+    post(
+        &gw.url("/v1/chat/completions"),
+        &h,
+        body.to_string().as_bytes(),
+    )
 }
 
 /// Send raw bytes as one HTTP/1.1 request and return the raw response (connection: close).
