@@ -8,8 +8,12 @@ use support::*;
 
 #[test]
 fn openai_python_sdk_works_unchanged() {
-    let python = std::env::var("SDK_PYTHON")
-        .unwrap_or_else(|_| repo().join(".venv/bin/python").to_string_lossy().into_owned());
+    let python = std::env::var("SDK_PYTHON").unwrap_or_else(|_| {
+        repo()
+            .join(".venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    });
     let fake = Fake::start(None);
     let gw = Gateway::start(&fake, Options::default());
     let out = Command::new(&python)
