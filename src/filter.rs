@@ -31,12 +31,16 @@ const MAX_SERIES: usize = 4096;
 mod host {
     use super::*;
 
-    pub fn now_ms() -> u64 {
+    pub fn now_us() -> u64 {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64)
+            .map(|d| d.as_micros() as u64)
             .unwrap_or(0)
+    }
+
+    pub fn now_ms() -> u64 {
+        now_us() / 1000
     }
 
     pub fn header(map: MapType, name: &str) -> Option<String> {
@@ -92,6 +96,7 @@ impl Metrics {
             None => {
                 let ty = match u.kind {
                     Kind::Counter => MetricType::Counter,
+                    Kind::Gauge => MetricType::Gauge,
                     Kind::Histogram => MetricType::Histogram,
                 };
                 match hostcalls::define_metric(ty, &u.name) {
@@ -110,7 +115,7 @@ impl Metrics {
             Kind::Counter => {
                 hostcalls::increment_metric(id, i64::try_from(u.value).unwrap_or(i64::MAX))
             }
-            Kind::Histogram => hostcalls::record_metric(id, u.value),
+            Kind::Histogram | Kind::Gauge => hostcalls::record_metric(id, u.value),
         };
     }
 }
@@ -236,7 +241,9 @@ impl Gateway {
         if let Some((enc, guessed)) =
             tokens::encoding_for_model(&decision.upstream_model, &cfg.tokenizer)
         {
+            let t0 = host::now_us();
             let mut count = req.count_prompt(enc);
+            self.record.tokenize_us = Some(host::now_us().saturating_sub(t0));
             count.estimated |= guessed;
             self.record.counted_prompt = Some(count);
             self.encoding = Some(enc);
@@ -309,8 +316,11 @@ impl HttpContext for Gateway {
         if !end_of_stream {
             return Action::Pause;
         }
+        let t0 = host::now_us();
         let body = host::body(BufferType::HttpRequestBody, body_size);
-        match self.admit(endpoint, &body) {
+        let result = self.admit(endpoint, &body);
+        self.record.gateway_us = Some(host::now_us().saturating_sub(t0));
+        match result {
             Ok(()) => Action::Continue,
             Err(e) => self.reject(e),
         }
@@ -387,6 +397,11 @@ impl HttpContext for Gateway {
         if updates.iter().any(|u| !metrics.has_room(&u.name)) {
             updates = self.record.metrics("other", "other");
         }
+        updates.push(MetricUpdate {
+            kind: Kind::Gauge,
+            name: names::metric::VM_MEMORY.to_string(),
+            value: (core::arch::wasm32::memory_size(0) as u64) << 16,
+        });
         for u in &updates {
             metrics.apply(u);
         }

@@ -40,8 +40,12 @@ pub mod prop {
     pub const USAGE_ESTIMATED: &str = "llm.usage_estimated";
     pub const TTFT_MS: &str = "llm.ttft_ms";
     pub const OUTCOME: &str = "llm.outcome";
+    /// Microseconds the filter spent on the request (parse, route, count, rewrite).
+    pub const GATEWAY_US: &str = "llm.gateway_us";
+    /// Microseconds of that spent counting prompt tokens.
+    pub const TOKENIZE_US: &str = "llm.tokenize_us";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -58,6 +62,8 @@ pub mod prop {
         USAGE_ESTIMATED,
         TTFT_MS,
         OUTCOME,
+        GATEWAY_US,
+        TOKENIZE_US,
     ];
 }
 
@@ -74,6 +80,10 @@ pub mod metric {
     pub const DURATION: &str = "gen_ai_server_request_duration_ms";
     pub const TTFT: &str = "gen_ai_server_time_to_first_token_ms";
     pub const ESTIMATED: &str = "llm_gateway_usage_estimated_total";
+    /// Time the filter spends on a request before forwarding it (µs), without labels.
+    pub const FILTER_TIME: &str = "llm_gateway_filter_request_us";
+    /// Linear memory of the wasm VM that last finished a request (bytes), without labels.
+    pub const VM_MEMORY: &str = "llm_gateway_vm_memory_bytes";
 
     pub const TAG_MODEL: &str = "gen_ai_request_model";
     pub const TAG_PROVIDER: &str = "gen_ai_provider_name";

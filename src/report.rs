@@ -28,6 +28,9 @@ pub struct Record {
     pub local_outcome: Option<&'static str>,
     pub duration_ms: u64,
     pub ttft_ms: Option<u64>,
+    /// Time the filter spent on the request before forwarding it, and on counting tokens (µs).
+    pub gateway_us: Option<u64>,
+    pub tokenize_us: Option<u64>,
 }
 
 /// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
@@ -44,6 +47,7 @@ pub struct Tokens {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
+    Gauge,
     Histogram,
 }
 
@@ -116,13 +120,18 @@ impl Record {
     /// Access-log properties (`wasm.<name>` filter state), all as strings.
     pub fn properties(&self) -> Vec<(&'static str, String)> {
         let t = self.tokens();
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let mut p = vec![
-            (prop::CONSUMER, opt(&self.consumer)),
-            (prop::REQUEST_MODEL, opt(&self.request_model)),
-            (prop::UPSTREAM_MODEL, opt(&self.upstream_model)),
-            (prop::RESPONSE_MODEL, opt(&self.learned.model)),
-            (prop::PROVIDER, opt(&self.provider)),
+        // What is unknown is left unset, so the access log prints it as absent.
+        let mut p: Vec<(&'static str, String)> = [
+            (prop::CONSUMER, &self.consumer),
+            (prop::REQUEST_MODEL, &self.request_model),
+            (prop::UPSTREAM_MODEL, &self.upstream_model),
+            (prop::RESPONSE_MODEL, &self.learned.model),
+            (prop::PROVIDER, &self.provider),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect();
+        p.extend([
             (
                 prop::ENDPOINT,
                 self.endpoint.unwrap_or_default().to_string(),
@@ -130,7 +139,7 @@ impl Record {
             (prop::STREAM, self.stream.to_string()),
             (prop::OUTCOME, self.outcome().to_string()),
             (prop::USAGE_ESTIMATED, t.estimated.to_string()),
-        ];
+        ]);
         if self.endpoint.is_some() && self.local_outcome.is_none() {
             p.extend([
                 (prop::PROMPT_TOKENS, t.prompt.to_string()),
@@ -145,6 +154,12 @@ impl Record {
         }
         if let Some(ms) = self.ttft_ms {
             p.push((prop::TTFT_MS, ms.to_string()));
+        }
+        if let Some(us) = self.gateway_us {
+            p.push((prop::GATEWAY_US, us.to_string()));
+        }
+        if let Some(us) = self.tokenize_us {
+            p.push((prop::TOKENIZE_US, us.to_string()));
         }
         p
     }
@@ -175,6 +190,13 @@ impl Record {
             ),
             value: 1,
         });
+        if let Some(us) = self.gateway_us {
+            out.push(MetricUpdate {
+                kind: Kind::Histogram,
+                name: metric::FILTER_TIME.to_string(),
+                value: us,
+            });
+        }
         if self.local_outcome.is_none() && self.endpoint.is_some() {
             let t = self.tokens();
             for (ty, v) in [

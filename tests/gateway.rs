@@ -355,7 +355,8 @@ fn every_error_is_openai_shaped_and_counted_once() {
     let config = json!({
         "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
                       "dead": {"cluster": "backup", "auth": "none"}},
-        "routes": [{"match": {"model": "gpt-4o*"}, "to": {"provider": "openai"}},
+        "routes": [{"match": {"path": "/v1/embeddings"}, "to": {"provider": "openai", "model": "text-embedding-3-small"}},
+                   {"match": {"model": "gpt-4o*"}, "to": {"provider": "openai"}},
                    {"match": {"model": "dead-model"}, "to": {"provider": "dead"}}],
         "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}],
         "max_request_body_bytes": 4096
@@ -497,7 +498,19 @@ fn every_error_is_openai_shaped_and_counted_once() {
     let r = chat(&gw, &hello("gpt-4o"), &[]);
     assert_eq!(r.status, 200);
 
-    let total = cases.len() + 1 + 1 + 2 + 1;
+    // Routing by path (first rule), with a model rewrite.
+    let r = post(
+        &gw.url("/v1/embeddings"),
+        &key,
+        br#"{"model":"any-embedder","input":"Hello, world!"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-fake-received-model"),
+        Some("text-embedding-3-small")
+    );
+
+    let total = cases.len() + 1 + 1 + 2 + 1 + 1;
     let log = gw.access_log(total);
     assert_eq!(log.len(), total);
     let outcomes: Vec<&str> = log
@@ -510,7 +523,7 @@ fn every_error_is_openai_shaped_and_counted_once() {
     assert_eq!(expect("unauthorized"), 3);
     assert_eq!(expect("payload_too_large"), 2);
     assert_eq!(expect("upstream_error"), 2);
-    assert_eq!(expect("ok"), 1);
+    assert_eq!(expect("ok"), 2);
 
     // Every request counted exactly once in the metrics.
     let stats = gw.stats();

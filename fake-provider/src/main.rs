@@ -67,6 +67,10 @@ async fn main() -> ExitCode {
         verbose: cli.verbose,
     });
     let mut graceful = stop_rx.clone();
+    // Small SSE events go out at once, as from a real provider's edge (no Nagle delay).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     });

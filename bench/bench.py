@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""make bench: what the filter costs, measured side by side with plain Envoy.
+
+(A) plain Envoy routing straight to the fake provider, no wasm, and (B) the same bootstrap
+(envoy/gateway.yaml) with the filter. Both run at once; the workloads alternate A, B, A, B... so
+drift on the machine hits both alike, and each figure is the median over the rounds.
+
+Load comes from wrk (latency percentiles, throughput; bench/wrk.lua prints its figures as
+JSON) and curl (time to first byte of a stream). The native side is criterion (`cargo bench --bench core`), on the same prompt text.
+Results: a markdown table, printed and written to bench/results/latest.md.
+
+  bench/bench.py            full run (several minutes)
+  bench/bench.py --smoke    seconds-long run for CI, so the bench cannot rot
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.environ.get("VENV", os.path.join(ROOT, ".venv"))
+ENVOY = os.environ.get("ENVOY_BIN", os.path.join(VENV, "bin", "envoy"))
+FAKE = os.environ.get("FAKE", os.path.join(ROOT, "target", "release", "fake-provider"))
+WRK = os.environ.get("WRK", "wrk")
+WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "llm_gateway.wasm")
+KEY = "sk-gateway-demo"
+SIZES = [("1KB", 1 << 10), ("16KB", 16 << 10), ("128KB", 128 << 10), ("1MB", 1 << 20)]
+
+
+def prompt(size):
+    """bench/prompt.txt repeated to `size` bytes, as benches/core.rs builds it."""
+    para = open(os.path.join(ROOT, "bench", "prompt.txt"), encoding="utf-8").read()
+    text = para * (size // len(para.encode()) + 1)
+    data = text.encode()[:size]
+    return data.decode("utf-8", errors="ignore")
+
+
+def chat_body(size, stream=False):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt(size)}]}
+    if stream:
+        body["stream"] = True
+    return json.dumps(body).encode()
+
+
+class Procs:
+    """Processes started by the bench, all killed on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, args, **kw):
+        p = subprocess.Popen(args, **kw)
+        self.procs.append(p)
+        return p
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def http_get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.status, r.read().decode()
+
+
+def bootstrap(variant, fake_port, workdir):
+    with open(os.path.join(ROOT, "envoy", "gateway.yaml")) as f:
+        b = yaml.safe_load(f)
+    b["admin"]["address"]["socket_address"]["port_value"] = 0
+    listener = b["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = 0
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["access_log"][0]["typed_config"]["path"] = os.path.join(workdir, f"access-{variant}.log")
+    filters = hcm["http_filters"]
+    filters[0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = WASM
+    if variant == "plain":
+        # Same listener, access log and clusters; no filter, and one route to the provider.
+        hcm["http_filters"] = [f for f in filters if f["name"] != "envoy.filters.http.wasm"]
+        vh = hcm["route_config"]["virtual_hosts"][0]
+        vh["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": "openai", "timeout": "0s"}}]
+    for c in b["static_resources"]["clusters"]:
+        for ep in c["load_assignment"]["endpoints"]:
+            for lb in ep["lb_endpoints"]:
+                lb["endpoint"]["address"]["socket_address"]["port_value"] = fake_port
+    return b
+
+
+def start_envoy(procs, variant, fake_port, workdir, concurrency):
+    cfg = os.path.join(workdir, f"envoy-{variant}-{concurrency}.json")
+    with open(cfg, "w") as f:
+        json.dump(bootstrap(variant, fake_port, workdir), f)
+    admin_path = os.path.join(workdir, f"admin-{variant}-{concurrency}.txt")
+    log = open(os.path.join(workdir, f"envoy-{variant}-{concurrency}.log"), "w")
+    env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench"}
+    p = procs.start([ENVOY, "-c", cfg, "--concurrency", str(concurrency), "--use-dynamic-base-id",
+                     "--log-level", "warn", "--admin-address-path", admin_path],
+                    cwd=ROOT, env=env, stdout=log, stderr=log)
+    deadline = time.time() + 60
+    while True:
+        if p.poll() is not None:
+            sys.exit(f"envoy ({variant}) exited: see {log.name}")
+        if time.time() > deadline:
+            sys.exit(f"envoy ({variant}) not ready in 60 s")
+        try:
+            admin = int(open(admin_path).read().strip().rsplit(":", 1)[1])
+            if http_get(admin, "/ready")[0] == 200:
+                break
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.05)
+    listeners = json.loads(http_get(admin, "/listeners?format=json")[1])
+    port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+    return {"proc": p, "port": port, "admin": admin, "variant": variant,
+            "access_log": os.path.join(workdir, f"access-{variant}.log")}
+
+
+def start_fake(procs):
+    p = procs.start([FAKE, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    return int(line.strip().rsplit(":", 1)[1])
+
+
+HEADERS = ["-H", f"authorization: Bearer {KEY}", "-H", "content-type: application/json"]
+
+
+def wrk(envoy, body_file, concurrency, duration):
+    """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs) and requests/s."""
+    threads = min(concurrency, 2)
+    out = subprocess.run(
+        [WRK, "-t", str(threads), "-c", str(concurrency), "-d", duration, "--timeout", "30s",
+         "-s", os.path.join(ROOT, "bench", "wrk.lua"), f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
+        check=True, capture_output=True, text=True, env=dict(os.environ, BODY=body_file)).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    if r["non2xx"] or r["errors"] or not r["requests"]:
+        sys.exit(f"bad answers from {envoy['variant']}: {r}")
+    return {"p50": r["p50"], "p99": r["p99"], "rps": r["requests"] / (r["duration_us"] / 1e6)}
+
+
+def stream_probe(envoy, body_file, n):
+    """Time to first byte and total time of streamed responses, with curl, one at a time."""
+    ttfb, total = [], []
+    for _ in range(n):
+        out = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_total} %{http_code}",
+             "--data-binary", f"@{body_file}"] + HEADERS + ["-H", "x-fake-completion-tokens: 62",
+             f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
+            check=True, capture_output=True, text=True).stdout.split()
+        if out[2] != "200":
+            sys.exit(f"stream answered {out[2]}")
+        ttfb.append(float(out[0]) * 1e6)
+        total.append(float(out[1]) * 1e6)
+    return {"p50": statistics.median(ttfb), "total": statistics.median(total)}
+
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def gauge(envoy, name):
+    for line in http_get(envoy["admin"], "/stats")[1].splitlines():
+        if line.startswith(f"wasmcustom.{name}:"):
+            return int(line.split(":")[1])
+    return None
+
+
+def log_values(envoy, start, field):
+    with open(envoy["access_log"]) as f:
+        f.seek(start)
+        return [json.loads(l)[field] for l in f if l.strip()]
+
+
+def log_size(envoy):
+    return os.path.getsize(envoy["access_log"]) if os.path.exists(envoy["access_log"]) else 0
+
+
+def criterion(smoke):
+    args = ["cargo", "bench", "--bench", "core", "--"]
+    if smoke:
+        args += ["--warm-up-time", "0.2", "--measurement-time", "0.5", "--sample-size", "10"]
+    subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    res = {}
+    base = os.path.join(ROOT, "target", "criterion")
+    for group in ("pipeline", "tokenizer"):
+        gdir = os.path.join(base, group)
+        for dirpath, _, files in os.walk(gdir):
+            if "estimates.json" in files and dirpath.endswith(os.path.join("new")):
+                bench_json = json.load(open(os.path.join(dirpath, "benchmark.json")))
+                est = json.load(open(os.path.join(dirpath, "estimates.json")))
+                res[bench_json["full_id"]] = est["median"]["point_estimate"]  # ns
+    return res
+
+
+def fmt_us(v):
+    return f"{v / 1000:.2f} ms" if v >= 10000 else f"{v:.0f} µs"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run (CI)")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
+    args = ap.parse_args()
+    smoke = args.smoke
+    rounds = args.rounds or (1 if smoke else 5)
+    lat_time = "1s" if smoke else "4s"
+    tp_time = "1s" if smoke else "8s"
+    n_stream = 5 if smoke else 50
+
+    procs = Procs()
+    rows = []
+    notes = []
+    try:
+        with tempfile.TemporaryDirectory() as wd:
+            fake = start_fake(procs)
+            body_files = {}
+            for name, size in SIZES:
+                path = os.path.join(wd, f"body-{name}.json")
+                with open(path, "wb") as f:
+                    f.write(chat_body(size))
+                body_files[name] = path
+            stream_file = os.path.join(wd, "body-stream.json")
+            with open(stream_file, "wb") as f:
+                f.write(chat_body(1 << 10, stream=True))
+
+            # Latency runs: one worker each, so the figures are stable.
+            lat = {v: start_envoy(procs, v, fake, wd, 1) for v in ("plain", "filter")}
+            for e in lat.values():  # warm up (tokenizer load, connections)
+                wrk(e, body_files["1KB"], 1, "1s")
+            results = {}
+            tokenize = []
+            for name, _ in SIZES:
+                for r in range(rounds):
+                    for v in ("plain", "filter"):
+                        start = log_size(lat[v])
+                        res = wrk(lat[v], body_files[name], 1, lat_time)
+                        results.setdefault((name, v), []).append(res)
+                        if v == "filter" and name == "1MB":
+                            tokenize += [int(x) for x in log_values(lat[v], start, "tokenize_us") if x]
+            for name, size in SIZES:
+                for stat in ("p50", "p99"):
+                    a = statistics.median(x[stat] for x in results[(name, "plain")])
+                    b = statistics.median(x[stat] for x in results[(name, "filter")])
+                    rows.append((f"chat {name}, c=1, {stat}", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+            stream = {}
+            for r in range(rounds):
+                for v in ("plain", "filter"):
+                    stream.setdefault(v, []).append(stream_probe(lat[v], stream_file, n_stream))
+            for stat, label in (("p50", "time to first byte"), ("total", "total")):
+                a = statistics.median(x[stat] for x in stream["plain"])
+                b = statistics.median(x[stat] for x in stream["filter"])
+                rows.append((f"stream 64 chunks, {label}, p50", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+            vm_bytes = gauge(lat["filter"], "llm_gateway_vm_memory_bytes")
+            rss = {v: rss_mb(lat[v]["proc"].pid) for v in lat}
+
+            # Throughput: two workers, 16 connections.
+            tp = {v: start_envoy(procs, v, fake, wd, 2) for v in ("plain", "filter")}
+            for e in tp.values():
+                wrk(e, body_files["1KB"], 16, "1s")
+            rps = {}
+            for r in range(rounds):
+                for v in ("plain", "filter"):
+                    rps.setdefault(v, []).append(wrk(tp[v], body_files["1KB"], 16, tp_time)["rps"])
+            a = statistics.median(rps["plain"])
+            b = statistics.median(rps["filter"])
+            rows.append(("chat 1KB, c=16, throughput", f"{a:.0f} req/s", f"{b:.0f} req/s",
+                         f"{b - a:+.0f} req/s", f"{b / a:.2f}×"))
+            rss2 = {v: rss_mb(tp[v]["proc"].pid) for v in tp}
+            rows.append(("Envoy RSS, 1 worker", f"{rss['plain']:.0f} MB", f"{rss['filter']:.0f} MB",
+                         f"{rss['filter'] - rss['plain']:+.0f} MB", f"{rss['filter'] / rss['plain']:.2f}×"))
+            rows.append(("Envoy RSS, 2 workers", f"{rss2['plain']:.0f} MB", f"{rss2['filter']:.0f} MB",
+                         f"{rss2['filter'] - rss2['plain']:+.0f} MB", f"{rss2['filter'] / rss2['plain']:.2f}×"))
+            if vm_bytes:
+                notes.append(f"wasm VM linear memory (worker, after the runs): {vm_bytes / 2**20:.1f} MiB")
+
+            crit = criterion(smoke)
+            native = {}
+            for name, size in SIZES:
+                ns = crit.get(f"pipeline/{name}")
+                if ns:
+                    native[name] = ns
+            tok_native = crit.get("tokenizer/o200k_base/1MB")
+            native_mbps = (1 << 20) / (tok_native / 1e9) / 1e6 if tok_native else None
+            wasm_mbps = (1 << 20) / statistics.median(tokenize) if tokenize else None  # bytes/µs = MB/s
+            if native_mbps and wasm_mbps:
+                rows.append(("tokenizer o200k, 1 MB prompt", f"native {native_mbps:.1f} MB/s",
+                             f"wasm {wasm_mbps:.1f} MB/s", "", f"{wasm_mbps / native_mbps:.2f}×"))
+            for name, ns in native.items():
+                notes.append(f"native core (parse+identify+route+count+rewrite), {name}: {fmt_us(ns / 1000)}")
+    finally:
+        procs.close()
+
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        f"# llm-gateway bench{' (smoke)' if smoke else ''}",
+        "",
+        f"Machine: {cpu} ({machine}); Envoy {envoy_version()}; {rounds} alternating round(s) per workload, median shown.",
+        "Latency: wrk, one connection, Envoy with 1 worker. Throughput: wrk, 16 connections, Envoy with 2 workers.",
+        "",
+        "| workload | plain Envoy | with filter | added | ratio |",
+        "|---|---|---|---|---|",
+    ] + [f"| {' | '.join(r)} |" for r in rows] + [""] + [f"- {n}" for n in notes] + [""]
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+
+
+def envoy_version():
+    out = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"/(\d+\.\d+\.\d+)/", out)
+    return m.group(1) if m else "?"
+
+
+if __name__ == "__main__":
+    main()
