@@ -21,7 +21,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: build fake envoy sdk lint unit integration test run clean
+.PHONY: build fake envoy sdk lint unit integration test run clean bench bench-smoke bench-deps
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -59,7 +59,21 @@ integration: build fake envoy sdk
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 
-test: lint unit integration
+test: lint unit integration bench-smoke
+
+# Benchmarks: wrk (Debian) drives the load, PyYAML reads the bootstrap. See bench/bench.py.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench-deps: | $(VENV)/bin/python
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	@$(VENV)/bin/python -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check pyyaml==6.0.4
+
+bench: build fake envoy bench-deps
+	$(VENV)/bin/python bench/bench.py
+
+# A seconds-long run of the whole bench (make test runs it), so it cannot rot.
+bench-smoke: build fake envoy bench-deps
+	$(VENV)/bin/python bench/bench.py --smoke --out target/bench-smoke.md
 
 run: build fake envoy
 	ENVOY_BIN=$(ENVOY_BIN) FAKE=$(FAKE) envoy/run-demo.sh

@@ -110,8 +110,10 @@ def start_envoy(procs, variant, fake_port, workdir, concurrency):
     admin_path = os.path.join(workdir, f"admin-{variant}-{concurrency}.txt")
     log = open(os.path.join(workdir, f"envoy-{variant}-{concurrency}.log"), "w")
     env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("EXP_")})
     p = procs.start([ENVOY, "-c", cfg, "--concurrency", str(concurrency), "--use-dynamic-base-id",
-                     "--log-level", "warn", "--admin-address-path", admin_path],
+                     "--log-level", "warn", "--admin-address-path", admin_path,
+                     "--file-flush-interval-msec", "100"],
                     cwd=ROOT, env=env, stdout=log, stderr=log)
     deadline = time.time() + 60
     while True:
@@ -141,13 +143,15 @@ def start_fake(procs):
 HEADERS = ["-H", f"authorization: Bearer {KEY}", "-H", "content-type: application/json"]
 
 
-def wrk(envoy, body_file, concurrency, duration):
-    """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs) and requests/s."""
+def wrk(envoy, content_file, concurrency, duration, unique=True):
+    """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs) and requests/s.
+    `unique`: every request's prompt differs (nothing can be served from a cache)."""
     threads = min(concurrency, 2)
+    env = dict(os.environ, CONTENT=content_file, UNIQUE="1" if unique else "0")
     out = subprocess.run(
         [WRK, "-t", str(threads), "-c", str(concurrency), "-d", duration, "--timeout", "30s",
          "-s", os.path.join(ROOT, "bench", "wrk.lua"), f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
-        check=True, capture_output=True, text=True, env=dict(os.environ, BODY=body_file)).stdout
+        check=True, capture_output=True, text=True, env=env).stdout
     r = json.loads(out.strip().splitlines()[-1])
     if r["non2xx"] or r["errors"] or not r["requests"]:
         sys.exit(f"bad answers from {envoy['variant']}: {r}")
@@ -155,12 +159,17 @@ def wrk(envoy, body_file, concurrency, duration):
 
 
 def stream_probe(envoy, body_file, n):
-    """Time to first byte and total time of streamed responses, with curl, one at a time."""
+    """Time to first byte and total time of streamed responses, with curl, one at a time.
+    Each request's prompt is new (no cache helps)."""
     ttfb, total = [], []
-    for _ in range(n):
+    for i in range(n):
+        body = json.loads(open(body_file).read())
+        body["messages"][0]["content"] = f"{i}-{time.time_ns()} " + body["messages"][0]["content"]
+        with open(body_file + ".tmp", "w") as f:
+            json.dump(body, f)
         out = subprocess.run(
             ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_total} %{http_code}",
-             "--data-binary", f"@{body_file}"] + HEADERS + ["-H", "x-fake-completion-tokens: 62",
+             "--data-binary", f"@{body_file}.tmp"] + HEADERS + ["-H", "x-fake-completion-tokens: 62",
              f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
             check=True, capture_output=True, text=True).stdout.split()
         if out[2] != "200":
@@ -235,11 +244,11 @@ def main():
             fake = start_fake(procs)
             body_files = {}
             for name, size in SIZES:
-                path = os.path.join(wd, f"body-{name}.json")
-                with open(path, "wb") as f:
-                    f.write(chat_body(size))
+                path = os.path.join(wd, f"content-{name}.txt")
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(prompt(size), ensure_ascii=False)[1:-1])
                 body_files[name] = path
-            stream_file = os.path.join(wd, "body-stream.json")
+            stream_file = os.path.join(wd, "stream.json")
             with open(stream_file, "wb") as f:
                 f.write(chat_body(1 << 10, stream=True))
 
@@ -256,12 +265,17 @@ def main():
                         res = wrk(lat[v], body_files[name], 1, lat_time)
                         results.setdefault((name, v), []).append(res)
                         if v == "filter" and name == "1MB":
+                            time.sleep(0.5)  # the access log is flushed every 100 ms
                             tokenize += [int(x) for x in log_values(lat[v], start, "tokenize_us") if x]
-            for name, size in SIZES:
+            # The same 1 KB prompt every time: the token-count cache serves it after the first.
+            for r in range(rounds):
+                for v in ("plain", "filter"):
+                    results.setdefault(("1KB-repeat", v), []).append(wrk(lat[v], body_files["1KB"], 1, lat_time, unique=False))
+            for name, label in [(n, f"chat {n}") for n, _ in SIZES] + [("1KB-repeat", "chat 1KB repeated prompt")]:
                 for stat in ("p50", "p99"):
                     a = statistics.median(x[stat] for x in results[(name, "plain")])
                     b = statistics.median(x[stat] for x in results[(name, "filter")])
-                    rows.append((f"chat {name}, c=1, {stat}", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+                    rows.append((f"{label}, c=1, {stat}", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
             stream = {}
             for r in range(rounds):
                 for v in ("plain", "filter"):

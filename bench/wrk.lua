@@ -1,12 +1,39 @@
--- wrk script for bench/bench.py: POST the body in $BODY with the bench headers, and print the
--- figures as one JSON line (latency in microseconds) for the driver to read.
-local f = assert(io.open(os.getenv("BODY"), "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
+-- wrk script for bench/bench.py. POSTs a chat request whose prompt is the JSON-escaped text in
+-- $CONTENT; with UNIQUE=1 every request's prompt starts with a fresh number, so no cache (the
+-- gateway's token-count cache included) ever sees the same prompt twice. Prints the figures as
+-- one JSON line (latency in microseconds) for the driver to read.
+local f = assert(io.open(os.getenv("CONTENT"), "rb"))
+local content = f:read("*a")
 f:close()
-wrk.headers["content-type"] = "application/json"
-wrk.headers["authorization"] = "Bearer sk-gateway-demo"
-wrk.headers["x-fake-completion-tokens"] = "16"
+local unique = os.getenv("UNIQUE") == "1"
+local head = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"'
+local tail = '"}]}'
+local headers = {
+  ["content-type"] = "application/json",
+  ["authorization"] = "Bearer sk-gateway-demo",
+  ["x-fake-completion-tokens"] = "16",
+}
+local fixed
+
+function init(args)
+  -- wrk.path and the Host header are known from here on.
+  fixed = wrk.format("POST", wrk.path, headers, head .. content .. tail)
+end
+
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+
+local n = 0
+function request()
+  if not unique then
+    return fixed
+  end
+  n = n + 1
+  return wrk.format("POST", wrk.path, headers, head .. id .. "-" .. n .. " " .. content .. tail)
+end
 
 function done(summary, latency, requests)
   local s = summary.errors

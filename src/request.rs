@@ -102,6 +102,37 @@ pub struct Request<'a> {
     /// `stream_options.include_usage` as the client sent it.
     pub include_usage: bool,
     top: TopLevel<'a>,
+    prompt: Prompt<'a>,
+}
+
+/// The counted part of a request, decoded once.
+enum Prompt<'a> {
+    Chat(Vec<Message<'a>>),
+    Texts(Texts<'a>),
+}
+
+fn parse_messages<'a>(raw: Option<&'a RawValue>) -> Result<Vec<Message<'a>>, HttpError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str::<Vec<Message<'a>>>(raw.get()).map_err(|e| {
+        HttpError::invalid_param(
+            "messages",
+            format!("'messages' must be an array of message objects with a string 'role' ({e})."),
+        )
+    })
+}
+
+fn parse_texts<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Texts<'a>, HttpError> {
+    let Some(raw) = raw else {
+        return Ok(Texts::Tokens(0));
+    };
+    serde_json::from_str::<Texts<'a>>(raw.get()).map_err(|_| {
+        HttpError::invalid_param(
+            field,
+            format!("'{field}' must be a string, an array of strings, or token arrays."),
+        )
+    })
 }
 
 fn is_null(v: &RawValue) -> bool {
@@ -181,72 +212,40 @@ impl<'a> Request<'a> {
         if top.get(required).filter(|v| !is_null(v)).is_none() {
             return Err(HttpError::missing_param(required));
         }
-        let req = Request {
-            endpoint,
-            model,
-            stream,
-            include_usage,
-            top,
-        };
-        // Validate the counted field's shape now, so a malformed one is a 400, not a silent 0.
-        req.validate_shape()?;
-        Ok(req)
-    }
-
-    fn validate_shape(&self) -> Result<(), HttpError> {
-        match self.endpoint {
+        // Decode the counted field now, once: a malformed one is a 400, not a silent 0.
+        let prompt = match endpoint {
             Endpoint::ChatCompletions => {
-                let messages = self.messages()?;
+                let messages = parse_messages(top.get("messages"))?;
                 if messages.is_empty() {
                     return Err(HttpError::invalid_param(
                         "messages",
                         "'messages' must contain at least one message.",
                     ));
                 }
-                Ok(())
+                Prompt::Chat(messages)
             }
-            Endpoint::Completions => self.texts("prompt").map(|_| ()),
-            Endpoint::Embeddings => self.texts("input").map(|_| ()),
-        }
-    }
-
-    fn messages(&self) -> Result<Vec<Message<'a>>, HttpError> {
-        let Some(raw) = self.top.get("messages") else {
-            return Ok(Vec::new());
+            Endpoint::Completions => Prompt::Texts(parse_texts(top.get("prompt"), "prompt")?),
+            Endpoint::Embeddings => Prompt::Texts(parse_texts(top.get("input"), "input")?),
         };
-        serde_json::from_str::<Vec<Message<'a>>>(raw.get()).map_err(|e| {
-            HttpError::invalid_param(
-                "messages",
-                format!(
-                    "'messages' must be an array of message objects with a string 'role' ({e})."
-                ),
-            )
-        })
-    }
-
-    fn texts(&self, field: &'static str) -> Result<Texts<'a>, HttpError> {
-        let Some(raw) = self.top.get(field) else {
-            return Ok(Texts::Tokens(0));
-        };
-        serde_json::from_str::<Texts<'a>>(raw.get()).map_err(|_| {
-            HttpError::invalid_param(
-                field,
-                format!("'{field}' must be a string, an array of strings, or token arrays."),
-            )
+        Ok(Request {
+            endpoint,
+            model,
+            stream,
+            include_usage,
+            top,
+            prompt,
         })
     }
 
     /// Prompt tokens as the provider will count them.
     pub fn count_prompt(&self, enc: Encoding) -> Count {
-        match self.endpoint {
-            Endpoint::ChatCompletions => {
+        match &self.prompt {
+            Prompt::Chat(messages) => {
                 let mut count = Count::default();
-                if let Ok(messages) = self.messages() {
-                    for m in &messages {
-                        count.add(m.count(enc));
-                    }
-                    count.tokens += tokens::REPLY_PRIMING;
+                for m in messages {
+                    count.add(m.count(enc));
                 }
+                count.tokens += tokens::REPLY_PRIMING;
                 if let Some(raw) = self.top.get("tools").filter(|v| !is_null(v)) {
                     // Tool definitions are rendered by OpenAI into a private format; counting
                     // their JSON is the usual approximation.
@@ -257,14 +256,7 @@ impl<'a> Request<'a> {
                 }
                 count
             }
-            Endpoint::Completions => self
-                .texts("prompt")
-                .map(|t| t.count(enc))
-                .unwrap_or_default(),
-            Endpoint::Embeddings => self
-                .texts("input")
-                .map(|t| t.count(enc))
-                .unwrap_or_default(),
+            Prompt::Texts(t) => t.count(enc),
         }
     }
 

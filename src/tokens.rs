@@ -11,6 +11,11 @@
 //! messages this is what OpenAI reports as `prompt_tokens`; images, tool definitions and tool
 //! calls are counted approximately and the count is flagged as estimated.
 
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use hashbrown::HashMap;
 use tiktoken_rs::tokenizer::{get_tokenizer, Tokenizer};
 use tiktoken_rs::CoreBPE;
 
@@ -50,12 +55,87 @@ impl Encoding {
         let _ = self.bpe();
     }
 
-    /// Tokens in `text`, encoded as ordinary text.
+    /// Tokens in `text`, encoded as ordinary text. Long texts go through the VM's count cache.
     pub fn count(self, text: &str) -> u64 {
-        if text.is_empty() {
-            return 0;
+        match text.len() {
+            0 => 0,
+            n if n >= CACHE_MIN_BYTES => CACHE.with(|c| c.borrow_mut().count(self, text)),
+            _ => self.count_uncached(text),
         }
+    }
+
+    /// Tokens in `text`, bypassing the cache (benchmarks measure the tokenizer with this).
+    pub fn count_uncached(self, text: &str) -> u64 {
         self.bpe().count_ordinary(text) as u64
+    }
+}
+
+/// Texts shorter than this are tokenized every time; longer ones are remembered.
+pub const CACHE_MIN_BYTES: usize = 256;
+/// Entries per cache generation (two generations are kept: at most twice this many).
+pub const CACHE_ENTRIES: usize = 4096;
+
+thread_local! {
+    // One per VM (a VM is single-threaded).
+    static CACHE: RefCell<CountCache> = RefCell::new(CountCache::default());
+}
+
+/// Token counts of long texts seen recently, so what clients resend on every turn (system
+/// prompts, conversation history, agent context) is tokenized once per VM. The key is the
+/// encoding, the text's length and a keyed SipHash of it (secret per-VM keys, so a client
+/// cannot craft a collision); memory is bounded by two generations of `CACHE_ENTRIES` entries,
+/// the older one dropped when the newer fills (an approximate LRU without bookkeeping).
+pub struct CountCache {
+    hasher: RandomState,
+    young: HashMap<(Encoding, usize, u64), u64>,
+    old: HashMap<(Encoding, usize, u64), u64>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Default for CountCache {
+    fn default() -> Self {
+        CountCache {
+            hasher: RandomState::new(),
+            young: HashMap::new(),
+            old: HashMap::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+}
+
+impl CountCache {
+    pub fn count(&mut self, enc: Encoding, text: &str) -> u64 {
+        let key = (enc, text.len(), self.hasher.hash_one(text));
+        if let Some(&n) = self.young.get(&key) {
+            self.hits += 1;
+            return n;
+        }
+        if let Some(n) = self.old.remove(&key) {
+            self.hits += 1;
+            self.insert(key, n);
+            return n;
+        }
+        self.misses += 1;
+        let n = enc.count_uncached(text);
+        self.insert(key, n);
+        n
+    }
+
+    fn insert(&mut self, key: (Encoding, usize, u64), n: u64) {
+        if self.young.len() >= CACHE_ENTRIES {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, n);
+    }
+
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -173,6 +253,29 @@ mod tests {
             encoding_for_model("mistral-large", &c),
             Some((Encoding::Cl100kBase, true))
         );
+    }
+
+    #[test]
+    fn cache_gives_the_same_counts_and_stays_bounded() {
+        let mut cache = CountCache::default();
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(20);
+        let exact = Encoding::O200kBase.count_uncached(&text);
+        assert_eq!(cache.count(Encoding::O200kBase, &text), exact);
+        assert_eq!(cache.count(Encoding::O200kBase, &text), exact);
+        assert_eq!((cache.hits, cache.misses), (1, 1));
+        // Same text, other encoding: its own entry.
+        assert_eq!(
+            cache.count(Encoding::Cl100kBase, &text),
+            Encoding::Cl100kBase.count_uncached(&text)
+        );
+        assert_eq!(cache.misses, 2);
+        for i in 0..(3 * CACHE_ENTRIES) {
+            cache.count(Encoding::O200kBase, &format!("{i} {}", &text[..300]));
+        }
+        assert!(cache.len() <= 2 * CACHE_ENTRIES);
+        // Through the public entry point, long and short texts alike.
+        assert_eq!(Encoding::O200kBase.count(&text), exact);
+        assert_eq!(Encoding::O200kBase.count("Hello, world!"), 4);
     }
 
     #[test]
