@@ -147,7 +147,7 @@ def wrk(envoy, content_file, concurrency, duration, unique=True):
     """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs) and requests/s.
     `unique`: every request's prompt differs (nothing can be served from a cache)."""
     threads = min(concurrency, 2)
-    env = dict(os.environ, CONTENT=content_file, UNIQUE="1" if unique else "0")
+    env = dict(os.environ, CONTENT=content_file, UNIQUE="1" if unique else "0", RUN_ID=str(time.time_ns()))
     out = subprocess.run(
         [WRK, "-t", str(threads), "-c", str(concurrency), "-d", duration, "--timeout", "30s",
          "-s", os.path.join(ROOT, "bench", "wrk.lua"), f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
@@ -293,12 +293,15 @@ def main():
                 wrk(e, body_files["1KB"], 16, "1s")
             rps = {}
             for r in range(rounds):
-                for v in ("plain", "filter"):
-                    rps.setdefault(v, []).append(wrk(tp[v], body_files["1KB"], 16, tp_time)["rps"])
-            a = statistics.median(rps["plain"])
-            b = statistics.median(rps["filter"])
-            rows.append(("chat 1KB, c=16, throughput", f"{a:.0f} req/s", f"{b:.0f} req/s",
-                         f"{b - a:+.0f} req/s", f"{b / a:.2f}×"))
+                for unique in (True, False):
+                    for v in ("plain", "filter"):
+                        res = wrk(tp[v], body_files["1KB"], 16, tp_time, unique=unique)
+                        rps.setdefault((unique, v), []).append(res["rps"])
+            for unique, label in ((True, "chat 1KB"), (False, "chat 1KB repeated prompt")):
+                a = statistics.median(rps[(unique, "plain")])
+                b = statistics.median(rps[(unique, "filter")])
+                rows.append((f"{label}, c=16, throughput", f"{a:.0f} req/s", f"{b:.0f} req/s",
+                             f"{b - a:+.0f} req/s", f"{b / a:.2f}×"))
             rss2 = {v: rss_mb(tp[v]["proc"].pid) for v in tp}
             rows.append(("Envoy RSS, 1 worker", f"{rss['plain']:.0f} MB", f"{rss['filter']:.0f} MB",
                          f"{rss['filter'] - rss['plain']:+.0f} MB", f"{rss['filter'] / rss['plain']:.2f}×"))

@@ -6,6 +6,8 @@ local f = assert(io.open(os.getenv("CONTENT"), "rb"))
 local content = f:read("*a")
 f:close()
 local unique = os.getenv("UNIQUE") == "1"
+-- Distinct per wrk run, so prompts never repeat across runs either.
+local run = os.getenv("RUN_ID") or "0"
 local head = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"'
 local tail = '"}]}'
 local headers = {
@@ -32,7 +34,7 @@ function request()
     return fixed
   end
   n = n + 1
-  return wrk.format("POST", wrk.path, headers, head .. id .. "-" .. n .. " " .. content .. tail)
+  return wrk.format("POST", wrk.path, headers, head .. run .. "-" .. id .. "-" .. n .. " " .. content .. tail)
 end
 
 function done(summary, latency, requests)

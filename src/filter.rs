@@ -78,6 +78,29 @@ mod host {
     }
 }
 
+/// The request headers, read from the host once (one host call instead of one per lookup).
+#[derive(Default)]
+struct RequestHeaders(Vec<(String, Vec<u8>)>);
+
+impl RequestHeaders {
+    fn read() -> RequestHeaders {
+        RequestHeaders(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
+    }
+
+    /// The first value of `name`, if it is UTF-8 (a value that is not reads as absent).
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
 /// Metric ids defined in this VM, by full stat name.
 #[derive(Default)]
 struct Metrics {
@@ -183,6 +206,7 @@ impl RootContext for Root {
             start_ms: 0,
             endpoint: None,
             path: String::new(),
+            headers: RequestHeaders::default(),
             record: Record::default(),
             strip_usage: false,
             encoding: None,
@@ -201,6 +225,7 @@ struct Gateway {
     start_ms: u64,
     endpoint: Option<Endpoint>,
     path: String,
+    headers: RequestHeaders,
     record: Record,
     strip_usage: bool,
     encoding: Option<Encoding>,
@@ -231,7 +256,8 @@ impl Gateway {
         self.record.request_model = Some(req.model.to_string());
         self.record.stream = req.stream;
 
-        let get = |name: &str| host::header(MapType::HttpRequestHeaders, name);
+        let headers = std::mem::take(&mut self.headers);
+        let get = |name: &str| headers.get(name);
         let decision = route::route(&cfg, &req.model, &self.path, &get, &mut |total| {
             fastrand::u32(0..total)
         })?;
@@ -260,11 +286,12 @@ impl Gateway {
         }
 
         let h = MapType::HttpRequestHeaders;
-        for name in names::CLIENT_CREDENTIAL_HEADERS {
+        let client_only = names::CLIENT_CREDENTIAL_HEADERS
+            .iter()
+            .copied()
+            .chain(cfg.consumer_header.as_deref());
+        for name in client_only.filter(|n| headers.has(n)) {
             host::set_header(h, name, None);
-        }
-        if let Some(trusted) = &cfg.consumer_header {
-            host::set_header(h, trusted, None);
         }
         if let Some((name, value)) = decision.provider.credential_header() {
             host::set_header(h, name, Some(&value));
@@ -278,28 +305,41 @@ impl HttpContext for Gateway {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.start_ms = host::now_ms();
         let h = MapType::HttpRequestHeaders;
+        let headers = RequestHeaders::read();
         // A client never chooses the cluster, whatever the request is.
-        host::set_header(h, &self.config.cluster_header, None);
-        let method = host::header(h, names::METHOD).unwrap_or_default();
-        self.path = host::header(h, names::PATH).unwrap_or_default();
+        if headers.has(&self.config.cluster_header) {
+            host::set_header(h, &self.config.cluster_header, None);
+        }
+        let method = headers.get(names::METHOD).unwrap_or_default();
+        self.path = headers.get(names::PATH).unwrap_or_default();
         let Some(endpoint) = Endpoint::from_request(&method, &self.path) else {
             return Action::Continue;
         };
         self.endpoint = Some(endpoint);
         self.record.endpoint = Some(endpoint.as_str());
         // Who is calling is known from the headers: refuse strangers before their body arrives.
-        match route::identify(&self.config, &|name| host::header(h, name)) {
+        match route::identify(&self.config, &|name| headers.get(name)) {
             Ok(who) => self.record.consumer = Some(who.name),
             Err(e) => return self.reject(e),
         }
         if end_of_stream {
             return self.reject(HttpError::invalid_json("the body is empty"));
         }
-        let declared =
-            host::header(h, names::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok());
+        let declared = headers
+            .get(names::CONTENT_LENGTH)
+            .and_then(|v| v.trim().parse::<usize>().ok());
         if declared.is_some_and(|n| n > self.config.max_request_body_bytes) {
             return self.reject(HttpError::too_large(self.config.max_request_body_bytes));
         }
+        // Kept for routing; the cluster header the client may have sent is not among them.
+        let cluster_header = &self.config.cluster_header;
+        self.headers = RequestHeaders(
+            headers
+                .0
+                .into_iter()
+                .filter(|(k, _)| k != cluster_header)
+                .collect(),
+        );
         Action::Pause
     }
 

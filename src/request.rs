@@ -361,7 +361,7 @@ struct Function<'a> {
 impl Message<'_> {
     fn count(&self, enc: Encoding) -> Count {
         let mut c = Count {
-            tokens: tokens::TOKENS_PER_MESSAGE + enc.count(&self.role),
+            tokens: tokens::TOKENS_PER_MESSAGE + tokens::role_tokens(enc, &self.role),
             estimated: false,
         };
         c.add(self.content.count(enc));

@@ -162,6 +162,15 @@ pub fn encoding_for_model(model: &str, cfg: &TokenizerConfig) -> Option<(Encodin
     }
 }
 
+/// Tokens of a chat message's role. The standard roles are one token in both encodings (a
+/// test checks it), which spares a tokenizer call per message; other roles are counted.
+pub fn role_tokens(enc: Encoding, role: &str) -> u64 {
+    match role {
+        "system" | "user" | "assistant" | "tool" | "developer" | "function" => 1,
+        other => enc.count(other),
+    }
+}
+
 /// A token count and whether it is exact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Count {
@@ -253,6 +262,27 @@ mod tests {
             encoding_for_model("mistral-large", &c),
             Some((Encoding::Cl100kBase, true))
         );
+    }
+
+    #[test]
+    fn standard_roles_are_one_token() {
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for role in [
+                "system",
+                "user",
+                "assistant",
+                "tool",
+                "developer",
+                "function",
+            ] {
+                assert_eq!(enc.count_uncached(role), 1, "{role} in {}", enc.name());
+                assert_eq!(role_tokens(enc, role), 1);
+            }
+            assert_eq!(
+                role_tokens(enc, "narrator-2"),
+                enc.count_uncached("narrator-2")
+            );
+        }
     }
 
     #[test]
