@@ -21,7 +21,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: build fake envoy sdk lint unit integration test run clean bench bench-smoke bench-deps
+.PHONY: build fake envoy sdk lint unit integration test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -59,7 +59,29 @@ integration: build fake envoy sdk
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 
-test: lint unit integration bench-smoke
+test: lint unit integration k8s-test bench-smoke
+
+# The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
+k8s-deps: | $(VENV)/bin/python
+	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubectl; }
+	@$(VENV)/bin/python -c 'import kubernetes_validate, cloudcoil.models.istio, cloudcoil.models.prometheus_operator, pytest, yaml' 2>/dev/null || \
+	  $(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
+	    cloudcoil-models-istio==1.24.2.1 cloudcoil-models-prometheus-operator==0.80.1.0 pytest==9.2.0 pyyaml==6.0.4
+
+k8s-test: build envoy k8s-deps
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 VENV=$(VENV) $(VENV)/bin/python -m pytest -q tests/k8s
+
+# The plugin image: with Docker or Podman both Dockerfile targets, and in any case the `plugin`
+# image as an OCI archive (target/plugin-image.tar) built without them.
+IMAGE_REPO ?= llm-gateway
+IMAGE_TAG ?= 0.1.0
+CONTAINER_TOOL ?= $(shell (docker info >/dev/null 2>&1 && echo docker) || (podman info >/dev/null 2>&1 && echo podman))
+image: build
+	@if [ -n "$(CONTAINER_TOOL)" ]; then \
+	  $(CONTAINER_TOOL) build -f k8s/plugin-image/Dockerfile --target plugin -t $(IMAGE_REPO)/plugin:$(IMAGE_TAG) . && \
+	  $(CONTAINER_TOOL) build -f k8s/plugin-image/Dockerfile --target copier -t $(IMAGE_REPO)/plugin-copier:$(IMAGE_TAG) . ; \
+	else echo "no running docker/podman: building the plugin image as an OCI archive only"; fi
+	python3 k8s/plugin-image/build-oci.py $(WASM) target/plugin-image
 
 # Benchmarks: wrk (Debian) drives the load, PyYAML reads the bootstrap. See bench/bench.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

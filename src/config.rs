@@ -73,6 +73,12 @@ struct RawConfig {
     allow_anonymous: bool,
     #[serde(default)]
     tokenizer: RawTokenizer,
+    #[serde(default = "yes")]
+    body_routing: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -278,6 +284,10 @@ pub struct Config {
     pub consumer_header: Option<String>,
     pub allow_anonymous: bool,
     pub tokenizer: TokenizerConfig,
+    /// Route on the body (hold the headers until the body is read). Off where the Wasm filter
+    /// cannot be given `allow_on_headers_stop_iteration` (Istio's WasmPlugin): the route is then
+    /// chosen from the headers alone and the body is read as it passes, for accounting only.
+    pub body_routing: bool,
 }
 
 impl Config {
@@ -497,6 +507,42 @@ impl Config {
             }
         }
 
+        if !raw.body_routing {
+            // Without the body before forwarding there is no model to match and no body to
+            // rewrite: say so at configuration time rather than silently ignore the rules.
+            for (i, r) in routes.iter().enumerate() {
+                if r.matcher.model.is_some() {
+                    return Err(err(
+                        format!("routes[{i}].match.model"),
+                        "needs body_routing (the model is in the body)",
+                    ));
+                }
+            }
+            for (field, t) in routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("routes[{i}]"), &r.target))
+                .chain(default.iter().map(|d| ("default".to_string(), d)))
+            {
+                let rewrites = match t {
+                    Target::One(d) => d.model.is_some(),
+                    Target::Split { dests, .. } => dests.iter().any(|(d, _)| d.model.is_some()),
+                };
+                if rewrites {
+                    return Err(err(
+                        field,
+                        "a model rewrite needs body_routing (the model is in the body)",
+                    ));
+                }
+            }
+            if let Some(p) = providers.iter().find(|p| !p.models.is_empty()) {
+                return Err(err(
+                    format!("providers.{}.models", p.name),
+                    "a model map needs body_routing (the model is in the body)",
+                ));
+            }
+        }
+
         let max_request_body_bytes = raw
             .max_request_body_bytes
             .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES);
@@ -518,6 +564,7 @@ impl Config {
             keys,
             consumer_header,
             allow_anonymous: raw.allow_anonymous,
+            body_routing: raw.body_routing,
             tokenizer: TokenizerConfig {
                 fallback,
                 models: tok_models,
@@ -671,6 +718,33 @@ mod tests {
         assert!(field_of(v).starts_with("consumers[1].name"));
 
         assert!(field_of(serde_json::json!({"providers": {}})).starts_with("providers"));
+
+        // Without body routing, nothing may depend on the body.
+        let mut v = base();
+        v["body_routing"] = false.into();
+        assert!(field_of(v).starts_with("routes[0].match.model"));
+        let headers_only = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({
+                "body_routing": false,
+                "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
+                "routes": [{"match": {"header": {"name": "x-tier"}}, "to": {"provider": "openai"}}],
+                "default": {"to": {"provider": "openai"}}
+            });
+            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                for (k, val) in e {
+                    o.insert(k.clone(), val.clone());
+                }
+            }
+            parse(v)
+        };
+        assert!(!headers_only(serde_json::json!({})).unwrap().body_routing);
+        let e = headers_only(
+            serde_json::json!({"default": {"to": {"provider": "openai", "model": "x"}}}),
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .starts_with("default: a model rewrite"));
         assert!(Config::parse(b"not json", &env).is_err());
         assert!(Config::parse(b"", &env).is_err());
     }

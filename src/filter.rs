@@ -211,6 +211,7 @@ impl RootContext for Root {
             strip_usage: false,
             encoding: None,
             accountant: None,
+            body_copy: None,
         }))
     }
 
@@ -230,6 +231,8 @@ struct Gateway {
     strip_usage: bool,
     encoding: Option<Encoding>,
     accountant: Option<Accountant>,
+    /// Without body routing: the body seen so far (bounded), read for accounting.
+    body_copy: Option<Vec<u8>>,
 }
 
 impl Context for Gateway {}
@@ -257,23 +260,15 @@ impl Gateway {
         self.record.stream = req.stream;
 
         let headers = std::mem::take(&mut self.headers);
-        let get = |name: &str| headers.get(name);
-        let decision = route::route(&cfg, &req.model, &self.path, &get, &mut |total| {
-            fastrand::u32(0..total)
-        })?;
-        self.record.provider = Some(decision.provider.name.clone());
+        let decision = route::route(
+            &cfg,
+            &req.model,
+            &self.path,
+            &|n| headers.get(n),
+            &mut |t| fastrand::u32(0..t),
+        )?;
         self.record.upstream_model = Some(decision.upstream_model.clone());
-
-        if let Some((enc, guessed)) =
-            tokens::encoding_for_model(&decision.upstream_model, &cfg.tokenizer)
-        {
-            let t0 = host::now_us();
-            let mut count = req.count_prompt(enc);
-            self.record.tokenize_us = Some(host::now_us().saturating_sub(t0));
-            count.estimated |= guessed;
-            self.record.counted_prompt = Some(count);
-            self.encoding = Some(enc);
-        }
+        self.count(&req, &decision.upstream_model);
 
         self.strip_usage = req.stream && !req.include_usage;
         if let Some(new_body) = req.rewrite(Some(&decision.upstream_model), self.strip_usage) {
@@ -284,7 +279,27 @@ impl Gateway {
                 Some(&new_body.len().to_string()),
             );
         }
+        self.forward(&decision, &headers);
+        Ok(())
+    }
 
+    /// Count the prompt for `model` into the record.
+    fn count(&mut self, req: &Request, model: &str) {
+        if let Some((enc, guessed)) = tokens::encoding_for_model(model, &self.config.tokenizer) {
+            let t0 = host::now_us();
+            let mut count = req.count_prompt(enc);
+            self.record.tokenize_us = Some(host::now_us().saturating_sub(t0));
+            count.estimated |= guessed;
+            self.record.counted_prompt = Some(count);
+            self.encoding = Some(enc);
+        }
+    }
+
+    /// Point the request at the chosen provider: its credential instead of the client's, and
+    /// the cluster header the route reads.
+    fn forward(&mut self, decision: &route::Decision, headers: &RequestHeaders) {
+        let cfg = &self.config;
+        self.record.provider = Some(decision.provider.name.clone());
         let h = MapType::HttpRequestHeaders;
         let client_only = names::CLIENT_CREDENTIAL_HEADERS
             .iter()
@@ -297,7 +312,48 @@ impl Gateway {
             host::set_header(h, name, Some(&value));
         }
         host::set_header(h, &cfg.cluster_header, Some(&decision.provider.cluster));
-        Ok(())
+    }
+
+    /// Without body routing: route on the headers now and let the request go; the body is
+    /// read as it passes (see `observe_body`).
+    fn route_on_headers(&mut self, headers: &RequestHeaders) -> Action {
+        let cfg = self.config.clone();
+        // Config validation guarantees no rule depends on the model here.
+        match route::route(&cfg, "", &self.path, &|n| headers.get(n), &mut |t| {
+            fastrand::u32(0..t)
+        }) {
+            Ok(decision) => {
+                self.forward(&decision, headers);
+                self.body_copy = Some(Vec::new());
+                Action::Continue
+            }
+            Err(e) => self.reject(e),
+        }
+    }
+
+    /// Without body routing: keep a bounded copy of the body as it passes; at its end, learn
+    /// the model and count the prompt. A body the filter cannot read is the provider's to refuse.
+    fn observe_body(&mut self, chunk_size: usize, end_of_stream: bool) {
+        let Some(copy) = self.body_copy.as_mut() else {
+            return;
+        };
+        if copy.len() + chunk_size > self.config.max_request_body_bytes {
+            self.body_copy = None;
+            return;
+        }
+        copy.extend_from_slice(&host::body(BufferType::HttpRequestBody, chunk_size));
+        if !end_of_stream {
+            return;
+        }
+        let (Some(body), Some(endpoint)) = (self.body_copy.take(), self.endpoint) else {
+            return;
+        };
+        if let Ok(req) = Request::parse(endpoint, &body) {
+            self.record.request_model = Some(req.model.to_string());
+            self.record.upstream_model = Some(req.model.to_string());
+            self.record.stream = req.stream;
+            self.count(&req, &req.model);
+        }
     }
 }
 
@@ -331,6 +387,9 @@ impl HttpContext for Gateway {
         if declared.is_some_and(|n| n > self.config.max_request_body_bytes) {
             return self.reject(HttpError::too_large(self.config.max_request_body_bytes));
         }
+        if !self.config.body_routing {
+            return self.route_on_headers(&headers);
+        }
         // Kept for routing; the cluster header the client may have sent is not among them.
         let cluster_header = &self.config.cluster_header;
         self.headers = RequestHeaders(
@@ -347,6 +406,10 @@ impl HttpContext for Gateway {
         let Some(endpoint) = self.endpoint else {
             return Action::Continue;
         };
+        if !self.config.body_routing {
+            self.observe_body(body_size, end_of_stream);
+            return Action::Continue;
+        }
         if self.record.local_outcome.is_some() {
             return Action::Pause;
         }

@@ -662,3 +662,62 @@ fn other_endpoints_and_pass_through() {
         hex::encode(sha2::Sha256::digest(body))
     );
 }
+
+/// Istio's WasmPlugin cannot set `allow_on_headers_stop_iteration`: with `body_routing: false`
+/// the filter routes on the headers, never holds them, and still accounts for the request.
+#[test]
+fn headers_only_mode_without_allow_on_headers_stop_iteration() {
+    let fake = Fake::start(None);
+    let config = json!({
+        "body_routing": false,
+        "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
+                      "backup": {"cluster": "backup", "auth": "api-key", "api_key_env": "BACKUP_API_KEY"}},
+        "routes": [{"match": {"header": {"name": "x-llm-provider", "value": "backup"}}, "to": {"provider": "backup"}}],
+        "default": {"to": {"provider": "openai"}},
+        "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}]
+    });
+    let opts = Options {
+        plugin_config: Some(config),
+        edit: Some(Box::new(|b: &mut Value| {
+            let wasm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+            wasm.as_object_mut()
+                .unwrap()
+                .remove("allow_on_headers_stop_iteration");
+        })),
+        ..Options::default()
+    };
+    let gw = Gateway::start(&fake, opts);
+
+    let r = chat(&gw, &hello("gpt-4o-mini"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(served_by(&r), "openai");
+    let r = chat(&gw, &hello("gpt-4o"), &[("x-llm-provider", "backup")]);
+    assert_eq!(served_by(&r), "backup");
+    // The body reaches the provider untouched (no include_usage added, no rewrite).
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Hello"}]});
+    let r = chat(&gw, &body, &[("x-fake-completion-tokens", "5")]);
+    assert_eq!(r.header("x-fake-received-include-usage"), Some("false"));
+    use sha2::Digest;
+    assert_eq!(
+        r.header("x-fake-received-body-sha256").unwrap(),
+        hex::encode(sha2::Sha256::digest(body.to_string().as_bytes()))
+    );
+    // Strangers are still refused before anything is forwarded.
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        &[("authorization", "Bearer nope")],
+        b"{}",
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.header("x-fake-received-model").is_none());
+
+    let log = gw.access_log(4);
+    assert_eq!(log[0]["prompt_tokens"], "8", "{}", log[0]);
+    assert_eq!(log[0]["request_model"], "gpt-4o-mini");
+    assert_eq!(log[1]["provider"], "backup");
+    // The stream's completion is counted from its deltas, flagged as an estimate.
+    assert_eq!(log[2]["completion_tokens"], "5", "{}", log[2]);
+    assert_eq!(log[2]["usage_estimated"], "true");
+    assert_eq!(log[3]["outcome"], "unauthorized");
+}
