@@ -12,6 +12,7 @@ pub mod response;
 pub mod route;
 pub mod sse;
 pub mod tokens;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::error::HttpError;
 use crate::tokens::{self, Count, Encoding};
+use crate::wire::{Function, ToolCall};
 
 /// The OpenAI endpoints the filter understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,20 +345,6 @@ struct Message<'a> {
     refusal: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct ToolCall<'a> {
-    #[serde(default, borrow)]
-    function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Function<'a> {
-    #[serde(default, borrow)]
-    name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    arguments: Cow<'a, str>,
-}
-
 impl Message<'_> {
     fn count(&self, enc: Encoding) -> Count {
         let mut c = Count {
@@ -379,7 +366,7 @@ impl Message<'_> {
             .chain(self.function_call.as_ref());
         for f in calls {
             c.add(Count {
-                tokens: enc.count(&f.name) + enc.count(&f.arguments) + tokens::TOOL_OVERHEAD,
+                tokens: f.texts().map(|t| enc.count(t)).sum::<u64>() + tokens::TOOL_OVERHEAD,
                 estimated: true,
             });
         }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::sse;
 use crate::tokens::{Count, Encoding};
+use crate::wire::ToolCall;
 
 /// Largest SSE event (or line) the parser keeps; bigger ones pass through unparsed.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -94,20 +95,6 @@ struct Piece<'a> {
     tool_calls: Option<Vec<ToolCall<'a>>>,
 }
 
-#[derive(Deserialize)]
-struct ToolCall<'a> {
-    #[serde(default, borrow)]
-    function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Function<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    arguments: Option<Cow<'a, str>>,
-}
-
 impl Choice<'_> {
     /// Generated text in this choice, fed to `f` piece by piece. Returns whether there was any.
     fn generated(&self, f: &mut dyn FnMut(&str)) -> bool {
@@ -129,10 +116,8 @@ impl Choice<'_> {
                 emit(s);
             }
             for call in p.tool_calls.iter().flatten() {
-                if let Some(func) = &call.function {
-                    for s in [&func.name, &func.arguments].into_iter().flatten() {
-                        emit(s);
-                    }
+                for s in call.function.iter().flat_map(|f| f.texts()) {
+                    emit(s);
                 }
             }
         }
