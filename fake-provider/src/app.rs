@@ -401,7 +401,7 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Response {
     // last chunk with no choices carries the usage; otherwise no usage key.
     let with_usage = req.include_usage && !ctl.no_usage;
     let chunk_usage = if with_usage { Some(None) } else { None };
-    let chunk = |delta: api::Delta, finish_reason: Option<&'static str>| {
+    let event = |choices: Vec<api::ChunkChoice>, usage: api::ChunkUsage<api::ChatUsage>| {
         sse_data(&api::ChatChunk {
             id: &id,
             object: "chat.completion.chunk",
@@ -409,14 +409,18 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Response {
             model: &req.model,
             service_tier: api::SERVICE_TIER,
             system_fingerprint: api::SYSTEM_FINGERPRINT,
-            choices: vec![api::ChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason,
-            }],
-            usage: chunk_usage.clone(),
+            choices,
+            usage,
         })
+    };
+    let chunk = |delta: api::Delta, finish_reason: Option<&'static str>| {
+        let choice = api::ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        };
+        event(vec![choice], chunk_usage.clone())
     };
     let mut events = vec![chunk(
         api::Delta {
@@ -437,16 +441,7 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Response {
     }
     events.push(chunk(api::Delta::default(), Some(c.finish_reason)));
     if with_usage {
-        events.push(sse_data(&api::ChatChunk {
-            id: &id,
-            object: "chat.completion.chunk",
-            created,
-            model: &req.model,
-            service_tier: api::SERVICE_TIER,
-            system_fingerprint: api::SYSTEM_FINGERPRINT,
-            choices: vec![],
-            usage: Some(usage),
-        }));
+        events.push(event(vec![], Some(usage)));
     }
     events.push("[DONE]".to_owned());
     sse::response(events, ctl.chunk_delay, ctl.abort_after_events)
