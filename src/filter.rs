@@ -308,6 +308,10 @@ impl Gateway {
         for name in client_only.filter(|n| headers.has(n)) {
             host::set_header(h, name, None);
         }
+        // The response must be readable as it passes: ask the provider not to compress it.
+        if headers.has(names::ACCEPT_ENCODING) {
+            host::set_header(h, names::ACCEPT_ENCODING, None);
+        }
         if let Some((name, value)) = decision.provider.credential_header() {
             host::set_header(h, name, Some(&value));
         }
@@ -438,8 +442,10 @@ impl HttpContext for Gateway {
             return Action::Continue;
         }
         let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
+        let ce = host::header(h, names::CONTENT_ENCODING);
         let acc = Accountant::new(
             &ct,
+            ce.as_deref(),
             self.strip_usage,
             self.encoding,
             self.config.max_response_body_bytes,

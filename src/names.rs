@@ -17,6 +17,9 @@ pub const METHOD: &str = ":method";
 pub const PATH: &str = ":path";
 pub const CONTENT_LENGTH: &str = "content-length";
 pub const CONTENT_TYPE: &str = "content-type";
+pub const CONTENT_ENCODING: &str = "content-encoding";
+/// Removed from LLM requests so providers answer uncompressed (the filter reads the response).
+pub const ACCEPT_ENCODING: &str = "accept-encoding";
 pub const STATUS: &str = ":status";
 
 /// Response header naming the provider that served the request.

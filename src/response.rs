@@ -154,6 +154,8 @@ enum Mode {
         buf: Vec<u8>,
         cap: usize,
         overflow: bool,
+        /// The body was read to its end.
+        done: bool,
     },
     Sse(Box<SseState>),
     Ignore,
@@ -174,9 +176,12 @@ pub struct Accountant {
 }
 
 impl Accountant {
-    /// `content_type` of the response; `strip_usage` when the filter added `include_usage`.
+    /// `content_type` and `content_encoding` of the response; `strip_usage` when the filter
+    /// added `include_usage`. A compressed body cannot be read as it passes: it is left alone
+    /// (the filter asks providers for identity encoding, so this is the rare case).
     pub fn new(
         content_type: &str,
+        content_encoding: Option<&str>,
         strip_usage: bool,
         encoding: Option<Encoding>,
         json_cap: usize,
@@ -187,7 +192,12 @@ impl Accountant {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let mode = if ct == "text/event-stream" {
+        let encoded = content_encoding
+            .map(str::trim)
+            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        let mode = if encoded {
+            Mode::Ignore
+        } else if ct == "text/event-stream" {
             Mode::Sse(Box::new(SseState {
                 parser: sse::Parser::new(MAX_EVENT_BYTES),
                 strip_usage,
@@ -198,6 +208,7 @@ impl Accountant {
                 buf: Vec::new(),
                 cap: json_cap,
                 overflow: false,
+                done: false,
             }
         } else {
             Mode::Ignore
@@ -220,7 +231,12 @@ impl Accountant {
         let learned = &mut self.learned;
         match &mut self.mode {
             Mode::Ignore => ChunkAction::Pass,
-            Mode::Json { buf, cap, overflow } => {
+            Mode::Json {
+                buf,
+                cap,
+                overflow,
+                done,
+            } => {
                 if !*overflow {
                     if buf.len() + chunk.len() <= *cap {
                         buf.extend_from_slice(chunk);
@@ -231,6 +247,7 @@ impl Accountant {
                 }
                 if end && !*overflow {
                     learn_json(learned, buf, encoding);
+                    *done = true;
                 }
                 ChunkAction::Pass
             }
@@ -275,7 +292,18 @@ impl Accountant {
         }
     }
 
-    pub fn finish(self) -> Learned {
+    /// What was learned. A JSON body whose end was never flagged on a chunk (the response
+    /// ended with trailers) is read now.
+    pub fn finish(mut self) -> Learned {
+        if let Mode::Json {
+            buf,
+            overflow: false,
+            done: false,
+            ..
+        } = &self.mode
+        {
+            learn_json(&mut self.learned, buf, self.encoding);
+        }
         self.learned
     }
 }
@@ -352,6 +380,7 @@ mod tests {
     fn run(stream: &[u8], cuts: &[usize], strip: bool) -> (Vec<u8>, Learned) {
         let mut acc = Accountant::new(
             "text/event-stream; charset=utf-8",
+            None,
             strip,
             Some(Encoding::O200kBase),
             1 << 20,
@@ -428,6 +457,7 @@ mod tests {
         let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}}}"#;
         let mut acc = Accountant::new(
             "application/json",
+            None,
             false,
             Some(Encoding::O200kBase),
             1 << 20,
@@ -447,6 +477,7 @@ mod tests {
         let body = br#"{"choices":[{"message":{"role":"assistant","content":"Hello, world!"}}]}"#;
         let mut acc = Accountant::new(
             "application/json",
+            None,
             false,
             Some(Encoding::O200kBase),
             1 << 20,
@@ -456,9 +487,25 @@ mod tests {
         assert_eq!((l.usage, l.completion_estimate.tokens), (None, 4));
 
         // Over the cap: nothing learned, nothing held.
-        let mut acc = Accountant::new("application/json", false, None, 10);
+        let mut acc = Accountant::new("application/json", None, false, None, 10);
         acc.on_chunk(body, true, 0);
         assert_eq!(acc.finish().usage, None);
+    }
+
+    #[test]
+    fn compressed_bodies_are_left_alone_and_unflagged_ends_are_read() {
+        let acc = Accountant::new("text/event-stream", Some("gzip"), true, None, 1 << 20);
+        assert!(!acc.wants_body());
+        let acc = Accountant::new("application/json", Some(" identity "), false, None, 1 << 20);
+        assert!(acc.wants_body());
+        // The body never came with end-of-stream (trailers ended it): read at finish.
+        let mut acc = Accountant::new("application/json", None, false, None, 1 << 20);
+        acc.on_chunk(
+            br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            false,
+            0,
+        );
+        assert_eq!(acc.finish().usage.and_then(|u| u.total_tokens), Some(7));
     }
 
     #[test]

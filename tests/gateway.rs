@@ -104,6 +104,7 @@ fn credentials_and_cluster_header_cannot_be_chosen_by_the_client() {
         &gw,
         &hello("gpt-4o-mini"),
         &[
+            ("accept-encoding", "gzip, br"),
             ("x-llm-gateway-cluster", "evil"),
             ("api-key", "client-azure-key"),
             ("x-api-key", "client-x-key"),
@@ -115,6 +116,8 @@ fn credentials_and_cluster_header_cannot_be_chosen_by_the_client() {
     assert!(seen.get("api-key").is_none(), "{seen}");
     assert!(seen.get("x-api-key").is_none(), "{seen}");
     assert_eq!(seen["x-llm-gateway-cluster"], "openai");
+    // Asked for an uncompressed answer, which the filter can read as it passes.
+    assert!(seen.get("accept-encoding").is_none(), "{seen}");
     let all = seen.to_string();
     for secret in [DEMO_KEY, "client-azure-key", "client-x-key"] {
         assert!(
