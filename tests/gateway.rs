@@ -724,3 +724,45 @@ fn headers_only_mode_without_allow_on_headers_stop_iteration() {
     assert_eq!(log[2]["usage_estimated"], "true");
     assert_eq!(log[3]["outcome"], "unauthorized");
 }
+
+/// A provider that dies mid-stream: the client gets what was sent, and the request is counted
+/// once, as incomplete, with the completion estimated from what did arrive.
+#[test]
+fn stream_cut_by_the_provider_is_counted_once_as_incomplete() {
+    let (_fake, gw) = demo();
+    let body = json!({"model": "gpt-4o-mini", "stream": true,
+                      "messages": [{"role": "user", "content": "Hello"}]});
+    let mut r = agent()
+        .post(&gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {DEMO_KEY}"))
+        .header("x-fake-completion-tokens", "20")
+        .header("x-fake-abort-after-events", "6")
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut text = String::new();
+    // The body ends in an error (the connection was reset); keep what arrived.
+    let _ = r.body_mut().as_reader().read_to_string(&mut text);
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert!(text.contains("\"content\":\" quick\""), "{text}");
+
+    let log = gw.access_log(1);
+    assert_eq!(log.len(), 1);
+    let line = &log[0];
+    assert_eq!(line["outcome"], "stream_incomplete", "{line}");
+    assert_eq!(line["usage_estimated"], "true");
+    // Six events: the role chunk and five content pieces of one token each.
+    assert_eq!(line["completion_tokens"], "5", "{line}");
+    assert_eq!(line["prompt_tokens"], "8");
+    let stats = gw.stats();
+    let counted: u64 = stats
+        .lines()
+        .filter(|l| l.starts_with("wasmcustom.llm_gateway_requests_total"))
+        .filter_map(|l| l.rsplit(": ").next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, 1, "{stats}");
+    assert!(
+        stats.contains("outcome=.=stream_incomplete;.;: 1"),
+        "{stats}"
+    );
+}
