@@ -529,13 +529,8 @@ fn every_error_is_openai_shaped_and_counted_once() {
     assert_eq!(expect("ok"), 2);
 
     // Every request counted exactly once in the metrics.
-    let stats = gw.stats();
-    let sum: u64 = stats
-        .lines()
-        .filter(|l| l.starts_with("wasmcustom.llm_gateway_requests_total"))
-        .filter_map(|l| l.rsplit(": ").next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(sum as usize, total, "{stats}");
+    let sum = gw.counter_sum("wasmcustom.llm_gateway_requests_total");
+    assert_eq!(sum as usize, total, "{}", gw.stats());
 }
 
 #[test]
@@ -755,14 +750,35 @@ fn stream_cut_by_the_provider_is_counted_once_as_incomplete() {
     assert_eq!(line["completion_tokens"], "5", "{line}");
     assert_eq!(line["prompt_tokens"], "8");
     let stats = gw.stats();
-    let counted: u64 = stats
-        .lines()
-        .filter(|l| l.starts_with("wasmcustom.llm_gateway_requests_total"))
-        .filter_map(|l| l.rsplit(": ").next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(counted, 1, "{stats}");
+    assert_eq!(
+        gw.counter_sum("wasmcustom.llm_gateway_requests_total"),
+        1,
+        "{stats}"
+    );
     assert!(
         stats.contains("outcome=.=stream_incomplete;.;: 1"),
         "{stats}"
     );
+}
+
+/// The shipped bootstraps print every access-log property the filter writes and turn every
+/// metric label into a Prometheus label (`names` is the one list of both).
+#[test]
+fn shipped_bootstraps_cover_every_property_and_label() {
+    use llm_gateway::names::{metric, prop};
+    for file in ["envoy/gateway.yaml", "k8s/standalone/base/envoy.yaml"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        for p in prop::ALL {
+            assert!(
+                text.contains(&format!("%FILTER_STATE(wasm.{p}:PLAIN)%")),
+                "{file} does not log {p}"
+            );
+        }
+        for t in metric::ALL_TAGS {
+            assert!(
+                text.contains(&format!("{{tag_name: {t}, regex: '({t}=\\.=(.*?);\\.;)'}}")),
+                "{file} lacks the stats tag {t}"
+            );
+        }
+    }
 }

@@ -276,6 +276,16 @@ impl Gateway {
             .unwrap_or(0)
     }
 
+    /// The sum of every counter in `/stats` whose name starts with `prefix` (all label
+    /// combinations of one metric).
+    pub fn counter_sum(&self, prefix: &str) -> u64 {
+        self.stats()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
+            .sum()
+    }
+
     pub fn envoy_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }
