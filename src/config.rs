@@ -13,6 +13,7 @@ use hashbrown::HashMap;
 use serde::Deserialize;
 use wildmatch::WildMatch;
 
+use crate::limits::{Scope, Spec};
 use crate::names;
 use crate::tokens::Encoding;
 
@@ -75,6 +76,8 @@ struct RawConfig {
     tokenizer: RawTokenizer,
     #[serde(default = "yes")]
     body_routing: bool,
+    #[serde(default)]
+    limits: Option<RawLimits>,
 }
 
 fn yes() -> bool {
@@ -166,6 +169,71 @@ enum KeyList {
     None,
     One(String),
     Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    default: RawSpec,
+    #[serde(default)]
+    consumers: BTreeMap<String, RawSpec>,
+    #[serde(default)]
+    default_max_tokens: Option<u64>,
+    #[serde(default)]
+    max_tracked: Option<u32>,
+    #[serde(default)]
+    global: Option<RawGlobal>,
+}
+
+/// A limit field: absent inherits the default, `null` is unlimited, a number is the limit.
+type Inherit<T> = Option<Option<T>>;
+
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Inherit<T>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    #[serde(default, deserialize_with = "present")]
+    rpm: Inherit<u64>,
+    #[serde(default, deserialize_with = "present")]
+    tpm: Inherit<u64>,
+    #[serde(default, deserialize_with = "present")]
+    tpd: Inherit<u64>,
+    #[serde(default, deserialize_with = "present")]
+    concurrent: Inherit<u32>,
+    #[serde(default)]
+    models: Option<Vec<RawModelSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelSpec {
+    model: String,
+    #[serde(default)]
+    rpm: Option<u64>,
+    #[serde(default)]
+    tpm: Option<u64>,
+    #[serde(default)]
+    tpd: Option<u64>,
+    #[serde(default)]
+    concurrent: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    cluster: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    failure_mode: Option<FailureMode>,
 }
 
 #[derive(Deserialize, Default)]
@@ -270,6 +338,84 @@ pub struct TokenizerConfig {
     pub preload: Vec<Encoding>,
 }
 
+/// What a request does when the global rate limit service cannot answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Let the request through (local limits still apply).
+    Open,
+    /// Refuse it with a 503.
+    Closed,
+}
+
+/// The global rate limit service (Envoy's `RateLimitService` gRPC protocol).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Global {
+    /// The Envoy cluster of the service (HTTP/2).
+    pub cluster: String,
+    pub domain: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+}
+
+/// Limits of one consumer: its own windows and its per-model rules (first match applies).
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerLimits {
+    pub spec: Spec,
+    pub models: Vec<ModelRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelRule {
+    pub pattern_text: String,
+    pub pattern: WildMatch,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default: ConsumerLimits,
+    pub consumers: HashMap<String, ConsumerLimits>,
+    /// Tokens reserved for the completion when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Slots in the shared table: scopes tracked at once.
+    pub max_tracked: u32,
+    pub global: Option<Global>,
+}
+
+/// Default completion reservation when a request sets no `max_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Default number of scopes (consumer, or consumer × model rule) tracked at once.
+pub const DEFAULT_MAX_TRACKED: u32 = 10_000;
+/// Default deadline of a call to the global rate limit service.
+pub const DEFAULT_GLOBAL_TIMEOUT_MS: u64 = 100;
+
+impl Limits {
+    /// The limited scopes of a request by `consumer` for `model` (`None`: not known yet).
+    pub fn scopes(&self, consumer: &str, model: Option<&str>) -> Vec<Scope> {
+        let c = self.consumers.get(consumer).unwrap_or(&self.default);
+        let mut out = Vec::with_capacity(2);
+        if !c.spec.is_unlimited() {
+            out.push(Scope {
+                name: consumer.to_string(),
+                spec: c.spec,
+            });
+        }
+        if let Some(rule) = model.and_then(|m| c.models.iter().find(|r| r.pattern.matches(m))) {
+            out.push(Scope {
+                name: format!("{consumer} / {}", rule.pattern_text),
+                spec: rule.spec,
+            });
+        }
+        out
+    }
+
+    /// Whether any consumer has a per-model rule.
+    pub fn has_model_rules(&self) -> bool {
+        !self.default.models.is_empty() || self.consumers.values().any(|c| !c.models.is_empty())
+    }
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub cluster_header: String,
@@ -288,6 +434,7 @@ pub struct Config {
     /// cannot be given `allow_on_headers_stop_iteration` (Istio's WasmPlugin): the route is then
     /// chosen from the headers alone and the body is read as it passes, for accounting only.
     pub body_routing: bool,
+    pub limits: Option<Limits>,
 }
 
 impl Config {
@@ -553,7 +700,31 @@ impl Config {
             .max_response_body_bytes
             .unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES);
 
+        let limits = match raw.limits {
+            Some(l) => Some(limits(
+                l,
+                &consumers,
+                consumer_header.is_some(),
+                raw.allow_anonymous,
+            )?),
+            None => None,
+        };
+        if let Some(l) = limits.as_ref().filter(|l| l.has_model_rules()) {
+            if !raw.body_routing {
+                let field = if l.default.models.is_empty() {
+                    "limits.consumers"
+                } else {
+                    "limits.default.models"
+                };
+                return Err(err(
+                    field,
+                    "per-model limits need body_routing (the model is in the body)",
+                ));
+            }
+        }
+
         Ok(Config {
+            limits,
             cluster_header,
             max_request_body_bytes,
             max_response_body_bytes,
@@ -572,6 +743,101 @@ impl Config {
             },
         })
     }
+}
+
+fn model_rules(field: &str, raw: Vec<RawModelSpec>) -> Result<Vec<ModelRule>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let pattern = pattern(&format!("{f}.model"), Some(m.model.clone()))?
+            .ok_or_else(|| err(format!("{f}.model"), "must not be empty"))?;
+        let spec = Spec {
+            rpm: m.rpm,
+            tpm: m.tpm,
+            tpd: m.tpd,
+            concurrent: m.concurrent,
+        };
+        if spec.is_unlimited() {
+            return Err(err(f, "sets no limit (rpm, tpm, tpd or concurrent)"));
+        }
+        out.push(ModelRule {
+            pattern_text: m.model,
+            pattern,
+            spec,
+        });
+    }
+    Ok(out)
+}
+
+fn limits(
+    raw: RawLimits,
+    consumers: &[Consumer],
+    by_header: bool,
+    anonymous: bool,
+) -> Result<Limits, ConfigError> {
+    let d = raw.default;
+    let default = ConsumerLimits {
+        spec: Spec {
+            rpm: d.rpm.flatten(),
+            tpm: d.tpm.flatten(),
+            tpd: d.tpd.flatten(),
+            concurrent: d.concurrent.flatten(),
+        },
+        models: model_rules("limits.default.models", d.models.unwrap_or_default())?,
+    };
+    let mut by_name = HashMap::new();
+    for (name, o) in raw.consumers {
+        let field = format!("limits.consumers.{name}");
+        let known = consumers.iter().any(|c| c.name == name) || (anonymous && name == ANONYMOUS);
+        if !known && !by_header {
+            return Err(err(
+                field,
+                format!("unknown consumer \"{name}\" (not in consumers, and no consumer_header)"),
+            ));
+        }
+        let base = default.spec;
+        let spec = Spec {
+            rpm: o.rpm.unwrap_or(base.rpm),
+            tpm: o.tpm.unwrap_or(base.tpm),
+            tpd: o.tpd.unwrap_or(base.tpd),
+            concurrent: o.concurrent.unwrap_or(base.concurrent),
+        };
+        let models = match o.models {
+            Some(m) => model_rules(&format!("{field}.models"), m)?,
+            None => default.models.clone(),
+        };
+        by_name.insert(name, ConsumerLimits { spec, models });
+    }
+    let global = match raw.global {
+        Some(g) => {
+            if g.cluster.trim().is_empty() {
+                return Err(err("limits.global.cluster", "must not be empty"));
+            }
+            let timeout_ms = g.timeout_ms.unwrap_or(DEFAULT_GLOBAL_TIMEOUT_MS);
+            if timeout_ms == 0 {
+                return Err(err("limits.global.timeout_ms", "must be greater than 0"));
+            }
+            Some(Global {
+                cluster: g.cluster,
+                domain: non_empty("limits.global.domain", g.domain)?
+                    .unwrap_or_else(|| "llm-gateway".to_string()),
+                timeout_ms,
+                failure_mode: g.failure_mode.unwrap_or(FailureMode::Open),
+            })
+        }
+        None => None,
+    };
+    let max_tracked = raw.max_tracked.unwrap_or(DEFAULT_MAX_TRACKED);
+    if max_tracked == 0 {
+        return Err(err("limits.max_tracked", "must be greater than 0"));
+    }
+    Ok(Limits {
+        default,
+        consumers: by_name,
+        default_max_tokens: raw.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tracked,
+        global,
+    })
 }
 
 fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
@@ -747,5 +1013,76 @@ mod tests {
             .starts_with("default: a model rewrite"));
         assert!(Config::parse(b"not json", &env).is_err());
         assert!(Config::parse(b"", &env).is_err());
+    }
+
+    #[test]
+    fn limits_inherit_override_and_unlimit() {
+        let mut v = base();
+        v["consumers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "team-b"}));
+        v["limits"] = serde_json::json!({
+            "default": {"rpm": 60, "tpm": 1000, "concurrent": 4,
+                        "models": [{"model": "gpt-4o*", "tpm": 100}]},
+            "consumers": {"team-a": {"tpm": 5000, "concurrent": null, "models": []}},
+            "default_max_tokens": 256
+        });
+        let c = parse(v).unwrap();
+        let l = c.limits.unwrap();
+        assert_eq!(l.default_max_tokens, 256);
+        let a = l.scopes("team-a", Some("gpt-4o"));
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            a[0].spec,
+            Spec {
+                rpm: Some(60),
+                tpm: Some(5000),
+                tpd: None,
+                concurrent: None
+            }
+        );
+        let b = l.scopes("team-b", Some("gpt-4o-mini"));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[1].name, "team-b / gpt-4o*");
+        assert_eq!(b[1].spec.tpm, Some(100));
+        assert_eq!(l.scopes("team-b", None).len(), 1);
+        assert!(l.global.is_none());
+    }
+
+    #[test]
+    fn limits_errors_name_the_field() {
+        let mut v = base();
+        v["limits"] = serde_json::json!({"consumers": {"team-x": {"rpm": 1}}});
+        assert!(field_of(v).starts_with("limits.consumers.team-x: unknown consumer"));
+
+        let mut v = base();
+        v["limits"] = serde_json::json!({"default": {"rpm": "ten"}});
+        assert!(field_of(v).starts_with("limits.default.rpm"));
+
+        let mut v = base();
+        v["limits"] = serde_json::json!({"default": {"models": [{"model": "x"}]}});
+        assert!(field_of(v).starts_with("limits.default.models[0]: sets no limit"));
+
+        let mut v = base();
+        v["limits"] = serde_json::json!({"global": {"cluster": "rls", "failure_mode": "maybe"}});
+        assert!(field_of(v).starts_with("limits.global.failure_mode"));
+
+        let mut v = base();
+        v["routes"] = serde_json::json!([]);
+        v["default"] = serde_json::json!({"to": {"provider": "openai"}});
+        v["body_routing"] = false.into();
+        v["providers"]["azure"]["models"] = serde_json::json!({});
+        v["limits"] = serde_json::json!({"default": {"models": [{"model": "x", "rpm": 1}]}});
+        assert!(
+            field_of(v).starts_with("limits.default.models: per-model limits need body_routing")
+        );
+
+        let mut v = base();
+        v["limits"] = serde_json::json!({"global": {"cluster": "rls"}});
+        let g = parse(v).unwrap().limits.unwrap().global.unwrap();
+        assert_eq!(g.failure_mode, FailureMode::Open);
+        assert_eq!(g.domain, "llm-gateway");
+        assert_eq!(g.timeout_ms, DEFAULT_GLOBAL_TIMEOUT_MS);
     }
 }

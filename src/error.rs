@@ -113,6 +113,23 @@ impl HttpError {
         ))
     }
 
+    /// 429: a rate limit or token budget refused the request. `kind` is `requests` or
+    /// `tokens`, as OpenAI types its rate limit errors.
+    pub fn rate_limited(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(429, kind, "rate_limit_exceeded", "rate_limited").msg(message)
+    }
+
+    /// 503: the global rate limit service did not answer and the failure mode is closed.
+    pub fn limiter_unavailable() -> Self {
+        Self::new(
+            503,
+            "server_error",
+            "rate_limit_service_unavailable",
+            "ratelimit_unavailable",
+        )
+        .msg("The rate limit service is unavailable; the request was not sent. Please retry.")
+    }
+
     /// The JSON body of the reply.
     pub fn body(&self) -> Vec<u8> {
         let body = Body {
@@ -156,5 +173,7 @@ mod tests {
         assert_eq!(HttpError::missing_key().status, 401);
         assert_eq!(HttpError::invalid_key().status, 401);
         assert_eq!(HttpError::too_large(1).status, 413);
+        assert_eq!(HttpError::rate_limited("tokens", "x").status, 429);
+        assert_eq!(HttpError::limiter_unavailable().status, 503);
     }
 }

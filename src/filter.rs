@@ -11,12 +11,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::config::Config;
+use crate::config::{Config, FailureMode, Global};
 use crate::error::HttpError;
+use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
 use crate::names;
 use crate::report::{Kind, MetricUpdate, Record};
 use crate::request::{Endpoint, Request};
 use crate::response::{Accountant, ChunkAction};
+use crate::rls;
 use crate::route;
 use crate::tokens::{self, Encoding};
 
@@ -27,6 +29,10 @@ proxy_wasm::main! {{
 
 /// Distinct metric series one VM defines before folding new model/consumer labels into `other`.
 const MAX_SERIES: usize = 4096;
+/// How often a VM sends its queued end-of-request reports to the global rate limit service.
+const REPORT_PERIOD: Duration = Duration::from_millis(100);
+/// Queued reports a VM keeps at most; beyond it new ones are dropped and counted.
+const MAX_QUEUED_REPORTS: usize = 10_000;
 
 mod host {
     use super::*;
@@ -41,6 +47,46 @@ mod host {
 
     pub fn now_ms() -> u64 {
         now_us() / 1000
+    }
+
+    pub fn now_ns() -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    /// Envoy's shared data, seen by every worker VM of this plugin.
+    pub struct SharedData;
+
+    impl Store for SharedData {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            match hostcalls::get_shared_data(key) {
+                Ok((Some(v), cas)) => Some((v, cas.unwrap_or(0))),
+                _ => None,
+            }
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), Conflict> {
+            hostcalls::set_shared_data(key, Some(value), (cas != 0).then_some(cas))
+                .map_err(|_| Conflict)
+        }
+    }
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_continue_stream(stream_type: u32) -> u32;
+    }
+
+    /// Let a paused request go on. Unlike the SDK's `resume_http_request`, a stream that is
+    /// already gone is not a panic.
+    pub fn resume_request() {
+        // SAFETY: a host call with no pointers; 0 is the request stream.
+        let status = unsafe { proxy_continue_stream(0) };
+        if status != 0 {
+            log::debug!("llm-gateway: could not resume the request (status {status})");
+        }
     }
 
     pub fn header(map: MapType, name: &str) -> Option<String> {
@@ -143,14 +189,79 @@ impl Metrics {
     }
 }
 
+/// What a finished request still owes the global rate limit service: the tokens it used beyond
+/// those charged at admission.
+struct Report {
+    consumer: String,
+    model: Option<String>,
+    tokens: u64,
+}
+
 #[derive(Default)]
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<RefCell<Metrics>>,
     preload: Vec<Encoding>,
+    limiter: Option<Rc<RefCell<Limiter>>>,
+    reports: Rc<RefCell<Vec<Report>>>,
 }
 
-impl Context for Root {}
+impl Root {
+    fn global(&self) -> Option<&Global> {
+        self.config.as_ref()?.limits.as_ref()?.global.as_ref()
+    }
+
+    /// Send the queued reports, one call per consumer and model.
+    fn flush_reports(&mut self) {
+        let Some(g) = self.global().cloned() else {
+            return;
+        };
+        let queued = std::mem::take(&mut *self.reports.borrow_mut());
+        let mut merged: HashMap<(String, Option<String>), u64> = HashMap::new();
+        for r in queued {
+            *merged.entry((r.consumer, r.model)).or_default() += r.tokens;
+        }
+        for ((consumer, model), tokens) in merged {
+            let (bytes, _) = rls::request(&g.domain, &consumer, model.as_deref(), 0, tokens);
+            if let Err(e) = hostcalls::dispatch_grpc_call(
+                &g.cluster,
+                rls::SERVICE,
+                rls::METHOD,
+                Vec::new(),
+                Some(&bytes),
+                Duration::from_millis(g.timeout_ms),
+            ) {
+                log::warn!("llm-gateway: could not report usage to the rate limit service: {e:?}");
+                self.count(names::metric::GLOBAL_REPORT_FAILURES);
+            }
+        }
+    }
+
+    fn count(&self, name: &str) {
+        self.metrics.borrow_mut().apply(&MetricUpdate {
+            kind: Kind::Counter,
+            name: name.to_string(),
+            value: 1,
+        });
+    }
+
+    fn idle_tick(&self) -> Duration {
+        if self.global().is_some() {
+            REPORT_PERIOD
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _size: usize) {
+        if status_code != 0 {
+            log::warn!("llm-gateway: usage report to the rate limit service failed (gRPC status {status_code})");
+            self.count(names::metric::GLOBAL_REPORT_FAILURES);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -167,11 +278,19 @@ impl RootContext for Root {
                     c.consumers.len()
                 );
                 self.preload = c.tokenizer.preload.clone();
+                self.limiter = c.limits.as_ref().map(|l| {
+                    let limiter = Limiter::new(names::LIMITS_SHARED_PREFIX, l.max_tracked);
+                    limiter.init(&host::SharedData);
+                    Rc::new(RefCell::new(limiter))
+                });
                 self.config = Some(Rc::new(c));
-                if !self.preload.is_empty() {
+                let tick = if self.preload.is_empty() {
+                    self.idle_tick()
+                } else {
                     // Load encodings off the configure path, one per tick, before traffic needs them.
-                    let _ = hostcalls::set_tick_period(Duration::from_millis(1));
-                }
+                    Duration::from_millis(1)
+                };
+                let _ = hostcalls::set_tick_period(tick);
                 true
             }
             Err(e) => {
@@ -193,7 +312,8 @@ impl RootContext for Root {
                 );
             }
             None => {
-                let _ = hostcalls::set_tick_period(Duration::ZERO);
+                self.flush_reports();
+                let _ = hostcalls::set_tick_period(self.idle_tick());
             }
         }
     }
@@ -212,6 +332,14 @@ impl RootContext for Root {
             encoding: None,
             accountant: None,
             body_copy: None,
+            limiter: self.limiter.clone(),
+            reports: self.reports.clone(),
+            held: None,
+            snapshot: None,
+            retry_after: None,
+            global_call: None,
+            global_tokens: 0,
+            reservation: 0,
         }))
     }
 
@@ -233,27 +361,228 @@ struct Gateway {
     accountant: Option<Accountant>,
     /// Without body routing: the body seen so far (bounded), read for accounting.
     body_copy: Option<Vec<u8>>,
+    limiter: Option<Rc<RefCell<Limiter>>>,
+    reports: Rc<RefCell<Vec<Report>>>,
+    /// What the request holds in the local limits until it ends.
+    held: Option<Held>,
+    /// Rate limit figures for the `x-ratelimit-*` response headers.
+    snapshot: Option<Snapshot>,
+    retry_after: Option<Duration>,
+    /// The pending call to the global service and what its descriptors stand for.
+    global_call: Option<(u32, Vec<rls::Described>)>,
+    /// Tokens charged to the global service at admission.
+    global_tokens: u64,
+    /// Tokens the request reserves (prompt + completion cap).
+    reservation: u64,
 }
 
-impl Context for Gateway {}
+impl Context for Gateway {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, size: usize) {
+        let Some((token, described)) = self.global_call.take() else {
+            return;
+        };
+        if token != token_id {
+            return;
+        }
+        if status_code != 0 {
+            // gRPC DEADLINE_EXCEEDED is the configured timeout; UNAVAILABLE, no connection.
+            let reason = match status_code {
+                4 => "timeout",
+                14 => "unavailable",
+                _ => "error",
+            };
+            return self.global_failed(reason);
+        }
+        let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Some(verdict) = rls::verdict(&body, &described) else {
+            return self.global_failed("error");
+        };
+        self.snapshot
+            .get_or_insert_with(Snapshot::default)
+            .merge(&verdict.snapshot);
+        match verdict.over_limit {
+            None => host::resume_request(),
+            Some(o) => {
+                self.release_local();
+                self.record.limited = Some("global");
+                self.retry_after = o.retry_after;
+                let consumer = self.record.consumer.clone().unwrap_or_default();
+                let again = o
+                    .retry_after
+                    .map(|d| format!(" Please try again in {}.", limits::format_reset(d)))
+                    .unwrap_or_default();
+                let kind = if o.what.starts_with("tokens") {
+                    "tokens"
+                } else {
+                    "requests"
+                };
+                let e = HttpError::rate_limited(
+                    kind,
+                    format!(
+                        "Rate limit reached for {consumer} on {} (global): Limit {}.{again}",
+                        o.what, o.limit
+                    ),
+                );
+                self.reject(e);
+            }
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // on_log settles; this is the backstop should a stream end without it.
+        if let (Some(held), Some(limiter)) = (self.held.take(), self.limiter.as_ref()) {
+            let _ = limiter
+                .borrow_mut()
+                .settle(&host::SharedData, &held, 0, host::now_ns());
+        }
+    }
+}
 
 impl Gateway {
     fn reject(&mut self, e: HttpError) -> Action {
         self.record.local_outcome = Some(e.outcome);
         self.record.status = e.status;
         let body = e.body();
-        if let Err(err) = hostcalls::send_http_response(
-            e.status,
-            vec![(names::CONTENT_TYPE, "application/json")],
-            Some(&body),
-        ) {
+        let mut headers = self.limit_headers();
+        if let Some(d) = self.retry_after.filter(|_| e.status == 429) {
+            headers.push((
+                names::RETRY_AFTER,
+                d.as_secs_f64().ceil().max(1.0).to_string(),
+            ));
+        }
+        let mut all = vec![(names::CONTENT_TYPE, "application/json")];
+        all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Err(err) = hostcalls::send_http_response(e.status, all, Some(&body)) {
             log::warn!("llm-gateway: could not send local reply: {err:?}");
         }
         Action::Pause
     }
 
-    /// Everything between a complete request body and forwarding it.
-    fn admit(&mut self, endpoint: Endpoint, body: &[u8]) -> Result<(), HttpError> {
+    /// `x-ratelimit-*` headers for the tightest request and token windows known.
+    fn limit_headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        let Some(s) = self.snapshot else {
+            return h;
+        };
+        if let Some(r) = s.requests {
+            h.push((names::RATELIMIT_LIMIT_REQUESTS, r.limit.to_string()));
+            h.push((names::RATELIMIT_REMAINING_REQUESTS, r.remaining.to_string()));
+            h.push((
+                names::RATELIMIT_RESET_REQUESTS,
+                limits::format_reset(r.reset),
+            ));
+        }
+        if let Some(t) = s.tokens {
+            h.push((names::RATELIMIT_LIMIT_TOKENS, t.limit.to_string()));
+            h.push((names::RATELIMIT_REMAINING_TOKENS, t.remaining.to_string()));
+            h.push((names::RATELIMIT_RESET_TOKENS, limits::format_reset(t.reset)));
+        }
+        h
+    }
+
+    /// Reserve `cost` in the local limits of this consumer (and model, when known).
+    fn limit_locally(&mut self, model: Option<&str>, cost: Cost) -> Result<(), HttpError> {
+        let (Some(limiter), Some(l)) = (self.limiter.clone(), self.config.limits.as_ref()) else {
+            return Ok(());
+        };
+        let consumer = self.record.consumer.clone().unwrap_or_default();
+        let scopes = l.scopes(&consumer, model);
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let decision = limiter
+            .borrow_mut()
+            .admit(&host::SharedData, &scopes, cost, host::now_ns());
+        match decision {
+            Ok(Ok(held)) => {
+                self.record.untracked = held.untracked;
+                self.snapshot = Some(held.snapshot);
+                self.held = Some(held);
+                Ok(())
+            }
+            Ok(Err(rejection)) => {
+                self.snapshot = Some(rejection.snapshot);
+                self.retry_after = rejection.retry_after;
+                self.record.limited = Some(rejection.reason.label());
+                Err(rejection.error())
+            }
+            Err(TableError::Contended) => {
+                log::warn!("llm-gateway: the limit table is contended; request admitted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Give back what the request holds locally (it is refused after all).
+    fn release_local(&mut self) {
+        if let (Some(held), Some(limiter)) = (self.held.take(), self.limiter.as_ref()) {
+            let _ = limiter
+                .borrow_mut()
+                .cancel(&host::SharedData, &held, host::now_ns());
+        }
+    }
+
+    /// Ask the global service; `true` while its answer is awaited (the request stays paused).
+    fn limit_globally(&mut self, model: Option<&str>, tokens: u64) -> Result<bool, HttpError> {
+        let Some(g) = self.config.limits.as_ref().and_then(|l| l.global.clone()) else {
+            return Ok(false);
+        };
+        let consumer = self.record.consumer.clone().unwrap_or_default();
+        let (bytes, described) = rls::request(&g.domain, &consumer, model, 1, tokens);
+        self.global_tokens = tokens;
+        match hostcalls::dispatch_grpc_call(
+            &g.cluster,
+            rls::SERVICE,
+            rls::METHOD,
+            Vec::new(),
+            Some(&bytes),
+            Duration::from_millis(g.timeout_ms),
+        ) {
+            Ok(token) => {
+                self.global_call = Some((token, described));
+                Ok(true)
+            }
+            Err(e) => {
+                log::warn!("llm-gateway: could not call the rate limit service: {e:?}");
+                self.record.global_failure = Some("unavailable");
+                match g.failure_mode {
+                    FailureMode::Open => Ok(false),
+                    FailureMode::Closed => {
+                        self.release_local();
+                        self.global_tokens = 0;
+                        Err(HttpError::limiter_unavailable())
+                    }
+                }
+            }
+        }
+    }
+
+    /// The global service did not answer: go on or refuse, as configured.
+    fn global_failed(&mut self, reason: &'static str) {
+        self.record.global_failure = Some(reason);
+        let mode = self
+            .config
+            .limits
+            .as_ref()
+            .and_then(|l| l.global.as_ref())
+            .map(|g| g.failure_mode);
+        if mode == Some(FailureMode::Closed) {
+            self.release_local();
+            self.global_tokens = 0;
+            self.reject(HttpError::limiter_unavailable());
+        } else {
+            host::resume_request();
+        }
+    }
+
+    /// Everything between a complete request body and forwarding it. `Ok(true)`: forward now;
+    /// `Ok(false)`: wait for the global rate limit service.
+    fn admit(&mut self, endpoint: Endpoint, body: &[u8]) -> Result<bool, HttpError> {
         let cfg = self.config.clone();
         let req = Request::parse(endpoint, body)?;
         self.record.request_model = Some(req.model.to_string());
@@ -270,6 +599,19 @@ impl Gateway {
         self.record.upstream_model = Some(decision.upstream_model.clone());
         self.count(&req, &decision.upstream_model);
 
+        let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);
+        if let Some(l) = &cfg.limits {
+            let completion = req.max_output_tokens().unwrap_or(l.default_max_tokens);
+            self.reservation = prompt.saturating_add(completion);
+            self.limit_locally(
+                Some(&req.model),
+                Cost {
+                    requests: 1,
+                    tokens: self.reservation,
+                },
+            )?;
+        }
+
         self.strip_usage = req.stream && !req.include_usage;
         if let Some(new_body) = req.rewrite(Some(&decision.upstream_model), self.strip_usage) {
             host::set_body(BufferType::HttpRequestBody, body.len(), &new_body);
@@ -280,7 +622,10 @@ impl Gateway {
             );
         }
         self.forward(&decision, &headers);
-        Ok(())
+        // The global service is charged the prompt now and the rest when the request ends
+        // (its protocol cannot give back an unused reservation).
+        let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
+        Ok(!waiting)
     }
 
     /// Count the prompt for `model` into the record.
@@ -323,14 +668,28 @@ impl Gateway {
     fn route_on_headers(&mut self, headers: &RequestHeaders) -> Action {
         let cfg = self.config.clone();
         // Config validation guarantees no rule depends on the model here.
-        match route::route(&cfg, "", &self.path, &|n| headers.get(n), &mut |t| {
+        let decision = match route::route(&cfg, "", &self.path, &|n| headers.get(n), &mut |t| {
             fastrand::u32(0..t)
         }) {
-            Ok(decision) => {
-                self.forward(&decision, headers);
-                self.body_copy = Some(Vec::new());
-                Action::Continue
-            }
+            Ok(d) => d,
+            Err(e) => return self.reject(e),
+        };
+        // The prompt is not known yet: admit on one request and one token left, and charge
+        // the reservation once the body has passed (`observe_body`).
+        if let Err(e) = self.limit_locally(
+            None,
+            Cost {
+                requests: 1,
+                tokens: 1,
+            },
+        ) {
+            return self.reject(e);
+        }
+        self.forward(&decision, headers);
+        self.body_copy = Some(Vec::new());
+        match self.limit_globally(None, 1) {
+            Ok(true) => Action::Pause,
+            Ok(false) => Action::Continue,
             Err(e) => self.reject(e),
         }
     }
@@ -357,6 +716,52 @@ impl Gateway {
             self.record.upstream_model = Some(req.model.to_string());
             self.record.stream = req.stream;
             self.count(&req, &req.model);
+            let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);
+            if let (Some(l), Some(limiter), Some(held)) = (
+                self.config.limits.as_ref(),
+                self.limiter.as_ref(),
+                self.held.as_mut(),
+            ) {
+                let completion = req.max_output_tokens().unwrap_or(l.default_max_tokens);
+                self.reservation = prompt.saturating_add(completion);
+                let more = self.reservation.saturating_sub(held.reserved_tokens);
+                let _ =
+                    limiter
+                        .borrow_mut()
+                        .add_tokens(&host::SharedData, held, more, host::now_ns());
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// The request is over: correct the local reservation to what was used, release its
+    /// in-flight slot, and queue what the global service has not been charged yet.
+    fn settle_limits(&mut self) {
+        let actual = self.record.billable_tokens();
+        if let (Some(held), Some(limiter)) = (self.held.take(), self.limiter.as_ref()) {
+            let _ = limiter
+                .borrow_mut()
+                .settle(&host::SharedData, &held, actual, host::now_ns());
+            self.record.reservation = Some((held.reserved_tokens, actual));
+        }
+        let owed = actual.saturating_sub(self.global_tokens);
+        let global = self
+            .config
+            .limits
+            .as_ref()
+            .is_some_and(|l| l.global.is_some());
+        if global && owed > 0 && self.record.local_outcome.is_none() {
+            let mut q = self.reports.borrow_mut();
+            if q.len() < MAX_QUEUED_REPORTS {
+                q.push(Report {
+                    consumer: self.record.consumer.clone().unwrap_or_default(),
+                    model: self.record.request_model.clone(),
+                    tokens: owed,
+                });
+            } else {
+                self.record.global_failure = Some("report_queue_full");
+            }
         }
     }
 }
@@ -412,7 +817,12 @@ impl HttpContext for Gateway {
         };
         if !self.config.body_routing {
             self.observe_body(body_size, end_of_stream);
-            return Action::Continue;
+            // Held while the global rate limit service has not answered.
+            return if self.global_call.is_some() {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         }
         if self.record.local_outcome.is_some() {
             return Action::Pause;
@@ -428,7 +838,8 @@ impl HttpContext for Gateway {
         let result = self.admit(endpoint, &body);
         self.record.gateway_us = Some(host::now_us().saturating_sub(t0));
         match result {
-            Ok(()) => Action::Continue,
+            Ok(true) => Action::Continue,
+            Ok(false) => Action::Pause,
             Err(e) => self.reject(e),
         }
     }
@@ -453,6 +864,9 @@ impl HttpContext for Gateway {
         if self.strip_usage && acc.wants_body() {
             // The body may shrink: a stated length would be wrong.
             host::set_header(h, names::CONTENT_LENGTH, None);
+        }
+        for (name, value) in self.limit_headers() {
+            host::set_header(h, name, Some(&value));
         }
         self.accountant = Some(acc);
         Action::Continue
@@ -486,6 +900,7 @@ impl HttpContext for Gateway {
             .learned
             .first_token_ms
             .map(|t| t.saturating_sub(self.start_ms));
+        self.settle_limits();
 
         for (name, value) in self.record.properties() {
             host::set_property(name, &value);

@@ -5,10 +5,12 @@
 
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod names;
 pub mod report;
 pub mod request;
 pub mod response;
+pub mod rls;
 pub mod route;
 pub mod sse;
 pub mod tokens;

@@ -22,6 +22,18 @@ pub const CONTENT_ENCODING: &str = "content-encoding";
 pub const ACCEPT_ENCODING: &str = "accept-encoding";
 pub const STATUS: &str = ":status";
 
+/// Rate limit headers OpenAI clients know, on every response to a limited consumer.
+pub const RATELIMIT_LIMIT_REQUESTS: &str = "x-ratelimit-limit-requests";
+pub const RATELIMIT_REMAINING_REQUESTS: &str = "x-ratelimit-remaining-requests";
+pub const RATELIMIT_RESET_REQUESTS: &str = "x-ratelimit-reset-requests";
+pub const RATELIMIT_LIMIT_TOKENS: &str = "x-ratelimit-limit-tokens";
+pub const RATELIMIT_REMAINING_TOKENS: &str = "x-ratelimit-remaining-tokens";
+pub const RATELIMIT_RESET_TOKENS: &str = "x-ratelimit-reset-tokens";
+pub const RETRY_AFTER: &str = "retry-after";
+
+/// Prefix of the rate limit table's keys in Envoy's shared data.
+pub const LIMITS_SHARED_PREFIX: &str = "llm_gateway.limits.v1.";
+
 /// Response header naming the provider that served the request.
 pub const RESPONSE_PROVIDER: &str = "x-llm-gateway-provider";
 
@@ -87,18 +99,34 @@ pub mod metric {
     pub const FILTER_TIME: &str = "llm_gateway_filter_request_us";
     /// Linear memory of the wasm VM that last finished a request (bytes), without labels.
     pub const VM_MEMORY: &str = "llm_gateway_vm_memory_bytes";
+    /// Requests refused by a rate limit, by consumer and `reason` (rpm, tpm, tpd, concurrent,
+    /// global).
+    pub const RATELIMIT_REJECTIONS: &str = "llm_gateway_ratelimit_rejections_total";
+    /// Tokens reserved at admission minus tokens finally charged (histogram, per request).
+    pub const RESERVATION_ERROR: &str = "llm_gateway_ratelimit_reservation_error_tokens";
+    /// Tokens charged beyond the reservation (the request used more than it reserved).
+    pub const UNDERRESERVED: &str = "llm_gateway_ratelimit_underreserved_tokens_total";
+    /// Calls to the global rate limit service that failed, by `reason` (timeout, unavailable,
+    /// error).
+    pub const GLOBAL_FAILURES: &str = "llm_gateway_ratelimit_global_failures_total";
+    /// Limit scopes that could not be tracked because the shared table was full.
+    pub const UNTRACKED: &str = "llm_gateway_ratelimit_untracked_total";
+    /// End-of-request reports to the global service that failed.
+    pub const GLOBAL_REPORT_FAILURES: &str = "llm_gateway_ratelimit_global_report_failures_total";
 
     pub const TAG_MODEL: &str = "gen_ai_request_model";
     pub const TAG_PROVIDER: &str = "gen_ai_provider_name";
     pub const TAG_TOKEN_TYPE: &str = "gen_ai_token_type";
     pub const TAG_CONSUMER: &str = "consumer";
     pub const TAG_OUTCOME: &str = "outcome";
+    pub const TAG_REASON: &str = "reason";
     /// Every label key, for the `stats_tags` block shipped in `envoy/`.
-    pub const ALL_TAGS: [&str; 5] = [
+    pub const ALL_TAGS: [&str; 6] = [
         TAG_MODEL,
         TAG_PROVIDER,
         TAG_TOKEN_TYPE,
         TAG_CONSUMER,
         TAG_OUTCOME,
+        TAG_REASON,
     ];
 }

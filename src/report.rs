@@ -31,6 +31,14 @@ pub struct Record {
     /// Time the filter spent on the request before forwarding it, and on counting tokens (µs).
     pub gateway_us: Option<u64>,
     pub tokenize_us: Option<u64>,
+    /// The limit that refused the request (metric label: rpm, tpm, tpd, concurrent, global).
+    pub limited: Option<&'static str>,
+    /// Tokens reserved at admission and the tokens finally charged, once settled.
+    pub reservation: Option<(u64, u64)>,
+    /// Why the global rate limit service could not answer, when it could not.
+    pub global_failure: Option<&'static str>,
+    /// Limit scopes that could not be tracked (the shared table was full).
+    pub untracked: usize,
 }
 
 /// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
@@ -117,6 +125,20 @@ impl Record {
         }
     }
 
+    /// Tokens the request is charged against token limits: what the provider reported, or
+    /// the filter's counts for a response that carried none; nothing for a request the
+    /// provider refused or never answered (providers do not bill those).
+    pub fn billable_tokens(&self) -> u64 {
+        if self.local_outcome.is_some() {
+            return 0;
+        }
+        match self.learned.usage {
+            Some(_) => self.tokens().total,
+            None if (200..300).contains(&self.status) => self.tokens().total,
+            None => 0,
+        }
+    }
+
     /// Access-log properties (`wasm.<name>` filter state), all as strings.
     pub fn properties(&self) -> Vec<(&'static str, String)> {
         let t = self.tokens();
@@ -197,6 +219,7 @@ impl Record {
                 value: us,
             });
         }
+        self.limit_metrics(consumer, &mut out);
         if self.local_outcome.is_none() && self.endpoint.is_some() {
             let t = self.tokens();
             for (ty, v) in [
@@ -247,6 +270,52 @@ impl Record {
             }
         }
         out
+    }
+}
+
+impl Record {
+    fn limit_metrics(&self, consumer: &str, out: &mut Vec<MetricUpdate>) {
+        if let Some(reason) = self.limited {
+            out.push(MetricUpdate {
+                kind: Kind::Counter,
+                name: stat_name(
+                    metric::RATELIMIT_REJECTIONS,
+                    &[
+                        (metric::TAG_CONSUMER, consumer),
+                        (metric::TAG_REASON, reason),
+                    ],
+                ),
+                value: 1,
+            });
+        }
+        if let Some((reserved, actual)) = self.reservation {
+            out.push(MetricUpdate {
+                kind: Kind::Histogram,
+                name: metric::RESERVATION_ERROR.to_string(),
+                value: reserved.saturating_sub(actual),
+            });
+            if actual > reserved {
+                out.push(MetricUpdate {
+                    kind: Kind::Counter,
+                    name: metric::UNDERRESERVED.to_string(),
+                    value: actual - reserved,
+                });
+            }
+        }
+        if let Some(reason) = self.global_failure {
+            out.push(MetricUpdate {
+                kind: Kind::Counter,
+                name: stat_name(metric::GLOBAL_FAILURES, &[(metric::TAG_REASON, reason)]),
+                value: 1,
+            });
+        }
+        if self.untracked > 0 {
+            out.push(MetricUpdate {
+                kind: Kind::Counter,
+                name: metric::UNTRACKED.to_string(),
+                value: self.untracked as u64,
+            });
+        }
     }
 }
 

@@ -238,6 +238,25 @@ impl<'a> Request<'a> {
         })
     }
 
+    /// The most completion tokens the request allows: `max_completion_tokens` (or the older
+    /// `max_tokens`) times `n`. `None` when the request sets no cap. Embeddings produce none;
+    /// legacy completions default to 16 as OpenAI documents.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        let num = |k: &str| {
+            self.top
+                .get(k)
+                .filter(|v| !is_null(v))
+                .and_then(|v| v.get().parse::<u64>().ok())
+        };
+        let n = num("n").unwrap_or(1).max(1);
+        let cap = match self.endpoint {
+            Endpoint::Embeddings => return Some(0),
+            Endpoint::ChatCompletions => num("max_completion_tokens").or_else(|| num("max_tokens")),
+            Endpoint::Completions => Some(num("max_tokens").unwrap_or(16)),
+        };
+        cap.map(|c| c.saturating_mul(n))
+    }
+
     /// Prompt tokens as the provider will count them.
     pub fn count_prompt(&self, enc: Encoding) -> Count {
         match &self.prompt {
@@ -802,5 +821,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn max_output_tokens() {
+        let p = |ep, b: &str| {
+            Request::parse(ep, b.as_bytes())
+                .unwrap()
+                .max_output_tokens()
+        };
+        let chat = Endpoint::ChatCompletions;
+        let m = r#""model":"m","messages":[{"role":"user","content":"x"}]"#;
+        assert_eq!(p(chat, &format!("{{{m}}}")), None);
+        assert_eq!(p(chat, &format!(r#"{{{m},"max_tokens":100}}"#)), Some(100));
+        assert_eq!(
+            p(
+                chat,
+                &format!(r#"{{{m},"max_tokens":100,"max_completion_tokens":50,"n":3}}"#)
+            ),
+            Some(150)
+        );
+        assert_eq!(p(chat, &format!(r#"{{{m},"max_tokens":null}}"#)), None);
+        assert_eq!(
+            p(Endpoint::Completions, r#"{"model":"m","prompt":"x"}"#),
+            Some(16)
+        );
+        assert_eq!(
+            p(Endpoint::Embeddings, r#"{"model":"m","input":"x"}"#),
+            Some(0)
+        );
     }
 }

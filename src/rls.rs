@@ -1,0 +1,331 @@
+//! The global rate limit service: Envoy's `envoy.service.ratelimit.v3.RateLimitService`
+//! (`ShouldRateLimit`), as spoken by envoyproxy/ratelimit and Limitador.
+//!
+//! The messages are the protobuf definitions of `rls.proto` and `ratelimit.proto` written as
+//! prost derives (the crates that ship them generated, such as `envoy-types`, pull in tonic and
+//! tokio, which do not build for wasm32); a test checks them field by field against
+//! `envoy-types`. Only the fields the filter uses are declared: protobuf skips the others.
+//!
+//! Descriptors, one pair per scope, each with its own `hits_addend`:
+//! `[consumer=<name>, unit=requests]`, `[consumer=<name>, unit=tokens]`, and with a model
+//! `[consumer=<name>, model=<model>, unit=requests|tokens]`. The service's configuration decides
+//! which of them are limited.
+
+use std::time::Duration;
+
+use prost::Message;
+
+use crate::limits::{Remaining, Snapshot};
+
+pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
+pub const METHOD: &str = "ShouldRateLimit";
+
+pub const KEY_CONSUMER: &str = "consumer";
+pub const KEY_MODEL: &str = "model";
+pub const KEY_UNIT: &str = "unit";
+pub const UNIT_REQUESTS: &str = "requests";
+pub const UNIT_TOKENS: &str = "tokens";
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitRequest {
+    #[prost(string, tag = "1")]
+    pub domain: String,
+    #[prost(message, repeated, tag = "2")]
+    pub descriptors: Vec<RateLimitDescriptor>,
+    #[prost(uint32, tag = "3")]
+    pub hits_addend: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitDescriptor {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<Entry>,
+    /// `google.protobuf.UInt64Value`: overrides the request's `hits_addend` for this descriptor.
+    #[prost(message, optional, tag = "3")]
+    pub hits_addend: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Entry {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitResponse {
+    #[prost(enumeration = "Code", tag = "1")]
+    pub overall_code: i32,
+    #[prost(message, repeated, tag = "2")]
+    pub statuses: Vec<DescriptorStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Code {
+    Unknown = 0,
+    Ok = 1,
+    OverLimit = 2,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DescriptorStatus {
+    #[prost(enumeration = "Code", tag = "1")]
+    pub code: i32,
+    #[prost(message, optional, tag = "2")]
+    pub current_limit: Option<RateLimit>,
+    #[prost(uint32, tag = "3")]
+    pub limit_remaining: u32,
+    #[prost(message, optional, tag = "4")]
+    pub duration_until_reset: Option<prost_types::Duration>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimit {
+    #[prost(uint32, tag = "1")]
+    pub requests_per_unit: u32,
+    #[prost(enumeration = "Unit", tag = "2")]
+    pub unit: i32,
+    #[prost(string, tag = "3")]
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Unit {
+    Unknown = 0,
+    Second = 1,
+    Minute = 2,
+    Hour = 3,
+    Day = 4,
+    Month = 5,
+    Year = 6,
+    Week = 7,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Unknown => "window",
+            Unit::Second => "second",
+            Unit::Minute => "minute",
+            Unit::Hour => "hour",
+            Unit::Day => "day",
+            Unit::Month => "month",
+            Unit::Year => "year",
+            Unit::Week => "week",
+        }
+    }
+}
+
+/// What one descriptor stands for, to read its status back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    pub tokens: bool,
+    pub model: Option<String>,
+}
+
+/// The request for one gateway request: `requests` and `tokens` hits for the consumer and, when
+/// known, the consumer × model pair. Descriptors with nothing to add are left out.
+pub fn request(
+    domain: &str,
+    consumer: &str,
+    model: Option<&str>,
+    requests: u64,
+    tokens: u64,
+) -> (Vec<u8>, Vec<Described>) {
+    let mut descriptors = Vec::with_capacity(4);
+    let mut described = Vec::with_capacity(4);
+    for m in std::iter::once(None).chain(model.map(Some)) {
+        for (unit, hits) in [(UNIT_REQUESTS, requests), (UNIT_TOKENS, tokens)] {
+            if hits == 0 {
+                continue;
+            }
+            let mut entries = vec![Entry {
+                key: KEY_CONSUMER.into(),
+                value: consumer.into(),
+            }];
+            if let Some(m) = m {
+                entries.push(Entry {
+                    key: KEY_MODEL.into(),
+                    value: m.into(),
+                });
+            }
+            entries.push(Entry {
+                key: KEY_UNIT.into(),
+                value: unit.into(),
+            });
+            descriptors.push(RateLimitDescriptor {
+                entries,
+                hits_addend: Some(hits),
+            });
+            described.push(Described {
+                tokens: unit == UNIT_TOKENS,
+                model: m.map(str::to_string),
+            });
+        }
+    }
+    let req = RateLimitRequest {
+        domain: domain.into(),
+        descriptors,
+        hits_addend: 1,
+    };
+    (req.encode_to_vec(), described)
+}
+
+/// The service's answer, read for the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub over_limit: Option<OverLimit>,
+    pub snapshot: Snapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverLimit {
+    /// "tokens per minute for model gpt-4o" and the like.
+    pub what: String,
+    pub limit: u64,
+    pub retry_after: Option<Duration>,
+}
+
+fn duration(d: &Option<prost_types::Duration>) -> Option<Duration> {
+    let d = d.as_ref()?;
+    let secs = u64::try_from(d.seconds).ok()?;
+    let nanos = u32::try_from(d.nanos).ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+/// Read a `RateLimitResponse`. `None` when the bytes are not one.
+pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
+    let resp = RateLimitResponse::decode(bytes).ok()?;
+    let mut snapshot = Snapshot::default();
+    let mut over_limit = None;
+    for (i, st) in resp.statuses.iter().enumerate() {
+        let Some(d) = described.get(i) else {
+            break;
+        };
+        let Some(limit) = &st.current_limit else {
+            continue;
+        };
+        let reset = duration(&st.duration_until_reset);
+        let r = Some(Remaining {
+            limit: u64::from(limit.requests_per_unit),
+            remaining: u64::from(st.limit_remaining),
+            reset: reset.unwrap_or_default(),
+        });
+        snapshot.merge(&Snapshot {
+            requests: if d.tokens { None } else { r },
+            tokens: if d.tokens { r } else { None },
+        });
+        if st.code == Code::OverLimit as i32 && over_limit.is_none() {
+            let unit = Unit::try_from(limit.unit).unwrap_or(Unit::Unknown);
+            let kind = if d.tokens { "tokens" } else { "requests" };
+            let what = match &d.model {
+                Some(m) => format!("{kind} per {} for model {m}", unit.name()),
+                None => format!("{kind} per {}", unit.name()),
+            };
+            over_limit = Some(OverLimit {
+                what,
+                limit: u64::from(limit.requests_per_unit),
+                retry_after: reset,
+            });
+        }
+    }
+    if over_limit.is_none() && resp.overall_code == Code::OverLimit as i32 {
+        over_limit = Some(OverLimit {
+            what: "the global limit".into(),
+            limit: 0,
+            retry_after: None,
+        });
+    }
+    Some(Verdict {
+        over_limit,
+        snapshot,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::ratelimit::v3 as pb;
+
+    #[test]
+    fn request_decodes_as_envoy_types() {
+        let (bytes, described) = request("llm", "team-a", Some("gpt-4o"), 1, 420);
+        let r = pb::RateLimitRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(r.domain, "llm");
+        assert_eq!(r.descriptors.len(), 4);
+        assert_eq!(described.len(), 4);
+        let d = &r.descriptors[3];
+        let entries: Vec<(&str, &str)> = d
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("consumer", "team-a"),
+                ("model", "gpt-4o"),
+                ("unit", "tokens")
+            ]
+        );
+        assert_eq!(d.hits_addend.as_ref().map(|v| v.value), Some(420));
+        assert_eq!(
+            r.descriptors[0].hits_addend.as_ref().map(|v| v.value),
+            Some(1)
+        );
+        // Nothing to add: left out.
+        let (bytes, described) = request("llm", "a", None, 0, 7);
+        let r = pb::RateLimitRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(r.descriptors.len(), 1);
+        assert!(described[0].tokens);
+    }
+
+    #[test]
+    fn response_from_envoy_types() {
+        use pb::rate_limit_response::{rate_limit::Unit as PbUnit, Code as PbCode, *};
+        let status =
+            |code: PbCode, rpu: u32, unit: PbUnit, left: u32, reset: i64| DescriptorStatus {
+                code: code as i32,
+                current_limit: Some(RateLimit {
+                    requests_per_unit: rpu,
+                    unit: unit as i32,
+                    ..Default::default()
+                }),
+                limit_remaining: left,
+                duration_until_reset: Some(envoy_types::pb::google::protobuf::Duration {
+                    seconds: reset,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            };
+        let resp = pb::RateLimitResponse {
+            overall_code: PbCode::OverLimit as i32,
+            statuses: vec![
+                status(PbCode::Ok, 10, PbUnit::Minute, 7, 30),
+                status(PbCode::OverLimit, 1000, PbUnit::Day, 0, 3600),
+            ],
+            ..Default::default()
+        };
+        let described = [
+            Described {
+                tokens: false,
+                model: None,
+            },
+            Described {
+                tokens: true,
+                model: Some("gpt-4o".into()),
+            },
+        ];
+        let v = verdict(&resp.encode_to_vec(), &described).unwrap();
+        let o = v.over_limit.unwrap();
+        assert_eq!(o.what, "tokens per day for model gpt-4o");
+        assert_eq!(o.limit, 1000);
+        assert_eq!(o.retry_after, Some(Duration::from_secs(3600)));
+        assert_eq!(v.snapshot.requests.unwrap().remaining, 7);
+        assert_eq!(v.snapshot.tokens.unwrap().limit, 1000);
+        assert!(verdict(b"\xff\xff", &described).is_none());
+    }
+}
