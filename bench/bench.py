@@ -33,6 +33,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.environ.get("VENV", os.path.join(ROOT, ".venv"))
 ENVOY = os.environ.get("ENVOY_BIN", os.path.join(VENV, "bin", "envoy"))
 FAKE = os.environ.get("FAKE", os.path.join(ROOT, "target", "release", "fake-provider"))
+RLS = os.environ.get("RLS", os.path.join(ROOT, "rls-fixture", "target", "release", "ratelimit-service"))
+REDIS = os.environ.get("REDIS", "redis-server")
+# Limits no bench run reaches: the figures are the cost of checking, not of refusing.
+BENCH_LIMITS = {"default": {"rpm": 10**9, "tpm": 10**12, "tpd": 10**12, "concurrent": 10**6}}
+RLS_CONFIG = """
+domain: llm-gateway
+descriptors:
+  - key: consumer
+    descriptors:
+      - {key: unit, value: requests, rate_limit: {unit: minute, requests_per_unit: 1000000000}}
+      - {key: unit, value: tokens, rate_limit: {unit: minute, requests_per_unit: 4000000000}}
+"""
 WRK = os.environ.get("WRK", "wrk")
 WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "llm_gateway.wasm")
 KEY = "sk-gateway-demo"
@@ -81,7 +93,7 @@ def http_get(port, path):
         return r.status, r.read().decode()
 
 
-def bootstrap(variant, fake_port, workdir):
+def bootstrap(variant, fake_port, workdir, rls_port=None):
     with open(os.path.join(ROOT, "envoy", "gateway.yaml")) as f:
         b = yaml.safe_load(f)
     b["admin"]["address"]["socket_address"]["port_value"] = 0
@@ -100,13 +112,29 @@ def bootstrap(variant, fake_port, workdir):
         for ep in c["load_assignment"]["endpoints"]:
             for lb in ep["lb_endpoints"]:
                 lb["endpoint"]["address"]["socket_address"]["port_value"] = fake_port
+    if variant in ("local-limits", "global-limits"):
+        # The shipped configuration plus limits: local ones, or the global service alone.
+        conf = filters[0]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(conf["value"])
+        if variant == "local-limits":
+            plugin["limits"] = BENCH_LIMITS
+        else:
+            plugin["limits"] = {"global": {"cluster": "ratelimit", "timeout_ms": 1000}}
+            b["static_resources"]["clusters"].append({
+                "name": "ratelimit", "type": "STATIC", "connect_timeout": "1s",
+                "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}}},
+                "load_assignment": {"cluster_name": "ratelimit", "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": rls_port}}}}]}]}})
+        conf["value"] = json.dumps(plugin)
     return b
 
 
-def start_envoy(procs, variant, fake_port, workdir, concurrency):
+def start_envoy(procs, variant, fake_port, workdir, concurrency, rls_port=None):
     cfg = os.path.join(workdir, f"envoy-{variant}-{concurrency}.json")
     with open(cfg, "w") as f:
-        json.dump(bootstrap(variant, fake_port, workdir), f)
+        json.dump(bootstrap(variant, fake_port, workdir, rls_port), f)
     admin_path = os.path.join(workdir, f"admin-{variant}-{concurrency}.txt")
     log = open(os.path.join(workdir, f"envoy-{variant}-{concurrency}.log"), "w")
     env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench"}
@@ -132,6 +160,34 @@ def start_envoy(procs, variant, fake_port, workdir, concurrency):
     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
     return {"proc": p, "port": port, "admin": admin, "variant": variant,
             "access_log": os.path.join(workdir, f"access-{variant}.log")}
+
+
+def start_rls(procs, workdir):
+    """Redis and the rate limit service fixture (rls-fixture/), on free ports."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        redis_port = sock.getsockname()[1]
+    procs.start([REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL)
+    cfg = os.path.join(workdir, "rls.yaml")
+    with open(cfg, "w") as f:
+        f.write(RLS_CONFIG)
+    deadline = time.time() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", redis_port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            sys.exit("redis-server did not start")
+        time.sleep(0.05)
+    p = procs.start([RLS, "--listen", "127.0.0.1:0", "--redis", f"redis://127.0.0.1:{redis_port}", "--config", cfg],
+                    stdout=subprocess.PIPE, text=True)
+    return int(p.stdout.readline().strip().rsplit(":", 1)[1])
 
 
 def start_fake(procs):
@@ -284,8 +340,24 @@ def main():
                 a = statistics.median(x[stat] for x in stream["plain"])
                 b = statistics.median(x[stat] for x in stream["filter"])
                 rows.append((f"stream 64 chunks, {label}, p50", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+            # Limits: the filter without limits (A) against the filter with local limits, and with
+            # the global service (gRPC to the fixture, Redis behind it) (B).
+            rls_port = start_rls(procs, wd)
+            for v in ("local-limits", "global-limits"):
+                lat[v] = start_envoy(procs, v, fake, wd, 1, rls_port)
+                wrk(lat[v], body_files["1KB"], 1, "1s")
+            lim = {}
+            for r in range(rounds):
+                for v in ("filter", "local-limits", "global-limits"):
+                    lim.setdefault(v, []).append(wrk(lat[v], body_files["1KB"], 1, lat_time))
+            for v, label in (("local-limits", "local limits"), ("global-limits", "global limits (RLS + Redis)")):
+                for stat in ("p50", "p99"):
+                    a = statistics.median(x[stat] for x in lim["filter"])
+                    b = statistics.median(x[stat] for x in lim[v])
+                    rows.append((f"chat 1KB, {label} vs no limits, c=1, {stat}", f"filter {fmt_us(a)}",
+                                 f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
             vm_bytes = gauge(lat["filter"], "llm_gateway_vm_memory_bytes")
-            rss = {v: rss_mb(lat[v]["proc"].pid) for v in lat}
+            rss = {v: rss_mb(lat[v]["proc"].pid) for v in ("plain", "filter")}
 
             # Throughput: two workers, 16 connections.
             tp = {v: start_envoy(procs, v, fake, wd, 2) for v in ("plain", "filter")}

@@ -339,6 +339,7 @@ impl RootContext for Root {
             retry_after: None,
             global_call: None,
             global_tokens: 0,
+            global_sent_ms: 0,
             reservation: 0,
         }))
     }
@@ -372,6 +373,8 @@ struct Gateway {
     global_call: Option<(u32, Vec<rls::Described>)>,
     /// Tokens charged to the global service at admission.
     global_tokens: u64,
+    /// When the call to the global service left (ms).
+    global_sent_ms: u64,
     /// Tokens the request reserves (prompt + completion cap).
     reservation: u64,
 }
@@ -385,9 +388,20 @@ impl Context for Gateway {
             return;
         }
         if status_code != 0 {
-            // gRPC DEADLINE_EXCEEDED is the configured timeout; UNAVAILABLE, no connection.
+            // Envoy reports its own deadline as UNAVAILABLE, like a refused connection: tell
+            // them apart by the time the answer took. (Envoy arms the deadline on the event
+            // loop's cached time, so a callback that ran long before dispatching, such as the
+            // first load of a tokenizer without `preload`, sees it fire early.)
+            let timeout = self
+                .config
+                .limits
+                .as_ref()
+                .and_then(|l| l.global.as_ref())
+                .map_or(u64::MAX, |g| g.timeout_ms);
+            let waited = host::now_ms().saturating_sub(self.global_sent_ms);
             let reason = match status_code {
                 4 => "timeout",
+                _ if waited.saturating_mul(10) >= timeout.saturating_mul(9) => "timeout",
                 14 => "unavailable",
                 _ => "error",
             };
@@ -535,6 +549,7 @@ impl Gateway {
         let consumer = self.record.consumer.clone().unwrap_or_default();
         let (bytes, described) = rls::request(&g.domain, &consumer, model, 1, tokens);
         self.global_tokens = tokens;
+        self.global_sent_ms = host::now_ms();
         match hostcalls::dispatch_grpc_call(
             &g.cluster,
             rls::SERVICE,

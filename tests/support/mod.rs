@@ -429,3 +429,126 @@ pub fn raw(port: u16, request: &[u8]) -> Vec<u8> {
     let _ = s.read_to_end(&mut out);
     out
 }
+
+/// A free TCP port on 127.0.0.1 (for servers that cannot bind port 0 and report it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A real Redis (Debian's redis-server), without persistence, on a free port.
+pub struct Redis {
+    _proc: Proc,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server is not installed: run `make redis` (make test does)");
+        let proc = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf).is_ok_and(|n| &buf[..n] == b"+PONG\r\n")
+                {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { _proc: proc, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+fn rls_bin() -> PathBuf {
+    let p = repo().join("rls-fixture/target/release/ratelimit-service");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make fake` (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// The rate limit service fixture (`rls-fixture/`): Envoy's RLS gRPC protocol, counters in
+/// Redis, configuration in envoyproxy/ratelimit's format.
+pub struct RateLimitService {
+    _proc: Proc,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RateLimitService {
+    pub fn start(redis: &Redis, config_yaml: &str, delay_ms: Option<u64>) -> RateLimitService {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, config_yaml).expect("write rls config");
+        let mut cmd = Command::new(rls_bin());
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            &redis.url(),
+            "--config",
+        ])
+        .arg(&cfg);
+        if let Some(d) = delay_ms {
+            cmd.args(["--delay-ms", &d.to_string()]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ratelimit-service");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ratelimit-service banner");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+        RateLimitService {
+            _proc: Proc(child),
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+/// An HTTP/2 cluster named `name` at 127.0.0.1:`port` (a gRPC service).
+pub fn grpc_cluster(name: &str, port: u16) -> Value {
+    serde_json::json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "0.5s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+        ]}]}
+    })
+}

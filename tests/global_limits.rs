@@ -1,0 +1,218 @@
+//! Global limits: the filter calls a rate limit service over Envoy's RLS gRPC protocol.
+//! The service is the `ratelimit-service` fixture (envoy-types + limitador) with its counters in
+//! a real Redis; two Envoy instances share one budget through it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const RLS_CONFIG: &str = "
+domain: llm-gateway
+descriptors:
+  - key: consumer
+    descriptors:
+      - key: unit
+        value: requests
+        rate_limit: {unit: day, requests_per_unit: 6}
+      - key: unit
+        value: tokens
+        rate_limit: {unit: day, requests_per_unit: 1000}
+";
+
+fn gateway(fake: &Fake, rls_port: u16, global: Value) -> Gateway {
+    let config = json!({
+        "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
+        "default": {"to": {"provider": "openai"}},
+        "consumer_header": "x-team",
+        "tokenizer": {"preload": ["o200k_base"]},
+        "limits": {"global": global},
+    });
+    Gateway::start(
+        fake,
+        Options {
+            plugin_config: Some(config),
+            edit: Some(Box::new(move |b: &mut Value| {
+                b["static_resources"]["clusters"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(grpc_cluster("ratelimit", rls_port));
+            })),
+            ..Options::default()
+        },
+    )
+}
+
+fn ask(gw: &Gateway, team: &str, extra: &[(&str, &str)]) -> Resp {
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 1000,
+                      "messages": [{"role": "user", "content": "Hello"}]});
+    let mut h = vec![("content-type", "application/json"), ("x-team", team)];
+    h.extend_from_slice(extra);
+    post(
+        &gw.url("/v1/chat/completions"),
+        &h,
+        body.to_string().as_bytes(),
+    )
+}
+
+fn num(r: &Resp, h: &str) -> u64 {
+    r.header(h)
+        .unwrap_or_else(|| panic!("no {h} in {:?}", r.headers))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn two_gateways_share_one_budget() {
+    let redis = Redis::start();
+    let rls = RateLimitService::start(&redis, RLS_CONFIG, None);
+    let fake = Fake::start(None);
+    let global = json!({"cluster": "ratelimit", "timeout_ms": 2000, "failure_mode": "closed"});
+    let a = gateway(&fake, rls.port, global.clone());
+    let b = gateway(&fake, rls.port, global);
+
+    // Six requests a day for team-a, whichever gateway they reach.
+    let mut ok = Vec::new();
+    let mut limited = Vec::new();
+    for i in 0..8 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = ask(gw, "team-a", &[]);
+        match r.status {
+            200 => ok.push(r),
+            429 => limited.push(r),
+            s => panic!("status {s}: {}", r.text()),
+        }
+    }
+    assert_eq!((ok.len(), limited.len()), (6, 2));
+    let remaining: Vec<u64> = ok
+        .iter()
+        .map(|r| num(r, "x-ratelimit-remaining-requests"))
+        .collect();
+    assert_eq!(remaining, [5, 4, 3, 2, 1, 0]);
+    assert_eq!(num(&ok[0], "x-ratelimit-limit-requests"), 6);
+    let e = limited[0].json();
+    assert_eq!(e["error"]["type"], "requests");
+    assert_eq!(e["error"]["code"], "rate_limit_exceeded");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Rate limit reached for team-a on requests per day (global): Limit 6."),
+        "{msg}"
+    );
+    assert!(limited[0].header("retry-after").is_some());
+    assert!(limited[0].header("x-fake-received-model").is_none());
+    assert_eq!(
+        a.counter("wasmcustom.llm_gateway_ratelimit_rejections_total.consumer=.=team-a;.;reason=.=global;.;")
+            + b.counter("wasmcustom.llm_gateway_ratelimit_rejections_total.consumer=.=team-a;.;reason=.=global;.;"),
+        2
+    );
+
+    // Tokens: the prompt is charged at admission, the completion reported when it ends.
+    let r = ask(&a, "team-b", &[("x-fake-completion-tokens", "100")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(num(&r, "x-ratelimit-remaining-tokens"), 1000 - 8);
+    // Reports leave every 100 ms; the other gateway then sees them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = ask(&b, "team-b", &[("x-fake-completion-tokens", "800")]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let left = num(&r, "x-ratelimit-remaining-tokens");
+        if left != 1000 - 8 - 8 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let left = num(&r, "x-ratelimit-remaining-tokens");
+    assert!(
+        left <= 1000 - 108 - 8,
+        "gateway b did not see a's completion: {left} left"
+    );
+    // b's 800-token completion spends the budget: a refuses next.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = ask(&a, "team-b", &[]);
+        if r.status == 429 {
+            assert_eq!(r.json()["error"]["type"], "tokens");
+            break;
+        }
+        assert!(Instant::now() < deadline, "token budget never ran out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Nothing listens on the service's port.
+#[test]
+fn service_down_fails_open_or_closed_as_configured() {
+    let fake = Fake::start(None);
+    let dead = free_port();
+    let open = gateway(
+        &fake,
+        dead,
+        json!({"cluster": "ratelimit", "timeout_ms": 500, "failure_mode": "open"}),
+    );
+    let closed = gateway(
+        &fake,
+        dead,
+        json!({"cluster": "ratelimit", "timeout_ms": 500, "failure_mode": "closed"}),
+    );
+    for _ in 0..3 {
+        let r = ask(&open, "team-a", &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = ask(&closed, "team-a", &[]);
+        assert_eq!(r.status, 503);
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "rate_limit_service_unavailable");
+        assert_eq!(e["error"]["type"], "server_error");
+        assert!(r.header("x-fake-received-model").is_none());
+    }
+    let failures = |gw: &Gateway| {
+        gw.counter_sum(
+            "wasmcustom.llm_gateway_ratelimit_global_failures_total.reason=.=unavailable",
+        )
+    };
+    assert_eq!(failures(&open), 3);
+    assert_eq!(failures(&closed), 3);
+    let log = closed.access_log(3);
+    assert_eq!(log[0]["outcome"], "ratelimit_unavailable");
+}
+
+#[test]
+fn a_slow_service_times_out() {
+    let redis = Redis::start();
+    let rls = RateLimitService::start(&redis, RLS_CONFIG, Some(2000));
+    let fake = Fake::start(None);
+    let open = gateway(
+        &fake,
+        rls.port,
+        json!({"cluster": "ratelimit", "timeout_ms": 150, "failure_mode": "open"}),
+    );
+    let closed = gateway(
+        &fake,
+        rls.port,
+        json!({"cluster": "ratelimit", "timeout_ms": 150, "failure_mode": "closed"}),
+    );
+    let t0 = Instant::now();
+    assert_eq!(ask(&open, "team-a", &[]).status, 200);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(1500), "waited {took:?}");
+    let t0 = Instant::now();
+    assert_eq!(ask(&closed, "team-a", &[]).status, 503);
+    assert!(t0.elapsed() < Duration::from_millis(1500));
+    let stats = open.stats();
+    assert_eq!(
+        open.counter_sum("wasmcustom.llm_gateway_ratelimit_global_failures_total.reason=.=timeout"),
+        1,
+        "{}",
+        stats
+            .lines()
+            .filter(|l| l.contains("ratelimit"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        closed
+            .counter_sum("wasmcustom.llm_gateway_ratelimit_global_failures_total.reason=.=timeout"),
+        1
+    );
+}
