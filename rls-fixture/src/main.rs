@@ -321,9 +321,18 @@ async fn run() -> Result<(), String> {
     println!("listening on {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    // Small request/response pairs: without TCP_NODELAY, Nagle and delayed ACKs add 40 ms.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        },
+    );
     tonic::transport::Server::builder()
         .add_service(RateLimitServiceServer::new(service))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(incoming)
         .await
         .map_err(|e| e.to_string())
 }
