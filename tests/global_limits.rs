@@ -23,7 +23,14 @@ descriptors:
 ";
 
 fn gateway(fake: &Fake, rls_port: u16, global: Value) -> Gateway {
+    gateway_in_mode(fake, rls_port, global, true)
+}
+
+/// `body_routing: false` runs as under Istio's WasmPlugin: without
+/// `allow_on_headers_stop_iteration`, the headers are held only while the service answers.
+fn gateway_in_mode(fake: &Fake, rls_port: u16, global: Value, body_routing: bool) -> Gateway {
     let config = json!({
+        "body_routing": body_routing,
         "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
         "default": {"to": {"provider": "openai"}},
         "consumer_header": "x-team",
@@ -39,6 +46,13 @@ fn gateway(fake: &Fake, rls_port: u16, global: Value) -> Gateway {
                     .as_array_mut()
                     .unwrap()
                     .push(grpc_cluster("ratelimit", rls_port));
+                if !body_routing {
+                    let wasm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]
+                        ["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"];
+                    wasm.as_object_mut()
+                        .unwrap()
+                        .remove("allow_on_headers_stop_iteration");
+                }
             })),
             ..Options::default()
         },
@@ -215,4 +229,23 @@ fn a_slow_service_times_out() {
             .counter_sum("wasmcustom.llm_gateway_ratelimit_global_failures_total.reason=.=timeout"),
         1
     );
+}
+
+#[test]
+fn headers_only_mode_asks_the_service_before_forwarding() {
+    let redis = Redis::start();
+    let rls = RateLimitService::start(&redis, RLS_CONFIG, None);
+    let fake = Fake::start(None);
+    let gw = gateway_in_mode(
+        &fake,
+        rls.port,
+        json!({"cluster": "ratelimit", "timeout_ms": 2000, "failure_mode": "closed"}),
+        false,
+    );
+    let statuses: Vec<u16> = (0..7).map(|_| ask(&gw, "team-a", &[]).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429]);
+    // The body still reaches the provider whole after the wait.
+    let r = ask(&gw, "team-c", &[("x-fake-completion-tokens", "3")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["usage"]["prompt_tokens"], 8);
 }
