@@ -57,6 +57,18 @@ mod host {
             .unwrap_or(0)
     }
 
+    /// Call the global rate limit service's `ShouldRateLimit` with an encoded request.
+    pub fn call_rls(g: &Global, request: &[u8]) -> Result<u32, proxy_wasm::types::Status> {
+        hostcalls::dispatch_grpc_call(
+            &g.cluster,
+            rls::SERVICE,
+            rls::METHOD,
+            Vec::new(),
+            Some(request),
+            Duration::from_millis(g.timeout_ms),
+        )
+    }
+
     /// Envoy's shared data, seen by every worker VM of this plugin.
     pub struct SharedData;
 
@@ -223,14 +235,7 @@ impl Root {
         }
         for ((consumer, model), tokens) in merged {
             let (bytes, _) = rls::request(&g.domain, &consumer, model.as_deref(), 0, tokens);
-            if let Err(e) = hostcalls::dispatch_grpc_call(
-                &g.cluster,
-                rls::SERVICE,
-                rls::METHOD,
-                Vec::new(),
-                Some(&bytes),
-                Duration::from_millis(g.timeout_ms),
-            ) {
+            if let Err(e) = host::call_rls(&g, &bytes) {
                 log::warn!("llm-gateway: could not report usage to the rate limit service: {e:?}");
                 self.count(names::metric::GLOBAL_REPORT_FAILURES);
             }
@@ -550,14 +555,7 @@ impl Gateway {
         let (bytes, described) = rls::request(&g.domain, &consumer, model, 1, tokens);
         self.global_tokens = tokens;
         self.global_sent_ms = host::now_ms();
-        match hostcalls::dispatch_grpc_call(
-            &g.cluster,
-            rls::SERVICE,
-            rls::METHOD,
-            Vec::new(),
-            Some(&bytes),
-            Duration::from_millis(g.timeout_ms),
-        ) {
+        match host::call_rls(&g, &bytes) {
             Ok(token) => {
                 self.global_call = Some((token, described));
                 Ok(true)

@@ -62,20 +62,7 @@ fn gateway_in_mode(fake: &Fake, rls_port: u16, global: Value, body_routing: bool
 fn ask(gw: &Gateway, team: &str, extra: &[(&str, &str)]) -> Resp {
     let body = json!({"model": "gpt-4o-mini", "max_tokens": 1000,
                       "messages": [{"role": "user", "content": "Hello"}]});
-    let mut h = vec![("content-type", "application/json"), ("x-team", team)];
-    h.extend_from_slice(extra);
-    post(
-        &gw.url("/v1/chat/completions"),
-        &h,
-        body.to_string().as_bytes(),
-    )
-}
-
-fn num(r: &Resp, h: &str) -> u64 {
-    r.header(h)
-        .unwrap_or_else(|| panic!("no {h} in {:?}", r.headers))
-        .parse()
-        .unwrap()
+    chat_as(gw, team, &body, extra)
 }
 
 #[test]
@@ -102,10 +89,10 @@ fn two_gateways_share_one_budget() {
     assert_eq!((ok.len(), limited.len()), (6, 2));
     let remaining: Vec<u64> = ok
         .iter()
-        .map(|r| num(r, "x-ratelimit-remaining-requests"))
+        .map(|r| r.num("x-ratelimit-remaining-requests"))
         .collect();
     assert_eq!(remaining, [5, 4, 3, 2, 1, 0]);
-    assert_eq!(num(&ok[0], "x-ratelimit-limit-requests"), 6);
+    assert_eq!(ok[0].num("x-ratelimit-limit-requests"), 6);
     let e = limited[0].json();
     assert_eq!(e["error"]["type"], "requests");
     assert_eq!(e["error"]["code"], "rate_limit_exceeded");
@@ -125,19 +112,19 @@ fn two_gateways_share_one_budget() {
     // Tokens: the prompt is charged at admission, the completion reported when it ends.
     let r = ask(&a, "team-b", &[("x-fake-completion-tokens", "100")]);
     assert_eq!(r.status, 200);
-    assert_eq!(num(&r, "x-ratelimit-remaining-tokens"), 1000 - 8);
+    assert_eq!(r.num("x-ratelimit-remaining-tokens"), 1000 - 8);
     // Reports leave every 100 ms; the other gateway then sees them.
     let deadline = Instant::now() + Duration::from_secs(5);
     let r = loop {
         let r = ask(&b, "team-b", &[("x-fake-completion-tokens", "800")]);
         assert_eq!(r.status, 200, "{}", r.text());
-        let left = num(&r, "x-ratelimit-remaining-tokens");
+        let left = r.num("x-ratelimit-remaining-tokens");
         if left != 1000 - 8 - 8 || Instant::now() > deadline {
             break r;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let left = num(&r, "x-ratelimit-remaining-tokens");
+    let left = r.num("x-ratelimit-remaining-tokens");
     assert!(
         left <= 1000 - 108 - 8,
         "gateway b did not see a's completion: {left} left"

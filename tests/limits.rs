@@ -34,29 +34,12 @@ fn gateway_with(limits: Value, body_routing: bool) -> (Fake, Gateway) {
     (fake, gw)
 }
 
-fn ask(gw: &Gateway, team: &str, body: &Value, extra: &[(&str, &str)]) -> Resp {
-    let mut h = vec![("content-type", "application/json"), ("x-team", team)];
-    h.extend_from_slice(extra);
-    post(
-        &gw.url("/v1/chat/completions"),
-        &h,
-        body.to_string().as_bytes(),
-    )
-}
-
 fn hello(max_tokens: Option<u64>) -> Value {
     let mut b = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]});
     if let Some(m) = max_tokens {
         b["max_tokens"] = m.into();
     }
     b
-}
-
-fn num(r: &Resp, h: &str) -> u64 {
-    r.header(h)
-        .unwrap_or_else(|| panic!("no {h} in {:?}", r.headers))
-        .parse()
-        .unwrap_or_else(|_| panic!("{h} is not a number"))
 }
 
 /// `n` requests at once, each on its own connection; the responses in any order.
@@ -124,8 +107,8 @@ fn a_burst_of_50_against_a_limit_of_10_admits_exactly_10() {
     // A request comes back every 6 s at 10 per minute.
     let retry: u64 = rejected.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=6).contains(&retry), "retry-after {retry}");
-    assert_eq!(num(rejected, "x-ratelimit-limit-requests"), 10);
-    assert_eq!(num(rejected, "x-ratelimit-remaining-requests"), 0);
+    assert_eq!(rejected.num("x-ratelimit-limit-requests"), 10);
+    assert_eq!(rejected.num("x-ratelimit-remaining-requests"), 0);
     assert!(
         rejected.header("x-fake-received-model").is_none(),
         "a 429 reached the provider"
@@ -135,12 +118,12 @@ fn a_burst_of_50_against_a_limit_of_10_admits_exactly_10() {
     let mut remaining: Vec<u64> = rs
         .iter()
         .filter(|r| r.status == 200)
-        .map(|r| num(r, "x-ratelimit-remaining-requests"))
+        .map(|r| r.num("x-ratelimit-remaining-requests"))
         .collect();
     remaining.sort();
     assert_eq!(remaining, (0..10).collect::<Vec<_>>());
     let ok = rs.iter().find(|r| r.status == 200).unwrap();
-    assert_eq!(num(ok, "x-ratelimit-limit-requests"), 10);
+    assert_eq!(ok.num("x-ratelimit-limit-requests"), 10);
     assert!(ok
         .header("x-ratelimit-reset-requests")
         .unwrap()
@@ -190,28 +173,28 @@ fn a_token_budget_reserves_then_refunds_what_was_not_used() {
     let used = ok.json()["usage"]["total_tokens"].as_u64().unwrap();
     let prompt = ok.json()["usage"]["prompt_tokens"].as_u64().unwrap();
     assert_eq!(used, prompt + 5);
-    let r = ask(
+    let r = chat_as(
         &gw,
         "team-a",
         &hello(Some(400)),
         &[("x-fake-completion-tokens", "5")],
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(num(&r, "x-ratelimit-limit-tokens"), 1000);
+    assert_eq!(r.num("x-ratelimit-limit-tokens"), 1000);
     assert_eq!(
-        num(&r, "x-ratelimit-remaining-tokens"),
+        r.num("x-ratelimit-remaining-tokens"),
         1000 - 2 * used - (prompt + 400),
         "the third reservation sees the refunds"
     );
     // Using more than was reserved is charged too: 3 × used now spent.
-    let r = ask(
+    let r = chat_as(
         &gw,
         "team-a",
         &hello(Some(1)),
         &[("x-fake-completion-tokens", "1")],
     );
     assert_eq!(
-        num(&r, "x-ratelimit-remaining-tokens"),
+        r.num("x-ratelimit-remaining-tokens"),
         1000 - 3 * used - (prompt + 1)
     );
 
@@ -240,21 +223,21 @@ fn limits_of_one_consumer_never_touch_another() {
         "consumers": {"team-b": {"rpm": 5}}
     }));
     for _ in 0..2 {
-        assert_eq!(ask(&gw, "team-a", &hello(None), &[]).status, 200);
+        assert_eq!(chat_as(&gw, "team-a", &hello(None), &[]).status, 200);
     }
-    assert_eq!(ask(&gw, "team-a", &hello(None), &[]).status, 429);
+    assert_eq!(chat_as(&gw, "team-a", &hello(None), &[]).status, 429);
     // team-b has its own counters and its own (overridden) limit, and inherits the budget.
     for i in 0..5u64 {
-        let r = ask(&gw, "team-b", &hello(Some(10)), &[]);
+        let r = chat_as(&gw, "team-b", &hello(Some(10)), &[]);
         assert_eq!(r.status, 200, "team-b request {i}");
-        assert_eq!(num(&r, "x-ratelimit-limit-requests"), 5);
-        assert_eq!(num(&r, "x-ratelimit-remaining-requests"), 4 - i);
-        assert_eq!(num(&r, "x-ratelimit-limit-tokens"), 100000);
+        assert_eq!(r.num("x-ratelimit-limit-requests"), 5);
+        assert_eq!(r.num("x-ratelimit-remaining-requests"), 4 - i);
+        assert_eq!(r.num("x-ratelimit-limit-tokens"), 100000);
     }
-    assert_eq!(ask(&gw, "team-b", &hello(None), &[]).status, 429);
+    assert_eq!(chat_as(&gw, "team-b", &hello(None), &[]).status, 429);
     // A third consumer is untouched by both.
-    let r = ask(&gw, "team-c", &hello(None), &[]);
-    assert_eq!(num(&r, "x-ratelimit-remaining-requests"), 1);
+    let r = chat_as(&gw, "team-c", &hello(None), &[]);
+    assert_eq!(r.num("x-ratelimit-remaining-requests"), 1);
 }
 
 #[test]
@@ -262,16 +245,16 @@ fn per_model_limits_apply_to_their_model_only() {
     let (_fake, gw) = gateway(json!({
         "default": {"rpm": 100, "models": [{"model": "gpt-4o-mini*", "rpm": 1}]}
     }));
-    assert_eq!(ask(&gw, "team-a", &hello(None), &[]).status, 200);
-    let r = ask(&gw, "team-a", &hello(None), &[]);
+    assert_eq!(chat_as(&gw, "team-a", &hello(None), &[]).status, 200);
+    let r = chat_as(&gw, "team-a", &hello(None), &[]);
     assert_eq!(r.status, 429);
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(msg.contains("team-a / gpt-4o-mini*"), "{msg}");
     let other = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]});
-    let r = ask(&gw, "team-a", &other, &[]);
+    let r = chat_as(&gw, "team-a", &other, &[]);
     assert_eq!(r.status, 200);
     // The consumer-wide window saw both admitted requests, not the refused one.
-    assert_eq!(num(&r, "x-ratelimit-remaining-requests"), 98);
+    assert_eq!(r.num("x-ratelimit-remaining-requests"), 98);
 }
 
 #[test]
@@ -279,16 +262,16 @@ fn streams_are_charged_from_the_streamed_usage() {
     let (_fake, gw) = gateway(json!({"default": {"tpd": 100000}}));
     let mut body = hello(Some(1000));
     body["stream"] = true.into();
-    let r = ask(&gw, "team-a", &body, &[("x-fake-completion-tokens", "7")]);
+    let r = chat_as(&gw, "team-a", &body, &[("x-fake-completion-tokens", "7")]);
     assert_eq!(r.status, 200);
-    assert_eq!(num(&r, "x-ratelimit-remaining-tokens"), 100000 - (8 + 1000));
+    assert_eq!(r.num("x-ratelimit-remaining-tokens"), 100000 - (8 + 1000));
     let text = r.text();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     // The usage chunk the filter asked for is stripped, but it was read: 8 + 7 charged.
     assert!(!text.contains("\"usage\":{"), "{text}");
-    let r = ask(&gw, "team-a", &hello(Some(10)), &[]);
+    let r = chat_as(&gw, "team-a", &hello(Some(10)), &[]);
     assert_eq!(
-        num(&r, "x-ratelimit-remaining-tokens"),
+        r.num("x-ratelimit-remaining-tokens"),
         100000 - (8 + 7) - (8 + 10)
     );
     let log = gw.access_log(2);
@@ -338,7 +321,7 @@ fn in_flight_slots_are_released_on_every_path() {
     );
     // An upstream error releases its slot.
     for _ in 0..3 {
-        let r = ask(&gw, "team-a", &hello(None), &[("x-fake-status", "500")]);
+        let r = chat_as(&gw, "team-a", &hello(None), &[("x-fake-status", "500")]);
         assert_eq!(r.status, 500);
     }
     // A client that hangs up mid-stream releases its slot.
@@ -370,7 +353,7 @@ fn in_flight_slots_are_released_on_every_path() {
 #[test]
 fn headers_only_mode_limits_requests_and_charges_tokens_after() {
     let (_fake, gw) = gateway_with(json!({"default": {"rpm": 3, "tpd": 100000}}), false);
-    let r = ask(
+    let r = chat_as(
         &gw,
         "team-a",
         &hello(Some(50)),
@@ -378,12 +361,9 @@ fn headers_only_mode_limits_requests_and_charges_tokens_after() {
     );
     assert_eq!(r.status, 200);
     // Admitted on one token; the reservation is charged once the body has passed.
-    assert_eq!(num(&r, "x-ratelimit-remaining-tokens"), 100000 - 1);
-    let r = ask(&gw, "team-a", &hello(Some(50)), &[]);
-    assert_eq!(
-        num(&r, "x-ratelimit-remaining-tokens"),
-        100000 - (8 + 5) - 1
-    );
-    assert_eq!(ask(&gw, "team-a", &hello(None), &[]).status, 200);
-    assert_eq!(ask(&gw, "team-a", &hello(None), &[]).status, 429);
+    assert_eq!(r.num("x-ratelimit-remaining-tokens"), 100000 - 1);
+    let r = chat_as(&gw, "team-a", &hello(Some(50)), &[]);
+    assert_eq!(r.num("x-ratelimit-remaining-tokens"), 100000 - (8 + 5) - 1);
+    assert_eq!(chat_as(&gw, "team-a", &hello(None), &[]).status, 200);
+    assert_eq!(chat_as(&gw, "team-a", &hello(None), &[]).status, 429);
 }

@@ -68,6 +68,39 @@ impl Drop for Proc {
     }
 }
 
+/// Start a server that prints `listening on <addr>:<port>` once bound; its process and port.
+fn spawn_listening(mut cmd: Command, what: &str) -> (Proc, u16) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{what} banner: {e}"));
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {what} banner {line:?}"));
+    (proc, port)
+}
+
+/// Post a chat request as the consumer `team`, named by the trusted `x-team` header.
+pub fn chat_as(gw: &Gateway, team: &str, body: &Value, extra: &[(&str, &str)]) -> Resp {
+    let mut h = vec![("content-type", "application/json"), ("x-team", team)];
+    h.extend_from_slice(extra);
+    post(
+        &gw.url("/v1/chat/completions"),
+        &h,
+        body.to_string().as_bytes(),
+    )
+}
+
 /// The fake LLM provider.
 pub struct Fake {
     _proc: Proc,
@@ -81,26 +114,8 @@ impl Fake {
         if let Some(k) = require_key {
             cmd.args(["--require-key", k]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start fake-provider");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("fake-provider banner");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
-        Fake {
-            _proc: Proc(child),
-            port,
-        }
+        let (proc, port) = spawn_listening(cmd, "fake-provider");
+        Fake { _proc: proc, port }
     }
 }
 
@@ -353,6 +368,14 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A header that must be present and numeric (the `x-ratelimit-*` family).
+    pub fn num(&self, name: &str) -> u64 {
+        self.header(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.headers))
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is not a number"))
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -511,24 +534,9 @@ impl RateLimitService {
         if let Some(d) = delay_ms {
             cmd.args(["--delay-ms", &d.to_string()]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ratelimit-service");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ratelimit-service banner");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+        let (proc, port) = spawn_listening(cmd, "ratelimit-service");
         RateLimitService {
-            _proc: Proc(child),
+            _proc: proc,
             port,
             _dir: dir,
         }
