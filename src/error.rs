@@ -130,6 +130,11 @@ impl HttpError {
         .msg("The rate limit service is unavailable; the request was not sent. Please retry.")
     }
 
+    /// 502: the provider failed in a way the client's API has no closer word for.
+    pub fn provider_error(message: impl Into<String>) -> Self {
+        Self::new(502, "server_error", "provider_error", "upstream_error").msg(message)
+    }
+
     /// The JSON body of the reply.
     pub fn body(&self) -> Vec<u8> {
         let body = Body {

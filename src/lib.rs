@@ -3,6 +3,7 @@
 //! The pure core (everything but `filter`) compiles and is tested natively; `filter` is the thin
 //! proxy-wasm shell that reads from the host, calls the core and applies its decisions.
 
+pub mod anthropic;
 pub mod config;
 pub mod error;
 pub mod limits;
