@@ -26,6 +26,8 @@ use crate::error::HttpError;
 
 /// The `anthropic-version` header value the translation targets.
 pub const API_VERSION: &str = "2023-06-01";
+/// The Messages API's path.
+pub const MESSAGES_PATH: &str = "/v1/messages";
 
 fn text_of(content: &Value) -> String {
     match content {
@@ -447,6 +449,66 @@ impl StreamTranslator {
     /// Whether `message_stop` arrived.
     pub fn finished(&self) -> bool {
         self.done
+    }
+}
+
+/// Largest single Anthropic SSE event the translator holds (a tool call's input arrives in
+/// many small deltas; a bigger event is cut and flagged by the parser).
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// The translation of one Anthropic response into OpenAI's format, chosen by its content type.
+#[derive(Debug)]
+pub enum Translation {
+    /// A whole JSON body (a message or an error), translated once it has all arrived.
+    Json { status: u32, created: u64 },
+    /// An SSE stream, translated event by event as it passes.
+    Sse {
+        parser: crate::sse::Parser,
+        translator: Box<StreamTranslator>,
+    },
+}
+
+impl Translation {
+    pub fn new(content_type: &str, status: u32, created: u64) -> Translation {
+        let ct = content_type.split(';').next().unwrap_or("").trim();
+        if ct.eq_ignore_ascii_case("text/event-stream") {
+            Translation::Sse {
+                parser: crate::sse::Parser::new(MAX_EVENT_BYTES),
+                // The usage chunk is always produced: the accounting reads it, and strips it
+                // when the client did not ask for it.
+                translator: Box::new(StreamTranslator::new(created, true)),
+            }
+        } else {
+            Translation::Json { status, created }
+        }
+    }
+
+    /// Whether the whole body must be held before it can be translated.
+    pub fn buffers(&self) -> bool {
+        matches!(self, Translation::Json { .. })
+    }
+
+    /// Translate the next piece of the body (for JSON: the whole body, once).
+    pub fn chunk(&mut self, chunk: &[u8]) -> Vec<u8> {
+        match self {
+            Translation::Json { status, created } => {
+                let translated = if (200..300).contains(status) {
+                    response(chunk, *created)
+                } else {
+                    serde_json::from_slice::<Value>(chunk)
+                        .ok()
+                        .map(|v| error(&v).body())
+                };
+                translated.unwrap_or_else(|| chunk.to_vec())
+            }
+            Translation::Sse { parser, translator } => {
+                let mut out = String::new();
+                parser.feed(chunk, |_, e| {
+                    out.push_str(&translator.event(&String::from_utf8_lossy(e.name), e.data));
+                });
+                out.into_bytes()
+            }
+        }
     }
 }
 

@@ -89,6 +89,8 @@ fn yes() -> bool {
 struct RawProvider {
     cluster: String,
     #[serde(default)]
+    format: Option<Format>,
+    #[serde(default)]
     auth: Option<AuthStyle>,
     #[serde(default)]
     api_key_env: Option<String>,
@@ -251,6 +253,17 @@ struct RawTokenizer {
 // Validated shape
 // ---------------------------------------------------------------------------------------------
 
+/// The API a provider speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OpenAI's API and every compatible server (vLLM, Ollama, OpenRouter...).
+    #[default]
+    Openai,
+    /// Anthropic's Messages API (`/v1/messages`): requests and responses are translated.
+    Anthropic,
+}
+
 /// How a provider expects its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -259,6 +272,8 @@ pub enum AuthStyle {
     Bearer,
     /// `api-key: <key>` (Azure OpenAI).
     ApiKey,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
     /// No credential (a local vLLM or Ollama).
     None,
 }
@@ -267,6 +282,7 @@ pub enum AuthStyle {
 pub struct Provider {
     pub name: String,
     pub cluster: String,
+    pub format: Format,
     pub auth: AuthStyle,
     /// The credential read from the VM environment at configure time.
     pub credential: Option<String>,
@@ -281,6 +297,7 @@ impl Provider {
         match self.auth {
             AuthStyle::Bearer => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
             AuthStyle::ApiKey => Some((names::API_KEY, key.to_string())),
+            AuthStyle::XApiKey => Some((names::X_API_KEY, key.to_string())),
             AuthStyle::None => None,
         }
     }
@@ -467,10 +484,11 @@ impl Config {
             if p.cluster.trim().is_empty() {
                 return Err(err(format!("{field}.cluster"), "must not be empty"));
             }
-            let auth = p.auth.unwrap_or(if p.api_key_env.is_some() {
-                AuthStyle::Bearer
-            } else {
-                AuthStyle::None
+            let format = p.format.unwrap_or_default();
+            let auth = p.auth.unwrap_or(match (&p.api_key_env, format) {
+                (None, _) => AuthStyle::None,
+                (Some(_), Format::Anthropic) => AuthStyle::XApiKey,
+                (Some(_), Format::Openai) => AuthStyle::Bearer,
             });
             let credential = match (auth, &p.api_key_env) {
                 (AuthStyle::None, None) => None,
@@ -498,9 +516,16 @@ impl Config {
                     }
                 },
             };
+            if format == Format::Anthropic && !raw.body_routing {
+                return Err(err(
+                    format!("{field}.format"),
+                    "an anthropic provider needs body_routing (the body is translated)",
+                ));
+            }
             providers.push(Provider {
                 name,
                 cluster: p.cluster,
+                format,
                 auth,
                 credential,
                 models: p.models.into_iter().collect(),

@@ -11,7 +11,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::config::{Config, FailureMode, Global};
+use crate::anthropic::{self, Translation};
+use crate::config::{Config, FailureMode, Format, Global, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
 use crate::names;
@@ -346,6 +347,8 @@ impl RootContext for Root {
             global_tokens: 0,
             global_sent_ms: 0,
             reservation: 0,
+            anthropic: false,
+            translation: None,
         }))
     }
 
@@ -382,6 +385,9 @@ struct Gateway {
     global_sent_ms: u64,
     /// Tokens the request reserves (prompt + completion cap).
     reservation: u64,
+    /// The provider speaks Anthropic's Messages API: its response is translated.
+    anthropic: bool,
+    translation: Option<Translation>,
 }
 
 impl Context for Gateway {
@@ -626,7 +632,27 @@ impl Gateway {
         }
 
         self.strip_usage = req.stream && !req.include_usage;
-        if let Some(new_body) = req.rewrite(Some(&decision.upstream_model), self.strip_usage) {
+        let new_body = if decision.provider.format == Format::Anthropic {
+            if endpoint != Endpoint::ChatCompletions {
+                return Err(HttpError::invalid_param(
+                    "model",
+                    "This model's provider serves chat completions only.",
+                ));
+            }
+            let max = cfg
+                .limits
+                .as_ref()
+                .map_or(DEFAULT_MAX_TOKENS, |l| l.default_max_tokens);
+            let translated = anthropic::request(body, &decision.upstream_model, max)?;
+            let h = MapType::HttpRequestHeaders;
+            host::set_header(h, names::PATH, Some(anthropic::MESSAGES_PATH));
+            host::set_header(h, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+            self.anthropic = true;
+            Some(translated)
+        } else {
+            req.rewrite(Some(&decision.upstream_model), self.strip_usage)
+        };
+        if let Some(new_body) = new_body {
             host::set_body(BufferType::HttpRequestBody, body.len(), &new_body);
             host::set_header(
                 MapType::HttpRequestHeaders,
@@ -867,6 +893,15 @@ impl HttpContext for Gateway {
         }
         let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
         let ce = host::header(h, names::CONTENT_ENCODING);
+        if self.anthropic && ce.is_none() {
+            // Translated: the length changes.
+            host::set_header(h, names::CONTENT_LENGTH, None);
+            self.translation = Some(Translation::new(
+                &ct,
+                self.record.status,
+                host::now_ms() / 1000,
+            ));
+        }
         let acc = Accountant::new(
             &ct,
             ce.as_deref(),
@@ -886,6 +921,20 @@ impl HttpContext for Gateway {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(t) = self.translation.as_mut() {
+            if t.buffers() && !end_of_stream {
+                return Action::Pause;
+            }
+            let chunk = host::body(BufferType::HttpResponseBody, body_size);
+            let mut out = t.chunk(&chunk);
+            if let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) {
+                if let ChunkAction::Replace(o) = acc.on_chunk(&out, end_of_stream, host::now_ms()) {
+                    out = o;
+                }
+            }
+            host::set_body(BufferType::HttpResponseBody, body_size, &out);
+            return Action::Continue;
+        }
         let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) else {
             return Action::Continue;
         };

@@ -21,6 +21,8 @@ pub const CONTENT_ENCODING: &str = "content-encoding";
 /// Removed from LLM requests so providers answer uncompressed (the filter reads the response).
 pub const ACCEPT_ENCODING: &str = "accept-encoding";
 pub const STATUS: &str = ":status";
+/// Sent to Anthropic providers with the API version the translation targets.
+pub const ANTHROPIC_VERSION: &str = "anthropic-version";
 
 /// Rate limit headers OpenAI clients know, on every response to a limited consumer.
 pub const RATELIMIT_LIMIT_REQUESTS: &str = "x-ratelimit-limit-requests";

@@ -1,5 +1,5 @@
 //! The HTTP application: routing by path suffix, auth, control headers, echo
-//! headers and the OpenAI endpoints.
+//! headers and the OpenAI endpoints (the Anthropic Messages API is in [`messages`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +15,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{self, ApiError, ChatUsage, EmbeddingsRequest, GenerationRequest, TextUsage};
-use crate::{embed, sse, tokens};
+use crate::{anthropic, embed, sse, tokens};
+
+mod messages;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -41,6 +43,8 @@ pub fn router(config: Config) -> Router {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
+    /// Anthropic's `POST /v1/messages`.
+    Messages,
     Chat,
     Completions,
     Embeddings,
@@ -50,7 +54,9 @@ enum Endpoint {
 /// Matches the path's suffix, so any prefix (`/v1`, `/openai/v1`, ...) works.
 fn route(method: &Method, path: &str) -> Option<Endpoint> {
     let path = path.trim_end_matches('/');
-    let endpoint = if path.ends_with("/chat/completions") {
+    let endpoint = if path.ends_with("/v1/messages") {
+        Endpoint::Messages
+    } else if path.ends_with("/chat/completions") {
         Endpoint::Chat
     } else if path.ends_with("/completions") {
         Endpoint::Completions
@@ -82,6 +88,15 @@ struct Controls {
     /// `x-fake-id`: a fixed response id (and a fixed `created`), so two responses to the same
     /// request are byte-for-byte identical.
     fixed_id: Option<String>,
+    /// `x-fake-cache-read-tokens` (Anthropic's `cache_read_input_tokens`).
+    cache_read_tokens: u64,
+    /// `x-fake-cache-creation-tokens` (Anthropic's `cache_creation_input_tokens`).
+    cache_creation_tokens: u64,
+    /// `x-fake-tool-call`: the name of the tool to call (Anthropic mode, with `tools`).
+    tool_call: Option<String>,
+    /// `x-fake-stream-error-after-events`: an in-band `event: error` (overloaded_error) after
+    /// this many events (Anthropic mode).
+    stream_error_after_events: Option<usize>,
 }
 
 /// The `created` timestamp used with `x-fake-id`.
@@ -141,12 +156,22 @@ impl Controls {
                 .get("x-fake-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            cache_read_tokens: num(headers, "x-fake-cache-read-tokens")?.unwrap_or(0),
+            cache_creation_tokens: num(headers, "x-fake-cache-creation-tokens")?.unwrap_or(0),
+            tool_call: headers
+                .get("x-fake-tool-call")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string()),
+            stream_error_after_events: num(headers, "x-fake-stream-error-after-events")?
+                .map(|n| n as usize),
         })
     }
 }
 
 /// A request parsed for its endpoint.
 enum Parsed {
+    /// Anthropic errors have their own shape, so they travel inside.
+    Messages(Result<anthropic::MessagesRequest, anthropic::Error>),
     Chat(GenerationRequest),
     Completion(GenerationRequest),
     Embeddings(EmbeddingsRequest),
@@ -156,6 +181,7 @@ enum Parsed {
 impl Parsed {
     fn prompt_tokens(&self) -> u64 {
         match self {
+            Parsed::Messages(r) => r.as_ref().map_or(0, |r| r.prompt_tokens),
             Parsed::Chat(r) | Parsed::Completion(r) => r.prompt_tokens,
             Parsed::Embeddings(r) => r.prompt_tokens,
             Parsed::Models => 0,
@@ -164,24 +190,29 @@ impl Parsed {
 }
 
 fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ApiError> {
-    if endpoint == Endpoint::Models {
-        return Ok(Parsed::Models);
+    match endpoint {
+        Endpoint::Models => return Ok(Parsed::Models),
+        Endpoint::Messages => return Ok(Parsed::Messages(anthropic::parse_messages(body))),
+        _ => {}
     }
     let obj = api::parse_object(body)?;
     Ok(match endpoint {
         Endpoint::Chat => Parsed::Chat(api::parse_chat(&obj)?),
         Endpoint::Completions => Parsed::Completion(api::parse_completion(&obj)?),
         Endpoint::Embeddings => Parsed::Embeddings(api::parse_embeddings(&obj)?),
-        Endpoint::Models => unreachable!(),
+        Endpoint::Models | Endpoint::Messages => unreachable!(),
     })
 }
 
-/// What reached the provider, echoed on every response.
+/// What reached the provider, echoed on every response. For the Anthropic endpoint
+/// (`anthropic`), `x-fake-received-api-key` is the `x-api-key` header and
+/// `x-fake-received-anthropic-version` is added.
 fn echo_headers(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
     prompt_tokens: u64,
+    anthropic: bool,
 ) -> Vec<(&'static str, HeaderValue)> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let model = json
@@ -214,11 +245,14 @@ fn echo_headers(
     };
     let text = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    vec![
+    let mut echo = vec![
         ("x-fake-received-model", text(model)),
         ("x-fake-received-path", text(path)),
         ("x-fake-received-authorization", copy("authorization")),
-        ("x-fake-received-api-key", copy("api-key")),
+        (
+            "x-fake-received-api-key",
+            copy(if anthropic { "x-api-key" } else { "api-key" }),
+        ),
         (
             "x-fake-received-include-usage",
             HeaderValue::from_static(if include_usage { "true" } else { "false" }),
@@ -232,7 +266,14 @@ fn echo_headers(
             text(&base64::engine::general_purpose::STANDARD.encode(received)),
         ),
         ("x-fake-prompt-tokens", HeaderValue::from(prompt_tokens)),
-    ]
+    ];
+    if anthropic {
+        echo.push((
+            "x-fake-received-anthropic-version",
+            copy("anthropic-version"),
+        ));
+    }
+    echo
 }
 
 fn check_auth(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -538,6 +579,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let endpoint = route(&method, uri.path());
+    let anthropic = endpoint == Some(Endpoint::Messages);
     let (parsed, echo) = {
         let (uri, headers, body) = (uri.clone(), headers.clone(), body.clone());
         // Tokenising can take a while on big bodies: keep it off the reactor.
@@ -547,7 +589,8 @@ async fn handle(
                 Some(Ok(p)) => p.prompt_tokens(),
                 _ => 0,
             };
-            (parsed, echo_headers(&uri, &headers, &body, prompt_tokens))
+            let echo = echo_headers(&uri, &headers, &body, prompt_tokens, anthropic);
+            (parsed, echo)
         })
         .await
         .expect("request parsing does not panic")
@@ -557,6 +600,11 @@ async fn handle(
         if !c.delay.is_zero() {
             tokio::time::sleep(c.delay).await;
         }
+    }
+    if let Some(Ok(Parsed::Messages(req))) = parsed {
+        let request_id = messages::request_id();
+        let response = messages::respond(&config, &headers, controls, req, &request_id);
+        return finish(&config, &method, &uri, response, echo, request_id);
     }
     let result = (|| {
         check_auth(&config, &headers)?;
@@ -578,16 +626,29 @@ async fn handle(
             Parsed::Completion(req) => text_completion(&req, &ctl),
             Parsed::Embeddings(req) => embeddings(&req, &ctl),
             Parsed::Models => json_response(StatusCode::OK, &api::models_list()),
+            Parsed::Messages(_) => unreachable!("answered above"),
         })
     })();
-    let mut response = result.unwrap_or_else(|e| error_response(&e));
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    finish(&config, &method, &uri, response, echo, random_id("req_"))
+}
+
+/// Adds the echo headers and `x-request-id`, and logs the request.
+fn finish(
+    config: &Config,
+    method: &Method,
+    uri: &Uri,
+    mut response: Response,
+    echo: Vec<(&'static str, HeaderValue)>,
+    request_id: String,
+) -> Response {
     let out = response.headers_mut();
     for (name, value) in echo {
         out.insert(HeaderName::from_static(name), value);
     }
     out.insert(
         "x-request-id",
-        HeaderValue::from_str(&random_id("req_")).expect("ascii"),
+        HeaderValue::from_str(&request_id).expect("ascii"),
     );
     if config.verbose {
         eprintln!("{method} {uri} -> {}", response.status().as_u16());

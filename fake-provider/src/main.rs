@@ -1,8 +1,10 @@
-//! A fake OpenAI provider for the gateway's integration tests and demo.
+//! A fake OpenAI provider for the gateway's integration tests and demo, which also speaks
+//! Anthropic's Messages API (`POST /v1/messages`).
 //!
 //! `fake-provider [--listen 127.0.0.1:0] [--require-key KEY] [--verbose]`
 //! prints `listening on http://ADDR` once bound.
 
+mod anthropic;
 mod api;
 mod app;
 mod embed;
@@ -16,14 +18,16 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::watch;
 
-/// A fake OpenAI provider (chat, completions, embeddings, models).
+/// A fake OpenAI provider (chat, completions, embeddings, models) and Anthropic provider
+/// (messages).
 #[derive(Debug, Parser)]
 #[command(name = "fake-provider", version)]
 struct Cli {
     /// Address (HOST:PORT) to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
-    /// Require `Authorization: Bearer KEY` or `api-key: KEY` on every request.
+    /// Require `Authorization: Bearer KEY` or `api-key: KEY` on every OpenAI request, and
+    /// `x-api-key: KEY` on `/v1/messages`.
     #[arg(long, value_name = "KEY")]
     require_key: Option<String>,
     /// Log one line per request to stderr.

@@ -1,5 +1,6 @@
-//! Server-sent events body: one `data: ...\n\n` frame per event, optionally
-//! paced, optionally cut short with a body error (connection reset).
+//! Server-sent events body: one frame per event (`data: ...\n\n`, or with an `event:` line),
+//! optionally paced, optionally cut short with a body error (connection reset), optionally
+//! ended early by an in-band error event.
 
 use std::io;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use axum::response::Response;
 /// Message of the body error that truncates a stream.
 pub const ABORT_MESSAGE: &str = "fake-provider: stream aborted by x-fake-abort-after-events";
 
-/// An SSE response sending `events` (JSON texts or `[DONE]`), sleeping
+/// An SSE response sending `events` (JSON texts or `[DONE]`) as `data:` frames, sleeping
 /// `chunk_delay` between events. With `abort_after = Some(n)` only the first
 /// `n` events are sent (never the last one, `[DONE]`) and the body then fails,
 /// so the server resets the stream instead of finishing it.
@@ -20,16 +21,38 @@ pub fn response(
     chunk_delay: Duration,
     abort_after: Option<usize>,
 ) -> Response {
+    let frames = events
+        .into_iter()
+        .map(|data| format!("data: {data}\n\n"))
+        .collect();
+    frames_response(frames, "text/event-stream", chunk_delay, abort_after, None)
+}
+
+/// An SSE response sending whole `frames`. `error_after = Some((n, frame))` sends only the
+/// first `n` frames (never the last one) followed by `frame`, and ends the stream cleanly, as
+/// a provider reporting an error in-band. `abort_after` then applies to that sequence as in
+/// [`response`].
+pub fn frames_response(
+    mut frames: Vec<String>,
+    content_type: &'static str,
+    chunk_delay: Duration,
+    abort_after: Option<usize>,
+    error_after: Option<(usize, String)>,
+) -> Response {
+    if let Some((n, error)) = error_after {
+        frames.truncate(n.min(frames.len().saturating_sub(1)));
+        frames.push(error);
+    }
     let send = match abort_after {
-        Some(n) => n.min(events.len().saturating_sub(1)),
-        None => events.len(),
+        Some(n) => n.min(frames.len().saturating_sub(1)),
+        None => frames.len(),
     };
     let stream = async_stream::stream! {
-        for (i, data) in events.into_iter().take(send).enumerate() {
+        for (i, frame) in frames.into_iter().take(send).enumerate() {
             if i > 0 {
                 pace(chunk_delay).await;
             }
-            yield Ok::<Bytes, io::Error>(Bytes::from(format!("data: {data}\n\n")));
+            yield Ok::<Bytes, io::Error>(Bytes::from(frame));
         }
         if abort_after.is_some() {
             pace(chunk_delay).await;
@@ -38,7 +61,7 @@ pub fn response(
     };
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
         .expect("valid response")

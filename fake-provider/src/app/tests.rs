@@ -818,3 +818,5 @@ async fn stream_options_require_stream() {
     assert_openai_error(&r, 400, "invalid_request_error", Value::Null);
     assert_eq!(r.json()["error"]["param"], "stream_options");
 }
+
+mod anthropic;

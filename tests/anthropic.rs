@@ -1,0 +1,141 @@
+//! OpenAI clients in front of an Anthropic-format provider: the filter translates the request to
+//! the Messages API and the answer (JSON, SSE, errors) back, in real Envoy.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::*;
+
+const CLAUDE_KEY: &str = "sk-ant-test-key";
+
+fn gateway(fake: &Fake) -> Gateway {
+    let config = json!({
+        "providers": {
+            "openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
+            "claude": {"cluster": "backup", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"}
+        },
+        "routes": [{"match": {"model": "claude-*"}, "to": {"provider": "claude"}}],
+        "default": {"to": {"provider": "openai"}},
+        "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}],
+        "tokenizer": {"preload": ["o200k_base"]}
+    });
+    let mut opts = Options {
+        plugin_config: Some(config),
+        ..Options::default()
+    };
+    opts.env
+        .push(("ANTHROPIC_API_KEY".into(), CLAUDE_KEY.into()));
+    opts.edit = Some(Box::new(|b: &mut Value| {
+        let wasm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+        wasm["vm_config"]["environment_variables"]["host_env_keys"]
+            .as_array_mut()
+            .unwrap()
+            .push("ANTHROPIC_API_KEY".into());
+    }));
+    Gateway::start(fake, opts)
+}
+
+fn body(stream: bool) -> Value {
+    json!({"model": "claude-sonnet-4-5", "stream": stream, "max_tokens": 64,
+           "messages": [{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "Hello"}]})
+}
+
+#[test]
+fn openai_requests_reach_an_anthropic_provider_translated() {
+    let fake = Fake::start(Some(CLAUDE_KEY));
+    let gw = gateway(&fake);
+
+    let r = chat(&gw, &body(false), &[("x-fake-cache-read-tokens", "4")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // What reached the provider: the Messages API, with its key and version.
+    assert_eq!(r.header("x-fake-received-path"), Some("/v1/messages"));
+    assert_eq!(r.header("x-fake-received-api-key"), Some(CLAUDE_KEY));
+    assert!(r.header("x-fake-received-anthropic-version").is_some());
+    assert_eq!(r.header("x-fake-received-model"), Some("claude-sonnet-4-5"));
+    // What the client got: an OpenAI chat.completion.
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 1
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let u = &v["usage"];
+    assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 4);
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+
+    // A stream: OpenAI chunks, the usage chunk only when asked for.
+    let r = chat(&gw, &body(true), &[("x-fake-completion-tokens", "6")]);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "{text}");
+    let mut with_usage = body(true);
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let r = chat(&gw, &with_usage, &[("x-fake-completion-tokens", "6")]);
+    let last = r
+        .text()
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .last()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .unwrap();
+    assert_eq!(last["usage"]["completion_tokens"], 6, "{last}");
+
+    // Provider errors come back in OpenAI's shape.
+    let r = chat(&gw, &body(false), &[("x-fake-status", "429")]);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+
+    // Usage is accounted from the translated answer.
+    let log = gw.access_log(4);
+    assert_eq!(log[1]["completion_tokens"], "6", "{}", log[1]);
+    assert_eq!(log[1]["usage_estimated"], "false");
+    assert_eq!(log[0]["provider"], "claude");
+}
+
+#[test]
+fn the_openai_python_sdk_reaches_an_anthropic_provider() {
+    let python = std::env::var("SDK_PYTHON").unwrap_or_else(|_| {
+        repo()
+            .join(".venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let fake = Fake::start(Some(CLAUDE_KEY));
+    let gw = gateway(&fake);
+    let out = Command::new(&python)
+        .arg(repo().join("tests/sdk/openai_to_anthropic.py"))
+        .arg(gw.url("/v1"))
+        .arg(DEMO_KEY)
+        .output()
+        .unwrap_or_else(|e| panic!("run {python} (make test installs the openai SDK): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("openai sdk to anthropic: ok"), "{text}");
+}
