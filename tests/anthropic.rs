@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 use support::*;
 
@@ -117,25 +115,7 @@ fn openai_requests_reach_an_anthropic_provider_translated() {
 
 #[test]
 fn the_openai_python_sdk_reaches_an_anthropic_provider() {
-    let python = std::env::var("SDK_PYTHON").unwrap_or_else(|_| {
-        repo()
-            .join(".venv/bin/python")
-            .to_string_lossy()
-            .into_owned()
-    });
     let fake = Fake::start(Some(CLAUDE_KEY));
     let gw = gateway(&fake);
-    let out = Command::new(&python)
-        .arg(repo().join("tests/sdk/openai_to_anthropic.py"))
-        .arg(gw.url("/v1"))
-        .arg(DEMO_KEY)
-        .output()
-        .unwrap_or_else(|e| panic!("run {python} (make test installs the openai SDK): {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("openai sdk to anthropic: ok"), "{text}");
+    run_sdk_script(&gw, "openai_to_anthropic.py", "openai sdk to anthropic: ok");
 }

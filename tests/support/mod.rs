@@ -560,3 +560,28 @@ pub fn grpc_cluster(name: &str, port: u16) -> Value {
         ]}]}
     })
 }
+
+/// Run a Python SDK script from tests/sdk with the gateway's `/v1` URL and the demo key; its
+/// combined output, after asserting it exited 0 and printed `expect`.
+pub fn run_sdk_script(gw: &Gateway, script: &str, expect: &str) -> String {
+    let python = std::env::var("SDK_PYTHON").unwrap_or_else(|_| {
+        repo()
+            .join(".venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let out = Command::new(&python)
+        .arg(repo().join("tests/sdk").join(script))
+        .arg(gw.url("/v1"))
+        .arg(DEMO_KEY)
+        .output()
+        .unwrap_or_else(|e| panic!("run {python} (make test installs the SDKs): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(expect), "{text}");
+    text
+}

@@ -110,6 +110,22 @@ fn assert_openai_error(reply: &Reply, status: u16, kind: &str, code: Value) {
     assert_eq!(err["code"], code);
 }
 
+/// The sha256 the fake echoes for a body.
+fn sha256_hex(raw: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+}
+
+/// The request headers the fake echoed back (base64 JSON).
+fn echoed_headers(r: &Reply) -> Value {
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(r.header("x-fake-received-headers"))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn chat_non_stream_has_openai_shape_and_tokenizer_usage() {
     let r = send(post("/v1/chat/completions", &hello("gpt-4o"))).await;
@@ -718,17 +734,8 @@ async fn echo_headers() {
     assert_eq!(r.header("x-fake-received-api-key"), "k1");
     assert_eq!(r.header("x-fake-received-include-usage"), "true");
     assert_eq!(r.header("x-fake-prompt-tokens"), "8");
-    use sha2::Digest;
-    assert_eq!(
-        r.header("x-fake-received-body-sha256"),
-        hex::encode(sha2::Sha256::digest(raw.as_bytes()))
-    );
-    let headers: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::STANDARD
-            .decode(r.header("x-fake-received-headers"))
-            .unwrap(),
-    )
-    .unwrap();
+    assert_eq!(r.header("x-fake-received-body-sha256"), sha256_hex(&raw));
+    let headers = echoed_headers(&r);
     assert_eq!(headers["x-custom"], "one,two");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["authorization"], "Bearer abc");

@@ -3,12 +3,11 @@
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use base64::Engine as _;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{app, o200k_len, post_with, send, send_to, Reply};
+use super::{app, echoed_headers, o200k_len, post_with, send, send_to, sha256_hex, Reply};
 use crate::app::{router, Config};
 
 const VERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
@@ -566,17 +565,8 @@ async fn echo_headers_and_prefixed_paths() {
     assert_eq!(r.header("x-fake-received-api-key"), "sk-ant-abc");
     assert_eq!(r.header("x-fake-received-anthropic-version"), "2023-06-01");
     assert_eq!(r.header("x-fake-received-authorization"), "");
-    use sha2::Digest;
-    assert_eq!(
-        r.header("x-fake-received-body-sha256"),
-        hex::encode(sha2::Sha256::digest(raw.as_bytes()))
-    );
-    let headers: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::STANDARD
-            .decode(r.header("x-fake-received-headers"))
-            .unwrap(),
-    )
-    .unwrap();
+    assert_eq!(r.header("x-fake-received-body-sha256"), sha256_hex(&raw));
+    let headers = echoed_headers(&r);
     assert_eq!(headers["anthropic-beta"], "prompt-caching-2024-07-31");
     assert_eq!(headers["x-api-key"], "sk-ant-abc");
     assert_eq!(r.header("x-request-id"), r.header("request-id"));
