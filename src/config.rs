@@ -91,6 +91,8 @@ struct RawProvider {
     #[serde(default)]
     format: Option<Format>,
     #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
     auth: Option<AuthStyle>,
     #[serde(default)]
     api_key_env: Option<String>,
@@ -262,7 +264,13 @@ pub enum Format {
     Openai,
     /// Anthropic's Messages API (`/v1/messages`): requests and responses are translated.
     Anthropic,
+    /// Azure OpenAI: OpenAI's bodies on `/openai/deployments/{deployment}/...?api-version=`,
+    /// the deployment being the (mapped) model name.
+    Azure,
 }
+
+/// Default `api-version` for Azure OpenAI providers.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// How a provider expects its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -283,6 +291,8 @@ pub struct Provider {
     pub name: String,
     pub cluster: String,
     pub format: Format,
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
     pub auth: AuthStyle,
     /// The credential read from the VM environment at configure time.
     pub credential: Option<String>,
@@ -291,6 +301,22 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The request path for `endpoint` (`chat/completions`...) and `model`, when this provider's
+    /// API puts it somewhere else than the client's path.
+    pub fn path(&self, endpoint: &str, model: &str) -> Option<String> {
+        match self.format {
+            Format::Openai => None,
+            Format::Anthropic => Some(crate::anthropic::MESSAGES_PATH.to_string()),
+            Format::Azure => Some(format!(
+                "/openai/deployments/{}/{endpoint}?api-version={}",
+                percent_encode(model),
+                self.api_version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_AZURE_API_VERSION)
+            )),
+        }
+    }
+
     /// The header carrying this provider's credential, with its value.
     pub fn credential_header(&self) -> Option<(&'static str, String)> {
         let key = self.credential.as_deref()?;
@@ -488,6 +514,7 @@ impl Config {
             let auth = p.auth.unwrap_or(match (&p.api_key_env, format) {
                 (None, _) => AuthStyle::None,
                 (Some(_), Format::Anthropic) => AuthStyle::XApiKey,
+                (Some(_), Format::Azure) => AuthStyle::ApiKey,
                 (Some(_), Format::Openai) => AuthStyle::Bearer,
             });
             let credential = match (auth, &p.api_key_env) {
@@ -516,16 +543,32 @@ impl Config {
                     }
                 },
             };
-            if format == Format::Anthropic && !raw.body_routing {
+            if format != Format::Openai && !raw.body_routing {
                 return Err(err(
                     format!("{field}.format"),
-                    "an anthropic provider needs body_routing (the body is translated)",
+                    "needs body_routing (the path or body depends on the model)",
                 ));
             }
+            let api_version = match (
+                format,
+                non_empty(&format!("{field}.api_version"), p.api_version)?,
+            ) {
+                (Format::Azure, v) => {
+                    Some(v.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()))
+                }
+                (_, Some(_)) => {
+                    return Err(err(
+                        format!("{field}.api_version"),
+                        "applies to azure providers only",
+                    ))
+                }
+                (_, None) => None,
+            };
             providers.push(Provider {
                 name,
                 cluster: p.cluster,
                 format,
+                api_version,
                 auth,
                 credential,
                 models: p.models.into_iter().collect(),
@@ -865,6 +908,19 @@ fn limits(
     })
 }
 
+/// A model name as one path segment: unreserved characters kept, the rest percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     let n = name.trim().to_ascii_lowercase();
     let valid = !n.is_empty()
@@ -1109,5 +1165,31 @@ mod tests {
         assert_eq!(g.failure_mode, FailureMode::Open);
         assert_eq!(g.domain, "llm-gateway");
         assert_eq!(g.timeout_ms, DEFAULT_GLOBAL_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn provider_formats_and_paths() {
+        let mut v = base();
+        v["providers"]["az"] =
+            serde_json::json!({"cluster": "az", "format": "azure", "api_key_env": "AZURE_KEY"});
+        v["providers"]["claude"] =
+            serde_json::json!({"cluster": "c", "format": "anthropic", "api_key_env": "AZURE_KEY"});
+        let c = parse(v).unwrap();
+        let az = c.providers.iter().find(|p| p.name == "az").unwrap();
+        assert_eq!(az.auth, AuthStyle::ApiKey);
+        assert_eq!(
+            az.path("chat/completions", "gpt 4o/x").as_deref(),
+            Some("/openai/deployments/gpt%204o%2Fx/chat/completions?api-version=2024-10-21")
+        );
+        let claude = c.providers.iter().find(|p| p.name == "claude").unwrap();
+        assert_eq!(claude.credential_header().unwrap().0, "x-api-key");
+        assert_eq!(
+            claude.path("chat/completions", "m").as_deref(),
+            Some("/v1/messages")
+        );
+
+        let mut v = base();
+        v["providers"]["openai"]["api_version"] = "1".into();
+        assert!(field_of(v).starts_with("providers.openai.api_version: applies to azure"));
     }
 }

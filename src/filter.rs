@@ -644,14 +644,22 @@ impl Gateway {
                 .as_ref()
                 .map_or(DEFAULT_MAX_TOKENS, |l| l.default_max_tokens);
             let translated = anthropic::request(body, &decision.upstream_model, max)?;
-            let h = MapType::HttpRequestHeaders;
-            host::set_header(h, names::PATH, Some(anthropic::MESSAGES_PATH));
-            host::set_header(h, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+            host::set_header(
+                MapType::HttpRequestHeaders,
+                names::ANTHROPIC_VERSION,
+                Some(anthropic::API_VERSION),
+            );
             self.anthropic = true;
             Some(translated)
         } else {
             req.rewrite(Some(&decision.upstream_model), self.strip_usage)
         };
+        if let Some(path) = decision
+            .provider
+            .path(endpoint.path_suffix(), &decision.upstream_model)
+        {
+            host::set_header(MapType::HttpRequestHeaders, names::PATH, Some(&path));
+        }
         if let Some(new_body) = new_body {
             host::set_body(BufferType::HttpRequestBody, body.len(), &new_body);
             host::set_header(

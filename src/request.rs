@@ -47,6 +47,15 @@ impl Endpoint {
         }
     }
 
+    /// The path suffix OpenAI-style APIs serve this endpoint under.
+    pub fn path_suffix(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat/completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "chat.completions",

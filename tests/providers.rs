@@ -1,5 +1,6 @@
-//! OpenAI clients in front of an Anthropic-format provider: the filter translates the request to
-//! the Messages API and the answer (JSON, SSE, errors) back, in real Envoy.
+//! Provider formats in real Envoy: OpenAI clients in front of an Anthropic-format provider (the
+//! request translated to the Messages API and the answer, JSON, SSE or error, back), and Azure
+//! OpenAI's deployment paths.
 
 mod support;
 
@@ -12,9 +13,12 @@ fn gateway(fake: &Fake) -> Gateway {
     let config = json!({
         "providers": {
             "openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
-            "claude": {"cluster": "backup", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"}
+            "claude": {"cluster": "backup", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
+            "azure": {"cluster": "backup", "format": "azure", "api_key_env": "BACKUP_API_KEY",
+                      "models": {"gpt-4o": "my-gpt4o"}}
         },
-        "routes": [{"match": {"model": "claude-*"}, "to": {"provider": "claude"}}],
+        "routes": [{"match": {"model": "claude-*"}, "to": {"provider": "claude"}},
+                   {"match": {"model": "gpt-4o"}, "to": {"provider": "azure"}}],
         "default": {"to": {"provider": "openai"}},
         "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}],
         "tokenizer": {"preload": ["o200k_base"]}
@@ -118,4 +122,33 @@ fn the_openai_python_sdk_reaches_an_anthropic_provider() {
     let fake = Fake::start(Some(CLAUDE_KEY));
     let gw = gateway(&fake);
     run_sdk_script(&gw, "openai_to_anthropic.py", "openai sdk to anthropic: ok");
+}
+
+#[test]
+fn azure_providers_get_deployment_paths() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]});
+    let r = chat(&gw, &body, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some("/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21")
+    );
+    assert_eq!(r.header("x-fake-received-api-key"), Some(BACKUP_KEY));
+    assert_eq!(r.header("x-fake-received-authorization").unwrap_or(""), "");
+    assert_eq!(r.json()["usage"]["prompt_tokens"], 8);
+    let e = json!({"model": "gpt-4o", "input": "Hello"});
+    let r = post(
+        &gw.url("/v1/embeddings"),
+        &[
+            ("authorization", &format!("Bearer {DEMO_KEY}")),
+            ("content-type", "application/json"),
+        ],
+        e.to_string().as_bytes(),
+    );
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some("/openai/deployments/my-gpt4o/embeddings?api-version=2024-10-21")
+    );
 }
