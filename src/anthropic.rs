@@ -215,6 +215,18 @@ pub fn request(body: &[u8], model: &str, default_max_tokens: u64) -> Result<Vec<
     serde_json::to_vec(&Value::Object(out)).map_err(|e| HttpError::invalid_json(&e.to_string()))
 }
 
+/// An Anthropic `tool_use` block as an OpenAI tool call (arguments as JSON text).
+fn openai_tool_call(b: &Value) -> Value {
+    json!({
+        "id": b.get("id").cloned().unwrap_or_default(),
+        "type": "function",
+        "function": {
+            "name": b.get("name").cloned().unwrap_or_default(),
+            "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+        },
+    })
+}
+
 fn finish_reason(stop: Option<&str>) -> Value {
     match stop {
         Some("end_turn") | Some("stop_sequence") | Some("pause_turn") => "stop".into(),
@@ -255,14 +267,7 @@ pub fn response(body: &[u8], created: u64) -> Option<Vec<u8>> {
     {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => calls.push(json!({
-                "id": b.get("id").cloned().unwrap_or(Value::Null),
-                "type": "function",
-                "function": {
-                    "name": b.get("name").cloned().unwrap_or(Value::Null),
-                    "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
-                },
-            })),
+            Some("tool_use") => calls.push(openai_tool_call(b)),
             _ => {}
         }
     }
@@ -561,12 +566,7 @@ pub fn request_to_openai(body: &[u8], model: &str) -> Result<Vec<u8>, HttpError>
         let mut calls = Vec::new();
         for b in list {
             match b.get("type").and_then(Value::as_str) {
-                Some("tool_use") => calls.push(json!({
-                    "id": b.get("id").cloned().unwrap_or_default(),
-                    "type": "function",
-                    "function": {"name": b.get("name").cloned().unwrap_or_default(),
-                                 "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())},
-                })),
+                Some("tool_use") => calls.push(openai_tool_call(b)),
                 Some("tool_result") => messages.push(json!({
                     "role": "tool",
                     "tool_call_id": b.get("tool_use_id").cloned().unwrap_or_default(),

@@ -453,6 +453,12 @@ impl Limits {
         out
     }
 
+    /// Tokens a request reserves: its prompt and its completion cap (`default_max_tokens` when
+    /// it sets none).
+    pub fn reservation(&self, prompt: u64, max_output: Option<u64>) -> u64 {
+        prompt.saturating_add(max_output.unwrap_or(self.default_max_tokens))
+    }
+
     /// Whether any consumer has a per-model rule.
     pub fn has_model_rules(&self) -> bool {
         !self.default.models.is_empty() || self.consumers.values().any(|c| !c.models.is_empty())
@@ -481,6 +487,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The global rate limit service, when one is configured.
+    pub fn global(&self) -> Option<&Global> {
+        self.limits.as_ref()?.global.as_ref()
+    }
+
     /// Parse and validate the plugin configuration. `env` reads the VM environment.
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(json);
@@ -1112,6 +1123,8 @@ mod tests {
         let c = parse(v).unwrap();
         let l = c.limits.unwrap();
         assert_eq!(l.default_max_tokens, 256);
+        assert_eq!(l.reservation(10, None), 266);
+        assert_eq!(l.reservation(10, Some(5)), 15);
         let a = l.scopes("team-a", Some("gpt-4o"));
         assert_eq!(a.len(), 1);
         assert_eq!(

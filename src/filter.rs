@@ -221,7 +221,7 @@ struct Root {
 
 impl Root {
     fn global(&self) -> Option<&Global> {
-        self.config.as_ref()?.limits.as_ref()?.global.as_ref()
+        self.config.as_ref()?.global()
     }
 
     /// Send the queued reports, one call per consumer and model.
@@ -346,7 +346,6 @@ impl RootContext for Root {
             global_call: None,
             global_tokens: 0,
             global_sent_ms: 0,
-            reservation: 0,
             anthropic: false,
             translation: None,
         }))
@@ -383,8 +382,6 @@ struct Gateway {
     global_tokens: u64,
     /// When the call to the global service left (ms).
     global_sent_ms: u64,
-    /// Tokens the request reserves (prompt + completion cap).
-    reservation: u64,
     /// The provider speaks Anthropic's Messages API: its response is translated.
     anthropic: bool,
     translation: Option<Translation>,
@@ -403,12 +400,7 @@ impl Context for Gateway {
             // them apart by the time the answer took. (Envoy arms the deadline on the event
             // loop's cached time, so a callback that ran long before dispatching, such as the
             // first load of a tokenizer without `preload`, sees it fire early.)
-            let timeout = self
-                .config
-                .limits
-                .as_ref()
-                .and_then(|l| l.global.as_ref())
-                .map_or(u64::MAX, |g| g.timeout_ms);
+            let timeout = self.config.global().map_or(u64::MAX, |g| g.timeout_ms);
             let waited = host::now_ms().saturating_sub(self.global_sent_ms);
             let reason = match status_code {
                 4 => "timeout",
@@ -435,23 +427,7 @@ impl Context for Gateway {
                 self.record.limited = Some("global");
                 self.retry_after = o.retry_after;
                 let consumer = self.record.consumer.clone().unwrap_or_default();
-                let again = o
-                    .retry_after
-                    .map(|d| format!(" Please try again in {}.", limits::format_reset(d)))
-                    .unwrap_or_default();
-                let kind = if o.what.starts_with("tokens") {
-                    "tokens"
-                } else {
-                    "requests"
-                };
-                let e = HttpError::rate_limited(
-                    kind,
-                    format!(
-                        "Rate limit reached for {consumer} on {} (global): Limit {}.{again}",
-                        o.what, o.limit
-                    ),
-                );
-                self.reject(e);
+                self.reject(o.error(&consumer));
             }
         }
     }
@@ -554,7 +530,7 @@ impl Gateway {
 
     /// Ask the global service; `true` while its answer is awaited (the request stays paused).
     fn limit_globally(&mut self, model: Option<&str>, tokens: u64) -> Result<bool, HttpError> {
-        let Some(g) = self.config.limits.as_ref().and_then(|l| l.global.clone()) else {
+        let Some(g) = self.config.global().cloned() else {
             return Ok(false);
         };
         let consumer = self.record.consumer.clone().unwrap_or_default();
@@ -568,34 +544,37 @@ impl Gateway {
             }
             Err(e) => {
                 log::warn!("llm-gateway: could not call the rate limit service: {e:?}");
-                self.record.global_failure = Some("unavailable");
-                match g.failure_mode {
-                    FailureMode::Open => Ok(false),
-                    FailureMode::Closed => {
-                        self.release_local();
-                        self.global_tokens = 0;
-                        Err(HttpError::limiter_unavailable())
-                    }
+                match self.without_global("unavailable") {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(false),
                 }
             }
         }
     }
 
-    /// The global service did not answer: go on or refuse, as configured.
-    fn global_failed(&mut self, reason: &'static str) {
+    /// The global service could not answer, for `reason`: `None` to go on (failure mode
+    /// open), or the refusal (closed), with what the request held locally given back.
+    fn without_global(&mut self, reason: &'static str) -> Option<HttpError> {
         self.record.global_failure = Some(reason);
-        let mode = self
+        let closed = self
             .config
-            .limits
-            .as_ref()
-            .and_then(|l| l.global.as_ref())
-            .map(|g| g.failure_mode);
-        if mode == Some(FailureMode::Closed) {
-            self.release_local();
-            self.global_tokens = 0;
-            self.reject(HttpError::limiter_unavailable());
-        } else {
-            host::resume_request();
+            .global()
+            .is_some_and(|g| g.failure_mode == FailureMode::Closed);
+        if !closed {
+            return None;
+        }
+        self.release_local();
+        self.global_tokens = 0;
+        Some(HttpError::limiter_unavailable())
+    }
+
+    /// The global service did not answer the pending call: go on or refuse, as configured.
+    fn global_failed(&mut self, reason: &'static str) {
+        match self.without_global(reason) {
+            Some(refusal) => {
+                self.reject(refusal);
+            }
+            None => host::resume_request(),
         }
     }
 
@@ -620,13 +599,12 @@ impl Gateway {
 
         let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);
         if let Some(l) = &cfg.limits {
-            let completion = req.max_output_tokens().unwrap_or(l.default_max_tokens);
-            self.reservation = prompt.saturating_add(completion);
+            let tokens = l.reservation(prompt, req.max_output_tokens());
             self.limit_locally(
                 Some(&req.model),
                 Cost {
                     requests: 1,
-                    tokens: self.reservation,
+                    tokens,
                 },
             )?;
         }
@@ -769,9 +747,9 @@ impl Gateway {
                 self.limiter.as_ref(),
                 self.held.as_mut(),
             ) {
-                let completion = req.max_output_tokens().unwrap_or(l.default_max_tokens);
-                self.reservation = prompt.saturating_add(completion);
-                let more = self.reservation.saturating_sub(held.reserved_tokens);
+                let more = l
+                    .reservation(prompt, req.max_output_tokens())
+                    .saturating_sub(held.reserved_tokens);
                 let _ =
                     limiter
                         .borrow_mut()
@@ -793,12 +771,7 @@ impl Gateway {
             self.record.reservation = Some((held.reserved_tokens, actual));
         }
         let owed = actual.saturating_sub(self.global_tokens);
-        let global = self
-            .config
-            .limits
-            .as_ref()
-            .is_some_and(|l| l.global.is_some());
-        if global && owed > 0 && self.record.local_outcome.is_none() {
+        if self.config.global().is_some() && owed > 0 && self.record.local_outcome.is_none() {
             let mut q = self.reports.borrow_mut();
             if q.len() < MAX_QUEUED_REPORTS {
                 q.push(Report {

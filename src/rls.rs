@@ -183,10 +183,29 @@ pub struct Verdict {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverLimit {
+    /// `requests` or `tokens`, OpenAI's error type for it.
+    pub kind: &'static str,
     /// "tokens per minute for model gpt-4o" and the like.
     pub what: String,
     pub limit: u64,
     pub retry_after: Option<Duration>,
+}
+
+impl OverLimit {
+    /// The 429 for `consumer`, naming the global limit.
+    pub fn error(&self, consumer: &str) -> crate::error::HttpError {
+        let again = self
+            .retry_after
+            .map(|d| format!(" Please try again in {}.", crate::limits::format_reset(d)))
+            .unwrap_or_default();
+        crate::error::HttpError::rate_limited(
+            self.kind,
+            format!(
+                "Rate limit reached for {consumer} on {} (global): Limit {}.{again}",
+                self.what, self.limit
+            ),
+        )
+    }
 }
 
 fn duration(d: &Option<prost_types::Duration>) -> Option<Duration> {
@@ -209,15 +228,12 @@ pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
             continue;
         };
         let reset = duration(&st.duration_until_reset);
-        let r = Some(Remaining {
+        let r = Remaining {
             limit: u64::from(limit.requests_per_unit),
             remaining: u64::from(st.limit_remaining),
             reset: reset.unwrap_or_default(),
-        });
-        snapshot.merge(&Snapshot {
-            requests: if d.tokens { None } else { r },
-            tokens: if d.tokens { r } else { None },
-        });
+        };
+        snapshot.merge(&Snapshot::of(d.tokens, r));
         if st.code == Code::OverLimit as i32 && over_limit.is_none() {
             let unit = Unit::try_from(limit.unit).unwrap_or(Unit::Unknown);
             let kind = if d.tokens { "tokens" } else { "requests" };
@@ -226,6 +242,7 @@ pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
                 None => format!("{kind} per {}", unit.name()),
             };
             over_limit = Some(OverLimit {
+                kind,
                 what,
                 limit: u64::from(limit.requests_per_unit),
                 retry_after: reset,
@@ -234,6 +251,7 @@ pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
     }
     if over_limit.is_none() && resp.overall_code == Code::OverLimit as i32 {
         over_limit = Some(OverLimit {
+            kind: "requests",
             what: "the global limit".into(),
             limit: 0,
             retry_after: None,
@@ -322,6 +340,13 @@ mod tests {
         let v = verdict(&resp.encode_to_vec(), &described).unwrap();
         let o = v.over_limit.unwrap();
         assert_eq!(o.what, "tokens per day for model gpt-4o");
+        let e = o.error("team-a");
+        assert_eq!((e.status, e.kind), (429, "tokens"));
+        assert_eq!(
+            e.message,
+            "Rate limit reached for team-a on tokens per day for model gpt-4o (global): \
+             Limit 1000. Please try again in 1h0m0s."
+        );
         assert_eq!(o.limit, 1000);
         assert_eq!(o.retry_after, Some(Duration::from_secs(3600)));
         assert_eq!(v.snapshot.requests.unwrap().remaining, 7);
