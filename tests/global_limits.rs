@@ -20,6 +20,17 @@ descriptors:
       - key: unit
         value: tokens
         rate_limit: {unit: day, requests_per_unit: 1000}
+  # team-b spends its token budget over however many requests the report timing takes: its
+  # request limit must not run out first.
+  - key: consumer
+    value: team-b
+    descriptors:
+      - key: unit
+        value: requests
+        rate_limit: {unit: day, requests_per_unit: 1000}
+      - key: unit
+        value: tokens
+        rate_limit: {unit: day, requests_per_unit: 1000}
 ";
 
 fn gateway(fake: &Fake, rls_port: u16, global: Value) -> Gateway {
