@@ -21,6 +21,8 @@ use crate::tokens::Encoding;
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 8 << 20;
 /// Default cap on a non-streamed response body the filter copies to read its usage (4 MiB).
 pub const DEFAULT_MAX_RESPONSE_BODY_BYTES: usize = 4 << 20;
+/// Most providers one failover chain tries.
+pub const MAX_CHAIN: usize = 8;
 /// Name used for callers let in without a key when `allow_anonymous` is on.
 pub const ANONYMOUS: &str = "anonymous";
 
@@ -111,6 +113,16 @@ struct RawRoute {
     to: Option<RawDest>,
     #[serde(default)]
     split: Option<Vec<RawWeightedDest>>,
+    #[serde(default)]
+    fallback: Option<RawFallback>,
+}
+
+/// Providers to try in order after the route's own, through an Envoy composite cluster.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFallback {
+    cluster: String,
+    to: Vec<RawDest>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,6 +151,8 @@ struct RawTarget {
     to: Option<RawDest>,
     #[serde(default)]
     split: Option<Vec<RawWeightedDest>>,
+    #[serde(default)]
+    fallback: Option<RawFallback>,
 }
 
 #[derive(Deserialize)]
@@ -256,7 +270,7 @@ struct RawTokenizer {
 // ---------------------------------------------------------------------------------------------
 
 /// The API a provider speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// OpenAI's API and every compatible server (vLLM, Ollama, OpenRouter...).
@@ -273,7 +287,7 @@ pub enum Format {
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// How a provider expects its credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthStyle {
     /// `Authorization: Bearer <key>` (OpenAI and compatible servers).
@@ -296,6 +310,8 @@ pub struct Provider {
     pub auth: AuthStyle,
     /// The credential read from the VM environment at configure time.
     pub credential: Option<String>,
+    /// The environment variable holding it (the upstream filter reads it itself).
+    pub key_env: Option<String>,
     /// Model name mapping applied last, after the route's own rewrite.
     pub models: HashMap<String, String>,
 }
@@ -343,6 +359,13 @@ pub enum Target {
     Split {
         dests: Vec<(Dest, u32)>,
         total: u32,
+    },
+    /// A failover chain: the first destination, then the others in order, each attempt made
+    /// by Envoy's retry policy through the composite `cluster` (attempt n goes to its n-th
+    /// sub-cluster, which must be `dests[n-1]`'s provider cluster).
+    Chain {
+        dests: Vec<Dest>,
+        cluster: String,
     },
 }
 
@@ -582,6 +605,7 @@ impl Config {
                 api_version,
                 auth,
                 credential,
+                key_env: p.api_key_env,
                 models: p.models.into_iter().collect(),
             });
         }
@@ -595,10 +619,46 @@ impl Config {
 
         let target = |field: &str, t: RawTarget| -> Result<Target, ConfigError> {
             match (t.to, t.split) {
-                (Some(d), None) => Ok(Target::One(Dest {
-                    provider: provider_index(&format!("{field}.to.provider"), &d.provider)?,
-                    model: non_empty(&format!("{field}.to.model"), d.model)?,
-                })),
+                (Some(d), None) => {
+                    let first = Dest {
+                        provider: provider_index(&format!("{field}.to.provider"), &d.provider)?,
+                        model: non_empty(&format!("{field}.to.model"), d.model)?,
+                    };
+                    let Some(fb) = t.fallback else {
+                        return Ok(Target::One(first));
+                    };
+                    let f = format!("{field}.fallback");
+                    if fb.cluster.trim().is_empty() {
+                        return Err(err(format!("{f}.cluster"), "must not be empty"));
+                    }
+                    if fb.to.is_empty() {
+                        return Err(err(format!("{f}.to"), "must not be empty"));
+                    }
+                    if fb.to.len() >= MAX_CHAIN {
+                        return Err(err(
+                            format!("{f}.to"),
+                            format!("at most {} fallbacks", MAX_CHAIN - 1),
+                        ));
+                    }
+                    let mut dests = vec![first];
+                    for (i, d) in fb.to.into_iter().enumerate() {
+                        dests.push(Dest {
+                            provider: provider_index(
+                                &format!("{f}.to[{i}].provider"),
+                                &d.provider,
+                            )?,
+                            model: non_empty(&format!("{f}.to[{i}].model"), d.model)?,
+                        });
+                    }
+                    Ok(Target::Chain {
+                        dests,
+                        cluster: fb.cluster,
+                    })
+                }
+                (_, Some(_)) if t.fallback.is_some() => Err(err(
+                    format!("{field}.fallback"),
+                    "goes with \"to\", not with \"split\"",
+                )),
                 (None, Some(split)) => {
                     if split.is_empty() {
                         return Err(err(format!("{field}.split"), "must not be empty"));
@@ -652,6 +712,7 @@ impl Config {
                     RawTarget {
                         to: r.to,
                         split: r.split,
+                        fallback: r.fallback,
                     },
                 )?,
             });
@@ -753,6 +814,12 @@ impl Config {
                 let rewrites = match t {
                     Target::One(d) => d.model.is_some(),
                     Target::Split { dests, .. } => dests.iter().any(|(d, _)| d.model.is_some()),
+                    Target::Chain { .. } => {
+                        return Err(err(
+                            format!("{field}.fallback"),
+                            "needs body_routing (each attempt's body is rewritten)",
+                        ))
+                    }
                 };
                 if rewrites {
                     return Err(err(

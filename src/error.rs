@@ -135,6 +135,17 @@ impl HttpError {
         Self::new(502, "server_error", "provider_error", "upstream_error").msg(message)
     }
 
+    /// 503: every provider of a failover chain failed.
+    pub fn providers_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            503,
+            "server_error",
+            "providers_unavailable",
+            "providers_unavailable",
+        )
+        .msg(message)
+    }
+
     /// The JSON body of the reply.
     pub fn body(&self) -> Vec<u8> {
         let body = Body {

@@ -14,6 +14,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::anthropic::{self, Translation};
 use crate::config::{Config, FailureMode, Format, Global, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
+use crate::failover::{Journal, Plan};
 use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
 use crate::names;
 use crate::report::{Kind, MetricUpdate, Record};
@@ -34,6 +35,8 @@ const MAX_SERIES: usize = 4096;
 const REPORT_PERIOD: Duration = Duration::from_millis(100);
 /// Queued reports a VM keeps at most; beyond it new ones are dropped and counted.
 const MAX_QUEUED_REPORTS: usize = 10_000;
+
+mod upstream;
 
 mod host {
     use super::*;
@@ -212,6 +215,8 @@ struct Report {
 
 #[derive(Default)]
 struct Root {
+    /// Configured as the upstream filter of a failover cluster (`{"role": "upstream"}`).
+    upstream: bool,
     config: Option<Rc<Config>>,
     metrics: Rc<RefCell<Metrics>>,
     preload: Vec<Encoding>,
@@ -275,6 +280,19 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(&bytes) {
+            if let Some(role) = o.get("role") {
+                if role == "upstream" && o.len() == 1 {
+                    log::info!(
+                        "llm-gateway: configured as the upstream filter of a failover cluster"
+                    );
+                    self.upstream = true;
+                    return true;
+                }
+                log::error!("llm-gateway: invalid configuration: the upstream filter's configuration is exactly {{\"role\": \"upstream\"}}");
+                return false;
+            }
+        }
         match Config::parse(&bytes, &|k| std::env::var(k).ok()) {
             Ok(c) => {
                 log::info!(
@@ -325,6 +343,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.upstream {
+            return Some(Box::<upstream::AttemptFilter>::default());
+        }
         let config = self.config.clone()?;
         Some(Box::new(Gateway {
             config,
@@ -348,6 +369,8 @@ impl RootContext for Root {
             global_sent_ms: 0,
             anthropic: false,
             translation: None,
+            chain_len: 0,
+            replacement: None,
         }))
     }
 
@@ -385,6 +408,10 @@ struct Gateway {
     /// The provider speaks Anthropic's Messages API: its response is translated.
     anthropic: bool,
     translation: Option<Translation>,
+    /// Providers in the request's failover chain (0: no chain).
+    chain_len: usize,
+    /// The body that replaces a failed chain's last answer (every provider failed).
+    replacement: Option<Vec<u8>>,
 }
 
 impl Context for Gateway {
@@ -610,6 +637,29 @@ impl Gateway {
         }
 
         self.strip_usage = req.stream && !req.include_usage;
+        let max = cfg
+            .limits
+            .as_ref()
+            .map_or(DEFAULT_MAX_TOKENS, |l| l.default_max_tokens);
+        if let Some((cluster, chain)) = &decision.failover {
+            // Each attempt is adapted to its provider by the upstream filter; the request
+            // leaves here in OpenAI's format, naming the client's model.
+            let plan = Plan::new(chain, &self.path, endpoint.path_suffix(), max);
+            host::set_property(names::prop::PLAN, &plan.encode());
+            self.chain_len = chain.len();
+            // Exactly one attempt per provider of the chain.
+            host::set_header(
+                MapType::HttpRequestHeaders,
+                names::ENVOY_MAX_RETRIES,
+                Some(&chain.len().saturating_sub(1).to_string()),
+            );
+            if let Some(new_body) = req.rewrite(None, self.strip_usage) {
+                self.replace_request_body(body.len(), &new_body);
+            }
+            self.forward(&decision, &headers, Some(cluster));
+            let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
+            return Ok(!waiting);
+        }
         let new_body = if decision.provider.format == Format::Anthropic {
             if endpoint != Endpoint::ChatCompletions {
                 return Err(HttpError::invalid_param(
@@ -617,10 +667,6 @@ impl Gateway {
                     "This model's provider serves chat completions only.",
                 ));
             }
-            let max = cfg
-                .limits
-                .as_ref()
-                .map_or(DEFAULT_MAX_TOKENS, |l| l.default_max_tokens);
             let translated = anthropic::request(body, &decision.upstream_model, max)?;
             host::set_header(
                 MapType::HttpRequestHeaders,
@@ -639,18 +685,22 @@ impl Gateway {
             host::set_header(MapType::HttpRequestHeaders, names::PATH, Some(&path));
         }
         if let Some(new_body) = new_body {
-            host::set_body(BufferType::HttpRequestBody, body.len(), &new_body);
-            host::set_header(
-                MapType::HttpRequestHeaders,
-                names::CONTENT_LENGTH,
-                Some(&new_body.len().to_string()),
-            );
+            self.replace_request_body(body.len(), &new_body);
         }
-        self.forward(&decision, &headers);
+        self.forward(&decision, &headers, None);
         // The global service is charged the prompt now and the rest when the request ends
         // (its protocol cannot give back an unused reservation).
         let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
         Ok(!waiting)
+    }
+
+    fn replace_request_body(&self, old_len: usize, new_body: &[u8]) {
+        host::set_body(BufferType::HttpRequestBody, old_len, new_body);
+        host::set_header(
+            MapType::HttpRequestHeaders,
+            names::CONTENT_LENGTH,
+            Some(&new_body.len().to_string()),
+        );
     }
 
     /// Count the prompt for `model` into the record.
@@ -666,8 +716,14 @@ impl Gateway {
     }
 
     /// Point the request at the chosen provider: its credential instead of the client's, and
-    /// the cluster header the route reads.
-    fn forward(&mut self, decision: &route::Decision, headers: &RequestHeaders) {
+    /// the cluster header the route reads. With a failover `chain` cluster, the request goes
+    /// there and the upstream filter sets each attempt's credential.
+    fn forward(
+        &mut self,
+        decision: &route::Decision,
+        headers: &RequestHeaders,
+        chain: Option<&str>,
+    ) {
         let cfg = &self.config;
         self.record.provider = Some(decision.provider.name.clone());
         let h = MapType::HttpRequestHeaders;
@@ -682,10 +738,13 @@ impl Gateway {
         if headers.has(names::ACCEPT_ENCODING) {
             host::set_header(h, names::ACCEPT_ENCODING, None);
         }
-        if let Some((name, value)) = decision.provider.credential_header() {
-            host::set_header(h, name, Some(&value));
+        if chain.is_none() {
+            if let Some((name, value)) = decision.provider.credential_header() {
+                host::set_header(h, name, Some(&value));
+            }
         }
-        host::set_header(h, &cfg.cluster_header, Some(&decision.provider.cluster));
+        let cluster = chain.unwrap_or(&decision.provider.cluster);
+        host::set_header(h, &cfg.cluster_header, Some(cluster));
     }
 
     /// Without body routing: route on the headers now and let the request go; the body is
@@ -710,7 +769,7 @@ impl Gateway {
         ) {
             return self.reject(e);
         }
-        self.forward(&decision, headers);
+        self.forward(&decision, headers, None);
         self.body_copy = Some(Vec::new());
         match self.limit_globally(None, 1) {
             Ok(true) => Action::Pause,
@@ -783,6 +842,17 @@ impl Gateway {
                 self.record.global_failure = Some("report_queue_full");
             }
         }
+    }
+}
+
+impl Gateway {
+    /// What the attempts of the request's failover chain recorded.
+    fn journal(&self) -> Journal {
+        hostcalls::get_property(vec![names::prop::JOURNAL])
+            .ok()
+            .flatten()
+            .map(|b| Journal::decode(&b))
+            .unwrap_or_default()
     }
 }
 
@@ -872,6 +942,19 @@ impl HttpContext for Gateway {
         if self.endpoint.is_none() || self.record.local_outcome.is_some() {
             return Action::Continue;
         }
+        if self.chain_len > 0 && self.record.status >= 500 {
+            // Every provider the chain tried failed: one clear error instead of the last
+            // provider's (or Envoy's plain-text) answer.
+            let e = self.journal().all_failed(self.chain_len);
+            self.record.local_outcome = Some(e.outcome);
+            host::set_header(h, names::STATUS, Some(&e.status.to_string()));
+            host::set_header(h, names::CONTENT_TYPE, Some("application/json"));
+            host::set_header(h, names::CONTENT_LENGTH, None);
+            host::set_header(h, names::CONTENT_ENCODING, None);
+            self.record.status = e.status;
+            self.replacement = Some(e.body());
+            return Action::Continue;
+        }
         let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
         let ce = host::header(h, names::CONTENT_ENCODING);
         if self.anthropic && ce.is_none() {
@@ -902,6 +985,11 @@ impl HttpContext for Gateway {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(r) = self.replacement.as_ref() {
+            let out: &[u8] = if end_of_stream { r } else { &[] };
+            host::set_body(BufferType::HttpResponseBody, body_size, out);
+            return Action::Continue;
+        }
         if let Some(t) = self.translation.as_mut() {
             if t.buffers() && !end_of_stream {
                 return Action::Pause;
@@ -936,6 +1024,13 @@ impl HttpContext for Gateway {
         }
         if self.record.status == 0 {
             self.record.status = host::property_u64(vec!["response", "code"]).unwrap_or(0) as u32;
+        }
+        if self.chain_len > 0 {
+            let journal = self.journal();
+            if let Some(p) = journal.served() {
+                self.record.provider = Some(p.to_string());
+            }
+            self.record.journal = Some(journal);
         }
         self.record.duration_ms = now.saturating_sub(self.start_ms);
         self.record.ttft_ms = self

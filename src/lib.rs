@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod config;
 pub mod error;
+pub mod failover;
 pub mod limits;
 pub mod names;
 pub mod report;

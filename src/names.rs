@@ -23,6 +23,8 @@ pub const ACCEPT_ENCODING: &str = "accept-encoding";
 pub const STATUS: &str = ":status";
 /// Sent to Anthropic providers with the API version the translation targets.
 pub const ANTHROPIC_VERSION: &str = "anthropic-version";
+/// Envoy's per-request retry count (a failover chain makes one attempt per provider).
+pub const ENVOY_MAX_RETRIES: &str = "x-envoy-max-retries";
 
 /// Rate limit headers OpenAI clients know, on every response to a limited consumer.
 pub const RATELIMIT_LIMIT_REQUESTS: &str = "x-ratelimit-limit-requests";
@@ -61,8 +63,13 @@ pub mod prop {
     pub const GATEWAY_US: &str = "llm.gateway_us";
     /// Microseconds of that spent counting prompt tokens.
     pub const TOKENIZE_US: &str = "llm.tokenize_us";
+    /// Failover routes: attempts made (1 when the first provider answered).
+    pub const ATTEMPTS: &str = "llm.attempts";
+    /// Failover routes: each attempt that failed over, `provider:reason` (`openai:503`,
+    /// `azure:connect_failure`, `claude:timeout`), comma-separated.
+    pub const FAILOVER: &str = "llm.failover";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -81,12 +88,23 @@ pub mod prop {
         OUTCOME,
         GATEWAY_US,
         TOKENIZE_US,
+        ATTEMPTS,
+        FAILOVER,
     ];
+
+    /// Internal, between the gateway filter and its upstream twin on a failover cluster
+    /// (see `failover`): the request's chain, and what each attempt did.
+    pub const PLAN: &str = "llm.plan";
+    pub const JOURNAL: &str = "llm.journal";
 }
 
 /// Envoy properties read by the filter.
 pub mod host {
     pub const REQUEST_ID: [&str; 2] = ["request", "id"];
+    /// Which attempt an upstream filter sees (1 for the first).
+    pub const ATTEMPT: [&str; 2] = ["upstream", "request_attempt_count"];
+    /// Why the connection to the upstream failed, when it did.
+    pub const TRANSPORT_FAILURE: [&str; 2] = ["upstream", "transport_failure_reason"];
 }
 
 /// Metric names (Envoy adds the `wasmcustom.` prefix) and their label keys.
@@ -113,6 +131,9 @@ pub mod metric {
     pub const GLOBAL_FAILURES: &str = "llm_gateway_ratelimit_global_failures_total";
     /// Limit scopes that could not be tracked because the shared table was full.
     pub const UNTRACKED: &str = "llm_gateway_ratelimit_untracked_total";
+    /// Attempts of a failover chain that failed over to the next provider, by the provider
+    /// that failed and `reason` (`503`, `429`, `connect_failure`, `timeout`, `reset`).
+    pub const FAILOVERS: &str = "llm_gateway_failovers_total";
     /// End-of-request reports to the global service that failed.
     pub const GLOBAL_REPORT_FAILURES: &str = "llm_gateway_ratelimit_global_report_failures_total";
 

@@ -39,6 +39,8 @@ pub struct Record {
     pub global_failure: Option<&'static str>,
     /// Limit scopes that could not be tracked (the shared table was full).
     pub untracked: usize,
+    /// Failover routes: the attempts made, as the upstream filter recorded them.
+    pub journal: Option<crate::failover::Journal>,
 }
 
 /// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
@@ -183,6 +185,13 @@ impl Record {
         if let Some(us) = self.tokenize_us {
             p.push((prop::TOKENIZE_US, us.to_string()));
         }
+        if let Some(j) = self.journal.as_ref().filter(|j| !j.0.is_empty()) {
+            p.push((prop::ATTEMPTS, j.0.len().to_string()));
+            let f = crate::failover::Journal(j.failovers().to_vec());
+            if !f.0.is_empty() {
+                p.push((prop::FAILOVER, f.summary()));
+            }
+        }
         p
     }
 
@@ -306,6 +315,19 @@ impl Record {
             out.push(MetricUpdate {
                 kind: Kind::Counter,
                 name: stat_name(metric::GLOBAL_FAILURES, &[(metric::TAG_REASON, reason)]),
+                value: 1,
+            });
+        }
+        for (provider, reason) in self.journal.iter().flat_map(|j| j.failovers()) {
+            out.push(MetricUpdate {
+                kind: Kind::Counter,
+                name: stat_name(
+                    metric::FAILOVERS,
+                    &[
+                        (metric::TAG_PROVIDER, provider.as_str()),
+                        (metric::TAG_REASON, reason.as_str()),
+                    ],
+                ),
                 value: 1,
             });
         }

@@ -67,6 +67,19 @@ pub struct Decision<'c> {
     pub upstream_model: String,
     /// Name of the matched route (`default` for the default route).
     pub route: &'c str,
+    /// For a failover chain: the composite cluster, and every provider in order (the first
+    /// being `provider`) with the model it receives.
+    pub failover: Option<(&'c str, Vec<(&'c Provider, String)>)>,
+}
+
+/// The model `provider` receives for `dest` and the client's `model`.
+fn upstream_model(provider: &Provider, dest: &Dest, model: &str) -> String {
+    let routed = dest.model.as_deref().unwrap_or(model);
+    provider
+        .models
+        .get(routed)
+        .cloned()
+        .unwrap_or_else(|| routed.to_string())
 }
 
 /// Pick the destination. `draw` returns a number in `0..total` for weighted splits.
@@ -100,22 +113,31 @@ pub fn route<'c>(
         .providers
         .get(dest.provider)
         .ok_or_else(|| HttpError::model_not_found(model))?;
-    let routed = dest.model.as_deref().unwrap_or(model);
-    let upstream_model = provider
-        .models
-        .get(routed)
-        .cloned()
-        .unwrap_or_else(|| routed.to_string());
+    let failover = match target {
+        Target::Chain { dests, cluster } => Some((
+            cluster.as_str(),
+            dests
+                .iter()
+                .filter_map(|d| {
+                    let p = cfg.providers.get(d.provider)?;
+                    Some((p, upstream_model(p, d, model)))
+                })
+                .collect(),
+        )),
+        _ => None,
+    };
     Ok(Decision {
         provider,
-        upstream_model,
+        upstream_model: upstream_model(provider, dest, model),
         route,
+        failover,
     })
 }
 
 fn pick<'t>(target: &'t Target, draw: &mut dyn FnMut(u32) -> u32) -> Option<&'t Dest> {
     match target {
         Target::One(d) => Some(d),
+        Target::Chain { dests, .. } => dests.first(),
         Target::Split { dests, total } => {
             let mut x = draw(*total);
             for (d, w) in dests {

@@ -32,6 +32,9 @@ pub struct Config {
     pub require_key: Option<String>,
     /// Log one line per request to stderr.
     pub verbose: bool,
+    /// Control headers every request behaves as if it carried (they win over the request's
+    /// own): one instance can play a provider that is down (`x-fake-status: 503`) or slow.
+    pub forced_headers: HeaderMap,
 }
 
 pub fn router(config: Config) -> Router {
@@ -575,9 +578,12 @@ async fn handle(
     State(config): State<Arc<Config>>,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    for (k, v) in &config.forced_headers {
+        headers.insert(k, v.clone());
+    }
     let endpoint = route(&method, uri.path());
     let anthropic = endpoint == Some(Endpoint::Messages);
     let (parsed, echo) = {

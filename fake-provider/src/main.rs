@@ -33,6 +33,10 @@ struct Cli {
     /// Log one line per request to stderr.
     #[arg(long, short)]
     verbose: bool,
+    /// Behave as if every request carried this control header (`NAME:VALUE`, repeatable),
+    /// e.g. `--force-header x-fake-status:503` for a provider that is down.
+    #[arg(long, value_name = "NAME:VALUE")]
+    force_header: Vec<String>,
 }
 
 /// How long in-flight responses may run on after SIGTERM/SIGINT.
@@ -66,9 +70,28 @@ async fn main() -> ExitCode {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let mut forced_headers = axum::http::HeaderMap::new();
+    for h in &cli.force_header {
+        let parsed = h.split_once(':').and_then(|(k, v)| {
+            Some((
+                axum::http::HeaderName::try_from(k.trim()).ok()?,
+                axum::http::HeaderValue::try_from(v.trim()).ok()?,
+            ))
+        });
+        match parsed {
+            Some((k, v)) => {
+                forced_headers.insert(k, v);
+            }
+            None => {
+                eprintln!("fake-provider: --force-header wants NAME:VALUE, got {h:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let app = app::router(app::Config {
         require_key: cli.require_key,
         verbose: cli.verbose,
+        forced_headers,
     });
     let mut graceful = stop_rx.clone();
     // Small SSE events go out at once, as from a real provider's edge (no Nagle delay).

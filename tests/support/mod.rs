@@ -109,10 +109,19 @@ pub struct Fake {
 
 impl Fake {
     pub fn start(require_key: Option<&str>) -> Fake {
+        Fake::start_with(require_key, &[])
+    }
+
+    /// A fake that behaves as if every request carried `forced` control headers (a provider
+    /// that is down: `("x-fake-status", "503")`; slow: `("x-fake-delay-ms", "3000")`).
+    pub fn start_with(require_key: Option<&str>, forced: &[(&str, &str)]) -> Fake {
         let mut cmd = Command::new(fake_bin());
         cmd.args(["--listen", "127.0.0.1:0"]);
         if let Some(k) = require_key {
             cmd.args(["--require-key", k]);
+        }
+        for (k, v) in forced {
+            cmd.arg("--force-header").arg(format!("{k}:{v}"));
         }
         let (proc, port) = spawn_listening(cmd, "fake-provider");
         Fake { _proc: proc, port }
@@ -174,11 +183,11 @@ pub fn bootstrap(fake_port: u16, opts: &mut Options, dir: &Path) -> Value {
         .as_array_mut()
         .expect("clusters")
     {
-        for ep in cluster["load_assignment"]["endpoints"]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-        {
+        let endpoints = cluster
+            .get_mut("load_assignment")
+            .and_then(|l| l.get_mut("endpoints"))
+            .and_then(Value::as_array_mut);
+        for ep in endpoints.into_iter().flatten() {
             for lb in ep["lb_endpoints"].as_array_mut().into_iter().flatten() {
                 lb["endpoint"]["address"]["socket_address"]["port_value"] = fake_port.into();
             }
@@ -186,6 +195,23 @@ pub fn bootstrap(fake_port: u16, opts: &mut Options, dir: &Path) -> Value {
     }
     if let Some(edit) = opts.edit.take() {
         edit(&mut b);
+    }
+    // Upstream (per-cluster) instances of the filter run the same build.
+    for cluster in b["static_resources"]["clusters"]
+        .as_array_mut()
+        .expect("clusters")
+    {
+        let filters = cluster
+            .get_mut("typed_extension_protocol_options")
+            .and_then(|o| o.get_mut("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"))
+            .and_then(|o| o.get_mut("http_filters"))
+            .and_then(Value::as_array_mut);
+        for f in filters.into_iter().flatten() {
+            if f["name"] == "envoy.filters.http.wasm" {
+                f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+                    wasm_path().to_string_lossy().into_owned().into();
+            }
+        }
     }
     b
 }

@@ -627,6 +627,25 @@ async fn errors_are_openai_shaped() {
 }
 
 #[tokio::test]
+async fn forced_headers_win_over_the_request() {
+    let mut forced = HeaderMap::new();
+    forced.insert("x-fake-status", "503".parse().unwrap());
+    let app = router(Config {
+        forced_headers: forced,
+        ..Config::default()
+    });
+    let body = hello("gpt-4o");
+    let r = send_to(app.clone(), post("/v1/chat/completions", &body)).await;
+    assert_eq!(r.status, 503);
+    let r = send_to(
+        app,
+        post_with("/v1/chat/completions", &body, &[("x-fake-status", "200")]),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+}
+
+#[tokio::test]
 async fn require_key() {
     let app = router(Config {
         require_key: Some("sk-test-123456789".into()),

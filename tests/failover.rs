@@ -1,0 +1,338 @@
+//! Failover chains in real Envoy: the gateway filter sends the request to a composite cluster,
+//! Envoy's retry policy makes attempt n go to its n-th provider, and the same filter running
+//! as an upstream filter adapts each attempt (path, key, model, body format). Providers that
+//! are down are fake-provider instances forced to fail (503, 429, slow) or a port nobody
+//! listens on.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const CLAUDE_KEY: &str = "sk-ant-failover-key";
+
+/// The fakes behind the providers; dropped with the test.
+struct Providers {
+    ok: Fake,
+    down: Fake,
+    limited: Fake,
+    slow: Fake,
+    started: Fake,
+    dead_port: u16,
+}
+
+fn providers() -> Providers {
+    Providers {
+        ok: Fake::start(None),
+        down: Fake::start_with(None, &[("x-fake-status", "503")]),
+        limited: Fake::start_with(None, &[("x-fake-status", "429")]),
+        slow: Fake::start_with(None, &[("x-fake-delay-ms", "5000")]),
+        started: Fake::start_with(None, &[("x-fake-abort-after-events", "3")]),
+        dead_port: free_port(),
+    }
+}
+
+fn static_cluster(name: &str, port: u16) -> Value {
+    json!({"name": name, "type": "STATIC", "connect_timeout": "1s",
+           "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+               {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}})
+}
+
+fn gateway(p: &Providers) -> Gateway {
+    let config = json!({
+        "providers": {
+            "primary-503": {"cluster": "p503", "api_key_env": "OPENAI_API_KEY"},
+            "primary-429": {"cluster": "p429", "api_key_env": "OPENAI_API_KEY"},
+            "primary-slow": {"cluster": "pslow", "api_key_env": "OPENAI_API_KEY"},
+            "primary-dead": {"cluster": "pdead", "api_key_env": "OPENAI_API_KEY"},
+            "primary-started": {"cluster": "pstarted", "api_key_env": "OPENAI_API_KEY"},
+            "azure": {"cluster": "azure", "format": "azure", "api_key_env": "BACKUP_API_KEY",
+                      "models": {"gpt-4o": "my-gpt4o"}},
+            "claude": {"cluster": "claude", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"}
+        },
+        "routes": [
+            {"match": {"model": "gpt-4o"}, "to": {"provider": "primary-503"},
+             "fallback": {"cluster": "failover-a", "to": [{"provider": "azure"},
+                                                          {"provider": "claude", "model": "claude-sonnet-4-5"}]}},
+            {"match": {"model": "dead-then-claude"}, "to": {"provider": "primary-dead"},
+             "fallback": {"cluster": "failover-b", "to": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}},
+            {"match": {"model": "slow-then-azure"}, "to": {"provider": "primary-slow"},
+             "fallback": {"cluster": "failover-c", "to": [{"provider": "azure", "model": "gpt-4o"}]}},
+            {"match": {"model": "limited-then-claude"}, "to": {"provider": "primary-429"},
+             "fallback": {"cluster": "failover-d", "to": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}},
+            {"match": {"model": "all-down"}, "to": {"provider": "primary-dead"},
+             "fallback": {"cluster": "failover-e", "to": [{"provider": "primary-429"}, {"provider": "primary-503"}]}},
+            {"match": {"model": "started"}, "to": {"provider": "primary-started"},
+             "fallback": {"cluster": "failover-f", "to": [{"provider": "azure", "model": "gpt-4o"}]}}
+        ],
+        "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}]
+    });
+    let chains: [(&str, &[&str]); 6] = [
+        ("failover-a", &["p503", "azure", "claude"]),
+        ("failover-b", &["pdead", "claude"]),
+        ("failover-c", &["pslow", "azure"]),
+        ("failover-d", &["p429", "claude"]),
+        ("failover-e", &["pdead", "p429", "p503"]),
+        ("failover-f", &["pstarted", "azure"]),
+    ];
+    let ports = [
+        ("p503", p.down.port),
+        ("p429", p.limited.port),
+        ("pslow", p.slow.port),
+        ("pdead", p.dead_port),
+        ("pstarted", p.started.port),
+        ("azure", p.ok.port),
+        ("claude", p.ok.port),
+    ];
+    let mut opts = Options {
+        plugin_config: Some(config),
+        ..Options::default()
+    };
+    opts.env
+        .push(("ANTHROPIC_API_KEY".into(), CLAUDE_KEY.into()));
+    opts.edit = Some(Box::new(move |b: &mut Value| {
+        let hcm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        hcm["http_filters"][0]["typed_config"]["config"]["vm_config"]["environment_variables"]
+            ["host_env_keys"]
+            .as_array_mut()
+            .unwrap()
+            .push("ANTHROPIC_API_KEY".into());
+        // A short per-try timeout, so the slow provider times out quickly.
+        let route = &mut hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        assert!(
+            route.get("retry_policy").is_some(),
+            "the failover route comes first"
+        );
+        route["retry_policy"]["per_try_timeout"] = "1s".into();
+        let clusters = b["static_resources"]["clusters"].as_array_mut().unwrap();
+        // The shipped chain cluster is the template for the test's chains.
+        let template = clusters
+            .iter()
+            .find(|c| c["name"] == "failover-openai-backup")
+            .cloned()
+            .expect("gateway.yaml ships a failover cluster");
+        for (name, port) in ports {
+            clusters.push(static_cluster(name, port));
+        }
+        for (name, members) in chains {
+            let mut c = template.clone();
+            c["name"] = name.into();
+            c["cluster_type"]["typed_config"]["clusters"] =
+                members.iter().map(|m| json!({"name": m})).collect();
+            let wasm = &mut c["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]
+                ["typed_config"]["config"];
+            wasm["vm_config"]["environment_variables"]["host_env_keys"]
+                .as_array_mut()
+                .unwrap()
+                .push("ANTHROPIC_API_KEY".into());
+            clusters.push(c);
+        }
+    }));
+    Gateway::start(&p.ok, opts)
+}
+
+fn ask(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "max_tokens": 50,
+           "messages": [{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "Hello"}]})
+}
+
+fn chunks(r: &Resp) -> Vec<Value> {
+    let text = r.text();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+fn content(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+/// The access-log line of the request whose `x-request-id` the response echoed... the
+/// gateway has one client at a time here, so the last line is the request's.
+fn last_log(gw: &Gateway, n: usize) -> Value {
+    gw.access_log(n).pop().expect("an access-log line")
+}
+
+#[test]
+fn a_failing_provider_fails_over_and_each_attempt_is_adapted() {
+    let p = providers();
+    let gw = gateway(&p);
+    let mut logs = 0;
+
+    // Primary answers 503: Azure serves, with its deployment path, its key and its model.
+    let r = chat(&gw, &ask("gpt-4o", false), &[]);
+    logs += 1;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some("/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21")
+    );
+    assert_eq!(r.header("x-fake-received-api-key"), Some(BACKUP_KEY));
+    // The first attempt's bearer key did not leak into the second.
+    assert_eq!(r.header("x-fake-received-authorization").unwrap_or(""), "");
+    assert_eq!(r.header("x-fake-received-model"), Some("my-gpt4o"));
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let log = last_log(&gw, logs);
+    assert_eq!(log["provider"], "azure", "{log}");
+    assert_eq!(log["attempts"], "2");
+    assert_eq!(log["failover"], "primary-503:503");
+    assert_eq!(log["status"], 200);
+    assert_eq!(log["outcome"], "ok");
+    assert_eq!(log["upstream_cluster"], "failover-a");
+
+    // The same as a stream: nothing of the failed attempt reaches the client.
+    let r = chat(&gw, &ask("gpt-4o", true), &[]);
+    logs += 1;
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let c = chunks(&r);
+    assert!(c.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(
+        c.iter().all(|c| c.get("usage").is_none_or(Value::is_null)),
+        "not asked for: {}",
+        r.text()
+    );
+    assert!(!content(&c).is_empty());
+    let log = last_log(&gw, logs);
+    assert_eq!(log["provider"], "azure", "{log}");
+    assert_eq!(log["failover"], "primary-503:503");
+    assert_eq!(
+        log["usage_estimated"], "false",
+        "usage read from the stream"
+    );
+
+    // Refused connection: the Anthropic provider serves, translated to OpenAI's format.
+    let r = chat(&gw, &ask("dead-then-claude", false), &[]);
+    logs += 1;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fake-received-path"), Some("/v1/messages"));
+    assert_eq!(r.header("x-fake-received-api-key"), Some(CLAUDE_KEY));
+    assert_eq!(
+        r.header("x-fake-received-anthropic-version"),
+        Some("2023-06-01")
+    );
+    assert_eq!(r.header("x-fake-received-model"), Some("claude-sonnet-4-5"));
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let log = last_log(&gw, logs);
+    assert_eq!(log["provider"], "claude", "{log}");
+    assert_eq!(log["failover"], "primary-dead:connect_failure");
+
+    let mut body = ask("dead-then-claude", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = chat(&gw, &body, &[("x-fake-completion-tokens", "7")]);
+    logs += 1;
+    let c = chunks(&r);
+    assert!(c.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(c.last().unwrap()["usage"]["completion_tokens"], 7);
+    assert_eq!(last_log(&gw, logs)["completion_tokens"], "7");
+
+    // No answer within the per-try timeout (1 s; the provider takes 5 s): Azure serves.
+    let t0 = Instant::now();
+    let r = chat(&gw, &ask("slow-then-azure", false), &[]);
+    logs += 1;
+    let took = t0.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(4000),
+        "{took:?}"
+    );
+    assert_eq!(r.header("x-fake-received-model"), Some("my-gpt4o"));
+    let log = last_log(&gw, logs);
+    assert_eq!(log["provider"], "azure", "{log}");
+    assert_eq!(log["failover"], "primary-slow:timeout");
+
+    // 429 from the primary fails over too.
+    let r = chat(&gw, &ask("limited-then-claude", false), &[]);
+    logs += 1;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = last_log(&gw, logs);
+    assert_eq!(log["provider"], "claude", "{log}");
+    assert_eq!(log["failover"], "primary-429:429");
+
+    // A stream that has started is never retried: the client gets the one answer it began.
+    let mut r = agent()
+        .post(&gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {DEMO_KEY}"))
+        .send(ask("started", true).to_string())
+        .unwrap();
+    logs += 1;
+    assert_eq!(r.status().as_u16(), 200);
+    let mut text = String::new();
+    // The body ends in an error (the connection was reset); keep what arrived.
+    let _ = std::io::Read::read_to_string(&mut r.body_mut().as_reader(), &mut text);
+    assert!(
+        !text.contains("[DONE]"),
+        "cut short by the provider: {text}"
+    );
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    let log = last_log(&gw, logs);
+    assert_eq!(log["provider"], "primary-started", "{log}");
+    assert_eq!(log["attempts"], "1");
+    assert_eq!(log["outcome"], "stream_incomplete");
+
+    // Metrics say who failed over and why.
+    let prom = gw.prometheus();
+    for (provider, reason, n) in [
+        ("primary-503", "503", 2),
+        ("primary-dead", "connect_failure", 2),
+        ("primary-slow", "timeout", 1),
+        ("primary-429", "429", 1),
+    ] {
+        let line = format!(
+            "llm_gateway_failovers_total{{gen_ai_provider_name=\"{provider}\",reason=\"{reason}\"}} {n}"
+        );
+        assert!(prom.contains(&line), "{line} missing:\n{prom}");
+    }
+    let served =
+        "llm_gateway_requests_total{gen_ai_request_model=\"gpt-4o\",gen_ai_provider_name=\"azure\"";
+    assert!(prom.contains(served), "{prom}");
+}
+
+#[test]
+fn when_every_provider_fails_the_client_gets_one_clear_503() {
+    let p = providers();
+    let gw = gateway(&p);
+    for (i, stream) in [false, true].into_iter().enumerate() {
+        let r = chat(&gw, &ask("all-down", stream), &[]);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json"));
+        let v = r.json();
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "providers_unavailable");
+        assert_eq!(
+            v["error"]["message"],
+            "All 3 providers failed (primary-dead: connection failed; primary-429: HTTP 429; primary-503: HTTP 503). Please retry later."
+        );
+        let log = last_log(&gw, i + 1);
+        assert_eq!(log["status"], 503);
+        assert_eq!(log["outcome"], "providers_unavailable", "{log}");
+        assert_eq!(log["attempts"], "3");
+        assert_eq!(
+            log["failover"],
+            "primary-dead:connect_failure,primary-429:429"
+        );
+        assert_eq!(log["total_tokens"], Value::Null, "nothing billed: {log}");
+    }
+}
