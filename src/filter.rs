@@ -140,6 +140,25 @@ mod host {
     }
 }
 
+/// The OpenAI chat path for an Anthropic client's Messages path (`/x/v1/messages?beta=true`
+/// becomes `/x/v1/chat/completions`).
+fn openai_path_for(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let prefix = path
+        .trim_end_matches('/')
+        .trim_end_matches(anthropic::MESSAGES_PATH);
+    format!("{prefix}/v1/chat/completions")
+}
+
+/// Whether a request is an Anthropic client's call to the Messages API.
+fn is_messages(method: &str, path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    method == "POST"
+        && path
+            .trim_end_matches('/')
+            .ends_with(anthropic::MESSAGES_PATH)
+}
+
 /// The request headers, read from the host once (one host call instead of one per lookup).
 #[derive(Default)]
 struct RequestHeaders(Vec<(String, Vec<u8>)>);
@@ -371,6 +390,9 @@ impl RootContext for Root {
             translation: None,
             chain_len: 0,
             replacement: None,
+            client_anthropic: false,
+            passthrough: false,
+            reverse: None,
         }))
     }
 
@@ -408,6 +430,13 @@ struct Gateway {
     /// The provider speaks Anthropic's Messages API: its response is translated.
     anthropic: bool,
     translation: Option<Translation>,
+    /// The client speaks Anthropic's Messages API (`/v1/messages`).
+    client_anthropic: bool,
+    /// Anthropic client and provider: the answer passes unchanged (translated on the side
+    /// for accounting).
+    passthrough: bool,
+    /// OpenAI answer to an Anthropic client: translated back.
+    reverse: Option<anthropic::Reverse>,
     /// Providers in the request's failover chain (0: no chain).
     chain_len: usize,
     /// The body that replaces a failed chain's last answer (every provider failed).
@@ -475,7 +504,7 @@ impl Gateway {
     fn reject(&mut self, e: HttpError) -> Action {
         self.record.local_outcome = Some(e.outcome);
         self.record.status = e.status;
-        let body = e.body();
+        let body = self.error_body(&e);
         let mut headers = self.limit_headers();
         if let Some(d) = self.retry_after.filter(|_| e.status == 429) {
             headers.push((
@@ -607,8 +636,17 @@ impl Gateway {
 
     /// Everything between a complete request body and forwarding it. `Ok(true)`: forward now;
     /// `Ok(false)`: wait for the global rate limit service.
-    fn admit(&mut self, endpoint: Endpoint, body: &[u8]) -> Result<bool, HttpError> {
+    fn admit(&mut self, endpoint: Endpoint, raw: &[u8]) -> Result<bool, HttpError> {
         let cfg = self.config.clone();
+        // An Anthropic client's request is read (and counted, limited, routed) as the OpenAI
+        // chat request it translates to; `raw` is what the client sent.
+        let translated;
+        let body = if self.client_anthropic {
+            translated = anthropic::request_to_openai(raw, &anthropic::model_of(raw)?)?;
+            &translated[..]
+        } else {
+            raw
+        };
         let req = Request::parse(endpoint, body)?;
         self.record.request_model = Some(req.model.to_string());
         self.record.stream = req.stream;
@@ -636,7 +674,15 @@ impl Gateway {
             )?;
         }
 
-        self.strip_usage = req.stream && !req.include_usage;
+        // An Anthropic client's stream needs the usage chunk (its message_delta carries it).
+        self.strip_usage = req.stream && !req.include_usage && !self.client_anthropic;
+        let client_path = if self.client_anthropic {
+            openai_path_for(&self.path)
+        } else {
+            self.path.clone()
+        };
+        // What the client sent when the provider does not take it as is.
+        let as_sent = || self.client_anthropic.then(|| body.to_vec());
         let max = cfg
             .limits
             .as_ref()
@@ -644,7 +690,7 @@ impl Gateway {
         if let Some((cluster, chain)) = &decision.failover {
             // Each attempt is adapted to its provider by the upstream filter; the request
             // leaves here in OpenAI's format, naming the client's model.
-            let plan = Plan::new(chain, &self.path, endpoint.path_suffix(), max);
+            let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), max);
             host::set_property(names::prop::PLAN, &plan.encode());
             self.chain_len = chain.len();
             // Exactly one attempt per provider of the chain.
@@ -653,8 +699,8 @@ impl Gateway {
                 names::ENVOY_MAX_RETRIES,
                 Some(&chain.len().saturating_sub(1).to_string()),
             );
-            if let Some(new_body) = req.rewrite(None, self.strip_usage) {
-                self.replace_request_body(body.len(), &new_body);
+            if let Some(new_body) = req.rewrite(None, self.strip_usage).or_else(as_sent) {
+                self.replace_request_body(raw.len(), &new_body);
             }
             self.forward(&decision, &headers, Some(cluster));
             let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
@@ -667,25 +713,38 @@ impl Gateway {
                     "This model's provider serves chat completions only.",
                 ));
             }
-            let translated = anthropic::request(body, &decision.upstream_model, max)?;
-            host::set_header(
-                MapType::HttpRequestHeaders,
-                names::ANTHROPIC_VERSION,
-                Some(anthropic::API_VERSION),
-            );
+            if !(self.client_anthropic && headers.has(names::ANTHROPIC_VERSION)) {
+                host::set_header(
+                    MapType::HttpRequestHeaders,
+                    names::ANTHROPIC_VERSION,
+                    Some(anthropic::API_VERSION),
+                );
+            }
             self.anthropic = true;
-            Some(translated)
+            if self.client_anthropic {
+                // Anthropic to Anthropic: the client's own request, the model mapped; the
+                // answer is read (translated on the side) for accounting only.
+                self.passthrough = true;
+                Some(anthropic::with_model(raw, &decision.upstream_model)?)
+            } else {
+                Some(anthropic::request(body, &decision.upstream_model, max)?)
+            }
         } else {
+            if self.client_anthropic {
+                host::set_header(MapType::HttpRequestHeaders, names::ANTHROPIC_VERSION, None);
+            }
             req.rewrite(Some(&decision.upstream_model), self.strip_usage)
+                .or_else(as_sent)
         };
-        if let Some(path) = decision
+        let path = decision
             .provider
             .path(endpoint.path_suffix(), &decision.upstream_model)
-        {
+            .or_else(|| (client_path != self.path).then(|| client_path.clone()));
+        if let Some(path) = path {
             host::set_header(MapType::HttpRequestHeaders, names::PATH, Some(&path));
         }
         if let Some(new_body) = new_body {
-            self.replace_request_body(body.len(), &new_body);
+            self.replace_request_body(raw.len(), &new_body);
         }
         self.forward(&decision, &headers, None);
         // The global service is charged the prompt now and the rest when the request ends
@@ -846,6 +905,15 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// A local error in the client's API's shape.
+    fn error_body(&self, e: &HttpError) -> Vec<u8> {
+        if self.client_anthropic {
+            anthropic::local_error_body(e)
+        } else {
+            e.body()
+        }
+    }
+
     /// What the attempts of the request's failover chain recorded.
     fn journal(&self) -> Journal {
         hostcalls::get_property(vec![names::prop::JOURNAL])
@@ -867,11 +935,21 @@ impl HttpContext for Gateway {
         }
         let method = headers.get(names::METHOD).unwrap_or_default();
         self.path = headers.get(names::PATH).unwrap_or_default();
-        let Some(endpoint) = Endpoint::from_request(&method, &self.path) else {
-            return Action::Continue;
+        self.client_anthropic = is_messages(&method, &self.path);
+        let endpoint = if self.client_anthropic {
+            Endpoint::ChatCompletions
+        } else {
+            let Some(endpoint) = Endpoint::from_request(&method, &self.path) else {
+                return Action::Continue;
+            };
+            endpoint
         };
         self.endpoint = Some(endpoint);
-        self.record.endpoint = Some(endpoint.as_str());
+        self.record.endpoint = Some(if self.client_anthropic {
+            "messages"
+        } else {
+            endpoint.as_str()
+        });
         // Who is calling is known from the headers: refuse strangers before their body arrives.
         match route::identify(&self.config, &|name| headers.get(name)) {
             Ok(who) => self.record.consumer = Some(who.name),
@@ -887,6 +965,12 @@ impl HttpContext for Gateway {
             return self.reject(HttpError::too_large(self.config.max_request_body_bytes));
         }
         if !self.config.body_routing {
+            if self.client_anthropic {
+                return self.reject(HttpError::invalid_param(
+                    "model",
+                    "This gateway serves the Messages API only with body_routing on.",
+                ));
+            }
             return self.route_on_headers(&headers);
         }
         // Kept for routing; the cluster header the client may have sent is not among them.
@@ -952,14 +1036,21 @@ impl HttpContext for Gateway {
             host::set_header(h, names::CONTENT_LENGTH, None);
             host::set_header(h, names::CONTENT_ENCODING, None);
             self.record.status = e.status;
-            self.replacement = Some(e.body());
+            self.replacement = Some(self.error_body(&e));
             return Action::Continue;
         }
         let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
         let ce = host::header(h, names::CONTENT_ENCODING);
+        if self.client_anthropic && !self.passthrough && ce.is_none() {
+            // An OpenAI answer for an Anthropic client: translated back as it passes.
+            host::set_header(h, names::CONTENT_LENGTH, None);
+            self.reverse = Some(anthropic::Reverse::new(&ct));
+        }
         if self.anthropic && ce.is_none() {
             // Translated: the length changes.
-            host::set_header(h, names::CONTENT_LENGTH, None);
+            if !self.passthrough {
+                host::set_header(h, names::CONTENT_LENGTH, None);
+            }
             self.translation = Some(Translation::new(
                 &ct,
                 self.record.status,
@@ -1001,6 +1092,21 @@ impl HttpContext for Gateway {
                     out = o;
                 }
             }
+            if !self.passthrough {
+                host::set_body(BufferType::HttpResponseBody, body_size, &out);
+            }
+            return Action::Continue;
+        }
+        if let Some(r) = self.reverse.as_mut() {
+            if r.buffers() && !end_of_stream {
+                return Action::Pause;
+            }
+            let chunk = host::body(BufferType::HttpResponseBody, body_size);
+            if let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) {
+                // Nothing is stripped for an Anthropic client: the answer is only read.
+                let _ = acc.on_chunk(&chunk, end_of_stream, host::now_ms());
+            }
+            let out = r.chunk(&chunk);
             host::set_body(BufferType::HttpResponseBody, body_size, &out);
             return Action::Continue;
         }

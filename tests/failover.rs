@@ -336,3 +336,59 @@ fn when_every_provider_fails_the_client_gets_one_clear_503() {
         assert_eq!(log["total_tokens"], Value::Null, "nothing billed: {log}");
     }
 }
+
+/// An Anthropic client (the Messages API) on a failover route: translated to OpenAI's format
+/// by the gateway filter, adapted per attempt by the upstream filter, and answered in its own
+/// API's shape, errors included.
+#[test]
+fn anthropic_clients_fail_over_too() {
+    let p = providers();
+    let gw = gateway(&p);
+    let post_messages = |model: &str, stream: bool| {
+        post(
+            &gw.url("/v1/messages"),
+            &[
+                ("content-type", "application/json"),
+                ("x-api-key", DEMO_KEY),
+                ("anthropic-version", "2023-06-01"),
+            ],
+            json!({"model": model, "max_tokens": 50, "stream": stream,
+                   "messages": [{"role": "user", "content": "Hello"}]})
+            .to_string()
+            .as_bytes(),
+        )
+    };
+    // 503 from the primary, then Azure; and a refused primary, then Claude (twice translated).
+    for (i, (model, served)) in [("gpt-4o", "azure"), ("dead-then-claude", "claude")]
+        .into_iter()
+        .enumerate()
+    {
+        let r = post_messages(model, false);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["type"], "message", "{v}");
+        assert_eq!(v["content"][0]["type"], "text");
+        assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        let r = post_messages(model, true);
+        let text = r.text();
+        assert!(text.starts_with("event: message_start"), "{text}");
+        assert!(
+            text.trim_end()
+                .ends_with(r#"data: {"type":"message_stop"}"#),
+            "{text}"
+        );
+        let log = gw.access_log(2 * (i + 1));
+        let last = log.last().unwrap();
+        assert_eq!(last["provider"], served, "{last}");
+        assert_eq!(last["endpoint"], "messages");
+    }
+    let r = post_messages("all-down", false);
+    assert_eq!(r.status, 503);
+    let v = r.json();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "api_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("All 3 providers failed"));
+}

@@ -152,3 +152,103 @@ fn azure_providers_get_deployment_paths() {
         Some("/openai/deployments/my-gpt4o/embeddings?api-version=2024-10-21")
     );
 }
+
+/// POST an Anthropic Messages request as Claude Code would (`x-api-key`, `anthropic-version`,
+/// `?beta=true`).
+fn messages(gw: &Gateway, body: &Value, extra: &[(&str, &str)]) -> Resp {
+    let mut h = vec![
+        ("content-type", "application/json"),
+        ("x-api-key", DEMO_KEY),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    h.extend_from_slice(extra);
+    post(
+        &gw.url("/v1/messages?beta=true"),
+        &h,
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn anthropic_clients_reach_an_openai_provider_translated() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 64, "system": "Be brief.",
+                      "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]});
+    let r = messages(&gw, &body, &[("x-fake-cached-tokens", "2")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The provider got an OpenAI chat request, with its own key and no Anthropic header.
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some("/v1/chat/completions")
+    );
+    assert_eq!(
+        r.header("x-fake-received-authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
+    let sent = r.received_headers();
+    assert!(sent.get("anthropic-version").is_none(), "{sent}");
+    assert!(sent.get("x-api-key").is_none(), "{sent}");
+    // The client got an Anthropic message.
+    let v = r.json();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["role"], "assistant");
+    assert_eq!(v["content"][0]["type"], "text");
+    assert_eq!(v["stop_reason"], "end_turn");
+    assert_eq!(v["usage"]["cache_read_input_tokens"], 2);
+    let prompt = v["usage"]["input_tokens"].as_u64().unwrap() + 2;
+
+    // A stream: Anthropic events, the usage in message_delta.
+    let mut b = body.clone();
+    b["stream"] = true.into();
+    let r = messages(&gw, &b, &[("x-fake-completion-tokens", "9")]);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let names: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().next()?.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    assert!(!text.contains("chat.completion.chunk"), "{text}");
+    let delta: Value = text
+        .split("\n\n")
+        .find(|e| e.starts_with("event: message_delta"))
+        .and_then(|e| e.lines().nth(1)?.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(delta["usage"]["output_tokens"], 9, "{delta}");
+
+    // Accounted like any request, as the Messages endpoint.
+    let log = gw.access_log(2);
+    assert_eq!(log[0]["endpoint"], "messages", "{}", log[0]);
+    assert_eq!(log[0]["prompt_tokens"], prompt.to_string());
+    assert_eq!(log[1]["completion_tokens"], "9");
+    assert_eq!(log[1]["usage_estimated"], "false");
+
+    // Local errors in the Messages API's shape.
+    let r = messages(&gw, &json!({"model": "gpt-4o-mini", "max_tokens": 5}), &[]);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["type"], "error", "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+
+    // Anthropic to Anthropic passes the client's request through (model mapped, key swapped).
+    let mut b = body.clone();
+    b["model"] = "claude-sonnet-4-5".into();
+    b["metadata"] = json!({"user_id": "u-1"});
+    let r = messages(&gw, &b, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fake-received-path"), Some("/v1/messages"));
+    assert_eq!(r.header("x-fake-received-api-key"), Some(CLAUDE_KEY));
+    assert_eq!(r.json()["type"], "message");
+    let log = gw.access_log(4);
+    assert_eq!(log[3]["provider"], "claude");
+    assert_eq!(log[3]["usage_estimated"], "false", "{}", log[3]);
+}
+
+#[test]
+fn the_anthropic_python_sdk_reaches_an_openai_provider() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    run_sdk_script(&gw, "anthropic_to_openai.py", "anthropic sdk to openai: ok");
+}
