@@ -58,6 +58,33 @@ fn fake_bin() -> PathBuf {
     panic!("fake-provider binary missing: run `cargo build --release -p fake-provider` (make test does)");
 }
 
+/// The Envoy under test's version, `(major, minor)`.
+pub fn envoy_version() -> (u32, u32) {
+    static VERSION: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let out = Command::new(envoy_bin())
+            .arg("--version")
+            .output()
+            .expect("envoy --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "... version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+        text.split('/')
+            .find_map(|part| {
+                let mut n = part.split('.');
+                let major = n.next()?.parse().ok()?;
+                let minor = n.next()?.parse().ok()?;
+                n.next()?.parse::<u32>().ok()?;
+                Some((major, minor))
+            })
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
+    })
+}
+
+/// Whether this Envoy has the composite cluster failover chains need (1.40 and later).
+pub fn has_composite_cluster() -> bool {
+    envoy_version() >= (1, 40)
+}
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 
@@ -195,6 +222,18 @@ pub fn bootstrap(fake_port: u16, opts: &mut Options, dir: &Path) -> Value {
     }
     if let Some(edit) = opts.edit.take() {
         edit(&mut b);
+    }
+    if !has_composite_cluster() {
+        // An older Envoy cannot load the shipped failover chain: leave it out.
+        let clusters = b["static_resources"]["clusters"]
+            .as_array_mut()
+            .expect("clusters");
+        clusters.retain(|c| c["cluster_type"]["name"] != "envoy.clusters.composite");
+        let routes = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+        if let Some(r) = routes.as_array_mut() {
+            r.retain(|r| r["route"].get("retry_policy").is_none());
+        }
     }
     // Upstream (per-cluster) instances of the filter run the same build.
     for cluster in b["static_resources"]["clusters"]
