@@ -108,10 +108,31 @@ def bootstrap(variant, fake_port, workdir, rls_port=None):
         hcm["http_filters"] = [f for f in filters if f["name"] != "envoy.filters.http.wasm"]
         vh = hcm["route_config"]["virtual_hosts"][0]
         vh["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": "openai", "timeout": "0s"}}]
+        b["static_resources"]["clusters"] = [
+            c for c in b["static_resources"]["clusters"]
+            if c.get("cluster_type", {}).get("name") != "envoy.clusters.composite"]
     for c in b["static_resources"]["clusters"]:
-        for ep in c["load_assignment"]["endpoints"]:
+        for ep in c.get("load_assignment", {}).get("endpoints", []):
             for lb in ep["lb_endpoints"]:
                 lb["endpoint"]["address"]["socket_address"]["port_value"] = fake_port
+        http = c.get("typed_extension_protocol_options", {}).get(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+        for f in http.get("http_filters", []):
+            if f["name"] == "envoy.filters.http.wasm":
+                f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = WASM
+    if variant in ("failover", "anthropic"):
+        # gpt-4o-mini (the bench's model) through the shipped failover chain, its first
+        # provider answering; or to an Anthropic-format provider (both ways translated).
+        conf = filters[0]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(conf["value"])
+        for r in plugin["routes"]:
+            if r.get("name") == "gpt-4o-mini":
+                if variant == "failover":
+                    r["fallback"] = {"cluster": "failover-openai-backup", "to": [{"provider": "backup"}]}
+                else:
+                    r["to"] = {"provider": "claude"}
+        plugin["providers"]["claude"] = {"cluster": "backup", "format": "anthropic", "auth": "none"}
+        conf["value"] = json.dumps(plugin)
     if variant in ("local-limits", "global-limits"):
         # The shipped configuration plus limits: local ones, or the global service alone.
         conf = filters[0]["typed_config"]["config"]["configuration"]
@@ -355,6 +376,23 @@ def main():
                     a = statistics.median(x[stat] for x in lim["filter"])
                     b = statistics.median(x[stat] for x in lim[v])
                     rows.append((f"chat 1KB, {label} vs no limits, c=1, {stat}", f"filter {fmt_us(a)}",
+                                 f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
+            # Providers: the filter alone (A) against a failover chain whose first provider
+            # answers (the upstream filter adapts the attempt), and an Anthropic-format provider
+            # (request and answer translated) (B).
+            for v in ("failover", "anthropic"):
+                lat[v] = start_envoy(procs, v, fake, wd, 1)
+                wrk(lat[v], body_files["1KB"], 1, "1s")
+            prov = {}
+            for r in range(rounds):
+                for v in ("filter", "failover", "anthropic"):
+                    prov.setdefault(v, []).append(wrk(lat[v], body_files["1KB"], 1, lat_time))
+            for v, label in (("failover", "failover chain, first provider answers"),
+                             ("anthropic", "Anthropic provider (translated)")):
+                for stat in ("p50", "p99"):
+                    a = statistics.median(x[stat] for x in prov["filter"])
+                    b = statistics.median(x[stat] for x in prov[v])
+                    rows.append((f"chat 1KB, {label}, c=1, {stat}", f"filter {fmt_us(a)}",
                                  f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
             vm_bytes = gauge(lat["filter"], "llm_gateway_vm_memory_bytes")
             rss = {v: rss_mb(lat[v]["proc"].pid) for v in ("plain", "filter")}
