@@ -229,8 +229,8 @@ pub fn bootstrap(fake_port: u16, opts: &mut Options, dir: &Path) -> Value {
             .as_array_mut()
             .expect("clusters");
         clusters.retain(|c| c["cluster_type"]["name"] != "envoy.clusters.composite");
-        let routes = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
-            [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+        let routes = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
         if let Some(r) = routes.as_array_mut() {
             r.retain(|r| r["route"].get("retry_policy").is_none());
         }
