@@ -192,10 +192,9 @@ impl Journal {
     pub fn record(&mut self, n: u64, provider: &str, outcome: &Outcome) {
         let i = usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX);
         let entry = (provider.to_string(), outcome.label());
-        if i < self.0.len() {
-            self.0[i] = entry;
-        } else {
-            self.0.push(entry);
+        match self.0.get_mut(i) {
+            Some(e) => *e = entry,
+            None => self.0.push(entry),
         }
     }
 
