@@ -787,17 +787,6 @@ pub fn model_of(body: &[u8]) -> Result<String, HttpError> {
     }
 }
 
-/// A Messages request body with its `model` set to `model`.
-pub fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, HttpError> {
-    let mut req: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
-    if req.get("model").and_then(Value::as_str) == Some(model) {
-        return Ok(body.to_vec());
-    }
-    req.insert("model".into(), model.into());
-    serde_json::to_vec(&req).map_err(|e| HttpError::invalid_json(&e.to_string()))
-}
-
 /// Translates an OpenAI chunk stream into Anthropic Messages events, one event at a time.
 #[derive(Debug, Default)]
 pub struct ReverseStream {
@@ -1252,10 +1241,6 @@ data: [DONE]\n\n";
         );
         assert_eq!(model_of(br#"{"messages":[]}"#).unwrap_err().status, 400);
         assert_eq!(model_of(b"[1]").unwrap_err().status, 400);
-        let w: Value =
-            serde_json::from_slice(&with_model(br#"{"model":"a","max_tokens":5}"#, "b").unwrap())
-                .unwrap();
-        assert_eq!(w, json!({"model": "b", "max_tokens": 5}));
     }
 
     #[test]

@@ -300,6 +300,18 @@ pub enum AuthStyle {
     None,
 }
 
+impl AuthStyle {
+    /// The header carrying `key` in this style, with its value.
+    pub fn header(self, key: &str) -> Option<(&'static str, String)> {
+        match self {
+            AuthStyle::Bearer => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
+            AuthStyle::ApiKey => Some((names::API_KEY, key.to_string())),
+            AuthStyle::XApiKey => Some((names::X_API_KEY, key.to_string())),
+            AuthStyle::None => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
@@ -335,13 +347,7 @@ impl Provider {
 
     /// The header carrying this provider's credential, with its value.
     pub fn credential_header(&self) -> Option<(&'static str, String)> {
-        let key = self.credential.as_deref()?;
-        match self.auth {
-            AuthStyle::Bearer => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
-            AuthStyle::ApiKey => Some((names::API_KEY, key.to_string())),
-            AuthStyle::XApiKey => Some((names::X_API_KEY, key.to_string())),
-            AuthStyle::None => None,
-        }
+        self.auth.header(self.credential.as_deref()?)
     }
 }
 

@@ -18,12 +18,10 @@
 //!   provider failed, one clear error.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::anthropic;
 use crate::config::{AuthStyle, Format, Provider};
 use crate::error::HttpError;
-use crate::names;
 
 /// One attempt of a chain: where it goes and how the request must look there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,27 +90,14 @@ impl Plan {
 impl Attempt {
     /// The header carrying `key` for this provider.
     pub fn credential_header(&self, key: &str) -> Option<(&'static str, String)> {
-        match self.auth {
-            AuthStyle::Bearer => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
-            AuthStyle::ApiKey => Some((names::API_KEY, key.to_string())),
-            AuthStyle::XApiKey => Some((names::X_API_KEY, key.to_string())),
-            AuthStyle::None => None,
-        }
+        self.auth.header(key)
     }
 
     /// The OpenAI-format request `body` as this provider takes it.
     pub fn body(&self, body: &[u8], default_max_tokens: u64) -> Result<Vec<u8>, HttpError> {
         match self.format {
             Format::Anthropic => anthropic::request(body, &self.model, default_max_tokens),
-            Format::Openai | Format::Azure => {
-                let mut req: Map<String, Value> = serde_json::from_slice(body)
-                    .map_err(|e| HttpError::invalid_json(&e.to_string()))?;
-                if req.get("model").and_then(Value::as_str) == Some(self.model.as_str()) {
-                    return Ok(body.to_vec());
-                }
-                req.insert("model".into(), Value::String(self.model.clone()));
-                serde_json::to_vec(&req).map_err(|e| HttpError::invalid_json(&e.to_string()))
-            }
+            Format::Openai | Format::Azure => crate::wire::with_model(body, &self.model),
         }
     }
 }
@@ -247,7 +232,7 @@ impl Journal {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn cfg() -> Config {
         let v = json!({

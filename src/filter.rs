@@ -23,6 +23,7 @@ use crate::response::{Accountant, ChunkAction};
 use crate::rls;
 use crate::route;
 use crate::tokens::{self, Encoding};
+use crate::wire;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -137,6 +138,15 @@ mod host {
 
     pub fn set_property(name: &str, value: &str) {
         let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    }
+
+    /// What the attempts of the request's failover chain recorded so far.
+    pub fn journal() -> Journal {
+        hostcalls::get_property(vec![names::prop::JOURNAL])
+            .ok()
+            .flatten()
+            .map(|b| Journal::decode(&b))
+            .unwrap_or_default()
     }
 }
 
@@ -391,7 +401,6 @@ impl RootContext for Root {
             chain_len: 0,
             replacement: None,
             client_anthropic: false,
-            passthrough: false,
             reverse: None,
         }))
     }
@@ -432,9 +441,6 @@ struct Gateway {
     translation: Option<Translation>,
     /// The client speaks Anthropic's Messages API (`/v1/messages`).
     client_anthropic: bool,
-    /// Anthropic client and provider: the answer passes unchanged (translated on the side
-    /// for accounting).
-    passthrough: bool,
     /// OpenAI answer to an Anthropic client: translated back.
     reverse: Option<anthropic::Reverse>,
     /// Providers in the request's failover chain (0: no chain).
@@ -687,66 +693,69 @@ impl Gateway {
             .limits
             .as_ref()
             .map_or(DEFAULT_MAX_TOKENS, |l| l.default_max_tokens);
-        if let Some((cluster, chain)) = &decision.failover {
-            // Each attempt is adapted to its provider by the upstream filter; the request
-            // leaves here in OpenAI's format, naming the client's model.
-            let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), max);
-            host::set_property(names::prop::PLAN, &plan.encode());
-            self.chain_len = chain.len();
-            // Exactly one attempt per provider of the chain.
-            host::set_header(
-                MapType::HttpRequestHeaders,
-                names::ENVOY_MAX_RETRIES,
-                Some(&chain.len().saturating_sub(1).to_string()),
-            );
-            if let Some(new_body) = req.rewrite(None, self.strip_usage).or_else(as_sent) {
-                self.replace_request_body(raw.len(), &new_body);
-            }
-            self.forward(&decision, &headers, Some(cluster));
-            let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
-            return Ok(!waiting);
-        }
-        let new_body = if decision.provider.format == Format::Anthropic {
-            if endpoint != Endpoint::ChatCompletions {
-                return Err(HttpError::invalid_param(
-                    "model",
-                    "This model's provider serves chat completions only.",
-                ));
-            }
-            if !(self.client_anthropic && headers.has(names::ANTHROPIC_VERSION)) {
+        let (new_body, chain) = match &decision.failover {
+            Some((cluster, chain)) => {
+                // Each attempt is adapted to its provider by the upstream filter; the request
+                // leaves here in OpenAI's format, naming the client's model.
+                let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), max);
+                host::set_property(names::prop::PLAN, &plan.encode());
+                self.chain_len = chain.len();
+                // Exactly one attempt per provider of the chain.
                 host::set_header(
                     MapType::HttpRequestHeaders,
-                    names::ANTHROPIC_VERSION,
-                    Some(anthropic::API_VERSION),
+                    names::ENVOY_MAX_RETRIES,
+                    Some(&chain.len().saturating_sub(1).to_string()),
                 );
+                let new_body = req.rewrite(None, self.strip_usage).or_else(as_sent);
+                (new_body, Some(*cluster))
             }
-            self.anthropic = true;
-            if self.client_anthropic {
-                // Anthropic to Anthropic: the client's own request, the model mapped; the
-                // answer is read (translated on the side) for accounting only.
-                self.passthrough = true;
-                Some(anthropic::with_model(raw, &decision.upstream_model)?)
-            } else {
-                Some(anthropic::request(body, &decision.upstream_model, max)?)
+            None if decision.provider.format == Format::Anthropic => {
+                if endpoint != Endpoint::ChatCompletions {
+                    return Err(HttpError::invalid_param(
+                        "model",
+                        "This model's provider serves chat completions only.",
+                    ));
+                }
+                if !(self.client_anthropic && headers.has(names::ANTHROPIC_VERSION)) {
+                    host::set_header(
+                        MapType::HttpRequestHeaders,
+                        names::ANTHROPIC_VERSION,
+                        Some(anthropic::API_VERSION),
+                    );
+                }
+                self.anthropic = true;
+                let new_body = if self.client_anthropic {
+                    // Anthropic to Anthropic: the client's own request, the model mapped; the
+                    // answer is read (translated on the side) for accounting only.
+                    wire::with_model(raw, &decision.upstream_model)?
+                } else {
+                    anthropic::request(body, &decision.upstream_model, max)?
+                };
+                (Some(new_body), None)
             }
-        } else {
-            if self.client_anthropic {
-                host::set_header(MapType::HttpRequestHeaders, names::ANTHROPIC_VERSION, None);
+            None => {
+                if self.client_anthropic {
+                    host::set_header(MapType::HttpRequestHeaders, names::ANTHROPIC_VERSION, None);
+                }
+                let new_body = req
+                    .rewrite(Some(&decision.upstream_model), self.strip_usage)
+                    .or_else(as_sent);
+                (new_body, None)
             }
-            req.rewrite(Some(&decision.upstream_model), self.strip_usage)
-                .or_else(as_sent)
         };
-        let path = decision
-            .provider
-            .path(endpoint.path_suffix(), &decision.upstream_model)
-            .or_else(|| (client_path != self.path).then(|| client_path.clone()));
-        if let Some(path) = path {
-            host::set_header(MapType::HttpRequestHeaders, names::PATH, Some(&path));
+        if chain.is_none() {
+            let path = decision
+                .provider
+                .path(endpoint.path_suffix(), &decision.upstream_model)
+                .or_else(|| (client_path != self.path).then(|| client_path.clone()));
+            if let Some(path) = path {
+                host::set_header(MapType::HttpRequestHeaders, names::PATH, Some(&path));
+            }
         }
         if let Some(new_body) = new_body {
             self.replace_request_body(raw.len(), &new_body);
         }
-        self.forward(&decision, &headers, None);
+        self.forward(&decision, &headers, chain);
         // The global service is charged the prompt now and the rest when the request ends
         // (its protocol cannot give back an unused reservation).
         let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
@@ -905,6 +914,12 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Anthropic client and provider: the answer passes unchanged (translated on the side
+    /// for accounting).
+    fn passthrough(&self) -> bool {
+        self.client_anthropic && self.anthropic
+    }
+
     /// A local error in the client's API's shape.
     fn error_body(&self, e: &HttpError) -> Vec<u8> {
         if self.client_anthropic {
@@ -912,15 +927,6 @@ impl Gateway {
         } else {
             e.body()
         }
-    }
-
-    /// What the attempts of the request's failover chain recorded.
-    fn journal(&self) -> Journal {
-        hostcalls::get_property(vec![names::prop::JOURNAL])
-            .ok()
-            .flatten()
-            .map(|b| Journal::decode(&b))
-            .unwrap_or_default()
     }
 }
 
@@ -1029,7 +1035,7 @@ impl HttpContext for Gateway {
         if self.chain_len > 0 && self.record.status >= 500 {
             // Every provider the chain tried failed: one clear error instead of the last
             // provider's (or Envoy's plain-text) answer.
-            let e = self.journal().all_failed(self.chain_len);
+            let e = host::journal().all_failed(self.chain_len);
             self.record.local_outcome = Some(e.outcome);
             host::set_header(h, names::STATUS, Some(&e.status.to_string()));
             host::set_header(h, names::CONTENT_TYPE, Some("application/json"));
@@ -1041,14 +1047,14 @@ impl HttpContext for Gateway {
         }
         let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
         let ce = host::header(h, names::CONTENT_ENCODING);
-        if self.client_anthropic && !self.passthrough && ce.is_none() {
+        if self.client_anthropic && !self.passthrough() && ce.is_none() {
             // An OpenAI answer for an Anthropic client: translated back as it passes.
             host::set_header(h, names::CONTENT_LENGTH, None);
             self.reverse = Some(anthropic::Reverse::new(&ct));
         }
         if self.anthropic && ce.is_none() {
             // Translated: the length changes.
-            if !self.passthrough {
+            if !self.passthrough() {
                 host::set_header(h, names::CONTENT_LENGTH, None);
             }
             self.translation = Some(Translation::new(
@@ -1081,6 +1087,7 @@ impl HttpContext for Gateway {
             host::set_body(BufferType::HttpResponseBody, body_size, out);
             return Action::Continue;
         }
+        let passthrough = self.passthrough();
         if let Some(t) = self.translation.as_mut() {
             if t.buffers() && !end_of_stream {
                 return Action::Pause;
@@ -1092,7 +1099,7 @@ impl HttpContext for Gateway {
                     out = o;
                 }
             }
-            if !self.passthrough {
+            if !passthrough {
                 host::set_body(BufferType::HttpResponseBody, body_size, &out);
             }
             return Action::Continue;
@@ -1132,7 +1139,7 @@ impl HttpContext for Gateway {
             self.record.status = host::property_u64(vec!["response", "code"]).unwrap_or(0) as u32;
         }
         if self.chain_len > 0 {
-            let journal = self.journal();
+            let journal = host::journal();
             if let Some(p) = journal.served() {
                 self.record.provider = Some(p.to_string());
             }

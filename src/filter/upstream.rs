@@ -18,7 +18,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use super::host;
 use crate::anthropic::{self, Translation};
 use crate::config::Format;
-use crate::failover::{Attempt, Journal, Outcome, Plan};
+use crate::failover::{Attempt, Outcome, Plan};
 use crate::names;
 
 /// Headers one provider or another reads: reset on every attempt.
@@ -43,11 +43,7 @@ pub struct AttemptFilter {
 }
 
 fn record(n: u64, provider: &str, outcome: &Outcome) {
-    let mut journal = hostcalls::get_property(vec![names::prop::JOURNAL])
-        .ok()
-        .flatten()
-        .map(|b| Journal::decode(&b))
-        .unwrap_or_default();
+    let mut journal = host::journal();
     journal.record(n, provider, outcome);
     host::set_property(names::prop::JOURNAL, &journal.encode());
 }
