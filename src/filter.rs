@@ -17,12 +17,13 @@ use crate::error::HttpError;
 use crate::failover::{Journal, Plan};
 use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
 use crate::names;
-use crate::report::{Kind, MetricUpdate, Record};
+use crate::report::{self, Kind, MetricUpdate, Record};
 use crate::request::{Endpoint, Request};
 use crate::response::{Accountant, ChunkAction};
 use crate::rls;
 use crate::route;
 use crate::tokens::{self, Encoding};
+use crate::usage::{self, Done, Exporter};
 use crate::wire;
 
 proxy_wasm::main! {{
@@ -32,7 +33,8 @@ proxy_wasm::main! {{
 
 /// Distinct metric series one VM defines before folding new model/consumer labels into `other`.
 const MAX_SERIES: usize = 4096;
-/// How often a VM sends its queued end-of-request reports to the global rate limit service.
+/// How often a VM sends its queued end-of-request reports to the global rate limit service and
+/// looks for usage events to post.
 const REPORT_PERIOD: Duration = Duration::from_millis(100);
 /// Queued reports a VM keeps at most; beyond it new ones are dropped and counted.
 const MAX_QUEUED_REPORTS: usize = 10_000;
@@ -204,26 +206,39 @@ impl Metrics {
         self.ids.len() < MAX_SERIES || self.ids.contains_key(name)
     }
 
-    fn apply(&mut self, u: &MetricUpdate) {
-        let id = match self.ids.get(&u.name) {
-            Some(id) => *id,
-            None => {
-                let ty = match u.kind {
-                    Kind::Counter => MetricType::Counter,
-                    Kind::Gauge => MetricType::Gauge,
-                    Kind::Histogram => MetricType::Histogram,
-                };
-                match hostcalls::define_metric(ty, &u.name) {
-                    Ok(id) => {
-                        self.ids.insert(u.name.clone(), id);
-                        id
-                    }
-                    Err(e) => {
-                        log::warn!("llm-gateway: cannot define metric {}: {e:?}", u.name);
-                        return;
-                    }
-                }
+    fn id(&mut self, name: &str, ty: MetricType) -> Option<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Some(*id);
+        }
+        match hostcalls::define_metric(ty, name) {
+            Ok(id) => {
+                self.ids.insert(name.to_string(), id);
+                Some(id)
             }
+            Err(e) => {
+                log::warn!("llm-gateway: cannot define metric {name}: {e:?}");
+                None
+            }
+        }
+    }
+
+    /// Add `delta` to a gauge every VM shares (the sum over the workers).
+    fn add_gauge(&mut self, name: &str, delta: i64) {
+        if delta != 0 {
+            if let Some(id) = self.id(name, MetricType::Gauge) {
+                let _ = hostcalls::increment_metric(id, delta);
+            }
+        }
+    }
+
+    fn apply(&mut self, u: &MetricUpdate) {
+        let ty = match u.kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Histogram => MetricType::Histogram,
+        };
+        let Some(id) = self.id(&u.name, ty) else {
+            return;
         };
         let _ = match u.kind {
             Kind::Counter => {
@@ -251,9 +266,100 @@ struct Root {
     preload: Vec<Encoding>,
     limiter: Option<Rc<RefCell<Limiter>>>,
     reports: Rc<RefCell<Vec<Report>>>,
+    exporter: Option<Rc<RefCell<Exporter>>>,
+    /// The VM is stopping and waits for its last usage posts (`on_done` returned false).
+    draining: bool,
+}
+
+/// Queue a finished request's usage event; a full buffer drops it (counted).
+fn export_event(exporter: &RefCell<Exporter>, metrics: &RefCell<Metrics>, e: usage::Event) {
+    let queued = exporter.borrow_mut().push(e, host::now_ms());
+    let mut m = metrics.borrow_mut();
+    if queued {
+        m.add_gauge(names::metric::USAGE_BUFFERED, 1);
+    } else {
+        m.apply(&MetricUpdate {
+            kind: Kind::Counter,
+            name: report::stat_name(
+                names::metric::USAGE_DROPPED,
+                &[(names::metric::TAG_REASON, "buffer_full")],
+            ),
+            value: 1,
+        });
+    }
 }
 
 impl Root {
+    /// Post the usage batches that are due (all of them when `drain`).
+    fn flush_usage(&mut self, drain: bool) {
+        let Some(x) = self.exporter.clone() else {
+            return;
+        };
+        let now = host::now_ms();
+        let batches = x.borrow_mut().take_due(now, drain);
+        if batches.is_empty() {
+            return;
+        }
+        let cfg = x.borrow().cfg.clone();
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "POST"),
+            (":path", &cfg.path),
+            (":authority", &cfg.authority),
+            (names::CONTENT_TYPE, "application/json"),
+        ];
+        headers.extend(cfg.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for b in batches {
+            match hostcalls::dispatch_http_call(
+                &cfg.cluster,
+                headers.clone(),
+                Some(&b.body),
+                Vec::new(),
+                Duration::from_millis(cfg.timeout_ms),
+            ) {
+                Ok(token) => x.borrow_mut().sent(token, b),
+                Err(e) => {
+                    log::warn!(
+                        "llm-gateway: cannot post usage events to cluster {}: {e:?}",
+                        cfg.cluster
+                    );
+                    let done = x.borrow_mut().failed(b, now);
+                    self.usage_done(done, "dispatch");
+                }
+            }
+        }
+    }
+
+    /// Count what became of a usage post.
+    fn usage_done(&mut self, done: Done, failure: &str) {
+        use names::metric::{TAG_REASON, USAGE_BUFFERED, USAGE_DROPPED, USAGE_POST_FAILURES};
+        let mut m = self.metrics.borrow_mut();
+        let counter = |name: String, value: usize| MetricUpdate {
+            kind: Kind::Counter,
+            name,
+            value: value as u64,
+        };
+        match done {
+            Done::Delivered(n) => {
+                m.apply(&counter(names::metric::USAGE_SENT.to_string(), n));
+                m.add_gauge(USAGE_BUFFERED, -(n as i64));
+            }
+            Done::Retrying | Done::Dropped(_) => {
+                m.apply(&counter(
+                    report::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]),
+                    1,
+                ));
+                if let Done::Dropped(n) = done {
+                    log::warn!("llm-gateway: dropped {n} usage events after repeated failures to post them");
+                    m.apply(&counter(
+                        report::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]),
+                        n,
+                    ));
+                    m.add_gauge(USAGE_BUFFERED, -(n as i64));
+                }
+            }
+        }
+    }
+
     fn global(&self) -> Option<&Global> {
         self.config.as_ref()?.global()
     }
@@ -286,7 +392,7 @@ impl Root {
     }
 
     fn idle_tick(&self) -> Duration {
-        if self.global().is_some() {
+        if self.global().is_some() || self.exporter.is_some() {
             REPORT_PERIOD
         } else {
             Duration::ZERO
@@ -295,6 +401,47 @@ impl Root {
 }
 
 impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(x) = self.exporter.clone() else {
+            return;
+        };
+        let status = host::header(MapType::HttpCallResponseHeaders, names::STATUS);
+        let ok = status
+            .as_deref()
+            .and_then(|s| s.parse::<u16>().ok())
+            .is_some_and(|s| (200..300).contains(&s));
+        let done = x.borrow_mut().answered(token_id, ok, host::now_ms());
+        if let Some(done) = done {
+            if !ok {
+                log::warn!(
+                    "llm-gateway: the usage collector answered {}",
+                    status.as_deref().unwrap_or("nothing")
+                );
+            }
+            self.usage_done(done, status.as_deref().unwrap_or("no_response"));
+        }
+        if self.draining && x.borrow().in_flight() == 0 {
+            let _ = hostcalls::done();
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        // The VM is going away (new configuration, shutdown): post what is left.
+        self.flush_usage(true);
+        let waiting = self
+            .exporter
+            .as_ref()
+            .is_some_and(|x| x.borrow().in_flight() > 0);
+        self.draining = waiting;
+        !waiting
+    }
+
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _size: usize) {
         if status_code != 0 {
             log::warn!("llm-gateway: usage report to the rate limit service failed (gRPC status {status_code})");
@@ -336,6 +483,13 @@ impl RootContext for Root {
                     limiter.init(&host::SharedData);
                     Rc::new(RefCell::new(limiter))
                 });
+                self.exporter = c.usage_export.clone().map(|e| {
+                    let node = hostcalls::get_property(vec!["node", "id"])
+                        .ok()
+                        .flatten()
+                        .and_then(|b| String::from_utf8(b).ok());
+                    Rc::new(RefCell::new(Exporter::new(e, node)))
+                });
                 self.config = Some(Rc::new(c));
                 let tick = if self.preload.is_empty() {
                     self.idle_tick()
@@ -366,6 +520,7 @@ impl RootContext for Root {
             }
             None => {
                 self.flush_reports();
+                self.flush_usage(false);
                 let _ = hostcalls::set_tick_period(self.idle_tick());
             }
         }
@@ -390,6 +545,7 @@ impl RootContext for Root {
             body_copy: None,
             limiter: self.limiter.clone(),
             reports: self.reports.clone(),
+            exporter: self.exporter.clone(),
             held: None,
             snapshot: None,
             retry_after: None,
@@ -425,6 +581,7 @@ struct Gateway {
     body_copy: Option<Vec<u8>>,
     limiter: Option<Rc<RefCell<Limiter>>>,
     reports: Rc<RefCell<Vec<Report>>>,
+    exporter: Option<Rc<RefCell<Exporter>>>,
     /// What the request holds in the local limits until it ends.
     held: Option<Held>,
     /// Rate limit figures for the `x-ratelimit-*` response headers.
@@ -1152,6 +1309,7 @@ impl HttpContext for Gateway {
             .first_token_ms
             .map(|t| t.saturating_sub(self.start_ms));
         self.settle_limits();
+        self.record.price(&self.config.prices);
 
         for (name, value) in self.record.properties() {
             host::set_property(name, &value);
@@ -1179,6 +1337,20 @@ impl HttpContext for Gateway {
         });
         for u in &updates {
             metrics.apply(u);
+        }
+        drop(metrics);
+        if let Some(x) = &self.exporter {
+            let id = hostcalls::get_property(names::host::REQUEST_ID.to_vec())
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok());
+            let event = usage::Event::new(
+                &self.record,
+                id,
+                self.start_ms.saturating_mul(1_000_000),
+                host::now_ns(),
+            );
+            export_event(x, &self.metrics, event);
         }
     }
 }

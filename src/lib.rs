@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod failover;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod rls;
 pub mod route;
 pub mod sse;
 pub mod tokens;
+pub mod usage;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -68,8 +68,10 @@ pub mod prop {
     /// Failover routes: each attempt that failed over, `provider:reason` (`openai:503`,
     /// `azure:connect_failure`, `claude:timeout`), comma-separated.
     pub const FAILOVER: &str = "llm.failover";
+    /// What the request cost in USD, from the price table (absent when its model has no price).
+    pub const COST_USD: &str = "llm.cost_usd";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -90,6 +92,7 @@ pub mod prop {
         TOKENIZE_US,
         ATTEMPTS,
         FAILOVER,
+        COST_USD,
     ];
 
     /// Internal, between the gateway filter and its upstream twin on a failover cluster
@@ -136,6 +139,20 @@ pub mod metric {
     pub const FAILOVERS: &str = "llm_gateway_failovers_total";
     /// End-of-request reports to the global service that failed.
     pub const GLOBAL_REPORT_FAILURES: &str = "llm_gateway_ratelimit_global_report_failures_total";
+
+    /// What requests cost, in nanodollars (10⁻⁹ USD), by model, provider and consumer.
+    pub const COST: &str = "llm_gateway_cost_usd_nanos_total";
+    /// Billed requests whose model has no price in the price table, by model and provider.
+    pub const UNPRICED: &str = "llm_gateway_cost_unpriced_requests_total";
+    /// Usage events the collector accepted.
+    pub const USAGE_SENT: &str = "llm_gateway_usage_events_sent_total";
+    /// Usage events dropped, by `reason`: `buffer_full` or `retries_exhausted`.
+    pub const USAGE_DROPPED: &str = "llm_gateway_usage_events_dropped_total";
+    /// Posts to the collector that failed, by `reason` (the HTTP status, or `no_response`,
+    /// `dispatch`).
+    pub const USAGE_POST_FAILURES: &str = "llm_gateway_usage_export_failures_total";
+    /// Usage events held in the VMs' buffers (queued, waiting for a retry, or in flight).
+    pub const USAGE_BUFFERED: &str = "llm_gateway_usage_events_buffered";
 
     pub const TAG_MODEL: &str = "gen_ai_request_model";
     pub const TAG_PROVIDER: &str = "gen_ai_provider_name";

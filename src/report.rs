@@ -41,6 +41,9 @@ pub struct Record {
     pub untracked: usize,
     /// Failover routes: the attempts made, as the upstream filter recorded them.
     pub journal: Option<crate::failover::Journal>,
+    /// What the request cost in picodollars (`price` sets it); `None` when the price table
+    /// knows none of its models, or no provider was asked.
+    pub cost: Option<u64>,
 }
 
 /// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
@@ -50,6 +53,8 @@ pub struct Tokens {
     pub completion: u64,
     pub total: u64,
     pub cached: u64,
+    /// Prompt tokens written to the provider's cache (priced apart).
+    pub cache_write: u64,
     pub reasoning: u64,
     pub estimated: bool,
 }
@@ -120,6 +125,7 @@ impl Record {
                     completion,
                     total: prompt + completion,
                     cached: 0,
+                    cache_write: 0,
                     reasoning: 0,
                     estimated: prompt + completion > 0,
                 }
@@ -139,6 +145,32 @@ impl Record {
             None if (200..300).contains(&self.status) => self.tokens().total,
             None => 0,
         }
+    }
+
+    /// Price the request: what the provider bills (nothing for a refused or failed request
+    /// without usage), at the price of the first of its models (served, sent, asked) the table
+    /// knows.
+    pub fn price(&mut self, prices: &crate::cost::Prices) {
+        if self.local_outcome.is_some() || self.endpoint.is_none() {
+            self.cost = None;
+            return;
+        }
+        let t = if self.billable_tokens() > 0 {
+            self.tokens()
+        } else {
+            Tokens::default()
+        };
+        let models = [
+            self.learned.model.as_deref(),
+            self.upstream_model.as_deref(),
+            self.request_model.as_deref(),
+        ];
+        self.cost = prices.cost(self.provider.as_deref(), models.into_iter().flatten(), &t);
+    }
+
+    /// Whether the request was billed but its models have no price.
+    fn unpriced(&self) -> bool {
+        self.cost.is_none() && self.local_outcome.is_none() && self.billable_tokens() > 0
     }
 
     /// Access-log properties (`wasm.<name>` filter state), all as strings.
@@ -172,6 +204,9 @@ impl Record {
                 (prop::CACHED_TOKENS, t.cached.to_string()),
                 (prop::REASONING_TOKENS, t.reasoning.to_string()),
             ]);
+        }
+        if let Some(c) = self.cost {
+            p.push((prop::COST_USD, crate::cost::dollars(c).to_string()));
         }
         if let Some(c) = self.counted_prompt {
             p.push((prop::COUNTED_PROMPT_TOKENS, c.tokens.to_string()));
@@ -257,6 +292,21 @@ impl Record {
                     });
                 }
             }
+            if let Some(c) = self.cost.filter(|c| *c > 0) {
+                // Nanodollars: a 1 KB request of the cheapest model is still counted.
+                out.push(MetricUpdate {
+                    kind: Kind::Counter,
+                    name: stat_name(metric::COST, &base),
+                    value: (c + 500) / 1000,
+                });
+            }
+            if self.unpriced() {
+                out.push(MetricUpdate {
+                    kind: Kind::Counter,
+                    name: stat_name(metric::UNPRICED, &per_model_of(model, provider)),
+                    value: 1,
+                });
+            }
             if t.estimated {
                 out.push(MetricUpdate {
                     kind: Kind::Counter,
@@ -264,7 +314,7 @@ impl Record {
                     value: 1,
                 });
             }
-            let per_model = [(metric::TAG_MODEL, model), (metric::TAG_PROVIDER, provider)];
+            let per_model = per_model_of(model, provider);
             out.push(MetricUpdate {
                 kind: Kind::Histogram,
                 name: stat_name(metric::DURATION, &per_model),
@@ -341,6 +391,10 @@ impl Record {
     }
 }
 
+fn per_model_of<'a>(model: &'a str, provider: &'a str) -> [(&'static str, &'a str); 2] {
+    [(metric::TAG_MODEL, model), (metric::TAG_PROVIDER, provider)]
+}
+
 fn from_usage(u: Usage, counted: Count) -> Tokens {
     let prompt = u.prompt_tokens.unwrap_or(counted.tokens);
     let completion = u.completion_tokens.unwrap_or(0);
@@ -349,6 +403,7 @@ fn from_usage(u: Usage, counted: Count) -> Tokens {
         completion,
         total: u.total_tokens.unwrap_or(prompt + completion),
         cached: u.cached(),
+        cache_write: u.cache_write(),
         reasoning: u.reasoning(),
         estimated: u.prompt_tokens.is_none(),
     }
@@ -387,6 +442,7 @@ mod tests {
                     total_tokens: Some(13),
                     prompt_tokens_details: Some(PromptDetails {
                         cached_tokens: Some(2),
+                        cache_creation_tokens: None,
                     }),
                     completion_tokens_details: Some(CompletionDetails {
                         reasoning_tokens: Some(1),
@@ -410,6 +466,7 @@ mod tests {
                 completion: 5,
                 total: 13,
                 cached: 2,
+                cache_write: 0,
                 reasoning: 1,
                 estimated: false
             }

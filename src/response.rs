@@ -39,6 +39,10 @@ pub struct Usage {
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+    /// Tokens written to the provider's prompt cache (Anthropic's `cache_creation_input_tokens`,
+    /// carried by the translation).
+    #[serde(default)]
+    pub cache_creation_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -51,6 +55,11 @@ impl Usage {
     pub fn cached(&self) -> u64 {
         self.prompt_tokens_details
             .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+    pub fn cache_write(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cache_creation_tokens)
             .unwrap_or(0)
     }
     pub fn reasoning(&self) -> u64 {

@@ -650,3 +650,75 @@ pub fn run_sdk_script(gw: &Gateway, script: &str, expect: &str) -> String {
     assert!(text.contains(expect), "{text}");
     text
 }
+
+/// The project's Python (the venv `make test` fills), or `SDK_PYTHON`.
+pub fn python() -> String {
+    std::env::var("SDK_PYTHON").unwrap_or_else(|_| {
+        repo()
+            .join(".venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// The stub usage collector (tests/collector/collector.py): records every post.
+pub struct Collector {
+    _proc: Proc,
+    pub port: u16,
+}
+
+impl Collector {
+    /// `args`: `--status N`, `--fail-first N`, `--delay-ms N`.
+    pub fn start(args: &[&str]) -> Collector {
+        let mut cmd = Command::new(python());
+        cmd.arg(repo().join("tests/collector/collector.py"))
+            .args(args);
+        let (proc, port) = spawn_listening(cmd, "collector (make test installs its Python deps)");
+        Collector { _proc: proc, port }
+    }
+
+    /// Every post so far.
+    pub fn received(&self) -> Vec<Value> {
+        let (_, body) = get(self.port, "/received").expect("collector /received");
+        serde_json::from_str(&body).expect("collector json")
+    }
+
+    /// Posts, waiting (up to `secs`) until `done` holds for them.
+    pub fn wait_for(&self, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.received();
+            if done(&r) || Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A plain HTTP/1.1 cluster named `name` at 127.0.0.1:`port`.
+pub fn http_cluster(name: &str, port: u16) -> Value {
+    serde_json::json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "0.25s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+        ]}]}
+    })
+}
+
+/// The value of one metric line of `/stats/prometheus` (`name{labels} value`), by its name and
+/// label subset; the sum over every line that matches.
+pub fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

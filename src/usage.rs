@@ -1,0 +1,758 @@
+//! Usage events: one per finished request, batched in the VM and posted to a collector as
+//! OTLP/HTTP JSON logs (`ExportLogsServiceRequest`) or as a plain JSON array.
+//!
+//! The `Exporter` is the pure queue; the shell pushes events from `on_log` (never blocking,
+//! never failing the request), takes due batches from `on_tick`, posts them with
+//! `dispatch_http_call` and reports each post's outcome back. The buffer is bounded: events
+//! beyond `max_buffered_events` are dropped, and a batch whose post failed is retried with
+//! back-off at most `max_retries` times and then dropped. Everything dropped is counted by the
+//! shell.
+
+use hashbrown::HashMap;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::config::{err, ConfigError};
+use crate::report::{Record, Tokens};
+
+/// Posts a VM has in flight at most; further batches wait in the buffer.
+pub const MAX_IN_FLIGHT: usize = 4;
+/// Longest wait before a failed batch is retried.
+pub const MAX_BACKOFF_MS: u64 = 30_000;
+/// The OTLP log record's `eventName`.
+pub const EVENT_NAME: &str = "llm_gateway.usage";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OTLP/HTTP JSON logs, for an OpenTelemetry Collector.
+    Otlp,
+    /// A JSON array of flat event objects.
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    pub cluster: String,
+    #[serde(default)]
+    pub format: Option<Format>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub flush_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub max_buffered_events: Option<usize>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub service_name: Option<String>,
+}
+
+/// Where and how usage events are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub cluster: String,
+    pub format: Format,
+    pub path: String,
+    pub authority: String,
+    pub headers: Vec<(String, String)>,
+    /// Events per post at most.
+    pub batch_size: usize,
+    /// Age of the oldest buffered event that triggers a post.
+    pub flush_interval_ms: u64,
+    /// Events a VM holds at most (buffered, waiting for a retry, or in flight).
+    pub max_buffered_events: usize,
+    /// Retries of a failed post before its events are dropped.
+    pub max_retries: u32,
+    pub timeout_ms: u64,
+    pub service_name: String,
+}
+
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_MAX_BUFFERED_EVENTS: usize = 5000;
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+
+impl Export {
+    pub fn parse(raw: RawExport) -> Result<Export, ConfigError> {
+        const F: &str = "usage_export";
+        if raw.cluster.trim().is_empty() {
+            return Err(err(format!("{F}.cluster"), "must not be empty"));
+        }
+        let format = raw.format.unwrap_or(Format::Otlp);
+        let path = match raw.path {
+            Some(p) if p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control()) => p,
+            Some(_) => return Err(err(format!("{F}.path"), "must be a path starting with /")),
+            None if format == Format::Otlp => "/v1/logs".to_string(),
+            None => "/".to_string(),
+        };
+        let mut headers = Vec::with_capacity(raw.headers.len());
+        for (name, value) in raw.headers {
+            let n = name.to_ascii_lowercase();
+            let valid = !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !matches!(n.as_str(), "content-type" | "content-length" | "host");
+            if !valid || value.bytes().any(|b| b.is_ascii_control()) {
+                return Err(err(
+                    format!("{F}.headers.{name}"),
+                    "is not a header the gateway can set",
+                ));
+            }
+            headers.push((n, value));
+        }
+        let positive = |field: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(err(format!("{F}.{field}"), "must be greater than 0")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let batch_size = positive(
+            "batch_size",
+            raw.batch_size.map(|v| v as u64),
+            DEFAULT_BATCH_SIZE as u64,
+        )? as usize;
+        let max_buffered_events = positive(
+            "max_buffered_events",
+            raw.max_buffered_events.map(|v| v as u64),
+            DEFAULT_MAX_BUFFERED_EVENTS as u64,
+        )? as usize;
+        if max_buffered_events < batch_size {
+            return Err(err(
+                format!("{F}.max_buffered_events"),
+                "must be at least batch_size",
+            ));
+        }
+        let authority = match raw.authority {
+            Some(a) if a.trim().is_empty() => {
+                return Err(err(format!("{F}.authority"), "must not be empty"))
+            }
+            Some(a) => a,
+            None => raw.cluster.clone(),
+        };
+        Ok(Export {
+            format,
+            path,
+            authority,
+            headers,
+            batch_size,
+            flush_interval_ms: positive(
+                "flush_interval_ms",
+                raw.flush_interval_ms,
+                DEFAULT_FLUSH_INTERVAL_MS,
+            )?,
+            max_buffered_events,
+            max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            timeout_ms: positive("timeout_ms", raw.timeout_ms, DEFAULT_TIMEOUT_MS)?,
+            service_name: match raw.service_name {
+                Some(s) if s.trim().is_empty() => {
+                    return Err(err(format!("{F}.service_name"), "must not be empty"))
+                }
+                Some(s) => s,
+                None => "llm-gateway".to_string(),
+            },
+            cluster: raw.cluster,
+        })
+    }
+}
+
+/// One attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Str(String),
+    Int(u64),
+    Bool(bool),
+    Double(f64),
+}
+
+/// One finished request, as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// When the request started (ns since the epoch).
+    pub time_ns: u64,
+    /// When the event was made (ns since the epoch).
+    pub observed_ns: u64,
+    /// (OTLP attribute key, JSON key, value); absent values are left out.
+    pub fields: Vec<(&'static str, &'static str, Val)>,
+}
+
+impl Event {
+    /// The event of a finished request. `cost` is in picodollars.
+    pub fn new(r: &Record, request_id: Option<String>, start_ns: u64, now_ns: u64) -> Event {
+        let mut f: Vec<(&'static str, &'static str, Val)> = Vec::with_capacity(26);
+        let mut s = |k, j, v: &Option<String>| {
+            if let Some(v) = v {
+                f.push((k, j, Val::Str(v.clone())));
+            }
+        };
+        s("llm_gateway.request_id", "request_id", &request_id);
+        s("llm_gateway.consumer", "consumer", &r.consumer);
+        s("gen_ai.request.model", "request_model", &r.request_model);
+        s(
+            "llm_gateway.upstream_model",
+            "upstream_model",
+            &r.upstream_model,
+        );
+        s("gen_ai.response.model", "response_model", &r.learned.model);
+        s("gen_ai.provider.name", "provider", &r.provider);
+        if let Some(e) = r.endpoint {
+            f.push(("llm_gateway.endpoint", "endpoint", Val::Str(e.to_string())));
+            f.push((
+                "gen_ai.operation.name",
+                "operation",
+                Val::Str(operation(e).to_string()),
+            ));
+        }
+        f.push(("llm_gateway.stream", "stream", Val::Bool(r.stream)));
+        f.push((
+            "http.response.status_code",
+            "status",
+            Val::Int(r.status.into()),
+        ));
+        f.push((
+            "llm_gateway.outcome",
+            "outcome",
+            Val::Str(r.outcome().to_string()),
+        ));
+        let t = if r.local_outcome.is_some() {
+            Tokens::default()
+        } else {
+            r.tokens()
+        };
+        for (k, j, v) in [
+            ("gen_ai.usage.input_tokens", "prompt_tokens", t.prompt),
+            (
+                "gen_ai.usage.output_tokens",
+                "completion_tokens",
+                t.completion,
+            ),
+            ("llm_gateway.usage.total_tokens", "total_tokens", t.total),
+            (
+                "llm_gateway.usage.cached_input_tokens",
+                "cached_tokens",
+                t.cached,
+            ),
+            (
+                "llm_gateway.usage.cache_write_input_tokens",
+                "cache_write_tokens",
+                t.cache_write,
+            ),
+            (
+                "llm_gateway.usage.reasoning_tokens",
+                "reasoning_tokens",
+                t.reasoning,
+            ),
+        ] {
+            f.push((k, j, Val::Int(v)));
+        }
+        f.push((
+            "llm_gateway.usage.estimated",
+            "usage_estimated",
+            Val::Bool(t.estimated),
+        ));
+        if let Some(c) = r.cost {
+            f.push((
+                "llm_gateway.cost_usd",
+                "cost_usd",
+                Val::Double(crate::cost::dollars(c)),
+            ));
+        }
+        f.push((
+            "llm_gateway.duration_ms",
+            "duration_ms",
+            Val::Int(r.duration_ms),
+        ));
+        if let Some(ms) = r.ttft_ms {
+            f.push(("llm_gateway.ttft_ms", "ttft_ms", Val::Int(ms)));
+        }
+        if let Some(j) = r.journal.as_ref().filter(|j| !j.0.is_empty()) {
+            f.push((
+                "llm_gateway.attempts",
+                "attempts",
+                Val::Int(j.0.len() as u64),
+            ));
+            let failed = crate::failover::Journal(j.failovers().to_vec());
+            if !failed.0.is_empty() {
+                f.push((
+                    "llm_gateway.failover",
+                    "failover",
+                    Val::Str(failed.summary()),
+                ));
+            }
+        }
+        Event {
+            time_ns: start_ns,
+            observed_ns: now_ns,
+            fields: f,
+        }
+    }
+
+    fn json(&self) -> Value {
+        let mut m = Map::with_capacity(self.fields.len() + 1);
+        m.insert("time_unix_ms".into(), (self.time_ns / 1_000_000).into());
+        for (_, k, v) in &self.fields {
+            m.insert(
+                k.to_string(),
+                match v {
+                    Val::Str(s) => s.as_str().into(),
+                    Val::Int(i) => (*i).into(),
+                    Val::Bool(b) => (*b).into(),
+                    Val::Double(d) => (*d).into(),
+                },
+            );
+        }
+        Value::Object(m)
+    }
+
+    fn otlp(&self) -> Value {
+        json!({
+            "timeUnixNano": self.time_ns.to_string(),
+            "observedTimeUnixNano": self.observed_ns.to_string(),
+            "severityNumber": 9,
+            "severityText": "INFO",
+            "eventName": EVENT_NAME,
+            "attributes": self.fields.iter().map(|(k, _, v)| attribute(k, v)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The GenAI semantic conventions' operation name of an endpoint.
+fn operation(endpoint: &str) -> &'static str {
+    match endpoint {
+        "embeddings" => "embeddings",
+        "completions" => "text_completion",
+        _ => "chat",
+    }
+}
+
+/// An OTLP `KeyValue` in the OTLP/JSON encoding (64-bit integers as strings).
+fn attribute(key: &str, v: &Val) -> Value {
+    let value = match v {
+        Val::Str(s) => json!({ "stringValue": s }),
+        Val::Int(i) => json!({ "intValue": i.to_string() }),
+        Val::Bool(b) => json!({ "boolValue": b }),
+        Val::Double(d) => json!({ "doubleValue": d }),
+    };
+    json!({ "key": key, "value": value })
+}
+
+/// Events encoded for one post.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub body: Vec<u8>,
+    pub events: usize,
+    /// Posts of this batch that failed so far.
+    pub failures: u32,
+    not_before_ms: u64,
+}
+
+/// What became of a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// The collector took this many events.
+    Delivered(usize),
+    /// Failed; the batch waits for another try.
+    Retrying,
+    /// Failed for the last time: this many events are dropped.
+    Dropped(usize),
+}
+
+/// A VM's bounded buffer of usage events.
+#[derive(Debug)]
+pub struct Exporter {
+    pub cfg: Export,
+    /// Resource attributes (`service.name`, …), the same on every post.
+    resource: Vec<(&'static str, String)>,
+    queue: VecDeque<Event>,
+    /// When the oldest queued event was queued (ms).
+    oldest_ms: u64,
+    retrying: VecDeque<Batch>,
+    in_flight: HashMap<u32, Batch>,
+    held: usize,
+}
+
+impl Exporter {
+    /// `instance`: this Envoy's node id, when it has one.
+    pub fn new(cfg: Export, instance: Option<String>) -> Exporter {
+        let mut resource = vec![
+            ("service.name", cfg.service_name.clone()),
+            ("service.version", env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        if let Some(i) = instance.filter(|i| !i.is_empty()) {
+            resource.push(("service.instance.id", i));
+        }
+        Exporter {
+            cfg,
+            resource,
+            queue: VecDeque::new(),
+            oldest_ms: 0,
+            retrying: VecDeque::new(),
+            in_flight: HashMap::new(),
+            held: 0,
+        }
+    }
+
+    /// Events held: queued, waiting for a retry, or in flight.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Queue an event; `false` when the buffer is full and the event is dropped.
+    pub fn push(&mut self, e: Event, now_ms: u64) -> bool {
+        if self.held >= self.cfg.max_buffered_events {
+            return false;
+        }
+        if self.queue.is_empty() {
+            self.oldest_ms = now_ms;
+        }
+        self.queue.push_back(e);
+        self.held += 1;
+        true
+    }
+
+    /// Batches to post now: failed batches whose back-off is over, then full batches, then
+    /// everything queued once the oldest event is `flush_interval_ms` old, as long as fewer
+    /// than `MAX_IN_FLIGHT` posts are out. `drain` takes everything at once (the VM is
+    /// stopping).
+    pub fn take_due(&mut self, now_ms: u64, drain: bool) -> Vec<Batch> {
+        let mut out = Vec::new();
+        let room =
+            |out: &Vec<Batch>, in_flight: usize| drain || in_flight + out.len() < MAX_IN_FLIGHT;
+        while room(&out, self.in_flight.len()) {
+            match self.retrying.front() {
+                Some(b) if drain || b.not_before_ms <= now_ms => {
+                    if let Some(b) = self.retrying.pop_front() {
+                        out.push(b);
+                    }
+                }
+                _ => break,
+            }
+        }
+        let aged = !self.queue.is_empty()
+            && now_ms.saturating_sub(self.oldest_ms) >= self.cfg.flush_interval_ms;
+        while room(&out, self.in_flight.len())
+            && (self.queue.len() >= self.cfg.batch_size
+                || (!self.queue.is_empty() && (aged || drain)))
+        {
+            let n = self.queue.len().min(self.cfg.batch_size);
+            let events: Vec<Event> = self.queue.drain(..n).collect();
+            out.push(Batch {
+                body: self.encode(&events),
+                events: n,
+                failures: 0,
+                not_before_ms: 0,
+            });
+        }
+        if !self.queue.is_empty() && aged {
+            // What is left waits for a free slot; it is still overdue.
+            self.oldest_ms = self.oldest_ms.min(now_ms);
+        }
+        out
+    }
+
+    /// A batch was posted and awaits its answer under `token`.
+    pub fn sent(&mut self, token: u32, batch: Batch) {
+        self.in_flight.insert(token, batch);
+    }
+
+    /// The answer to post `token`: `ok` when the collector accepted it.
+    pub fn answered(&mut self, token: u32, ok: bool, now_ms: u64) -> Option<Done> {
+        let b = self.in_flight.remove(&token)?;
+        Some(if ok {
+            self.held = self.held.saturating_sub(b.events);
+            Done::Delivered(b.events)
+        } else {
+            self.failed(b, now_ms)
+        })
+    }
+
+    /// A post failed (or could not be made): retry it later, or drop it.
+    pub fn failed(&mut self, mut b: Batch, now_ms: u64) -> Done {
+        b.failures += 1;
+        if b.failures > self.cfg.max_retries {
+            self.held = self.held.saturating_sub(b.events);
+            return Done::Dropped(b.events);
+        }
+        let backoff = self
+            .cfg
+            .flush_interval_ms
+            .saturating_mul(1 << (b.failures - 1).min(16))
+            .min(MAX_BACKOFF_MS);
+        b.not_before_ms = now_ms.saturating_add(backoff);
+        self.retrying.push_back(b);
+        Done::Retrying
+    }
+
+    /// Encode events for one post.
+    pub fn encode(&self, events: &[Event]) -> Vec<u8> {
+        let v = match self.cfg.format {
+            Format::Json => Value::Array(events.iter().map(Event::json).collect()),
+            Format::Otlp => json!({
+                "resourceLogs": [{
+                    "resource": {
+                        "attributes": self.resource.iter()
+                            .map(|(k, v)| attribute(k, &Val::Str(v.clone())))
+                            .collect::<Vec<_>>(),
+                    },
+                    "scopeLogs": [{
+                        "scope": {"name": "llm-gateway", "version": env!("CARGO_PKG_VERSION")},
+                        "logRecords": events.iter().map(Event::otlp).collect::<Vec<_>>(),
+                    }],
+                }],
+            }),
+        };
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::{Learned, Usage};
+
+    fn export(extra: Value) -> Export {
+        let mut v = json!({"cluster": "sink", "batch_size": 3, "flush_interval_ms": 100,
+                           "max_buffered_events": 7, "max_retries": 2});
+        if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        Export::parse(serde_json::from_value(v).expect("shape")).expect("valid")
+    }
+
+    fn record(n: u64) -> Record {
+        Record {
+            consumer: Some("team-a".into()),
+            request_model: Some("gpt-4o".into()),
+            upstream_model: Some("gpt-4o".into()),
+            provider: Some("openai".into()),
+            endpoint: Some("chat.completions"),
+            status: 200,
+            duration_ms: 12,
+            cost: Some(45_000_000),
+            learned: Learned {
+                usage: Some(Usage {
+                    prompt_tokens: Some(n),
+                    completion_tokens: Some(5),
+                    total_tokens: Some(n + 5),
+                    ..Default::default()
+                }),
+                model: Some("gpt-4o-2024-08-06".into()),
+                complete: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn event(n: u64) -> Event {
+        Event::new(&record(n), Some(format!("req-{n}")), 1_000_000_000 * n, 1)
+    }
+
+    #[test]
+    fn config_defaults_and_refusals() {
+        let e = Export::parse(serde_json::from_value(json!({"cluster": "otel"})).expect("shape"))
+            .expect("valid");
+        assert_eq!(
+            (e.format, e.path.as_str(), e.authority.as_str()),
+            (Format::Otlp, "/v1/logs", "otel")
+        );
+        assert_eq!(
+            (e.batch_size, e.flush_interval_ms, e.max_retries),
+            (100, 1000, 3)
+        );
+        let j = export(json!({"format": "json", "headers": {"Authorization": "Bearer x"}}));
+        assert_eq!(j.path, "/");
+        assert_eq!(j.headers, vec![("authorization".into(), "Bearer x".into())]);
+        for (bad, field) in [
+            (json!({"cluster": " "}), "usage_export.cluster"),
+            (
+                json!({"cluster": "c", "batch_size": 0}),
+                "usage_export.batch_size",
+            ),
+            (
+                json!({"cluster": "c", "batch_size": 10, "max_buffered_events": 5}),
+                "usage_export.max_buffered_events",
+            ),
+            (
+                json!({"cluster": "c", "path": "v1/logs"}),
+                "usage_export.path",
+            ),
+            (
+                json!({"cluster": "c", "headers": {"content-type": "x"}}),
+                "usage_export.headers.content-type",
+            ),
+            (
+                json!({"cluster": "c", "timeout_ms": 0}),
+                "usage_export.timeout_ms",
+            ),
+        ] {
+            let e = Export::parse(serde_json::from_value(bad).expect("shape")).expect_err("bad");
+            assert_eq!(e.field, field);
+        }
+        assert!(
+            serde_json::from_value::<RawExport>(json!({"cluster": "c", "format": "xml"})).is_err()
+        );
+    }
+
+    #[test]
+    fn events_carry_everything_in_both_encodings() {
+        let mut r = record(8);
+        r.stream = true;
+        r.ttft_ms = Some(3);
+        r.journal = Some(crate::failover::Journal(vec![
+            ("primary".into(), "503".into()),
+            ("backup".into(), "200".into()),
+        ]));
+        let e = Event::new(
+            &r,
+            Some("abc".into()),
+            1_700_000_000_123_456_789,
+            1_700_000_001_000_000_000,
+        );
+        let x = Exporter::new(export(json!({"format": "json"})), None);
+        let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+        assert_eq!(
+            v,
+            json!([{"time_unix_ms": 1_700_000_000_123u64, "request_id": "abc", "consumer": "team-a",
+                    "request_model": "gpt-4o", "upstream_model": "gpt-4o",
+                    "response_model": "gpt-4o-2024-08-06", "provider": "openai",
+                    "endpoint": "chat.completions", "operation": "chat", "stream": true,
+                    "status": 200, "outcome": "ok", "prompt_tokens": 8, "completion_tokens": 5,
+                    "total_tokens": 13, "cached_tokens": 0, "cache_write_tokens": 0,
+                    "reasoning_tokens": 0, "usage_estimated": false, "cost_usd": 0.000045,
+                    "duration_ms": 12, "ttft_ms": 3, "attempts": 2, "failover": "primary:503"}])
+        );
+        let x = Exporter::new(export(json!({})), Some("node-1".into()));
+        let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+        let rl = &v["resourceLogs"][0];
+        assert_eq!(
+            rl["resource"]["attributes"][2],
+            json!({"key": "service.instance.id", "value": {"stringValue": "node-1"}})
+        );
+        let rec = &rl["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(rec["timeUnixNano"], "1700000000123456789");
+        assert_eq!(rec["eventName"], EVENT_NAME);
+        let attr = |k: &str| {
+            rec["attributes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["key"] == k))
+                .map(|x| x["value"].clone())
+        };
+        assert_eq!(
+            attr("gen_ai.usage.input_tokens"),
+            Some(json!({"intValue": "8"}))
+        );
+        assert_eq!(
+            attr("llm_gateway.cost_usd"),
+            Some(json!({"doubleValue": 0.000045}))
+        );
+        assert_eq!(attr("llm_gateway.stream"), Some(json!({"boolValue": true})));
+        assert_eq!(
+            attr("llm_gateway.failover"),
+            Some(json!({"stringValue": "primary:503"}))
+        );
+        // A request the gateway refused has no tokens and no cost.
+        let refused = Record {
+            local_outcome: Some("rate_limited"),
+            status: 429,
+            endpoint: Some("chat.completions"),
+            ..Default::default()
+        };
+        let e = Event::new(&refused, None, 0, 0);
+        assert!(e
+            .fields
+            .iter()
+            .any(|(k, _, v)| *k == "gen_ai.usage.input_tokens" && *v == Val::Int(0)));
+        assert!(!e
+            .fields
+            .iter()
+            .any(|(k, _, _)| *k == "llm_gateway.cost_usd"));
+    }
+
+    #[test]
+    fn batches_by_size_and_age() {
+        let mut x = Exporter::new(export(json!({"format": "json"})), None);
+        for n in 0..2 {
+            assert!(x.push(event(n), 1000));
+        }
+        assert!(x.take_due(1050, false).is_empty(), "neither full nor old");
+        let due = x.take_due(1100, false);
+        assert_eq!(due.iter().map(|b| b.events).collect::<Vec<_>>(), [2]);
+        // The 2 taken are held until their post is answered: 5 more fill the bound of 7.
+        for n in 0..5 {
+            assert!(x.push(event(n), 2000));
+        }
+        assert_eq!(x.held(), 7);
+        assert!(!x.push(event(9), 2000), "the buffer is bounded");
+        let due2 = x.take_due(2000, false);
+        assert_eq!(due2.iter().map(|b| b.events).collect::<Vec<_>>(), [3]);
+        let rest = x.take_due(2100, false);
+        assert_eq!(rest.iter().map(|b| b.events).collect::<Vec<_>>(), [2]);
+        let v: Value = serde_json::from_slice(&rest[0].body).expect("json");
+        assert_eq!(v[1]["request_id"], "req-4");
+    }
+
+    #[test]
+    fn failed_posts_retry_with_backoff_then_drop() {
+        let mut x = Exporter::new(export(json!({})), None);
+        for n in 0..3 {
+            x.push(event(n), 0);
+        }
+        let mut b = x.take_due(0, false);
+        assert_eq!(b.len(), 1);
+        x.sent(7, b.remove(0));
+        assert_eq!(x.answered(8, true, 0), None, "unknown token");
+        assert_eq!(x.answered(7, false, 10), Some(Done::Retrying));
+        assert!(
+            x.take_due(100, false).is_empty(),
+            "back-off: 100 ms after 10"
+        );
+        let mut b = x.take_due(110, false);
+        assert_eq!(b.len(), 1);
+        x.sent(9, b.remove(0));
+        assert_eq!(x.answered(9, false, 110), Some(Done::Retrying));
+        assert!(x.take_due(309, false).is_empty(), "back-off doubles");
+        let b = x.take_due(310, false).remove(0);
+        assert_eq!(b.failures, 2);
+        assert_eq!(x.failed(b, 310), Done::Dropped(3), "after max_retries (2)");
+        assert_eq!(x.held(), 0);
+        // A delivered batch frees its events.
+        x.push(event(1), 400);
+        let b = x.take_due(400, true).remove(0);
+        x.sent(1, b);
+        assert_eq!(x.answered(1, true, 401), Some(Done::Delivered(1)));
+        assert_eq!(x.held(), 0);
+    }
+
+    #[test]
+    fn in_flight_posts_are_bounded() {
+        let mut x = Exporter::new(export(json!({"max_buffered_events": 100})), None);
+        for n in 0..30 {
+            x.push(event(n), 0);
+        }
+        let due = x.take_due(0, false);
+        assert_eq!(due.len(), MAX_IN_FLIGHT);
+        for (i, b) in due.into_iter().enumerate() {
+            x.sent(i as u32, b);
+        }
+        assert!(x.take_due(1000, false).is_empty());
+        assert_eq!(x.answered(0, true, 1000), Some(Done::Delivered(3)));
+        assert_eq!(x.take_due(1000, false).len(), 1);
+        // Draining ignores the bound.
+        assert_eq!(x.take_due(1000, true).len(), 5);
+    }
+}
