@@ -121,7 +121,7 @@ image: build
 # Benchmarks: wrk (Debian) drives the load, PyYAML reads the bootstrap. See bench/bench.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bench-deps: redis | $(VENV)/bin/python
+bench-deps: redis collector-deps | $(VENV)/bin/python
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	@$(VENV)/bin/python -c 'import yaml' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check pyyaml==6.0.4
 

@@ -93,7 +93,7 @@ def http_get(port, path):
         return r.status, r.read().decode()
 
 
-def bootstrap(variant, fake_port, workdir, rls_port=None):
+def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None):
     with open(os.path.join(ROOT, "envoy", "gateway.yaml")) as f:
         b = yaml.safe_load(f)
     b["admin"]["address"]["socket_address"]["port_value"] = 0
@@ -133,6 +133,16 @@ def bootstrap(variant, fake_port, workdir, rls_port=None):
                     r["to"] = {"provider": "claude"}
         plugin["providers"]["claude"] = {"cluster": "backup", "format": "anthropic", "auth": "none"}
         conf["value"] = json.dumps(plugin)
+    if variant == "usage-export":
+        # The shipped configuration plus usage events, OTLP to the stub collector.
+        conf = filters[0]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(conf["value"])
+        plugin["usage_export"] = {"cluster": "usage"}
+        conf["value"] = json.dumps(plugin)
+        b["static_resources"]["clusters"].append({
+            "name": "usage", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "usage", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": sink_port}}}}]}]}})
     if variant in ("local-limits", "global-limits"):
         # The shipped configuration plus limits: local ones, or the global service alone.
         conf = filters[0]["typed_config"]["config"]["configuration"]
@@ -152,10 +162,10 @@ def bootstrap(variant, fake_port, workdir, rls_port=None):
     return b
 
 
-def start_envoy(procs, variant, fake_port, workdir, concurrency, rls_port=None):
+def start_envoy(procs, variant, fake_port, workdir, concurrency, rls_port=None, sink_port=None):
     cfg = os.path.join(workdir, f"envoy-{variant}-{concurrency}.json")
     with open(cfg, "w") as f:
-        json.dump(bootstrap(variant, fake_port, workdir, rls_port), f)
+        json.dump(bootstrap(variant, fake_port, workdir, rls_port, sink_port), f)
     admin_path = os.path.join(workdir, f"admin-{variant}-{concurrency}.txt")
     log = open(os.path.join(workdir, f"envoy-{variant}-{concurrency}.log"), "w")
     env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench"}
@@ -207,6 +217,13 @@ def start_rls(procs, workdir):
             sys.exit("redis-server did not start")
         time.sleep(0.05)
     p = procs.start([RLS, "--listen", "127.0.0.1:0", "--redis", f"redis://127.0.0.1:{redis_port}", "--config", cfg],
+                    stdout=subprocess.PIPE, text=True)
+    return int(p.stdout.readline().strip().rsplit(":", 1)[1])
+
+
+def start_collector(procs):
+    """The stub usage collector (tests/collector), which parses every OTLP post."""
+    p = procs.start([sys.executable, os.path.join(ROOT, "tests", "collector", "collector.py")],
                     stdout=subprocess.PIPE, text=True)
     return int(p.stdout.readline().strip().rsplit(":", 1)[1])
 
@@ -380,15 +397,22 @@ def main():
             # Providers: the filter alone (A) against a failover chain whose first provider
             # answers (the upstream filter adapts the attempt), and an Anthropic-format provider
             # (request and answer translated) (B).
-            for v in ("failover", "anthropic"):
-                lat[v] = start_envoy(procs, v, fake, wd, 1)
+            # And usage events posted to a collector (OTLP, batches of 100 or every second).
+            sink = start_collector(procs)
+            for v in ("failover", "anthropic", "usage-export"):
+                lat[v] = start_envoy(procs, v, fake, wd, 1, sink_port=sink)
                 wrk(lat[v], body_files["1KB"], 1, "1s")
             prov = {}
             for r in range(rounds):
-                for v in ("filter", "failover", "anthropic"):
+                for v in ("filter", "failover", "anthropic", "usage-export"):
                     prov.setdefault(v, []).append(wrk(lat[v], body_files["1KB"], 1, lat_time))
+            sent = gauge(lat["usage-export"], "llm_gateway_usage_events_sent_total") or 0
+            if not sent:
+                sys.exit("usage export: the collector accepted no events")
+            notes.append(f"usage export: {sent} events accepted by the collector during the runs")
             for v, label in (("failover", "failover chain, first provider answers"),
-                             ("anthropic", "Anthropic provider (translated)")):
+                             ("anthropic", "Anthropic provider (translated)"),
+                             ("usage-export", "usage events to a collector (OTLP)")):
                 for stat in ("p50", "p99"):
                     a = statistics.median(x[stat] for x in prov["filter"])
                     b = statistics.median(x[stat] for x in prov[v])

@@ -1,5 +1,6 @@
 //! Native microbenchmarks of the pure core on the same inputs as `make bench`:
-//! the request path (parse + identify + route + count + rewrite) and tokenizer throughput.
+//! the request path (parse + identify + route + count + rewrite), tokenizer throughput, and the
+//! usage events (one event made and priced per request, a batch of 100 encoded per post).
 //! `bench/bench.py` reads the results from target/criterion.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -114,5 +115,63 @@ fn tokenizer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, tokenizer);
+fn usage(c: &mut Criterion) {
+    use llm_gateway::report::Record;
+    use llm_gateway::response::{Learned, Usage};
+    use llm_gateway::usage::{Event, Export, Exporter};
+    let prices = llm_gateway::cost::Prices::parse(Default::default()).expect("shipped prices");
+    let record = Record {
+        consumer: Some("team-a".into()),
+        request_model: Some("gpt-4o-mini".into()),
+        upstream_model: Some("gpt-4o-mini".into()),
+        provider: Some("openai".into()),
+        endpoint: Some("chat.completions"),
+        status: 200,
+        duration_ms: 350,
+        learned: Learned {
+            usage: Some(Usage {
+                prompt_tokens: Some(250),
+                completion_tokens: Some(60),
+                total_tokens: Some(310),
+                ..Default::default()
+            }),
+            model: Some("gpt-4o-mini-2024-07-18".into()),
+            complete: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("usage");
+    group.bench_function("event (price + build)", |b| {
+        b.iter(|| {
+            let mut r = record.clone();
+            r.price(&prices);
+            Event::new(
+                &r,
+                Some("0b7c8a36-6a1e-4a5e-9f57-3c1f1b2a9d10".into()),
+                1,
+                2,
+            )
+        })
+    });
+    for format in ["otlp", "json"] {
+        let cfg = Export::parse(
+            serde_json::from_value(serde_json::json!({"cluster": "c", "format": format}))
+                .expect("shape"),
+        )
+        .expect("valid");
+        let x = Exporter::new(cfg, Some("node-1".into()));
+        let mut r = record.clone();
+        r.price(&prices);
+        let events: Vec<Event> = (0..100)
+            .map(|i| Event::new(&r, Some(format!("req-{i}")), 1, 2))
+            .collect();
+        group.bench_function(BenchmarkId::new("encode 100", format), |b| {
+            b.iter(|| x.encode(&events))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, tokenizer, usage);
 criterion_main!(benches);

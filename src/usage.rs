@@ -9,8 +9,8 @@
 //! shell.
 
 use hashbrown::HashMap;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::{err, ConfigError};
@@ -296,33 +296,159 @@ impl Event {
             fields: f,
         }
     }
+}
 
-    fn json(&self) -> Value {
-        let mut m = Map::with_capacity(self.fields.len() + 1);
-        m.insert("time_unix_ms".into(), (self.time_ns / 1_000_000).into());
-        for (_, k, v) in &self.fields {
-            m.insert(
-                k.to_string(),
-                match v {
-                    Val::Str(s) => s.as_str().into(),
-                    Val::Int(i) => (*i).into(),
-                    Val::Bool(b) => (*b).into(),
-                    Val::Double(d) => (*d).into(),
-                },
-            );
+/// An event as a flat JSON object (the `json` format).
+struct Flat<'a>(&'a Event);
+
+impl Serialize for Flat<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.fields.len() + 1))?;
+        m.serialize_entry("time_unix_ms", &(self.0.time_ns / 1_000_000))?;
+        for (_, k, v) in &self.0.fields {
+            match v {
+                Val::Str(x) => m.serialize_entry(k, x)?,
+                Val::Int(x) => m.serialize_entry(k, x)?,
+                Val::Bool(x) => m.serialize_entry(k, x)?,
+                Val::Double(x) => m.serialize_entry(k, x)?,
+            }
         }
-        Value::Object(m)
+        m.end()
     }
+}
 
-    fn otlp(&self) -> Value {
-        json!({
-            "timeUnixNano": self.time_ns.to_string(),
-            "observedTimeUnixNano": self.observed_ns.to_string(),
-            "severityNumber": 9,
-            "severityText": "INFO",
-            "eventName": EVENT_NAME,
-            "attributes": self.fields.iter().map(|(k, _, v)| attribute(k, v)).collect::<Vec<_>>(),
-        })
+/// An OTLP `KeyValue` in the OTLP/JSON encoding (64-bit integers as strings).
+struct KeyValue<'a>(&'a str, &'a Val);
+
+impl Serialize for KeyValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct AnyValue<'a>(&'a Val);
+        impl Serialize for AnyValue<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                match self.0 {
+                    Val::Str(x) => m.serialize_entry("stringValue", x)?,
+                    Val::Int(x) => m.serialize_entry("intValue", &Decimal(*x))?,
+                    Val::Bool(x) => m.serialize_entry("boolValue", x)?,
+                    Val::Double(x) => m.serialize_entry("doubleValue", x)?,
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("key", self.0)?;
+        m.serialize_entry("value", &AnyValue(self.1))?;
+        m.end()
+    }
+}
+
+/// A 64-bit integer as a JSON string, as OTLP/JSON writes them.
+struct Decimal(u64);
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// An OTLP `LogRecord`.
+struct LogRecord<'a>(&'a Event);
+
+impl Serialize for LogRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("timeUnixNano", &Decimal(e.time_ns))?;
+        m.serialize_entry("observedTimeUnixNano", &Decimal(e.observed_ns))?;
+        m.serialize_entry("severityNumber", &9)?;
+        m.serialize_entry("severityText", "INFO")?;
+        m.serialize_entry("eventName", EVENT_NAME)?;
+        m.serialize_entry(
+            "attributes",
+            &Seq(|| e.fields.iter().map(|(k, _, v)| KeyValue(k, v))),
+        )?;
+        m.end()
+    }
+}
+
+/// A sequence serialized straight from an iterator.
+struct Seq<F>(F);
+
+impl<F, I> Serialize for Seq<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// An OTLP `ExportLogsServiceRequest`: one resource, one scope, the events.
+struct Request<'a> {
+    resource: &'a [(&'static str, Val)],
+    events: &'a [Event],
+}
+
+impl Serialize for Request<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let attrs = Seq(|| self.resource.iter().map(|(k, v)| KeyValue(k, v)));
+        let scope = Scope;
+        let records = Seq(|| self.events.iter().map(LogRecord));
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(
+            "resourceLogs",
+            &[ResourceLogs {
+                attrs: &attrs,
+                scope: &scope,
+                records: &records,
+            }],
+        )?;
+        m.end()
+    }
+}
+
+struct Scope;
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("name", "llm-gateway")?;
+        m.serialize_entry("version", env!("CARGO_PKG_VERSION"))?;
+        m.end()
+    }
+}
+
+struct ResourceLogs<'a, A, R> {
+    attrs: &'a A,
+    scope: &'a Scope,
+    records: &'a R,
+}
+
+impl<A: Serialize, R: Serialize> Serialize for ResourceLogs<'_, A, R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Resource<'a, A>(&'a A);
+        impl<A: Serialize> Serialize for Resource<'_, A> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("attributes", self.0)?;
+                m.end()
+            }
+        }
+        struct ScopeLogs<'a, R>(&'a Scope, &'a R);
+        impl<R: Serialize> Serialize for ScopeLogs<'_, R> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("scope", self.0)?;
+                m.serialize_entry("logRecords", self.1)?;
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("resource", &Resource(self.attrs))?;
+        m.serialize_entry("scopeLogs", &[ScopeLogs(self.scope, self.records)])?;
+        m.end()
     }
 }
 
@@ -333,17 +459,6 @@ fn operation(endpoint: &str) -> &'static str {
         "completions" => "text_completion",
         _ => "chat",
     }
-}
-
-/// An OTLP `KeyValue` in the OTLP/JSON encoding (64-bit integers as strings).
-fn attribute(key: &str, v: &Val) -> Value {
-    let value = match v {
-        Val::Str(s) => json!({ "stringValue": s }),
-        Val::Int(i) => json!({ "intValue": i.to_string() }),
-        Val::Bool(b) => json!({ "boolValue": b }),
-        Val::Double(d) => json!({ "doubleValue": d }),
-    };
-    json!({ "key": key, "value": value })
 }
 
 /// Events encoded for one post.
@@ -372,7 +487,7 @@ pub enum Done {
 pub struct Exporter {
     pub cfg: Export,
     /// Resource attributes (`service.name`, …), the same on every post.
-    resource: Vec<(&'static str, String)>,
+    resource: Vec<(&'static str, Val)>,
     queue: VecDeque<Event>,
     /// When the oldest queued event was queued (ms).
     oldest_ms: u64,
@@ -385,11 +500,14 @@ impl Exporter {
     /// `instance`: this Envoy's node id, when it has one.
     pub fn new(cfg: Export, instance: Option<String>) -> Exporter {
         let mut resource = vec![
-            ("service.name", cfg.service_name.clone()),
-            ("service.version", env!("CARGO_PKG_VERSION").to_string()),
+            ("service.name", Val::Str(cfg.service_name.clone())),
+            (
+                "service.version",
+                Val::Str(env!("CARGO_PKG_VERSION").to_string()),
+            ),
         ];
         if let Some(i) = instance.filter(|i| !i.is_empty()) {
-            resource.push(("service.instance.id", i));
+            resource.push(("service.instance.id", Val::Str(i)));
         }
         Exporter {
             cfg,
@@ -499,23 +617,14 @@ impl Exporter {
 
     /// Encode events for one post.
     pub fn encode(&self, events: &[Event]) -> Vec<u8> {
-        let v = match self.cfg.format {
-            Format::Json => Value::Array(events.iter().map(Event::json).collect()),
-            Format::Otlp => json!({
-                "resourceLogs": [{
-                    "resource": {
-                        "attributes": self.resource.iter()
-                            .map(|(k, v)| attribute(k, &Val::Str(v.clone())))
-                            .collect::<Vec<_>>(),
-                    },
-                    "scopeLogs": [{
-                        "scope": {"name": "llm-gateway", "version": env!("CARGO_PKG_VERSION")},
-                        "logRecords": events.iter().map(Event::otlp).collect::<Vec<_>>(),
-                    }],
-                }],
+        let out = match self.cfg.format {
+            Format::Json => serde_json::to_vec(&Seq(|| events.iter().map(Flat))),
+            Format::Otlp => serde_json::to_vec(&Request {
+                resource: &self.resource,
+                events,
             }),
         };
-        serde_json::to_vec(&v).unwrap_or_default()
+        out.unwrap_or_default()
     }
 }
 
@@ -523,6 +632,7 @@ impl Exporter {
 mod tests {
     use super::*;
     use crate::response::{Learned, Usage};
+    use serde_json::{json, Value};
 
     fn export(extra: Value) -> Export {
         let mut v = json!({"cluster": "sink", "batch_size": 3, "flush_interval_ms": 100,

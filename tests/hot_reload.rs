@@ -229,3 +229,55 @@ fn rules_reload_from_a_configmap_style_directory() {
     dir.update(&filter_yaml(&rules("openai")));
     wait_for("recovery", || served_by(&mini(&gw)) == "openai");
 }
+
+/// Usage events still buffered when new rules replace the old ones are posted by the old VM
+/// before it goes (`on_done`), not lost.
+#[test]
+fn buffered_usage_events_are_posted_when_the_rules_change() {
+    let fake = Fake::start(None);
+    let sink = Collector::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let rules_dir = tmp.path().join("rules");
+    let with_export = |provider: &str| {
+        let mut r = rules(provider);
+        // Neither bound is reached by this test: only the reload can flush.
+        r["usage_export"] = json!({"cluster": "usage", "format": "json",
+                                   "batch_size": 1000, "flush_interval_ms": 600000});
+        r
+    };
+    let mut dir = RulesDir::new(&rules_dir, &filter_yaml(&with_export("openai")));
+    let mut b = k8s_bootstrap(fake.port, &rules_dir);
+    b["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(http_cluster("usage", sink.port));
+    let opts = Options {
+        workers: 1,
+        edit: Some(Box::new(move |boot: &mut Value| *boot = b)),
+        ..Options::default()
+    };
+    let gw = Gateway::start(&fake, opts);
+    for _ in 0..3 {
+        assert_eq!(served_by(&mini(&gw)), "openai");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sink.received().is_empty(), "nothing is due yet");
+
+    let mut old_rules = 3;
+    dir.update(&filter_yaml(&with_export("backup")));
+    wait_for("the new rules", || {
+        let by = served_by(&mini(&gw));
+        old_rules += usize::from(by == "openai");
+        by == "backup"
+    });
+    let posts = sink.wait_for(10, |p| !p.is_empty());
+    let events: Vec<Value> = posts
+        .iter()
+        .flat_map(|p| {
+            serde_json::from_str::<Vec<Value>>(p["body"].as_str().unwrap_or("[]")).unwrap()
+        })
+        .collect();
+    // Every request the old rules served, and only those (the new VM keeps its own).
+    assert_eq!(events.len(), old_rules, "{posts:?}");
+    assert!(events.iter().all(|e| e["provider"] == "openai"));
+}
