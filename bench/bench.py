@@ -222,8 +222,9 @@ def start_rls(procs, workdir):
 
 
 def start_collector(procs):
-    """The stub usage collector (tests/collector), which parses every OTLP post."""
-    p = procs.start([sys.executable, os.path.join(ROOT, "tests", "collector", "collector.py")],
+    """The stub usage collector (tests/collector), accepting posts without parsing them (its
+    Python protobuf parsing would take CPU from the two cores the bench shares)."""
+    p = procs.start([sys.executable, os.path.join(ROOT, "tests", "collector", "collector.py"), "--no-parse"],
                     stdout=subprocess.PIPE, text=True)
     return int(p.stdout.readline().strip().rsplit(":", 1)[1])
 
@@ -304,7 +305,7 @@ def criterion(smoke):
     subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     res = {}
     base = os.path.join(ROOT, "target", "criterion")
-    for group in ("pipeline", "tokenizer"):
+    for group in ("pipeline", "tokenizer", "usage"):
         gdir = os.path.join(base, group)
         for dirpath, _, files in os.walk(gdir):
             if "estimates.json" in files and dirpath.endswith(os.path.join("new")):
@@ -458,6 +459,11 @@ def main():
                              f"wasm {wasm_mbps:.1f} MB/s", "", f"{wasm_mbps / native_mbps:.2f}×"))
             for name, ns in native.items():
                 notes.append(f"native core (parse+identify+route+count+rewrite), {name}: {fmt_us(ns / 1000)}")
+            for key, label in (("usage/per request/otlp", "usage event per request (price, build, encode OTLP)"),
+                               ("usage/per request/json", "usage event per request (price, build, encode JSON)"),
+                               ("usage/encode 100/otlp", "usage export, a post of 100 events encoded as OTLP JSON")):
+                if crit.get(key):
+                    notes.append(f"native {label}: {crit[key] / 1000:.1f} µs")
     finally:
         procs.close()
 

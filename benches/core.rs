@@ -142,18 +142,28 @@ fn usage(c: &mut Criterion) {
         ..Default::default()
     };
     let mut group = c.benchmark_group("usage");
-    group.bench_function("event (price + build)", |b| {
-        b.iter(|| {
-            let mut r = record.clone();
-            r.price(&prices);
-            Event::new(
-                &r,
-                Some("0b7c8a36-6a1e-4a5e-9f57-3c1f1b2a9d10".into()),
-                1,
-                2,
-            )
-        })
-    });
+    for format in ["otlp", "json"] {
+        let cfg = Export::parse(
+            serde_json::from_value(serde_json::json!({"cluster": "c", "format": format}))
+                .expect("shape"),
+        )
+        .expect("valid");
+        let x = Exporter::new(cfg, Some("node-1".into()));
+        // What `on_log` does per request: price, build the event, encode it.
+        group.bench_function(BenchmarkId::new("per request", format), |b| {
+            b.iter(|| {
+                let mut r = record.clone();
+                r.price(&prices);
+                let e = Event::new(
+                    &r,
+                    Some("0b7c8a36-6a1e-4a5e-9f57-3c1f1b2a9d10".into()),
+                    1,
+                    2,
+                );
+                x.record(&e)
+            })
+        });
+    }
     for format in ["otlp", "json"] {
         let cfg = Export::parse(
             serde_json::from_value(serde_json::json!({"cluster": "c", "format": format}))

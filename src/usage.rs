@@ -385,30 +385,7 @@ where
     }
 }
 
-/// An OTLP `ExportLogsServiceRequest`: one resource, one scope, the events.
-struct Request<'a> {
-    resource: &'a [(&'static str, Val)],
-    events: &'a [Event],
-}
-
-impl Serialize for Request<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let attrs = Seq(|| self.resource.iter().map(|(k, v)| KeyValue(k, v)));
-        let scope = Scope;
-        let records = Seq(|| self.events.iter().map(LogRecord));
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(
-            "resourceLogs",
-            &[ResourceLogs {
-                attrs: &attrs,
-                scope: &scope,
-                records: &records,
-            }],
-        )?;
-        m.end()
-    }
-}
-
+/// The OTLP instrumentation scope.
 struct Scope;
 
 impl Serialize for Scope {
@@ -416,38 +393,6 @@ impl Serialize for Scope {
         let mut m = s.serialize_map(Some(2))?;
         m.serialize_entry("name", "llm-gateway")?;
         m.serialize_entry("version", env!("CARGO_PKG_VERSION"))?;
-        m.end()
-    }
-}
-
-struct ResourceLogs<'a, A, R> {
-    attrs: &'a A,
-    scope: &'a Scope,
-    records: &'a R,
-}
-
-impl<A: Serialize, R: Serialize> Serialize for ResourceLogs<'_, A, R> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Resource<'a, A>(&'a A);
-        impl<A: Serialize> Serialize for Resource<'_, A> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("attributes", self.0)?;
-                m.end()
-            }
-        }
-        struct ScopeLogs<'a, R>(&'a Scope, &'a R);
-        impl<R: Serialize> Serialize for ScopeLogs<'_, R> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry("scope", self.0)?;
-                m.serialize_entry("logRecords", self.1)?;
-                m.end()
-            }
-        }
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("resource", &Resource(self.attrs))?;
-        m.serialize_entry("scopeLogs", &[ScopeLogs(self.scope, self.records)])?;
         m.end()
     }
 }
@@ -486,9 +431,13 @@ pub enum Done {
 #[derive(Debug)]
 pub struct Exporter {
     pub cfg: Export,
-    /// Resource attributes (`service.name`, …), the same on every post.
-    resource: Vec<(&'static str, Val)>,
-    queue: VecDeque<Event>,
+    /// What every post starts and ends with: for OTLP, the `ExportLogsServiceRequest` with its
+    /// resource (`service.name`, …) and scope up to the `logRecords` array; for JSON, `[`.
+    prefix: Vec<u8>,
+    suffix: &'static [u8],
+    /// Events encoded as they come (in `on_log`, after the response), so a post only joins
+    /// them: the tick that posts a batch does not stall the worker.
+    queue: VecDeque<Vec<u8>>,
     /// When the oldest queued event was queued (ms).
     oldest_ms: u64,
     retrying: VecDeque<Batch>,
@@ -509,9 +458,26 @@ impl Exporter {
         if let Some(i) = instance.filter(|i| !i.is_empty()) {
             resource.push(("service.instance.id", Val::Str(i)));
         }
+        let (prefix, suffix): (Vec<u8>, &'static [u8]) = match cfg.format {
+            Format::Json => (b"[".to_vec(), b"]"),
+            Format::Otlp => {
+                let attrs =
+                    serde_json::to_string(&Seq(|| resource.iter().map(|(k, v)| KeyValue(k, v))))
+                        .unwrap_or_else(|_| "[]".into());
+                let scope = serde_json::to_string(&Scope).unwrap_or_else(|_| "{}".into());
+                (
+                    format!(
+                        r#"{{"resourceLogs":[{{"resource":{{"attributes":{attrs}}},"scopeLogs":[{{"scope":{scope},"logRecords":["#
+                    )
+                    .into_bytes(),
+                    b"]}]}]}",
+                )
+            }
+        };
         Exporter {
             cfg,
-            resource,
+            prefix,
+            suffix,
             queue: VecDeque::new(),
             oldest_ms: 0,
             retrying: VecDeque::new(),
@@ -537,7 +503,8 @@ impl Exporter {
         if self.queue.is_empty() {
             self.oldest_ms = now_ms;
         }
-        self.queue.push_back(e);
+        let encoded = self.record(&e);
+        self.queue.push_back(encoded);
         self.held += 1;
         true
     }
@@ -567,9 +534,9 @@ impl Exporter {
                 || (!self.queue.is_empty() && (aged || drain)))
         {
             let n = self.queue.len().min(self.cfg.batch_size);
-            let events: Vec<Event> = self.queue.drain(..n).collect();
+            let records: Vec<Vec<u8>> = self.queue.drain(..n).collect();
             out.push(Batch {
-                body: self.encode(&events),
+                body: self.body(records.iter().map(Vec::as_slice)),
                 events: n,
                 failures: 0,
                 not_before_ms: 0,
@@ -615,16 +582,33 @@ impl Exporter {
         Done::Retrying
     }
 
-    /// Encode events for one post.
-    pub fn encode(&self, events: &[Event]) -> Vec<u8> {
+    /// One event, encoded as an element of the post's array.
+    pub fn record(&self, e: &Event) -> Vec<u8> {
         let out = match self.cfg.format {
-            Format::Json => serde_json::to_vec(&Seq(|| events.iter().map(Flat))),
-            Format::Otlp => serde_json::to_vec(&Request {
-                resource: &self.resource,
-                events,
-            }),
+            Format::Json => serde_json::to_vec(&Flat(e)),
+            Format::Otlp => serde_json::to_vec(&LogRecord(e)),
         };
         out.unwrap_or_default()
+    }
+
+    /// A post's body from encoded events.
+    fn body<'a>(&self, records: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + 2048 * self.cfg.batch_size);
+        out.extend_from_slice(&self.prefix);
+        for (i, r) in records.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(r);
+        }
+        out.extend_from_slice(self.suffix);
+        out
+    }
+
+    /// Encode events for one post (what `push` and `take_due` do in two steps).
+    pub fn encode(&self, events: &[Event]) -> Vec<u8> {
+        let records: Vec<Vec<u8>> = events.iter().map(|e| self.record(e)).collect();
+        self.body(records.iter().map(Vec::as_slice))
     }
 }
 

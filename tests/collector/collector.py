@@ -30,6 +30,8 @@ def main():
     ap.add_argument("--status", type=int, default=200)
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--no-parse", action="store_true",
+                    help="accept without parsing or recording (a sink that costs the bench little)")
     args = ap.parse_args()
 
     lock = threading.Lock()
@@ -67,6 +69,8 @@ def main():
                 raw = self.read_chunked()
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1000)
+            if args.no_parse:
+                return self.reply(200, {"partialSuccess": {}})
             text = raw.decode("utf-8", "replace")
             entry = {
                 "path": self.path,
