@@ -148,8 +148,8 @@ pub mod metric {
     pub const USAGE_SENT: &str = "llm_gateway_usage_events_sent_total";
     /// Usage events dropped, by `reason`: `buffer_full` or `retries_exhausted`.
     pub const USAGE_DROPPED: &str = "llm_gateway_usage_events_dropped_total";
-    /// Posts to the collector that failed, by `reason` (the HTTP status, or `no_response`,
-    /// `dispatch`).
+    /// Posts to the collector that failed, by `reason`: the HTTP status (Envoy's own 503 when
+    /// the collector cannot be reached, 504 on timeout), `no_response` or `dispatch`.
     pub const USAGE_POST_FAILURES: &str = "llm_gateway_usage_export_failures_total";
     /// Usage events held in the VMs' buffers (queued, waiting for a retry, or in flight).
     pub const USAGE_BUFFERED: &str = "llm_gateway_usage_events_buffered";

@@ -600,7 +600,18 @@ fn no_collector_many_requests_bounded_buffer_and_memory() {
             &[("reason", "buffer_full")]
         ) > 0.0
     );
-    assert!(prom_sum(&prom, "llm_gateway_usage_export_failures_total", &[]) > 0.0);
+    // Nobody listening: Envoy answers each post 503 itself.
+    let failures = prom_sum(&prom, "llm_gateway_usage_export_failures_total", &[]);
+    assert!(failures > 0.0);
+    assert_eq!(
+        prom_sum(
+            &prom,
+            "llm_gateway_usage_export_failures_total",
+            &[("reason", "503")]
+        ),
+        failures,
+        "{prom}"
+    );
     assert_eq!(
         prom_sum(&prom, "llm_gateway_requests_total", &[("outcome", "ok")]),
         2400.0
@@ -645,6 +656,16 @@ fn a_slow_collector_does_not_delay_requests() {
         let dropped = prom_sum(&prom, "llm_gateway_usage_events_dropped_total", &[]);
         let buffered = prom_sum(&prom, "llm_gateway_usage_events_buffered", &[]);
         if dropped == 30.0 && buffered == 0.0 {
+            // Each post timed out: Envoy answers it 504 itself.
+            assert_eq!(
+                prom_sum(
+                    &prom,
+                    "llm_gateway_usage_export_failures_total",
+                    &[("reason", "504")]
+                ),
+                prom_sum(&prom, "llm_gateway_usage_export_failures_total", &[]),
+                "{prom}"
+            );
             assert!(prom_sum(&prom, "llm_gateway_usage_export_failures_total", &[]) >= 4.0);
             break;
         }
