@@ -84,6 +84,8 @@ struct RawConfig {
     pricing: crate::cost::RawPricing,
     #[serde(default)]
     usage_export: Option<crate::usage::RawExport>,
+    #[serde(default)]
+    cache: Option<crate::cache::RawCache>,
 }
 
 fn yes() -> bool {
@@ -119,6 +121,8 @@ struct RawRoute {
     split: Option<Vec<RawWeightedDest>>,
     #[serde(default)]
     fallback: Option<RawFallback>,
+    #[serde(default)]
+    cache: Option<crate::cache::RawRouteCache>,
 }
 
 /// Providers to try in order after the route's own, through an Envoy composite cluster.
@@ -157,6 +161,8 @@ struct RawTarget {
     split: Option<Vec<RawWeightedDest>>,
     #[serde(default)]
     fallback: Option<RawFallback>,
+    #[serde(default)]
+    cache: Option<crate::cache::RawRouteCache>,
 }
 
 #[derive(Deserialize)]
@@ -397,6 +403,8 @@ pub struct Route {
     pub name: String,
     pub matcher: Match,
     pub target: Target,
+    /// Response caching on this route.
+    pub cache: Option<crate::cache::RouteCache>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -521,6 +529,10 @@ pub struct Config {
     pub prices: crate::cost::Prices,
     /// Where usage events go, if anywhere.
     pub usage_export: Option<crate::usage::Export>,
+    /// The response cache's store, when any route caches.
+    pub cache: Option<crate::cache::CacheConfig>,
+    /// Response caching on the default target.
+    pub default_cache: Option<crate::cache::RouteCache>,
 }
 
 impl Config {
@@ -702,6 +714,29 @@ impl Config {
             }
         };
 
+        let any_route_caches = raw.routes.iter().any(|r| r.cache.is_some())
+            || raw.default.as_ref().is_some_and(|d| d.cache.is_some());
+        let cache = match raw.cache {
+            Some(c) => Some(crate::cache::CacheConfig::parse(c, &|name| {
+                let i = providers.iter().position(|p| p.name == name)?;
+                let serves = providers.get(i)?.format != Format::Anthropic;
+                Some((i, serves))
+            })?),
+            None if any_route_caches => Some(crate::cache::CacheConfig::default()),
+            None => None,
+        };
+        let semantic_configured = cache.as_ref().is_some_and(|c| c.semantic.is_some());
+        if any_route_caches && !raw.body_routing {
+            return Err(err(
+                "cache",
+                "response caching needs body_routing (the key is the body)",
+            ));
+        }
+        let route_cache = |field: &str, c: Option<crate::cache::RawRouteCache>| {
+            c.map(|c| crate::cache::RouteCache::parse(field, c, semantic_configured))
+                .transpose()
+        };
+
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let field = format!("routes[{i}]");
@@ -720,6 +755,7 @@ impl Config {
             };
             routes.push(Route {
                 name: r.name.unwrap_or_else(|| format!("route-{i}")),
+                cache: route_cache(&format!("{field}.cache"), r.cache)?,
                 matcher,
                 target: target(
                     &field,
@@ -727,13 +763,17 @@ impl Config {
                         to: r.to,
                         split: r.split,
                         fallback: r.fallback,
+                        cache: None,
                     },
                 )?,
             });
         }
-        let default = match raw.default {
-            Some(t) => Some(target("default", t)?),
-            None => None,
+        let (default, default_cache) = match raw.default {
+            Some(mut t) => {
+                let c = route_cache("default.cache", t.cache.take())?;
+                (Some(target("default", t)?), c)
+            }
+            None => (None, None),
         };
         if routes.is_empty() && default.is_none() {
             return Err(err(
@@ -890,6 +930,8 @@ impl Config {
             .transpose()?;
 
         Ok(Config {
+            cache,
+            default_cache,
             prices,
             usage_export,
             limits,

@@ -39,6 +39,7 @@ const REPORT_PERIOD: Duration = Duration::from_millis(100);
 /// Queued reports a VM keeps at most; beyond it new ones are dropped and counted.
 const MAX_QUEUED_REPORTS: usize = 10_000;
 
+mod caching;
 mod upstream;
 
 mod host {
@@ -269,6 +270,10 @@ struct Root {
     exporter: Option<Rc<RefCell<Exporter>>>,
     /// The VM is stopping and waits for its last usage posts (`on_done` returned false).
     draining: bool,
+    /// The response cache's stores, when a route caches.
+    caches: Option<Rc<caching::Shared>>,
+    /// Pending posts of records to the external vector store.
+    vector_adds: hashbrown::HashSet<u32>,
 }
 
 /// Queue a finished request's usage event; a full buffer drops it (counted).
@@ -392,7 +397,13 @@ impl Root {
     }
 
     fn idle_tick(&self) -> Duration {
-        if self.global().is_some() || self.exporter.is_some() {
+        let chroma = self
+            .config
+            .as_ref()
+            .and_then(|c| c.cache.as_ref())
+            .and_then(|c| c.semantic.as_ref())
+            .is_some_and(|s| matches!(s.store, crate::cache::VectorStore::Chroma(_)));
+        if self.global().is_some() || self.exporter.is_some() || chroma {
             REPORT_PERIOD
         } else {
             Duration::ZERO
@@ -408,6 +419,9 @@ impl Context for Root {
         _body_size: usize,
         _num_trailers: usize,
     ) {
+        if self.vector_add_answered(token_id) {
+            return;
+        }
         let Some(x) = self.exporter.clone() else {
             return;
         };
@@ -490,6 +504,10 @@ impl RootContext for Root {
                         .and_then(|b| String::from_utf8(b).ok());
                     Rc::new(RefCell::new(Exporter::new(e, node)))
                 });
+                self.caches = c
+                    .cache
+                    .as_ref()
+                    .map(|cc| Rc::new(caching::Shared::new(cc)));
                 self.config = Some(Rc::new(c));
                 let tick = if self.preload.is_empty() {
                     self.idle_tick()
@@ -521,6 +539,7 @@ impl RootContext for Root {
             None => {
                 self.flush_reports();
                 self.flush_usage(false);
+                self.flush_vector_adds();
                 let _ = hostcalls::set_tick_period(self.idle_tick());
             }
         }
@@ -558,6 +577,9 @@ impl RootContext for Root {
             replacement: None,
             client_anthropic: false,
             reverse: None,
+            caches: self.caches.clone(),
+            cache: None,
+            draws: Vec::new(),
         }))
     }
 
@@ -604,9 +626,25 @@ struct Gateway {
     chain_len: usize,
     /// The body that replaces a failed chain's last answer (every provider failed).
     replacement: Option<Vec<u8>>,
+    caches: Option<Rc<caching::Shared>>,
+    /// The response cache's part in this request, on a caching route.
+    cache: Option<Box<caching::Ctx>>,
+    /// The draws routing made (weighted splits), replayed when routing runs again after a
+    /// semantic cache miss.
+    draws: Vec<u32>,
 }
 
 impl Context for Gateway {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.on_cache_call(token_id, body_size);
+    }
+
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, size: usize) {
         let Some((token, described)) = self.global_call.take() else {
             return;
@@ -798,8 +836,10 @@ impl Gateway {
     }
 
     /// Everything between a complete request body and forwarding it. `Ok(true)`: forward now;
-    /// `Ok(false)`: wait for the global rate limit service.
-    fn admit(&mut self, endpoint: Endpoint, raw: &[u8]) -> Result<bool, HttpError> {
+    /// `Ok(false)`: wait (for the global rate limit service or the semantic cache's lookup),
+    /// or a cached answer was served. `resumed`: again after a semantic cache miss, when the
+    /// request was already counted, limited and looked up.
+    fn admit(&mut self, endpoint: Endpoint, raw: &[u8], resumed: bool) -> Result<bool, HttpError> {
         let cfg = self.config.clone();
         // An Anthropic client's request is read (and counted, limited, routed) as the OpenAI
         // chat request it translates to; `raw` is what the client sent.
@@ -815,18 +855,31 @@ impl Gateway {
         self.record.stream = req.stream;
 
         let headers = std::mem::take(&mut self.headers);
+        // Routing again after a semantic miss makes the same (random) choices.
+        let mut replay = std::mem::take(&mut self.draws).into_iter();
+        let mut drawn = Vec::new();
         let decision = route::route(
             &cfg,
             &req.model,
             &self.path,
             &|n| headers.get(n),
-            &mut |t| fastrand::u32(0..t),
+            &mut |t| {
+                let x = replay
+                    .next()
+                    .filter(|x| *x < t)
+                    .unwrap_or_else(|| fastrand::u32(0..t));
+                drawn.push(x);
+                x
+            },
         )?;
+        self.draws = drawn;
         self.record.upstream_model = Some(decision.upstream_model.clone());
-        self.count(&req, &decision.upstream_model);
+        if !resumed {
+            self.count(&req, &decision.upstream_model);
+        }
 
         let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);
-        if let Some(l) = &cfg.limits {
+        if let Some(l) = cfg.limits.as_ref().filter(|_| !resumed) {
             let tokens = l.reservation(prompt, req.max_output_tokens());
             self.limit_locally(
                 Some(&req.model),
@@ -835,6 +888,17 @@ impl Gateway {
                     tokens,
                 },
             )?;
+        }
+
+        if let Some(rc) = decision.cache.filter(|_| !resumed) {
+            match self.cache_lookup(rc, endpoint, body, &req, &decision, &headers) {
+                caching::Lookup::Go => {}
+                caching::Lookup::Served => return Ok(false),
+                caching::Lookup::Waiting => {
+                    self.headers = headers;
+                    return Ok(false);
+                }
+            }
         }
 
         // An Anthropic client's stream needs the usage chunk (its message_delta carries it).
@@ -1172,7 +1236,7 @@ impl HttpContext for Gateway {
         }
         let t0 = host::now_us();
         let body = host::body(BufferType::HttpRequestBody, body_size);
-        let result = self.admit(endpoint, &body);
+        let result = self.admit(endpoint, &body, false);
         self.record.gateway_us = Some(host::now_us().saturating_sub(t0));
         match result {
             Ok(true) => Action::Continue,
@@ -1186,7 +1250,8 @@ impl HttpContext for Gateway {
         self.record.status = host::header(h, names::STATUS)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if self.endpoint.is_none() || self.record.local_outcome.is_some() {
+        if self.endpoint.is_none() || self.record.local_outcome.is_some() || self.record.cache_hit()
+        {
             return Action::Continue;
         }
         if self.chain_len > 0 && self.record.status >= 500 {
@@ -1204,6 +1269,11 @@ impl HttpContext for Gateway {
         }
         let ct = host::header(h, names::CONTENT_TYPE).unwrap_or_default();
         let ce = host::header(h, names::CONTENT_ENCODING);
+        if self.record.cache.is_some() {
+            // A compressed answer cannot be read: not stored.
+            let ct = if ce.is_some() { "" } else { ct.as_str() };
+            self.cache_response_headers(self.record.status, ct);
+        }
         if self.client_anthropic && !self.passthrough() && ce.is_none() {
             // An OpenAI answer for an Anthropic client: translated back as it passes.
             host::set_header(h, names::CONTENT_LENGTH, None);
@@ -1251,6 +1321,9 @@ impl HttpContext for Gateway {
             }
             let chunk = host::body(BufferType::HttpResponseBody, body_size);
             let mut out = t.chunk(&chunk);
+            if self.cache.is_some() {
+                self.cache_capture(&out);
+            }
             if let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) {
                 if let ChunkAction::Replace(o) = acc.on_chunk(&out, end_of_stream, host::now_ms()) {
                     out = o;
@@ -1274,10 +1347,18 @@ impl HttpContext for Gateway {
             host::set_body(BufferType::HttpResponseBody, body_size, &out);
             return Action::Continue;
         }
+        let capturing = self.cache.as_ref().is_some_and(|c| c.capturing());
+        let wants = self.accountant.as_ref().is_some_and(|a| a.wants_body());
+        if !capturing && !wants {
+            return Action::Continue;
+        }
+        let chunk = host::body(BufferType::HttpResponseBody, body_size);
+        if capturing {
+            self.cache_capture(&chunk);
+        }
         let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) else {
             return Action::Continue;
         };
-        let chunk = host::body(BufferType::HttpResponseBody, body_size);
         if let ChunkAction::Replace(out) = acc.on_chunk(&chunk, end_of_stream, host::now_ms()) {
             host::set_body(BufferType::HttpResponseBody, body_size, &out);
         }
@@ -1302,6 +1383,7 @@ impl HttpContext for Gateway {
             }
             self.record.journal = Some(journal);
         }
+        self.cache_store();
         self.record.duration_ms = now.saturating_sub(self.start_ms);
         self.record.ttft_ms = self
             .record

@@ -4,6 +4,9 @@
 //! proxy-wasm shell that reads from the host, calls the core and applies its decisions.
 
 pub mod anthropic;
+pub mod cache;
+pub mod chroma;
+pub mod completion;
 pub mod config;
 pub mod cost;
 pub mod error;

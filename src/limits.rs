@@ -832,33 +832,52 @@ pub fn format_reset(d: Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap as StdMap;
+/// An in-memory `Store` with Envoy's shared-data semantics, for native tests and benches.
+pub mod test_store {
+    use super::{Conflict, Store};
+    use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
 
-    /// Envoy's shared data semantics: CAS tokens per key, `cas == 0` writes unconditionally.
-    type Table = (StdMap<String, (Vec<u8>, u32)>, u32);
+    /// CAS tokens per key; `cas == 0` writes unconditionally.
+    type Table = (HashMap<String, (Vec<u8>, u32)>, u32);
 
     #[derive(Default, Clone)]
     pub struct MemStore(Arc<Mutex<Table>>);
 
+    impl MemStore {
+        /// Keys stored.
+        pub fn len(&self) -> usize {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+    }
+
     impl Store for MemStore {
         fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.0.lock().unwrap().0.get(key).cloned()
+            let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            g.0.get(key).cloned()
         }
         fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), Conflict> {
-            let mut g = self.0.lock().unwrap();
+            let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
             let (map, next) = &mut *g;
             if cas != 0 && map.get(key).map(|(_, c)| *c) != Some(cas) {
                 return Err(Conflict);
             }
-            *next += 1;
+            *next = next.wrapping_add(1).max(1);
             map.insert(key.to_string(), (value.to_vec(), *next));
             Ok(())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::test_store::MemStore;
 
     const SEC: u64 = 1_000_000_000;
     const T0: u64 = 1_700_000_000 * SEC;
@@ -1062,7 +1081,7 @@ mod tests {
             l.admit(&store, &s, ONE, later).unwrap().unwrap().untracked,
             0
         );
-        assert_eq!(store.0.lock().unwrap().0.len(), 9);
+        assert_eq!(store.len(), 9);
         // The eight come back while c8 is busy: this VM's cached indexes are stale for the one
         // whose slot c8 took (and for each it displaces in turn); nine busy scopes do not fit in
         // eight slots, so exactly one goes untracked, and c8's window is never touched.

@@ -40,6 +40,13 @@ pub const LIMITS_SHARED_PREFIX: &str = "llm_gateway.limits.v1.";
 
 /// Response header naming the provider that served the request.
 pub const RESPONSE_PROVIDER: &str = "x-llm-gateway-provider";
+/// Response header on caching routes: `hit`, `miss` or `bypass`.
+pub const CACHE_STATUS: &str = "x-llm-cache";
+/// Client request header whose `no-cache` / `no-store` bypass the cache.
+pub const CACHE_CONTROL: &str = "cache-control";
+/// Prefixes of the cache's keys in Envoy's shared data.
+pub const CACHE_SHARED_PREFIX: &str = "llm_gateway.cache.v1.";
+pub const VECTORS_SHARED_PREFIX: &str = "llm_gateway.vectors.v1.";
 
 /// Filter-state properties for the access log (`wasm.<name>`).
 pub mod prop {
@@ -70,8 +77,12 @@ pub mod prop {
     pub const FAILOVER: &str = "llm.failover";
     /// What the request cost in USD, from the price table (absent when its model has no price).
     pub const COST_USD: &str = "llm.cost_usd";
+    /// On caching routes: `hit`, `semantic_hit`, `miss` or `bypass`.
+    pub const CACHE: &str = "llm.cache";
+    /// Total tokens of the stored answer a cache hit served (what it saved).
+    pub const CACHE_SAVED_TOKENS: &str = "llm.cache_saved_tokens";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 23] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -93,6 +104,8 @@ pub mod prop {
         ATTEMPTS,
         FAILOVER,
         COST_USD,
+        CACHE,
+        CACHE_SAVED_TOKENS,
     ];
 
     /// Internal, between the gateway filter and its upstream twin on a failover cluster
@@ -154,19 +167,35 @@ pub mod metric {
     /// Usage events held in the VMs' buffers (queued, waiting for a retry, or in flight).
     pub const USAGE_BUFFERED: &str = "llm_gateway_usage_events_buffered";
 
+    /// Cache lookups on caching routes, by model, consumer and `result` (`hit`, `semantic_hit`,
+    /// `miss`, `bypass`).
+    pub const CACHE_LOOKUPS: &str = "llm_gateway_cache_lookups_total";
+    /// Tokens cache hits saved (the stored answers' total tokens), by model and consumer.
+    pub const CACHE_TOKENS_SAVED: &str = "llm_gateway_cache_tokens_saved_total";
+    /// What became of answers offered to the cache, by `result` (`stored`, `error`,
+    /// `incomplete`, `too_large`, `tool_calls`, `no_store`).
+    pub const CACHE_STORES: &str = "llm_gateway_cache_stores_total";
+    /// Entries evicted to make room.
+    pub const CACHE_EVICTIONS: &str = "llm_gateway_cache_evictions_total";
+    /// Semantic lookups that could not be made, by `reason` (`embedding_unavailable`,
+    /// `embedding_error`, `store_unavailable`, `store_error`).
+    pub const CACHE_SEMANTIC_FAILURES: &str = "llm_gateway_cache_semantic_failures_total";
+
     pub const TAG_MODEL: &str = "gen_ai_request_model";
     pub const TAG_PROVIDER: &str = "gen_ai_provider_name";
     pub const TAG_TOKEN_TYPE: &str = "gen_ai_token_type";
     pub const TAG_CONSUMER: &str = "consumer";
     pub const TAG_OUTCOME: &str = "outcome";
     pub const TAG_REASON: &str = "reason";
+    pub const TAG_RESULT: &str = "result";
     /// Every label key, for the `stats_tags` block shipped in `envoy/`.
-    pub const ALL_TAGS: [&str; 6] = [
+    pub const ALL_TAGS: [&str; 7] = [
         TAG_MODEL,
         TAG_PROVIDER,
         TAG_TOKEN_TYPE,
         TAG_CONSUMER,
         TAG_OUTCOME,
         TAG_REASON,
+        TAG_RESULT,
     ];
 }

@@ -44,6 +44,18 @@ pub struct Record {
     /// What the request cost in picodollars (`price` sets it); `None` when the price table
     /// knows none of its models, or no provider was asked.
     pub cost: Option<u64>,
+    /// On a caching route: `hit`, `semantic_hit`, `miss` or `bypass`.
+    pub cache: Option<&'static str>,
+    /// Total tokens of the stored answer a hit served.
+    pub cache_saved: u64,
+    /// A hit is charged its stored usage against token limits.
+    pub cache_charge: bool,
+    /// What became of offering the answer to the cache.
+    pub cache_store: Option<&'static str>,
+    /// Entries evicted to store this answer.
+    pub cache_evictions: u32,
+    /// Why a semantic lookup could not be made.
+    pub semantic_failure: Option<&'static str>,
 }
 
 /// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
@@ -97,6 +109,9 @@ impl Record {
         if let Some(o) = self.local_outcome {
             return o;
         }
+        if self.cache_hit() {
+            return "cache_hit";
+        }
         match self.status {
             0 => "no_response",
             200..=299 if self.stream && !self.learned.complete => "stream_incomplete",
@@ -106,7 +121,15 @@ impl Record {
         }
     }
 
+    /// The answer came from the cache: no provider tokens were used.
+    pub fn cache_hit(&self) -> bool {
+        matches!(self.cache, Some("hit" | "semantic_hit"))
+    }
+
     pub fn tokens(&self) -> Tokens {
+        if self.cache_hit() {
+            return Tokens::default();
+        }
         let counted = self.counted_prompt.unwrap_or_default();
         match self.learned.usage {
             Some(u) => from_usage(u, counted),
@@ -139,6 +162,13 @@ impl Record {
     pub fn billable_tokens(&self) -> u64 {
         if self.local_outcome.is_some() {
             return 0;
+        }
+        if self.cache_hit() {
+            return if self.cache_charge {
+                self.cache_saved
+            } else {
+                0
+            };
         }
         match self.learned.usage {
             Some(_) => self.tokens().total,
@@ -205,6 +235,12 @@ impl Record {
                 (prop::REASONING_TOKENS, t.reasoning.to_string()),
             ]);
         }
+        if let Some(c) = self.cache {
+            p.push((prop::CACHE, c.to_string()));
+        }
+        if self.cache_hit() {
+            p.push((prop::CACHE_SAVED_TOKENS, self.cache_saved.to_string()));
+        }
         if let Some(c) = self.cost {
             p.push((prop::COST_USD, crate::cost::dollars(c).to_string()));
         }
@@ -264,6 +300,7 @@ impl Record {
             });
         }
         self.limit_metrics(consumer, &mut out);
+        self.cache_metrics(model, consumer, &mut out);
         if self.local_outcome.is_none() && self.endpoint.is_some() {
             let t = self.tokens();
             for (ty, v) in [
@@ -333,6 +370,47 @@ impl Record {
 }
 
 impl Record {
+    fn cache_metrics(&self, model: &str, consumer: &str, out: &mut Vec<MetricUpdate>) {
+        let counter = |name: String, value: u64| MetricUpdate {
+            kind: Kind::Counter,
+            name,
+            value,
+        };
+        let who = [(metric::TAG_MODEL, model), (metric::TAG_CONSUMER, consumer)];
+        if let Some(result) = self.cache {
+            let mut tags = who.to_vec();
+            tags.push((metric::TAG_RESULT, result));
+            out.push(counter(stat_name(metric::CACHE_LOOKUPS, &tags), 1));
+        }
+        if self.cache_hit() && self.cache_saved > 0 {
+            out.push(counter(
+                stat_name(metric::CACHE_TOKENS_SAVED, &who),
+                self.cache_saved,
+            ));
+        }
+        if let Some(result) = self.cache_store {
+            out.push(counter(
+                stat_name(metric::CACHE_STORES, &[(metric::TAG_RESULT, result)]),
+                1,
+            ));
+        }
+        if self.cache_evictions > 0 {
+            out.push(counter(
+                metric::CACHE_EVICTIONS.to_string(),
+                u64::from(self.cache_evictions),
+            ));
+        }
+        if let Some(reason) = self.semantic_failure {
+            out.push(counter(
+                stat_name(
+                    metric::CACHE_SEMANTIC_FAILURES,
+                    &[(metric::TAG_REASON, reason)],
+                ),
+                1,
+            ));
+        }
+    }
+
     fn limit_metrics(&self, consumer: &str, out: &mut Vec<MetricUpdate>) {
         if let Some(reason) = self.limited {
             out.push(MetricUpdate {

@@ -70,6 +70,8 @@ pub struct Decision<'c> {
     /// For a failover chain: the composite cluster, and every provider in order (the first
     /// being `provider`) with the model it receives.
     pub failover: Option<(&'c str, Vec<(&'c Provider, String)>)>,
+    /// The route's response cache settings, when it caches.
+    pub cache: Option<&'c crate::cache::RouteCache>,
 }
 
 /// The model `provider` receives for `dest` and the client's `model`.
@@ -103,9 +105,9 @@ pub fn route<'c>(
                     (None, _) => false,
                 })
     });
-    let (target, route) = match (matched, &cfg.default) {
-        (Some(r), _) => (&r.target, r.name.as_str()),
-        (None, Some(d)) => (d, "default"),
+    let (target, route, cache) = match (matched, &cfg.default) {
+        (Some(r), _) => (&r.target, r.name.as_str(), r.cache.as_ref()),
+        (None, Some(d)) => (d, "default", cfg.default_cache.as_ref()),
         (None, None) => return Err(HttpError::model_not_found(model)),
     };
     let dest = pick(target, draw).ok_or_else(|| HttpError::model_not_found(model))?;
@@ -131,6 +133,7 @@ pub fn route<'c>(
         upstream_model: upstream_model(provider, dest, model),
         route,
         failover,
+        cache,
     })
 }
 

@@ -275,6 +275,16 @@ impl Event {
         if let Some(ms) = r.ttft_ms {
             f.push(("llm_gateway.ttft_ms", "ttft_ms", Val::Int(ms)));
         }
+        if let Some(c) = r.cache {
+            f.push(("llm_gateway.cache", "cache", Val::Str(c.to_string())));
+        }
+        if r.cache_hit() {
+            f.push((
+                "llm_gateway.cache.saved_tokens",
+                "cache_saved_tokens",
+                Val::Int(r.cache_saved),
+            ));
+        }
         if let Some(j) = r.journal.as_ref().filter(|j| !j.0.is_empty()) {
             f.push((
                 "llm_gateway.attempts",

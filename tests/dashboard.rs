@@ -157,8 +157,8 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
     }
 
     // Traffic that makes every metric: priced, unpriced and estimated requests, a stream,
-    // a rate-limited consumer, an unreachable global limit service, a failover, and usage
-    // export whose first post fails.
+    // a rate-limited consumer, an unreachable global limit service, a failover, usage
+    // export whose first post fails, and cache hits, stores, evictions and semantic failures.
     let fake = Fake::start(None);
     let dead = free_port();
     let sink = Collector::start(&["--fail-first", "1"]);
@@ -168,7 +168,13 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
             "dead": {"cluster": "dead", "api_key_env": "OPENAI_API_KEY"},
         },
         "routes": [{"match": {"model": "gpt-4.1"}, "to": {"provider": "dead"},
-                    "fallback": {"cluster": "failover-dash", "to": [{"provider": "openai"}]}}],
+                    "fallback": {"cluster": "failover-dash", "to": [{"provider": "openai"}]}},
+                   {"match": {"model": "gpt-4o"}, "to": {"provider": "openai"},
+                    "cache": {"semantic": {"threshold": 0.9}}}],
+        // Room for about two answers (evictions), embeddings from a service that is down
+        // (semantic failures).
+        "cache": {"max_bytes": 1000,
+                  "semantic": {"embeddings": {"provider": "dead", "model": "embed"}}},
         "default": {"to": {"provider": "openai"}},
         "consumer_header": "x-team",
         "limits": {"consumers": {"limited": {"rpm": 1}},
@@ -220,6 +226,13 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
         chat_as(&gw, "limited", &hello("gpt-4o-mini"), &[]).status,
         429
     );
+    // The cache: a store, a hit (tokens saved), then two more stores that evict.
+    for (text, expect) in [("One", "miss"), ("One", "hit"), ("Two", "miss"), ("Three", "miss")] {
+        let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]});
+        let r = chat_as(&gw, "team-a", &body, &[]);
+        assert_eq!(r.header("x-llm-cache"), Some(expect), "{text}: {}", r.text());
+        ok(r);
+    }
     std::thread::sleep(Duration::from_millis(300));
     ok(chat_as(&gw, "team-a", &hello("gpt-4o-mini"), &[]));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -117,6 +117,10 @@ pub struct GenerationRequest {
     pub prompt_tokens: u64,
     /// Tokenizer used for counting (also for the completion).
     pub tokenizer: Tokenizer,
+    /// Names of the function tools the request offers (chat only), in order.
+    pub tools: Vec<String>,
+    /// `tool_choice: "none"`: the model may not call a tool.
+    pub tool_choice_none: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +342,16 @@ pub fn parse_chat(obj: &Map<String, Value>) -> Result<GenerationRequest, ApiErro
         opt_u64(obj, "max_completion_tokens")?,
     );
     let (prompt_tokens, tokenizer) = tokens::chat_prompt_tokens(&model, &messages);
+    let tools = match field(obj, "tools") {
+        None => Vec::new(),
+        Some(Value::Array(tools)) => tools
+            .iter()
+            .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect(),
+        Some(other) => return Err(ApiError::bad_type("tools", "an array", other)),
+    };
+    let tool_choice_none = field(obj, "tool_choice").and_then(Value::as_str) == Some("none");
     Ok(GenerationRequest {
         model,
         stream,
@@ -345,6 +359,8 @@ pub fn parse_chat(obj: &Map<String, Value>) -> Result<GenerationRequest, ApiErro
         max_tokens,
         prompt_tokens,
         tokenizer,
+        tools,
+        tool_choice_none,
     })
 }
 
@@ -396,6 +412,8 @@ pub fn parse_completion(obj: &Map<String, Value>) -> Result<GenerationRequest, A
         max_tokens: opt_u64(obj, "max_tokens")?,
         prompt_tokens,
         tokenizer,
+        tools: Vec::new(),
+        tool_choice_none: false,
     })
 }
 
@@ -526,10 +544,29 @@ pub struct TextUsage {
     pub total_tokens: u64,
 }
 
+/// A function the model calls (`message.tool_calls[].function`).
+#[derive(Debug, Serialize)]
+pub struct FunctionCallOut<'a> {
+    pub name: &'a str,
+    pub arguments: &'a str,
+}
+
+/// One entry of `message.tool_calls`.
+#[derive(Debug, Serialize)]
+pub struct ToolCallOut<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCallOut<'a>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ChatMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    /// `null` when the message calls tools.
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallOut<'a>>>,
     pub refusal: Option<&'a str>,
     pub annotations: [(); 0],
 }
@@ -555,12 +592,35 @@ pub struct ChatCompletion<'a> {
     pub system_fingerprint: &'static str,
 }
 
+/// `function` of a streamed tool call: the name in the first delta only, then pieces of the
+/// arguments.
+#[derive(Debug, Serialize)]
+pub struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+/// One entry of `delta.tool_calls`: `id` and `type` in the first delta of a call only.
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta<'a>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
+    /// `Some(None)` serialises as `"content": null` (the first delta of a tool call).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<&'a str>,
+    pub content: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
     /// `Some(None)` serialises as `"refusal": null`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Option<&'a str>>,

@@ -95,10 +95,13 @@ struct Controls {
     cache_read_tokens: u64,
     /// `x-fake-cache-creation-tokens` (Anthropic's `cache_creation_input_tokens`).
     cache_creation_tokens: u64,
-    /// `x-fake-tool-call`: the name of the tool to call (Anthropic mode, with `tools`).
+    /// `x-fake-tool-call`: the name of the tool to call, when the request has `tools` (chat
+    /// completions: a `tool_calls` message with arguments [`TOOL_ARGUMENTS`] and finish reason
+    /// `tool_calls`; Anthropic mode: a `tool_use` block).
     tool_call: Option<String>,
-    /// `x-fake-stream-error-after-events`: an in-band `event: error` (overloaded_error) after
-    /// this many events (Anthropic mode).
+    /// `x-fake-stream-error-after-events`: an in-band error after this many events, then a
+    /// clean end without the last event (Anthropic mode: `event: error` with an
+    /// overloaded_error; chat completions: `data: {"error": ...}` with a server_error).
     stream_error_after_events: Option<usize>,
 }
 
@@ -407,18 +410,87 @@ fn sse_data(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("serialisable")
 }
 
-fn chat(req: &GenerationRequest, ctl: &Controls) -> Response {
+/// Arguments of every tool call the OpenAI mode makes.
+pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
+/// Largest piece of streamed tool-call arguments.
+const ARGUMENT_PIECE_BYTES: usize = 6;
+
+/// A tool call the OpenAI mode answers with.
+struct ToolCall<'a> {
+    id: String,
+    name: &'a str,
+    tokens: u64,
+}
+
+/// The tool to call: `x-fake-tool-call` when the request offers tools (and `tool_choice` is not
+/// `"none"`); an error when the request's tools do not include it.
+fn openai_tool_call<'a>(
+    req: &GenerationRequest,
+    ctl: &'a Controls,
+) -> Result<Option<ToolCall<'a>>, ApiError> {
+    let Some(name) = ctl.tool_call.as_deref() else {
+        return Ok(None);
+    };
+    if req.tools.is_empty() || req.tool_choice_none {
+        return Ok(None);
+    }
+    if !req.tools.iter().any(|t| t == name) {
+        return Err(ApiError::invalid(format!(
+            "fake-provider: x-fake-tool-call names tool '{name}', which the request's tools do \
+             not define"
+        ))
+        .param("tools"));
+    }
+    let id = match &ctl.fixed_id {
+        Some(fixed) => format!("call_{}", &hex::encode(Sha256::digest(fixed))[..24]),
+        None => random_id("call_")[..29].to_string(),
+    };
+    let tokens = tokens::count(req.tokenizer, name) + tokens::count(req.tokenizer, TOOL_ARGUMENTS);
+    Ok(Some(ToolCall { id, name, tokens }))
+}
+
+/// OpenAI's in-band stream error (`data: {"error": ...}`), sent by
+/// `x-fake-stream-error-after-events`.
+fn openai_stream_error_frame() -> String {
+    let err = ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "The server had an error while processing your request. Sorry about that!",
+    );
+    format!("data: {}\n\n", sse_data(&err.body()))
+}
+
+fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
+    let tool = openai_tool_call(req, ctl)?;
     let c = complete(req, ctl);
+    let (finish_reason, completion_tokens) = match &tool {
+        Some(call) => ("tool_calls", call.tokens),
+        None => (c.finish_reason, c.content_tokens),
+    };
     let (id, created) = ctl.id_and_created("chatcmpl-");
     let usage = (!ctl.no_usage).then(|| {
         ChatUsage::new(
             req.prompt_tokens,
-            c.content_tokens,
+            completion_tokens,
             ctl.cached_tokens,
             ctl.reasoning_tokens,
         )
     });
     if !req.stream {
+        let (content, tool_calls) = match &tool {
+            Some(call) => (
+                None,
+                Some(vec![api::ToolCallOut {
+                    id: &call.id,
+                    kind: "function",
+                    function: api::FunctionCallOut {
+                        name: call.name,
+                        arguments: TOOL_ARGUMENTS,
+                    },
+                }]),
+            ),
+            None => (Some(c.text.as_str()), None),
+        };
         let body = api::ChatCompletion {
             id: &id,
             object: "chat.completion",
@@ -428,18 +500,19 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Response {
                 index: 0,
                 message: api::ChatMessage {
                     role: "assistant",
-                    content: &c.text,
+                    content,
+                    tool_calls,
                     refusal: None,
                     annotations: [],
                 },
                 logprobs: None,
-                finish_reason: c.finish_reason,
+                finish_reason,
             }],
             usage,
             service_tier: api::SERVICE_TIER,
             system_fingerprint: api::SYSTEM_FINGERPRINT,
         };
-        return json_response(StatusCode::OK, &body);
+        return Ok(json_response(StatusCode::OK, &body));
     }
     // Like OpenAI: with include_usage every chunk has `"usage": null` and a
     // last chunk with no choices carries the usage; otherwise no usage key.
@@ -466,29 +539,86 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Response {
         };
         event(vec![choice], chunk_usage.clone())
     };
-    let mut events = vec![chunk(
-        api::Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            refusal: Some(None),
-        },
-        None,
-    )];
-    for piece in &c.pieces {
-        events.push(chunk(
-            api::Delta {
-                content: Some(piece),
-                ..Default::default()
-            },
-            None,
-        ));
+    let mut events = Vec::new();
+    match &tool {
+        // Like OpenAI: the first delta has the call's id, type and name with empty arguments,
+        // the next ones pieces of the arguments.
+        Some(call) => {
+            events.push(chunk(
+                api::Delta {
+                    role: Some("assistant"),
+                    content: Some(None),
+                    tool_calls: Some(vec![api::ToolCallDelta {
+                        index: 0,
+                        id: Some(&call.id),
+                        kind: Some("function"),
+                        function: api::FunctionDelta {
+                            name: Some(call.name),
+                            arguments: "",
+                        },
+                    }]),
+                    refusal: Some(None),
+                },
+                None,
+            ));
+            for piece in anthropic::json_pieces(TOOL_ARGUMENTS, ARGUMENT_PIECE_BYTES) {
+                events.push(chunk(
+                    api::Delta {
+                        tool_calls: Some(vec![api::ToolCallDelta {
+                            index: 0,
+                            id: None,
+                            kind: None,
+                            function: api::FunctionDelta {
+                                name: None,
+                                arguments: piece,
+                            },
+                        }]),
+                        ..Default::default()
+                    },
+                    None,
+                ));
+            }
+        }
+        None => {
+            events.push(chunk(
+                api::Delta {
+                    role: Some("assistant"),
+                    content: Some(Some("")),
+                    refusal: Some(None),
+                    ..Default::default()
+                },
+                None,
+            ));
+            for piece in &c.pieces {
+                events.push(chunk(
+                    api::Delta {
+                        content: Some(Some(piece)),
+                        ..Default::default()
+                    },
+                    None,
+                ));
+            }
+        }
     }
-    events.push(chunk(api::Delta::default(), Some(c.finish_reason)));
+    events.push(chunk(api::Delta::default(), Some(finish_reason)));
     if with_usage {
         events.push(event(vec![], Some(usage)));
     }
     events.push("[DONE]".to_owned());
-    sse::response(events, ctl.chunk_delay, ctl.abort_after_events)
+    let frames = events
+        .into_iter()
+        .map(|data| format!("data: {data}\n\n"))
+        .collect();
+    let error_after = ctl
+        .stream_error_after_events
+        .map(|n| (n, openai_stream_error_frame()));
+    Ok(sse::frames_response(
+        frames,
+        "text/event-stream",
+        ctl.chunk_delay,
+        ctl.abort_after_events,
+        error_after,
+    ))
 }
 
 fn text_completion(req: &GenerationRequest, ctl: &Controls) -> Response {
@@ -628,7 +758,7 @@ async fn handle(
             );
         };
         Ok(match parsed? {
-            Parsed::Chat(req) => chat(&req, &ctl),
+            Parsed::Chat(req) => chat(&req, &ctl)?,
             Parsed::Completion(req) => text_completion(&req, &ctl),
             Parsed::Embeddings(req) => embeddings(&req, &ctl),
             Parsed::Models => json_response(StatusCode::OK, &api::models_list()),

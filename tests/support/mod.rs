@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod chroma;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

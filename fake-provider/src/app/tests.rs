@@ -836,6 +836,213 @@ async fn abort_after_events_fails_the_body() {
     }
 }
 
+fn weather_tools(model: &str) -> Value {
+    json!({"model": model,
+        "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
+        "tools": [
+            {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+            {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]})
+}
+
+#[tokio::test]
+async fn chat_tool_call_json() {
+    let tool = [
+        ("x-fake-tool-call", "get_weather"),
+        ("x-fake-id", "chatcmpl-tools"),
+    ];
+    let r = send(post_with(
+        "/v1/chat/completions",
+        &weather_tools("gpt-4o"),
+        &tool,
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    let call_id = v["choices"][0]["message"]["tool_calls"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        call_id.starts_with("call_") && call_id.len() == 29,
+        "{call_id}"
+    );
+    let prompt = v["usage"]["prompt_tokens"].as_u64().unwrap();
+    let completion = o200k_len("get_weather") + o200k_len(r#"{"city":"Paris"}"#);
+    assert_eq!(
+        v,
+        json!({
+            "id": "chatcmpl-tools", "object": "chat.completion", "created": 1_700_000_000,
+            "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": call_id, "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}],
+                "refusal": null, "annotations": []},
+                "logprobs": null, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+            "service_tier": "default", "system_fingerprint": "fp_fake"
+        })
+    );
+    assert!(prompt > 8, "the message counts: {prompt}");
+    // The same fixed id gives the same call id; without one, a fresh id each time.
+    let again = send(post_with(
+        "/v1/chat/completions",
+        &weather_tools("gpt-4o"),
+        &tool,
+    ))
+    .await;
+    assert_eq!(again.body, r.body);
+    let fresh = send(post_with(
+        "/v1/chat/completions",
+        &weather_tools("gpt-4o"),
+        &[("x-fake-tool-call", "get_weather")],
+    ))
+    .await
+    .json();
+    assert_ne!(
+        fresh["choices"][0]["message"]["tool_calls"][0]["id"],
+        call_id
+    );
+
+    // No header, no tools or tool_choice "none": a plain text answer.
+    let mut none = weather_tools("gpt-4o");
+    none["tool_choice"] = json!("none");
+    let no_tools = hello("gpt-4o");
+    for (body, headers) in [
+        (&weather_tools("gpt-4o"), &[][..]),
+        (&no_tools, &tool[..]),
+        (&none, &tool[..]),
+    ] {
+        let v = send(post_with("/v1/chat/completions", body, headers))
+            .await
+            .json();
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+        assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+        assert!(
+            v["choices"][0]["message"].get("tool_calls").is_none(),
+            "{v}"
+        );
+    }
+    // A tool the request does not offer.
+    let r = send(post_with(
+        "/v1/chat/completions",
+        &weather_tools("gpt-4o"),
+        &[("x-fake-tool-call", "get_stock_price")],
+    ))
+    .await;
+    assert_openai_error(&r, 400, "invalid_request_error", Value::Null);
+    assert_eq!(r.json()["error"]["param"], "tools");
+}
+
+#[tokio::test]
+async fn chat_tool_call_stream() {
+    let mut body = weather_tools("gpt-4o-mini");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = send(post_with(
+        "/v1/chat/completions",
+        &body,
+        &[("x-fake-tool-call", "get_weather")],
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), "text/event-stream");
+    let events = r.sse();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let (usage_chunk, rest) = chunks.split_last().unwrap();
+    let (finish, calls) = rest.split_last().unwrap();
+    // The first delta: role, null content, the call's index, id, type and name, no arguments.
+    let first = &calls[0]["choices"][0]["delta"];
+    let call_id = first["tool_calls"][0]["id"].as_str().unwrap();
+    assert!(call_id.starts_with("call_"), "{call_id}");
+    assert_eq!(
+        *first,
+        json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call_id,
+            "type": "function", "function": {"name": "get_weather", "arguments": ""}}],
+            "refusal": null})
+    );
+    // Then the arguments in pieces, each delta with only the index and a fragment.
+    assert!(calls.len() > 2, "arguments in several pieces: {calls:?}");
+    let mut arguments = String::new();
+    for c in &calls[1..] {
+        let delta = &c["choices"][0]["delta"];
+        assert_eq!(delta.as_object().unwrap().len(), 1, "{delta}");
+        let tc = &delta["tool_calls"][0];
+        assert_eq!(tc.as_object().unwrap().len(), 2, "{tc}");
+        assert_eq!(tc["index"], 0);
+        assert_eq!(tc["function"].as_object().unwrap().len(), 1, "{tc}");
+        arguments.push_str(tc["function"]["arguments"].as_str().unwrap());
+        assert!(c["choices"][0]["finish_reason"].is_null());
+    }
+    assert_eq!(arguments, r#"{"city":"Paris"}"#);
+    assert_eq!(finish["choices"][0]["delta"], json!({}));
+    assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+    for c in rest {
+        assert!(c["usage"].is_null() && c.as_object().unwrap().contains_key("usage"));
+        assert_eq!(c["id"], chunks[0]["id"]);
+    }
+    // Usage as for the JSON answer.
+    let json_answer = send(post_with(
+        "/v1/chat/completions",
+        &weather_tools("gpt-4o-mini"),
+        &[("x-fake-tool-call", "get_weather")],
+    ))
+    .await
+    .json();
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert_eq!(usage_chunk["usage"], json_answer["usage"]);
+}
+
+#[tokio::test]
+async fn chat_stream_error_after_events_is_in_band() {
+    let mut body = hello("gpt-4o");
+    body["stream"] = json!(true);
+    let r = send(post_with(
+        "/v1/chat/completions",
+        &body,
+        &[
+            ("x-fake-stream-error-after-events", "3"),
+            ("x-fake-completion-tokens", "5"),
+        ],
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let events = r.sse();
+    // Three events, then the error; no [DONE] and no finish reason.
+    assert_eq!(events.len(), 4, "{events:?}");
+    for e in &events[..3] {
+        let c: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert!(c["choices"][0]["finish_reason"].is_null());
+    }
+    let err: Value = serde_json::from_str(&events[3]).unwrap();
+    assert_eq!(err["error"]["type"], "server_error");
+    assert!(err["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    // Never after the last event: a large count still drops [DONE].
+    let r = send(post_with(
+        "/v1/chat/completions",
+        &body,
+        &[
+            ("x-fake-stream-error-after-events", "100"),
+            ("x-fake-completion-tokens", "2"),
+        ],
+    ))
+    .await;
+    let events = r.sse();
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    assert!(events.last().unwrap().starts_with("{\"error\""));
+}
+
 #[tokio::test]
 async fn stream_options_require_stream() {
     let mut body = hello("gpt-4o");
