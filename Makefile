@@ -10,6 +10,7 @@ ENVOY_VERSION ?= 1.40.0
 OPENAI_SDK_VERSION ?= 3.57.0
 ANTHROPIC_SDK_VERSION ?= 2.13.0
 OTLP_PROTO_VERSION ?= 1.45.2
+CHROMADB_VERSION ?= 1.5.9
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/llm_gateway.wasm
 FAKE := target/release/fake-provider
@@ -23,7 +24,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: redis build fake envoy sdk collector-deps lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
+.PHONY: redis build fake envoy sdk collector-deps chroma-deps lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -69,6 +70,13 @@ $(VENV)/.otlp-proto-$(OTLP_PROTO_VERSION): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check opentelemetry-proto==$(OTLP_PROTO_VERSION)
 	touch $@
 
+# Chroma (chromadb from PyPI; `chroma run`), the external vector store of the semantic cache tests.
+chroma-deps: $(VENV)/.chromadb-$(CHROMADB_VERSION)
+
+$(VENV)/.chromadb-$(CHROMADB_VERSION): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check chromadb==$(CHROMADB_VERSION)
+	touch $@
+
 lint: build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -80,7 +88,7 @@ lint: build
 unit:
 	$(CARGO) test --workspace --lib --bins
 
-integration: build fake envoy sdk collector-deps redis
+integration: build fake envoy sdk collector-deps chroma-deps redis
 	$(CARGO) test -p llm-gateway --test '*'
 	$(CARGO) test -p fake-provider --test '*'
 

@@ -93,7 +93,7 @@ def http_get(port, path):
         return r.status, r.read().decode()
 
 
-def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None):
+def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None, direct_body=None):
     with open(os.path.join(ROOT, "envoy", "gateway.yaml")) as f:
         b = yaml.safe_load(f)
     b["admin"]["address"]["socket_address"]["port_value"] = 0
@@ -120,6 +120,21 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None):
         for f in http.get("http_filters", []):
             if f["name"] == "envoy.filters.http.wasm":
                 f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = WASM
+    if variant == "direct":
+        # Envoy's own direct_response with the body a cache hit serves: the floor for a hit.
+        hcm["http_filters"] = [f for f in filters if f["name"] != "envoy.filters.http.wasm"]
+        vh = hcm["route_config"]["virtual_hosts"][0]
+        vh["routes"] = [{"match": {"prefix": "/"}, "direct_response": {
+            "status": 200, "body": {"inline_string": direct_body}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}]
+    if variant == "cache":
+        # The shipped configuration with the exact cache on the bench's model.
+        conf = filters[0]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(conf["value"])
+        for r in plugin["routes"]:
+            if r.get("name") == "gpt-4o-mini":
+                r["cache"] = {"ttl_s": 3600, "scope": "shared"}
+        conf["value"] = json.dumps(plugin)
     if variant in ("failover", "anthropic"):
         # gpt-4o-mini (the bench's model) through the shipped failover chain, its first
         # provider answering; or to an Anthropic-format provider (both ways translated).
@@ -162,10 +177,11 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None):
     return b
 
 
-def start_envoy(procs, variant, fake_port, workdir, concurrency, rls_port=None, sink_port=None):
+def start_envoy(procs, variant, fake_port, workdir, concurrency, rls_port=None, sink_port=None,
+                direct_body=None):
     cfg = os.path.join(workdir, f"envoy-{variant}-{concurrency}.json")
     with open(cfg, "w") as f:
-        json.dump(bootstrap(variant, fake_port, workdir, rls_port, sink_port), f)
+        json.dump(bootstrap(variant, fake_port, workdir, rls_port, sink_port, direct_body), f)
     admin_path = os.path.join(workdir, f"admin-{variant}-{concurrency}.txt")
     log = open(os.path.join(workdir, f"envoy-{variant}-{concurrency}.log"), "w")
     env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench"}
@@ -274,6 +290,32 @@ def stream_probe(envoy, body_file, n):
     return {"p50": statistics.median(ttfb), "total": statistics.median(total)}
 
 
+def cached_answer(envoy, content_file):
+    """Store the 1 KB prompt's answer in the cache (the wrk script's fixed request) and return
+    what a hit serves."""
+    content = open(content_file, encoding="utf-8").read()
+    body = ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"' + content + '"}]}').encode()
+    answers = []
+    for _ in range(2):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{envoy['port']}/v1/chat/completions", data=body, method="POST",
+            headers={"content-type": "application/json", "authorization": f"Bearer {KEY}",
+                     "x-fake-completion-tokens": "16"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answers.append((r.headers.get("x-llm-cache"), r.read().decode()))
+    if [a for a, _ in answers] != ["miss", "hit"]:
+        sys.exit(f"cache: expected a miss then a hit, got {[a for a, _ in answers]}")
+    return answers[1][1]
+
+
+def cache_hits(envoy):
+    total = 0
+    for line in http_get(envoy["admin"], "/stats")[1].splitlines():
+        if line.startswith("wasmcustom.llm_gateway_cache_lookups_total.") and "result=.=hit;" in line:
+            total += int(line.rsplit(":", 1)[1])
+    return total
+
+
 def rss_mb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -305,7 +347,7 @@ def criterion(smoke):
     subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     res = {}
     base = os.path.join(ROOT, "target", "criterion")
-    for group in ("pipeline", "tokenizer", "usage"):
+    for group in ("pipeline", "tokenizer", "usage", "cache"):
         gdir = os.path.join(base, group)
         for dirpath, _, files in os.walk(gdir):
             if "estimates.json" in files and dirpath.endswith(os.path.join("new")):
@@ -419,6 +461,31 @@ def main():
                     b = statistics.median(x[stat] for x in prov[v])
                     rows.append((f"chat 1KB, {label}, c=1, {stat}", f"filter {fmt_us(a)}",
                                  f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
+            # The response cache: a hit (the same prompt every time, served by the filter) against
+            # Envoy's direct_response of the same body; and a miss (every prompt new: looked up,
+            # captured and stored) against the filter without a cache.
+            lat["cache"] = start_envoy(procs, "cache", fake, wd, 1)
+            hit_body = cached_answer(lat["cache"], body_files["1KB"])
+            lat["direct"] = start_envoy(procs, "direct", fake, wd, 1, direct_body=hit_body)
+            wrk(lat["direct"], body_files["1KB"], 1, "1s", unique=False)
+            wrk(lat["cache"], body_files["1KB"], 1, "1s", unique=False)
+            hits_before = cache_hits(lat["cache"])
+            cache = {}
+            for r in range(rounds):
+                for v, unique in (("direct", False), ("cache-hit", False), ("filter", True), ("cache-miss", True)):
+                    e = lat["cache"] if v.startswith("cache") else lat[v]
+                    cache.setdefault(v, []).append(wrk(e, body_files["1KB"], 1, lat_time, unique=unique))
+            hits = cache_hits(lat["cache"]) - hits_before
+            if hits <= 0:
+                sys.exit("cache: no hits during the hit runs")
+            notes.append(f"response cache: {hits} hits served during the hit runs")
+            for (a_v, b_v, label, a_label) in (("direct", "cache-hit", "cache hit, 1KB prompt", "direct_response"),
+                                               ("filter", "cache-miss", "cache miss (lookup + store), 1KB prompt", "filter")):
+                for stat in ("p50", "p99"):
+                    a = statistics.median(x[stat] for x in cache[a_v])
+                    b = statistics.median(x[stat] for x in cache[b_v])
+                    rows.append((f"{label}, c=1, {stat}", f"{a_label} {fmt_us(a)}", f"{fmt_us(b)}",
+                                 fmt_us(b - a), f"{b / a:.2f}×"))
             vm_bytes = gauge(lat["filter"], "llm_gateway_vm_memory_bytes")
             rss = {v: rss_mb(lat[v]["proc"].pid) for v in ("plain", "filter")}
 
@@ -464,6 +531,12 @@ def main():
                                ("usage/encode 100/otlp", "usage export, a post of 100 events encoded as OTLP JSON")):
                 if crit.get(key):
                     notes.append(f"native {label}: {crit[key] / 1000:.1f} µs")
+            for key, label in (("cache/exact key/1KB", "cache: exact key of a 1 KB request (canonical JSON + SHA-256)"),
+                               ("cache/entry get/1KB answer", "cache: exact lookup of a stored 1 KB answer"),
+                               ("cache/nearest/10000x256", "cache: semantic lookup among 10,000 vectors of 256 dimensions"),
+                               ("cache/nearest/10000x1536", "cache: semantic lookup among 10,000 vectors of 1536 dimensions")):
+                if crit.get(key):
+                    notes.append(f"native {label}: {fmt_us(crit[key] / 1000)}")
     finally:
         procs.close()
 

@@ -1,6 +1,7 @@
 //! Native microbenchmarks of the pure core on the same inputs as `make bench`:
 //! the request path (parse + identify + route + count + rewrite), tokenizer throughput, and the
-//! usage events (one event made and priced per request, a batch of 100 encoded per post).
+//! usage events (one event made and priced per request, a batch of 100 encoded per post), and
+//! the response cache (exact key, exact lookup, semantic lookup among 10,000 vectors).
 //! `bench/bench.py` reads the results from target/criterion.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -183,5 +184,50 @@ fn usage(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, tokenizer, usage);
+fn cache(c: &mut Criterion) {
+    use llm_gateway::cache::{self, CacheConfig, Entries, VectorIndex};
+    use llm_gateway::limits::test_store::MemStore;
+    let mut g = c.benchmark_group("cache");
+    let b = body(&prompt(1 << 10), 7);
+    g.bench_function("exact key/1KB", |bench| {
+        bench.iter(|| cache::keys(&b, "openai", "gpt-4o-mini", Some("team-a"), None))
+    });
+    let store = MemStore::default();
+    let entries = Entries::new("b.", &CacheConfig::default());
+    let key = cache::keys(&b, "openai", "gpt-4o-mini", Some("team-a"), None)
+        .map(|k| k.exact)
+        .unwrap_or_default();
+    let answer = vec![b'x'; 1 << 10];
+    entries.put(&store, &key, &answer, u64::MAX, 0);
+    g.bench_function("entry get/1KB answer", |bench| {
+        bench.iter(|| entries.get(&store, &key, 1))
+    });
+    // 10,000 vectors in one partition (the worst case: every vector is compared), pseudo-random
+    // and normalised; the index's mirror is filled by the first lookup, as in a warm VM.
+    for dim in [256usize, 1536] {
+        let store = MemStore::default();
+        let mut index = VectorIndex::new("v.", 10_000);
+        let partition = [1u8; 32];
+        let mut rng = fastrand::Rng::with_seed(42);
+        let vector = |rng: &mut fastrand::Rng| {
+            let mut v: Vec<f32> = (0..dim).map(|_| rng.f32() - 0.5).collect();
+            cache::normalise(&mut v);
+            v
+        };
+        for i in 0..10_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            index.insert(&store, &partition, &k, u64::MAX, &vector(&mut rng));
+        }
+        let q = vector(&mut rng);
+        let mut reader = VectorIndex::new("v.", 10_000);
+        reader.nearest(&store, &partition, &q, 0);
+        g.bench_function(format!("nearest/10000x{dim}"), |bench| {
+            bench.iter(|| reader.nearest(&store, &partition, &q, 0))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, tokenizer, usage, cache);
 criterion_main!(benches);

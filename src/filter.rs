@@ -504,10 +504,7 @@ impl RootContext for Root {
                         .and_then(|b| String::from_utf8(b).ok());
                     Rc::new(RefCell::new(Exporter::new(e, node)))
                 });
-                self.caches = c
-                    .cache
-                    .as_ref()
-                    .map(|cc| Rc::new(caching::Shared::new(cc)));
+                self.caches = c.cache.as_ref().map(|cc| Rc::new(caching::Shared::new(cc)));
                 self.config = Some(Rc::new(c));
                 let tick = if self.preload.is_empty() {
                     self.idle_tick()

@@ -227,10 +227,20 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
         429
     );
     // The cache: a store, a hit (tokens saved), then two more stores that evict.
-    for (text, expect) in [("One", "miss"), ("One", "hit"), ("Two", "miss"), ("Three", "miss")] {
+    for (text, expect) in [
+        ("One", "miss"),
+        ("One", "hit"),
+        ("Two", "miss"),
+        ("Three", "miss"),
+    ] {
         let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]});
         let r = chat_as(&gw, "team-a", &body, &[]);
-        assert_eq!(r.header("x-llm-cache"), Some(expect), "{text}: {}", r.text());
+        assert_eq!(
+            r.header("x-llm-cache"),
+            Some(expect),
+            "{text}: {}",
+            r.text()
+        );
         ok(r);
     }
     std::thread::sleep(Duration::from_millis(300));

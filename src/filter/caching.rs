@@ -174,11 +174,9 @@ impl Gateway {
         }
         self.record.cache = Some("miss");
         let exact = self.cache.as_ref().map(|c| c.keys.exact);
-        if let Some(answer) = exact.and_then(|k| {
-            shared
-                .entries
-                .get(&host::SharedData, &k, host::now_ms())
-        }) {
+        if let Some(answer) =
+            exact.and_then(|k| shared.entries.get(&host::SharedData, &k, host::now_ms()))
+        {
             if self.serve_hit(&answer, "hit") {
                 return Lookup::Served;
             }
@@ -207,15 +205,13 @@ impl Gateway {
         let path = provider
             .path(Endpoint::Embeddings.path_suffix(), &e.model)
             .unwrap_or_else(|| "/v1/embeddings".to_string());
-        let mut req = serde_json::json!({"model": e.model, "input": text, "encoding_format": "float"});
+        let mut req =
+            serde_json::json!({"model": e.model, "input": text, "encoding_format": "float"});
         if let Some(d) = e.dimensions {
             req["dimensions"] = d.into();
         }
         let credential = provider.credential_header();
-        let extra: Vec<(&str, &str)> = credential
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect();
+        let extra: Vec<(&str, &str)> = credential.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let authority = e.authority.as_deref().unwrap_or(&provider.cluster);
         match post(
             &provider.cluster,
@@ -291,11 +287,8 @@ impl Gateway {
                     )?;
                     (n.similarity >= threshold).then_some(n.key)
                 });
-                let answer = found.and_then(|k| {
-                    shared
-                        .entries
-                        .get(&host::SharedData, &k, host::now_ms())
-                });
+                let answer =
+                    found.and_then(|k| shared.entries.get(&host::SharedData, &k, host::now_ms()));
                 match answer {
                     Some(a) if self.serve_hit(&a, "semantic_hit") => {}
                     _ => self.proceed(),
@@ -311,7 +304,14 @@ impl Gateway {
                             &ch.database,
                             &ch.collection,
                         );
-                        match post(&ch.cluster, &ch.authority, &r.path, &[], &r.body, ch.timeout_ms) {
+                        match post(
+                            &ch.cluster,
+                            &ch.authority,
+                            &r.path,
+                            &[],
+                            &r.body,
+                            ch.timeout_ms,
+                        ) {
                             Ok(t) => {
                                 if let Some(c) = self.cache.as_mut() {
                                     c.phase = Phase::Collection(t);
@@ -330,9 +330,15 @@ impl Gateway {
 
     fn collection_known(&mut self, body_size: usize) {
         let status = status_of_call();
-        let id = (status == Some(200))
+        let collection = (status == Some(200))
             .then(|| call_body(body_size))
-            .and_then(|b| crate::chroma::collection_id(&b));
+            .and_then(|b| crate::chroma::collection(&b));
+        if collection.as_ref().is_some_and(|c| !c.is_cosine()) {
+            // A collection of that name made with another distance: similarities would lie.
+            log::warn!("llm-gateway: semantic cache bypassed: the Chroma collection does not use cosine distance");
+            return self.semantic_failed("store_error");
+        }
+        let id = collection.map(|c| c.id);
         let (Some(id), Some(shared)) = (id, self.caches.clone()) else {
             log::warn!("llm-gateway: semantic cache bypassed: the vector store answered {status:?} to the collection request");
             let reason = if unavailable(status) {
@@ -373,7 +379,14 @@ impl Gateway {
         ) else {
             return self.semantic_failed("embedding_error");
         };
-        match post(&ch.cluster, &ch.authority, &r.path, &[], &r.body, ch.timeout_ms) {
+        match post(
+            &ch.cluster,
+            &ch.authority,
+            &r.path,
+            &[],
+            &r.body,
+            ch.timeout_ms,
+        ) {
             Ok(t) => {
                 if let Some(c) = self.cache.as_mut() {
                     c.phase = Phase::Query(t);
@@ -389,7 +402,9 @@ impl Gateway {
     fn queried(&mut self, body_size: usize) {
         let status = status_of_call();
         if status != Some(200) {
-            log::warn!("llm-gateway: semantic cache bypassed: the vector store answered {status:?}");
+            log::warn!(
+                "llm-gateway: semantic cache bypassed: the vector store answered {status:?}"
+            );
             if status == Some(404) {
                 // The collection is gone (deleted, store reset): look it up again next time.
                 if let Some(s) = self.caches.as_ref() {
@@ -505,7 +520,11 @@ impl Gateway {
         } else {
             "miss"
         };
-        host::set_header(MapType::HttpResponseHeaders, names::CACHE_STATUS, Some(said));
+        host::set_header(
+            MapType::HttpResponseHeaders,
+            names::CACHE_STATUS,
+            Some(said),
+        );
         let max = self
             .config
             .cache

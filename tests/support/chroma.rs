@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::{free_port, repo, Proc};
 
-/// How long one server may take to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Servers tried before giving up, each on its own free port.
+/// How long the server may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Servers tried, each on its own free port, while they exit at once (a port taken).
 const ATTEMPTS: usize = 3;
 /// What Chroma logs once its listener is bound.
 const LISTENING: &str = "Frontend server listening";
@@ -60,14 +60,13 @@ impl Chroma {
         );
     }
 
+    /// A ready server, or why it exited; panics when it cannot start or is not ready in time.
     fn try_start() -> Result<Chroma, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let log = dir.path().join("chroma.log");
-        let out = std::fs::File::create(&log).map_err(|e| format!("create chroma.log: {e}"))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("clone chroma.log: {e}"))?;
+        let out = std::fs::File::create(&log).expect("create chroma.log");
+        let err = out.try_clone().expect("clone chroma.log");
         let port = free_port();
         let bin = chroma_bin();
         let child = Command::new(&bin)
@@ -82,7 +81,9 @@ impl Chroma {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("start {} (make test installs chromadb): {e}", bin.display()))?;
+            .unwrap_or_else(|e| {
+                panic!("start {} (make test installs chromadb): {e}", bin.display())
+            });
         let mut proc = Proc(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -100,12 +101,11 @@ impl Chroma {
                     _dir: dir,
                 });
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "chroma on port {port} not ready after {READY_TIMEOUT:?}; its log ends:\n{}",
-                    tail(&read_log(&log))
-                ));
-            }
+            assert!(
+                Instant::now() < deadline,
+                "chroma on port {port} not ready after {READY_TIMEOUT:?}; its log ends:\n{}",
+                tail(&read_log(&log))
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
