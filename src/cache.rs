@@ -490,10 +490,15 @@ pub fn keys(
 // Entry store
 // ---------------------------------------------------------------------------------------------
 
-const ENTRY_MAGIC: &[u8; 4] = b"LGC1";
+const ENTRY_MAGIC: &[u8; 4] = b"LGC2";
 const ENTRY_HEADER: usize = 4 + 32 + 8 + 8 + 8;
-/// One index record: slot, size, sequence number, expiry.
-const INDEX_RECORD: usize = 4 + 4 + 8 + 8;
+/// One index record: slot, size, sequence number, expiry, key prefix.
+const INDEX_RECORD: usize = 4 + 4 + 8 + 8 + 8;
+/// One directory reference: key prefix, slot, sequence number.
+const DIR_RECORD: usize = 8 + 4 + 8;
+/// Entries per directory bucket on average, and references a bucket keeps at most.
+const BUCKET_LOAD: u32 = 4;
+const BUCKET_REFS: usize = 16;
 /// Compare-and-swap attempts before giving up on a store.
 const MAX_CAS: usize = 32;
 
@@ -503,6 +508,13 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The first eight bytes of a key, as a number.
+fn prefix(key: &Key) -> u64 {
+    u64::from_le_bytes([
+        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+    ])
 }
 
 struct EntryHeader {
@@ -528,12 +540,13 @@ struct IndexRecord {
     size: u32,
     seq: u64,
     expires_ms: u64,
+    key: u64,
 }
 
+/// Every stored entry, oldest first: what holds the count and size bounds.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Index {
     next_seq: u64,
-    /// Oldest first.
     records: Vec<IndexRecord>,
 }
 
@@ -544,17 +557,19 @@ impl Index {
             records: Vec::new(),
         };
         let mut at = 8;
-        while let (Some(slot), Some(size), Some(seq), Some(expires_ms)) = (
+        while let (Some(slot), Some(size), Some(seq), Some(expires_ms), Some(key)) = (
             u32_at(b, at),
             u32_at(b, at + 4),
             u64_at(b, at + 8),
             u64_at(b, at + 16),
+            u64_at(b, at + 24),
         ) {
             idx.records.push(IndexRecord {
                 slot,
                 size,
                 seq,
                 expires_ms,
+                key,
             });
             at += INDEX_RECORD;
         }
@@ -569,6 +584,7 @@ impl Index {
             b.extend_from_slice(&r.size.to_le_bytes());
             b.extend_from_slice(&r.seq.to_le_bytes());
             b.extend_from_slice(&r.expires_ms.to_le_bytes());
+            b.extend_from_slice(&r.key.to_le_bytes());
         }
         b
     }
@@ -578,27 +594,62 @@ impl Index {
     }
 }
 
+/// A directory bucket: which slots may hold keys with these prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirRef {
+    key: u64,
+    slot: u32,
+    seq: u64,
+}
+
+fn decode_dir(b: &[u8]) -> Vec<DirRef> {
+    b.chunks_exact(DIR_RECORD)
+        .filter_map(|c| {
+            Some(DirRef {
+                key: u64_at(c, 0)?,
+                slot: u32_at(c, 8)?,
+                seq: u64_at(c, 12)?,
+            })
+        })
+        .collect()
+}
+
+fn encode_dir(refs: &[DirRef]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(refs.len() * DIR_RECORD);
+    for r in refs {
+        b.extend_from_slice(&r.key.to_le_bytes());
+        b.extend_from_slice(&r.slot.to_le_bytes());
+        b.extend_from_slice(&r.seq.to_le_bytes());
+    }
+    b
+}
+
 /// What a store did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stored {
     pub stored: bool,
-    /// Entries evicted to make room (by size or by slot), not counting expired ones.
+    /// Entries evicted to make room (by count or size), not counting expired ones.
     pub evicted: u32,
 }
 
-/// The answers, in shared data: `max_entries` slots and one index.
+/// The answers, in shared data: `max_entries` slots, one index (every entry, oldest first,
+/// which the bounds are kept on), and directory buckets that say which slot may hold a key, so
+/// a lookup reads one small bucket and one slot.
 #[derive(Debug, Clone)]
 pub struct Entries {
     prefix: String,
     slots: u32,
+    buckets: u32,
     max_bytes: u64,
 }
 
 impl Entries {
     pub fn new(prefix: &str, cfg: &CacheConfig) -> Entries {
+        let slots = cfg.max_entries.max(1);
         Entries {
             prefix: prefix.to_string(),
-            slots: cfg.max_entries.max(1),
+            slots,
+            buckets: slots.div_ceil(BUCKET_LOAD),
             max_bytes: cfg.max_bytes,
         }
     }
@@ -611,40 +662,40 @@ impl Entries {
         format!("{}index", self.prefix)
     }
 
-    /// The two slots a key may live in.
-    fn candidates(&self, key: &Key) -> [u32; 2] {
-        let a = u64::from_le_bytes([
-            key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
-        ]);
+    fn bucket_key(&self, key: &Key) -> String {
         let b = u64::from_le_bytes([
             key[8], key[9], key[10], key[11], key[12], key[13], key[14], key[15],
-        ]);
-        let n = u64::from(self.slots);
-        [(a % n) as u32, (b % n) as u32]
+        ]) % u64::from(self.buckets);
+        format!("{}d.{b}", self.prefix)
     }
 
     /// The stored answer for `key`, unless absent or expired.
     pub fn get(&self, store: &dyn Store, key: &Key, now_ms: u64) -> Option<Vec<u8>> {
-        let mut best: Option<(u64, Vec<u8>)> = None;
-        for slot in self.candidates(key) {
-            let Some((value, _)) = store.get(&self.slot_key(slot)) else {
+        let (dir, _) = store.get(&self.bucket_key(key))?;
+        let mut refs: Vec<DirRef> = decode_dir(&dir)
+            .into_iter()
+            .filter(|r| r.key == prefix(key))
+            .collect();
+        refs.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        for r in refs {
+            let Some((mut value, _)) = store.get(&self.slot_key(r.slot)) else {
                 continue;
             };
             let Some(h) = entry_header(&value) else {
                 continue;
             };
-            if &h.key != key || h.expires_ms <= now_ms {
-                continue;
-            }
-            if best.as_ref().is_none_or(|(seq, _)| h.seq > *seq) {
-                best = Some((h.seq, value));
+            if &h.key == key && h.seq == r.seq {
+                if h.expires_ms <= now_ms {
+                    return None;
+                }
+                return Some(value.split_off(ENTRY_HEADER));
             }
         }
-        best.map(|(_, mut v)| v.split_off(ENTRY_HEADER))
+        None
     }
 
-    /// Store `body` for `key` until `expires_ms`, evicting the oldest entries beyond the size
-    /// bound.
+    /// Store `body` for `key` until `expires_ms`, evicting the oldest entries beyond the count
+    /// and size bounds (and the entry it replaces).
     pub fn put(
         &self,
         store: &dyn Store,
@@ -657,8 +708,8 @@ impl Entries {
         if size > self.max_bytes || size > u64::from(u32::MAX) {
             return Stored::default();
         }
-        let [a, b] = self.candidates(key);
         let index_key = self.index_key();
+        let kp = prefix(key);
         // Claim a slot and its bytes in the index.
         let mut claimed = None;
         for _ in 0..MAX_CAS {
@@ -666,44 +717,46 @@ impl Entries {
             let mut idx = Index::decode(&bytes);
             let mut drop: Vec<IndexRecord> = Vec::new();
             let mut evicted = 0;
-            // Expired entries go first; they are not counted as evictions.
+            // Expired entries, and an older answer to the same key, go without counting as
+            // evictions.
             idx.records.retain(|r| {
-                let keep = r.expires_ms > now_ms;
+                let keep = r.expires_ms > now_ms && r.key != kp && r.slot < self.slots;
                 if !keep {
                     drop.push(*r);
                 }
                 keep
             });
-            let held = |s: u32| idx.records.iter().position(|r| r.slot == s);
-            let slot = match (held(a), held(b)) {
-                (None, _) => a,
-                (_, None) => b,
-                (Some(x), Some(y)) => {
-                    if idx.records[x.min(y)].slot == a {
-                        a
-                    } else {
-                        b
-                    }
-                }
-            };
-            if let Some(i) = held(slot) {
-                drop.push(idx.records.remove(i));
-                evicted += 1;
-            }
-            let seq = idx.next_seq.wrapping_add(1);
-            idx.next_seq = seq;
-            idx.records.push(IndexRecord {
-                slot,
-                size: size as u32,
-                seq,
-                expires_ms,
-            });
-            while idx.total() > self.max_bytes && idx.records.len() > 1 {
+            while !idx.records.is_empty()
+                && (idx.records.len() >= self.slots as usize || idx.total() + size > self.max_bytes)
+            {
                 drop.push(idx.records.remove(0));
                 evicted += 1;
             }
+            let mut used = vec![false; self.slots as usize];
+            for r in &idx.records {
+                if let Some(u) = used.get_mut(r.slot as usize) {
+                    *u = true;
+                }
+            }
+            let seq = idx.next_seq.wrapping_add(1);
+            // Start the search where the sequence points, so slots are used round the table.
+            let start = (seq % u64::from(self.slots)) as usize;
+            let free = (0..used.len())
+                .map(|i| (start + i) % used.len())
+                .find(|&i| used.get(i) == Some(&false));
+            let Some(slot) = free else {
+                return Stored::default();
+            };
+            idx.next_seq = seq;
+            idx.records.push(IndexRecord {
+                slot: slot as u32,
+                size: size as u32,
+                seq,
+                expires_ms,
+                key: kp,
+            });
             if store.set(&index_key, &idx.encode(), cas).is_ok() {
-                claimed = Some((slot, seq, drop, evicted));
+                claimed = Some((slot as u32, seq, drop, evicted));
                 break;
             }
         }
@@ -720,6 +773,22 @@ impl Entries {
         let _ = store.set(&self.slot_key(slot), &value, 0);
         for r in drop.iter().filter(|r| r.slot != slot) {
             self.blank(store, r.slot, r.seq);
+        }
+        // Point the key's bucket at the slot (replacing what it said of this key).
+        let bucket = self.bucket_key(key);
+        for _ in 0..MAX_CAS {
+            let (bytes, cas) = store.get(&bucket).unwrap_or_default();
+            let mut refs = decode_dir(&bytes);
+            refs.retain(|r| r.key != kp);
+            if refs.len() >= BUCKET_REFS {
+                // References to evicted entries linger until a bucket fills: drop the oldest.
+                refs.sort_by_key(|r| r.seq);
+                refs.drain(..=refs.len() - BUCKET_REFS);
+            }
+            refs.push(DirRef { key: kp, slot, seq });
+            if store.set(&bucket, &encode_dir(&refs), cas).is_ok() {
+                break;
+            }
         }
         // Another writer may have evicted this entry before it was written: then it must not
         // stay behind untracked.
@@ -847,15 +916,18 @@ pub struct Neighbour {
 #[derive(Debug)]
 pub struct VectorIndex {
     prefix: String,
+    max_vectors: u32,
     segments: u32,
     mirror: Vec<Option<(u32, Vec<Option<VecEntry>>)>>,
 }
 
 impl VectorIndex {
     pub fn new(prefix: &str, max_vectors: u32) -> VectorIndex {
-        let segments = max_vectors.div_ceil(SEGMENT).max(1);
+        let max_vectors = max_vectors.max(1);
+        let segments = max_vectors.div_ceil(SEGMENT);
         VectorIndex {
             prefix: prefix.to_string(),
+            max_vectors,
             segments,
             mirror: vec![None; segments as usize],
         }
@@ -912,8 +984,7 @@ impl VectorIndex {
             }
         }
         let Some(pos) = pos else { return false };
-        let ring = u64::from(self.segments) * u64::from(SEGMENT);
-        let at = pos % ring;
+        let at = pos % u64::from(self.max_vectors);
         let seg = (at / u64::from(SEGMENT)) as u32;
         let slot = (at % u64::from(SEGMENT)) as usize;
         let entry = VecEntry {
@@ -1211,6 +1282,25 @@ mod tests {
     }
 
     #[test]
+    fn every_slot_is_used_before_the_oldest_is_evicted() {
+        let s = MemStore::default();
+        let e = entries(16, 1 << 20);
+        let mut evicted = 0;
+        for i in 0..16 {
+            evicted += e.put(&s, &key(i), b"v", 10_000, 0).evicted;
+        }
+        assert_eq!(evicted, 0);
+        for i in 0..16 {
+            assert!(e.get(&s, &key(i), 1).is_some(), "{i}");
+        }
+        assert_eq!(e.put(&s, &key(16), b"v", 10_000, 0).evicted, 1);
+        assert!(e.get(&s, &key(0), 1).is_none(), "the oldest went");
+        for i in 1..=16 {
+            assert!(e.get(&s, &key(i), 1).is_some(), "{i}");
+        }
+    }
+
+    #[test]
     fn a_replaced_answer_is_served_and_slots_bound_the_count() {
         let s = MemStore::default();
         let e = entries(4, 1 << 20);
@@ -1279,6 +1369,15 @@ mod tests {
         );
         // Expired vectors are not neighbours.
         assert!(reader.nearest(&s, &p, &unit(&[1.0, 0.0]), 1000).is_none());
+        // A ring of exactly max_vectors: the third vector of a ring of two overwrites the first.
+        let mut two = VectorIndex::new("w.", 2);
+        for (i, v) in [[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]].iter().enumerate() {
+            two.insert(&s, &p, &key(10 + i as u8), 1000, &unit(v));
+        }
+        assert_ne!(
+            two.nearest(&s, &p, &unit(&[1.0, 0.0]), 0).unwrap().key,
+            key(10)
+        );
         // The ring overwrites the oldest.
         for i in 0..200u32 {
             writer.insert(&s, &q, &key((i % 250) as u8), 5000, &unit(&[0.5, 0.5]));

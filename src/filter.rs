@@ -876,17 +876,8 @@ impl Gateway {
         }
 
         let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);
-        if let Some(l) = cfg.limits.as_ref().filter(|_| !resumed) {
-            let tokens = l.reservation(prompt, req.max_output_tokens());
-            self.limit_locally(
-                Some(&req.model),
-                Cost {
-                    requests: 1,
-                    tokens,
-                },
-            )?;
-        }
-
+        // The cache first: a hit is admitted as what it costs (one request, and no tokens
+        // unless the route charges hits), not as a provider call.
         if let Some(rc) = decision.cache.filter(|_| !resumed) {
             match self.cache_lookup(rc, endpoint, body, &req, &decision, &headers) {
                 caching::Lookup::Go => {}
@@ -896,6 +887,16 @@ impl Gateway {
                     return Ok(false);
                 }
             }
+        }
+        if let Some(l) = &cfg.limits {
+            let tokens = l.reservation(prompt, req.max_output_tokens());
+            self.limit_locally(
+                Some(&req.model),
+                Cost {
+                    requests: 1,
+                    tokens,
+                },
+            )?;
         }
 
         // An Anthropic client's stream needs the usage chunk (its message_delta carries it).

@@ -81,8 +81,11 @@ pub mod prop {
     pub const CACHE: &str = "llm.cache";
     /// Total tokens of the stored answer a cache hit served (what it saved).
     pub const CACHE_SAVED_TOKENS: &str = "llm.cache_saved_tokens";
+    /// Microseconds spent looking the request up in the cache (exact entry, and the nearest
+    /// vector in the local index), calls to the embeddings service and vector store excluded.
+    pub const CACHE_LOOKUP_US: &str = "llm.cache_lookup_us";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -106,6 +109,7 @@ pub mod prop {
         COST_USD,
         CACHE,
         CACHE_SAVED_TOKENS,
+        CACHE_LOOKUP_US,
     ];
 
     /// Internal, between the gateway filter and its upstream twin on a failover cluster

@@ -56,6 +56,8 @@ pub struct Record {
     pub cache_evictions: u32,
     /// Why a semantic lookup could not be made.
     pub semantic_failure: Option<&'static str>,
+    /// Microseconds spent in cache lookups (the filter's own work, not the callouts).
+    pub cache_lookup_us: Option<u64>,
 }
 
 /// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
@@ -240,6 +242,9 @@ impl Record {
         }
         if self.cache_hit() {
             p.push((prop::CACHE_SAVED_TOKENS, self.cache_saved.to_string()));
+        }
+        if let Some(us) = self.cache_lookup_us {
+            p.push((prop::CACHE_LOOKUP_US, us.to_string()));
         }
         if let Some(c) = self.cost {
             p.push((prop::COST_USD, crate::cost::dollars(c).to_string()));

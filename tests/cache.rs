@@ -42,30 +42,15 @@ fn route(model: &str, cache: Value) -> Value {
     json!({"match": {"model": model}, "to": {"provider": "openai"}, "cache": cache})
 }
 
-/// A gateway with `config`; the `embedder` cluster goes to `embedder_port` (the fake's port
-/// when `None`).
+/// A gateway (2 workers) with `config`; the `embedder` cluster goes to `embedder_port` (the
+/// fake's port when `None`).
 fn start(fake: &Fake, config: Value, embedder_port: Option<u16>) -> Gateway {
-    start_with(fake, config, embedder_port, None)
-}
-
-fn start_with(
-    fake: &Fake,
-    config: Value,
-    embedder_port: Option<u16>,
-    extra: Option<(Value, u32)>,
-) -> Gateway {
     let port = embedder_port.unwrap_or(fake.port);
-    let limits = extra.as_ref().map(|(l, _)| l.clone());
-    let workers = extra.as_ref().map_or(2, |(_, w)| *w);
-    let mut config = config;
-    if let Some(l) = limits {
-        config["limits"] = l;
-    }
     Gateway::start(
         fake,
         Options {
             plugin_config: Some(config),
-            workers,
+            workers: 2,
             edit: Some(Box::new(move |b: &mut Value| {
                 b["static_resources"]["clusters"]
                     .as_array_mut()
@@ -75,6 +60,12 @@ fn start_with(
             ..Options::default()
         },
     )
+}
+
+/// `config` with local `limits`.
+fn with_limits(mut config: Value, limits: Value) -> Value {
+    config["limits"] = limits;
+    config
 }
 
 fn question(model: &str, text: &str) -> Value {
@@ -529,7 +520,14 @@ fn errors_and_cut_short_streams_are_never_stored() {
         None,
     );
     // (case, model, stream with usage, control headers, status the client gets)
-    let cases: [(&str, &str, Option<bool>, &[(&str, &str)], u16); 9] = [
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<bool>,
+        &'a [(&'a str, &'a str)],
+        u16,
+    );
+    let cases: [Case; 9] = [
         ("500", "gpt-4o-mini", None, &[("x-fake-status", "500")], 500),
         ("429", "gpt-4o-mini", None, &[("x-fake-status", "429")], 429),
         (
@@ -696,6 +694,65 @@ fn a_streamed_miss_is_served_to_json_and_stream_clients() {
     assert_eq!(chunks.last().unwrap()["choices"], json!([]));
     assert_eq!(provider_calls(&gw), 1);
 
+    // A streamed miss without include_usage (the gateway asks the provider for usage and
+    // strips it from what the client gets): stored with its usage all the same.
+    let q = question("gpt-4o-mini", "Tell me a story about a cat.");
+    let miss = chat_as(
+        &gw,
+        "team-a",
+        &streamed(q.clone(), false),
+        &[("x-fake-completion-tokens", "6")],
+    );
+    assert_eq!(cache_header(&miss), "miss");
+    let (told, _) = from_sse(&miss);
+    assert_eq!(told.usage, None);
+    let hit = chat_as(&gw, "team-a", &q, &[]);
+    assert_eq!(cache_header(&hit), "hit");
+    let got = from_json(&hit);
+    assert_eq!(
+        (&got.content, &got.finish_reason),
+        (&told.content, &told.finish_reason)
+    );
+    let usage = got.usage.expect("usage in the JSON hit");
+    assert_eq!(usage["completion_tokens"], 6, "{usage}");
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["prompt_tokens"].as_u64().unwrap() + 6)
+    );
+    let hit = chat_as(&gw, "team-a", &streamed(q, true), &[]);
+    assert_eq!(from_sse(&hit).0.usage, Some(usage));
+    assert_eq!(provider_calls(&gw), 2);
+
+    // A streamed miss reaches the client as the provider sends it: the first event long
+    // before the last (8 events, 200 ms apart), and it is stored all the same.
+    let paced = streamed(question("gpt-4o-mini", "Tell me a slow story."), true);
+    let t = Instant::now();
+    let mut r = agent()
+        .post(&gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-team", "team-a")
+        .header("x-fake-chunk-delay-ms", "200")
+        .header("x-fake-completion-tokens", "4")
+        .send(paced.to_string())
+        .expect("POST");
+    assert_eq!(r.headers().get("x-llm-cache").unwrap(), "miss");
+    let mut reader = r.body_mut().as_reader();
+    let mut first = [0u8; 6];
+    reader.read_exact(&mut first).expect("first bytes");
+    let first_at = t.elapsed();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("the rest");
+    let done_at = t.elapsed();
+    assert_eq!(&first, b"data: ");
+    assert!(
+        first_at < Duration::from_millis(600) && done_at >= Duration::from_millis(1400),
+        "first event after {first_at:?}, last after {done_at:?}"
+    );
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
+    let r = chat_as(&gw, "team-a", &paced, &[]);
+    assert_eq!(cache_header(&r), "hit");
+    assert_eq!(provider_calls(&gw), 3);
+
     // And the other way round: a JSON miss served to a stream client.
     let q = question("gpt-4o", "Tell me a story about a dog.");
     let miss = chat_as(&gw, "team-a", &q, &[("x-fake-completion-tokens", "5")]);
@@ -708,7 +765,7 @@ fn a_streamed_miss_is_served_to_json_and_stream_clients() {
         (&got.content, &got.finish_reason, &got.usage),
         (&told.content, &told.finish_reason, &told.usage)
     );
-    assert_eq!(provider_calls(&gw), 2);
+    assert_eq!(provider_calls(&gw), 4);
 }
 
 #[test]
@@ -908,26 +965,41 @@ fn an_entry_expires_after_ttl_s() {
     let fake = Fake::start(None);
     let gw = start(
         &fake,
-        config(json!([route("gpt-4o*", json!({"ttl_s": 1}))]), json!({})),
+        config(
+            json!([route(
+                "gpt-4o*",
+                json!({"ttl_s": 1, "semantic": {"threshold": THRESHOLD}})
+            )]),
+            semantic_cache(embedder()),
+        ),
         None,
     );
-    let q = question("gpt-4o-mini", "What time is it?");
-    let r = chat_as(&gw, "team-a", &q, &[("x-fake-id", "chatcmpl-t1")]);
-    assert_eq!(cache_header(&r), "miss");
-    let r = chat_as(&gw, "team-a", &q, &[]);
-    assert_eq!(
-        (cache_header(&r), &r.json()["id"]),
-        ("hit", &json!("chatcmpl-t1"))
-    );
+    let ask = |text: &str, id: &str| {
+        let r = chat_as(
+            &gw,
+            "team-a",
+            &question("gpt-4o-mini", text),
+            &[("x-fake-id", id)],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        (
+            cache_header(&r).to_string(),
+            r.json()["id"].as_str().unwrap().to_string(),
+        )
+    };
+    let said = |c: &str, id: &str| (c.to_string(), id.to_string());
+    assert_eq!(ask(ASKED, "chatcmpl-t1"), said("miss", "chatcmpl-t1"));
+    assert_eq!(ask(ASKED, "x"), said("hit", "chatcmpl-t1"));
+    assert_eq!(ask(PARAPHRASE, "x"), said("hit", "chatcmpl-t1"));
     std::thread::sleep(Duration::from_millis(2200));
-    let r = chat_as(&gw, "team-a", &q, &[("x-fake-id", "chatcmpl-t2")]);
-    assert_eq!(cache_header(&r), "miss", "served after its ttl");
-    assert_eq!(r.json()["id"], "chatcmpl-t2");
-    let r = chat_as(&gw, "team-a", &q, &[]);
+    // Neither the entry nor its vector serves after the ttl.
     assert_eq!(
-        (cache_header(&r), &r.json()["id"]),
-        ("hit", &json!("chatcmpl-t2"))
+        ask(PARAPHRASE, "chatcmpl-t2"),
+        said("miss", "chatcmpl-t2"),
+        "served after its ttl"
     );
+    // The fresh answer is served in its turn (here by meaning).
+    assert_eq!(ask(ASKED, "x"), said("hit", "chatcmpl-t2"));
     assert_eq!(provider_calls(&gw), 2);
 }
 
@@ -1007,6 +1079,37 @@ fn max_entries_bounds_the_answers_kept() {
     let r = chat_as(&gw, "team-a", &q(0), &[]);
     assert_eq!(cache_header(&r), "miss", "the oldest answer survived");
     assert_eq!(provider_calls(&gw), calls + 1);
+}
+
+#[test]
+fn max_entries_answers_fit_before_the_oldest_is_evicted() {
+    let fake = Fake::start(None);
+    let gw = start(
+        &fake,
+        config(
+            json!([route("gpt-4o*", json!({}))]),
+            json!({"max_entries": 16}),
+        ),
+        None,
+    );
+    let q = |i: usize| question("gpt-4o-mini", &format!("Short answer number {i}."));
+    for i in 0..16 {
+        let r = chat_as(&gw, "team-a", &q(i), &[]);
+        assert_eq!((r.status, cache_header(&r)), (200, "miss"), "{i}");
+    }
+    let evictions =
+        |gw: &Gateway| prom_sum(&gw.prometheus(), "llm_gateway_cache_evictions_total", &[]);
+    assert_eq!(evictions(&gw), 0.0, "16 answers with max_entries 16");
+    // One more: the oldest, and only it, makes room.
+    let r = chat_as(&gw, "team-a", &q(16), &[]);
+    assert_eq!(cache_header(&r), "miss");
+    assert_eq!(evictions(&gw), 1.0);
+    for i in [16, 15, 1] {
+        let r = chat_as(&gw, "team-a", &q(i), &[]);
+        assert_eq!(cache_header(&r), "hit", "{i}");
+    }
+    let r = chat_as(&gw, "team-a", &q(0), &[]);
+    assert_eq!(cache_header(&r), "miss", "the oldest");
 }
 
 #[test]
@@ -1142,7 +1245,7 @@ fn hits_cost_no_tokens_and_are_counted_in_metrics_and_the_access_log() {
 }
 
 #[test]
-fn what_the_cache_does_not_serve_says_bypass() {
+fn what_the_cache_does_not_serve_says_bypass_and_failover_routes_are_cached() {
     let fake = Fake::start(None);
     let mut routes = json!([
         route("gpt-4o-mini", json!({})),
@@ -1188,36 +1291,54 @@ fn what_the_cache_does_not_serve_says_bypass() {
         &[],
         json!({"model": "text-embedding-3-small", "input": "Hello"}),
     );
-    let mut expected = 6.0;
-    // A failover route.
+    // A failover route is cached like any other (keyed on the chain's first provider): a
+    // miss that reaches the provider, then a hit that does not.
+    let mut cached = 0.0;
     if has_composite_cluster() {
-        twice("/v1/chat/completions", &[], question("gpt-4.1", "Hello"));
-        expected += 2.0;
+        let body = question("gpt-4.1", "Hello");
+        let got: Vec<(u16, String, bool)> = (0..2)
+            .map(|_| {
+                let r = post(
+                    &gw.url("/v1/chat/completions"),
+                    &h,
+                    body.to_string().as_bytes(),
+                );
+                let reached = r.header("x-fake-received-path").is_some();
+                (r.status, cache_header(&r).to_string(), reached)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (200, "miss".to_string(), true),
+                (200, "hit".to_string(), false)
+            ]
+        );
+        cached = 1.0;
     }
     let prom = gw.prometheus();
-    assert_eq!(lookups(&prom, "bypass"), expected, "{prom}");
-    assert_eq!(
-        lookups(&prom, "miss") + lookups(&prom, "hit"),
-        0.0,
-        "{prom}"
-    );
+    assert_eq!(lookups(&prom, "bypass"), 6.0, "{prom}");
+    assert_eq!(lookups(&prom, "miss"), cached, "{prom}");
+    assert_eq!(lookups(&prom, "hit"), cached, "{prom}");
 }
 
 #[test]
 fn hits_are_not_charged_tokens_unless_charge_hits() {
     let fake = Fake::start(None);
     let (tpd, rpm) = (10_000u64, 100u64);
-    let gw = start_with(
+    let gw = start(
         &fake,
-        config(
-            json!([
-                route("gpt-4o-mini", json!({})),
-                route("gpt-4o", json!({"charge_hits": true})),
-            ]),
-            json!({}),
+        with_limits(
+            config(
+                json!([
+                    route("gpt-4o-mini", json!({})),
+                    route("gpt-4o", json!({"charge_hits": true})),
+                ]),
+                json!({}),
+            ),
+            json!({"default": {"tpd": tpd, "rpm": rpm}}),
         ),
         None,
-        Some((json!({"default": {"tpd": tpd, "rpm": rpm}}), 2)),
     );
     // Within ±1 token: a daily budget refills 0.12 token a second.
     let near = |got: u64, want: u64, what: &str| {
@@ -1290,11 +1411,13 @@ fn a_hit_is_served_when_the_token_budget_could_not_pay_for_the_request() {
     // 60 tokens a day: the first answer (prompt 14 + 16 completion = 30) leaves 30, less than
     // the 14 + 20 a miss reserves; a hit costs no tokens, so it is still served.
     let tpd = 60u64;
-    let gw = start_with(
+    let gw = start(
         &fake,
-        config(json!([route("gpt-4o-mini", json!({}))]), json!({})),
+        with_limits(
+            config(json!([route("gpt-4o-mini", json!({}))]), json!({})),
+            json!({"default": {"tpd": tpd}}),
+        ),
         None,
-        Some((json!({"default": {"tpd": tpd}}), 2)),
     );
     let mut q = question("gpt-4o-mini", "What is the budget for hits?");
     q["max_tokens"] = 20.into();
@@ -1420,10 +1543,12 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
         (c.as_str(), r.json()["id"].as_str()),
         ("hit", Some("chatcmpl-asked"))
     );
-    // The paraphrase: the stored answer, without the provider.
-    let (c, r) = ask("team-a", &q(PARAPHRASE), "sem-paraphrase");
-    assert_eq!(c, "hit", "{para} >= {THRESHOLD}: {}", r.text());
-    assert_eq!(from_json(&r), stored);
+    // The paraphrase: the stored answer, without the provider, on either worker.
+    for i in 0..4 {
+        let (c, r) = ask("team-a", &q(PARAPHRASE), &format!("sem-paraphrase-{i}"));
+        assert_eq!(c, "hit", "{para} >= {THRESHOLD}: {}", r.text());
+        assert_eq!(from_json(&r), stored);
+    }
     assert_eq!(provider_calls(&gw), 1);
     // To a stream client too.
     let r = chat_as(
@@ -1452,6 +1577,10 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
         json!({"role": "assistant", "content": "Use the reset link."}),
         json!({"role": "user", "content": PARAPHRASE}),
     ]);
+    let mut with_image = q(PARAPHRASE);
+    with_image["messages"][0]["content"] = json!([
+        {"type": "text", "text": PARAPHRASE},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]);
     let mut calls = 1;
     for (what, team, body) in [
         ("near", "team-a", q(NEAR)),
@@ -1462,6 +1591,7 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
         ("multi-turn (not eligible by default)", "team-a", multi_turn),
         ("another consumer", "team-b", q(PARAPHRASE)),
         ("another model", "team-a", question("gpt-4o", PARAPHRASE)),
+        ("an image (not text only)", "team-a", with_image),
     ] {
         let id = format!("sem-{}", what.replace(' ', "-"));
         let (c, r) = ask(team, &body, &id);
@@ -1498,8 +1628,23 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
     assert_eq!(c, "miss", "another earlier turn");
     assert_eq!(provider_calls(&gw), calls + 2);
 
+    // A developer message is a system prompt: eligible, and part of the partition.
+    let dev = |text: &str| {
+        json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "developer", "content": "Be brief."}, {"role": "user", "content": text}]})
+    };
+    let (c, r) = ask("team-a", &dev(ASKED), "chatcmpl-dev");
+    assert_eq!(c, "miss");
+    let dev_stored = from_json(&r);
+    let (c, r) = ask("team-a", &dev(PARAPHRASE), "sem-dev-paraphrase");
+    assert_eq!(
+        (c.as_str(), r.json()["id"].as_str()),
+        ("hit", Some("chatcmpl-dev"))
+    );
+    assert_eq!(provider_calls(&gw), calls + 3);
+
     let prom = gw.prometheus();
-    assert_eq!(lookups(&prom, "semantic_hit"), 3.0, "{prom}");
+    assert_eq!(lookups(&prom, "semantic_hit"), 7.0, "{prom}");
     assert_eq!(lookups(&prom, "hit"), 1.0, "{prom}");
     assert_eq!(
         prom_sum(
@@ -1507,7 +1652,7 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
             "llm_gateway_cache_tokens_saved_total",
             &[("gen_ai_request_model", "gpt-4o-mini")]
         ),
-        (3 * usage_total(&stored)) as f64,
+        (6 * usage_total(&stored) + usage_total(&dev_stored)) as f64,
         "{prom}"
     );
     assert_eq!(
@@ -1515,14 +1660,15 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
         0.0
     );
     assert!(gw.counter("cluster.embedder.upstream_rq_total") > 0);
-    let log = gw.access_log(15);
+    let log = gw.access_log(21);
+    assert_eq!(log.len(), 21);
     let line = |id: &str| {
         log.iter()
             .find(|l| l["request_id"] == id)
             .unwrap_or_else(|| panic!("no line {id}"))
             .clone()
     };
-    let l = line("sem-paraphrase");
+    let l = line("sem-paraphrase-0");
     assert_eq!(
         (l["cache"].as_str(), l["outcome"].as_str()),
         (Some("semantic_hit"), Some("cache_hit")),
@@ -1535,6 +1681,69 @@ fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
     );
     assert_eq!(line("sem-exact")["cache"], "hit");
     assert_eq!(line("sem-near")["cache"], "miss");
+}
+
+#[test]
+fn max_vectors_keeps_the_newest_vectors() {
+    let fake = Fake::start(None);
+    // Three questions on different topics, each with its paraphrase; a paraphrase is close to
+    // its own question only.
+    let topics = [
+        (ASKED, PARAPHRASE),
+        (UNRELATED, "Explain what the capital of France is"),
+        (
+            "How do I cancel my subscription?",
+            "Explain how to cancel my subscription",
+        ),
+    ];
+    let texts: Vec<&str> = topics.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    let v = embeddings(&fake, &texts);
+    for i in 0..3 {
+        for j in 0..3 {
+            let c = cosine(&v[2 * i], &v[2 * j + 1]);
+            if i == j {
+                assert!(c >= THRESHOLD + 0.01, "{:?}: {c}", topics[i]);
+            } else {
+                assert!(
+                    c < THRESHOLD - 0.1,
+                    "{:?} / {:?}: {c}",
+                    topics[i],
+                    topics[j]
+                );
+            }
+        }
+    }
+    let mut cache = semantic_cache(embedder());
+    cache["semantic"]["max_vectors"] = 2.into();
+    let gw = start(
+        &fake,
+        config(
+            json!([route(
+                "gpt-4o-mini",
+                json!({"semantic": {"threshold": THRESHOLD}})
+            )]),
+            cache,
+        ),
+        None,
+    );
+    for (asked, _) in &topics {
+        let r = chat_as(&gw, "team-a", &question("gpt-4o-mini", asked), &[]);
+        assert_eq!((r.status, cache_header(&r)), (200, "miss"));
+    }
+    // The two newest vectors are kept: their paraphrases hit.
+    for (_, para) in &topics[1..] {
+        let r = chat_as(&gw, "team-a", &question("gpt-4o-mini", para), &[]);
+        assert_eq!(cache_header(&r), "hit", "{para}");
+    }
+    // The oldest was overwritten: its paraphrase misses (its exact entry still hits).
+    let r = chat_as(&gw, "team-a", &question("gpt-4o-mini", topics[0].1), &[]);
+    assert_eq!(
+        cache_header(&r),
+        "miss",
+        "3 vectors kept with max_vectors 2"
+    );
+    let r = chat_as(&gw, "team-a", &question("gpt-4o-mini", topics[0].0), &[]);
+    assert_eq!(cache_header(&r), "hit");
 }
 
 #[test]

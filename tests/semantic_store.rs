@@ -193,6 +193,16 @@ fn a_vector_store_that_is_down_costs_nothing_but_the_lookup() {
         assert_eq!(r.header("x-llm-cache"), Some("miss"));
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     }
+    // A streamed question goes on after the failed lookup with the body the filter rewrites
+    // (from the callout's callback): include_usage is asked for, and the usage chunk the
+    // client did not ask for is taken out again.
+    let mut s = ask("Which river flows through Paris?");
+    s["stream"] = true.into();
+    let r = chat_as(&gw, "team-a", &s, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fake-received-include-usage"), Some("true"));
+    assert!(!r.text().contains("\"usage\":{"), "{}", r.text());
+    assert!(r.text().ends_with("data: [DONE]\n\n"));
     // The same question again: the exact cache (in Envoy) still serves it.
     let r = chat_as(&gw, "team-a", &ask("Capital city of France?"), &[]);
     assert_eq!(r.header("x-llm-cache"), Some("hit"));
@@ -203,7 +213,7 @@ fn a_vector_store_that_is_down_costs_nothing_but_the_lookup() {
             "llm_gateway_cache_semantic_failures_total",
             &[("reason", "store_unavailable")]
         ),
-        2.0,
+        3.0,
         "{prom}"
     );
 }

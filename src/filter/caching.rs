@@ -174,9 +174,10 @@ impl Gateway {
         }
         self.record.cache = Some("miss");
         let exact = self.cache.as_ref().map(|c| c.keys.exact);
-        if let Some(answer) =
-            exact.and_then(|k| shared.entries.get(&host::SharedData, &k, host::now_ms()))
-        {
+        let t0 = host::now_us();
+        let found = exact.and_then(|k| shared.entries.get(&host::SharedData, &k, host::now_ms()));
+        self.add_lookup_time(t0);
+        if let Some(answer) = found {
             if self.serve_hit(&answer, "hit") {
                 return Lookup::Served;
             }
@@ -190,6 +191,11 @@ impl Gateway {
             }
             None => Lookup::Go,
         }
+    }
+
+    fn add_lookup_time(&mut self, since_us: u64) {
+        let spent = host::now_us().saturating_sub(since_us);
+        self.record.cache_lookup_us = Some(self.record.cache_lookup_us.unwrap_or(0) + spent);
     }
 
     /// Ask the embeddings service for the question's vector; `None` when there is nothing to
@@ -275,6 +281,7 @@ impl Gateway {
         }
         match &sem.store {
             VectorStore::Local => {
+                let t0 = host::now_us();
                 let found = self.cache.as_ref().and_then(|c| {
                     let (partition, _) = c.keys.semantic.as_ref()?;
                     let threshold = c.route.semantic?.threshold;
@@ -289,6 +296,7 @@ impl Gateway {
                 });
                 let answer =
                     found.and_then(|k| shared.entries.get(&host::SharedData, &k, host::now_ms()));
+                self.add_lookup_time(t0);
                 match answer {
                     Some(a) if self.serve_hit(&a, "semantic_hit") => {}
                     _ => self.proceed(),
@@ -469,8 +477,9 @@ impl Gateway {
         }
     }
 
-    /// Serve a stored answer as the client asked for it (JSON or SSE); `false` when it cannot
-    /// be (then the request goes on as a miss).
+    /// Serve a stored answer as the client asked for it (JSON or SSE), once the consumer's
+    /// limits admit it (or refuse it: then the refusal is what is served); `false` when it
+    /// cannot be served (then the request goes on as a miss).
     fn serve_hit(&mut self, answer: &[u8], kind: &'static str) -> bool {
         let Some(c) = self.cache.as_ref() else {
             return false;
@@ -486,10 +495,25 @@ impl Gateway {
         } else {
             (answer.to_vec(), "application/json")
         };
+        let saved = summary.usage.and_then(|u| u.total_tokens).unwrap_or(0);
+        let charge = c.route.charge_hits;
+        let provider = c.provider.clone();
+        let model = self.record.request_model.clone();
+        let tokens = if charge { saved } else { 0 };
+        if let Err(e) = self.limit_locally(
+            model.as_deref(),
+            Cost {
+                requests: 1,
+                tokens,
+            },
+        ) {
+            self.reject(e);
+            return true;
+        }
         self.record.cache = Some(kind);
-        self.record.cache_saved = summary.usage.and_then(|u| u.total_tokens).unwrap_or(0);
-        self.record.cache_charge = c.route.charge_hits;
-        self.record.provider = Some(c.provider.clone());
+        self.record.cache_saved = saved;
+        self.record.cache_charge = charge;
+        self.record.provider = Some(provider);
         self.record.status = 200;
         self.record.ttft_ms = None;
         let mut headers: Vec<(&str, String)> = vec![
