@@ -594,7 +594,8 @@ def main():
                                ("cache/nearest/10000x256", "cache: semantic lookup among 10,000 vectors of 256 dimensions"),
                                ("cache/nearest/10000x1536", "cache: semantic lookup among 10,000 vectors of 1536 dimensions")):
                 if crit.get(key):
-                    notes.append(f"native {label}: {fmt_us(crit[key] / 1000)}")
+                    ns = crit[key]
+                    notes.append(f"native {label}: " + (f"{ns:.0f} ns" if ns < 1000 else fmt_us(ns / 1000)))
     finally:
         procs.close()
 

@@ -1070,9 +1070,30 @@ impl VectorIndex {
     }
 }
 
-/// Dot product with eight independent sums, so the compiler can keep several multiply-adds in
-/// flight (and vectorise natively); a single running sum would wait on each addition.
+#[cfg(not(target_arch = "wasm32"))]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_sums(a, b)
+}
+
+/// In the filter the vector search is compiled with wasm SIMD (128-bit lanes): about 2× faster
+/// in V8 at 10,000 vectors (`make bench`). Only this function: the rest of the module is built
+/// without SIMD.
+#[cfg(target_arch = "wasm32")]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[target_feature(enable = "simd128")]
+    unsafe fn simd(a: &[f32], b: &[f32]) -> f32 {
+        dot_sums(a, b)
+    }
+    // SAFETY: nothing here depends on the feature at run time: a module with SIMD instructions
+    // is refused whole by an engine without them, at load time (V8, which Envoy uses, and
+    // Wasmtime have them).
+    unsafe { simd(a, b) }
+}
+
+/// Dot product with eight independent sums, so the compiler can keep several multiply-adds in
+/// flight (and vectorise them); a single running sum would wait on each addition.
+#[inline(always)]
+fn dot_sums(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

@@ -46,20 +46,7 @@ fn route(model: &str, cache: Value) -> Value {
 /// fake's port when `None`).
 fn start(fake: &Fake, config: Value, embedder_port: Option<u16>) -> Gateway {
     let port = embedder_port.unwrap_or(fake.port);
-    Gateway::start(
-        fake,
-        Options {
-            plugin_config: Some(config),
-            workers: 2,
-            edit: Some(Box::new(move |b: &mut Value| {
-                b["static_resources"]["clusters"]
-                    .as_array_mut()
-                    .expect("clusters")
-                    .push(http_cluster("embedder", port));
-            })),
-            ..Options::default()
-        },
-    )
+    gateway_with_cluster(fake, config, 2, "embedder", port)
 }
 
 /// `config` with local `limits`.
@@ -92,32 +79,13 @@ fn cache_header(r: &Resp) -> &str {
 /// Post as consumer `team`, keeping what arrived when the body ends in an error (a stream the
 /// provider cut short).
 fn post_lenient(gw: &Gateway, team: &str, body: &Value, extra: &[(&str, &str)]) -> Resp {
-    let mut req = agent()
-        .post(&gw.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("x-team", team);
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let mut r = req.send(body.to_string()).expect("POST");
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    let _ = r.body_mut().as_reader().read_to_end(&mut body);
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    let mut headers = vec![("content-type", "application/json"), ("x-team", team)];
+    headers.extend_from_slice(extra);
+    support::post_lenient(
+        &gw.url("/v1/chat/completions"),
+        &headers,
+        body.to_string().as_bytes(),
+    )
 }
 
 /// What an answer says, whichever way it came.

@@ -25,20 +25,7 @@ fn gateway(fake: &Fake, chroma_port: u16) -> Gateway {
             "store": {"chroma": {"cluster": "chroma", "collection": "gateway-test", "timeout_ms": 2000}}
         }},
     });
-    Gateway::start(
-        fake,
-        Options {
-            plugin_config: Some(config),
-            workers: 2,
-            edit: Some(Box::new(move |b: &mut Value| {
-                b["static_resources"]["clusters"]
-                    .as_array_mut()
-                    .expect("clusters")
-                    .push(http_cluster("chroma", chroma_port));
-            })),
-            ..Options::default()
-        },
-    )
+    gateway_with_cluster(fake, config, 2, "chroma", chroma_port)
 }
 
 fn ask(text: &str) -> Value {

@@ -312,24 +312,7 @@ impl Gateway {
                             &ch.database,
                             &ch.collection,
                         );
-                        match post(
-                            &ch.cluster,
-                            &ch.authority,
-                            &r.path,
-                            &[],
-                            &r.body,
-                            ch.timeout_ms,
-                        ) {
-                            Ok(t) => {
-                                if let Some(c) = self.cache.as_mut() {
-                                    c.phase = Phase::Collection(t);
-                                }
-                            }
-                            Err(e) => {
-                                log::warn!("llm-gateway: cannot call the vector store: {e:?}");
-                                self.semantic_failed("store_unavailable");
-                            }
-                        }
+                        self.call_store(ch, &r, Phase::Collection);
                     }
                 }
             }
@@ -387,6 +370,16 @@ impl Gateway {
         ) else {
             return self.semantic_failed("embedding_error");
         };
+        self.call_store(ch, &r, Phase::Query);
+    }
+
+    /// Make a call to the vector store and wait for it in `phase`.
+    fn call_store(
+        &mut self,
+        ch: &cache::ChromaConfig,
+        r: &crate::chroma::Request,
+        phase: fn(u32) -> Phase,
+    ) {
         match post(
             &ch.cluster,
             &ch.authority,
@@ -397,7 +390,7 @@ impl Gateway {
         ) {
             Ok(t) => {
                 if let Some(c) = self.cache.as_mut() {
-                    c.phase = Phase::Query(t);
+                    c.phase = phase(t);
                 }
             }
             Err(e) => {

@@ -465,6 +465,16 @@ impl Resp {
 
 /// POST `body` to the gateway with `headers`.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    send(url, headers, body, false)
+}
+
+/// POST like `post`, keeping what arrived when the body ends in an error (a stream the
+/// provider cut short).
+pub fn post_lenient(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    send(url, headers, body, true)
+}
+
+fn send(url: &str, headers: &[(&str, &str)], body: &[u8], lenient: bool) -> Resp {
     let mut req = agent().post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -482,12 +492,15 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         })
         .collect();
     let mut body = Vec::new();
-    r.body_mut()
+    let read = r
+        .body_mut()
         .with_config()
         .limit(64 << 20)
         .reader()
-        .read_to_end(&mut body)
-        .expect("read body");
+        .read_to_end(&mut body);
+    if !lenient {
+        read.expect("read body");
+    }
     Resp {
         status,
         headers,
@@ -699,6 +712,31 @@ impl Collector {
 }
 
 /// A plain HTTP/1.1 cluster named `name` at 127.0.0.1:`port`.
+/// A gateway with the plugin `config`, `workers` workers, and an extra HTTP cluster `name`
+/// reaching 127.0.0.1:`port`.
+pub fn gateway_with_cluster(
+    fake: &Fake,
+    config: Value,
+    workers: u32,
+    name: &'static str,
+    port: u16,
+) -> Gateway {
+    Gateway::start(
+        fake,
+        Options {
+            plugin_config: Some(config),
+            workers,
+            edit: Some(Box::new(move |b: &mut Value| {
+                b["static_resources"]["clusters"]
+                    .as_array_mut()
+                    .expect("clusters")
+                    .push(http_cluster(name, port));
+            })),
+            ..Options::default()
+        },
+    )
+}
+
 pub fn http_cluster(name: &str, port: u16) -> Value {
     serde_json::json!({
         "name": name,
