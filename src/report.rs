@@ -357,11 +357,14 @@ impl Record {
                 });
             }
             let per_model = per_model_of(model, provider);
-            out.push(MetricUpdate {
-                kind: Kind::Histogram,
-                name: stat_name(metric::DURATION, &per_model),
-                value: self.duration_ms,
-            });
+            // A hit never reached the provider: the provider's latency is not its.
+            if !self.cache_hit() {
+                out.push(MetricUpdate {
+                    kind: Kind::Histogram,
+                    name: stat_name(metric::DURATION, &per_model),
+                    value: self.duration_ms,
+                });
+            }
             if let Some(ms) = self.ttft_ms {
                 out.push(MetricUpdate {
                     kind: Kind::Histogram,
@@ -587,6 +590,33 @@ mod tests {
         assert!(m
             .iter()
             .any(|u| u.name.starts_with(metric::TTFT) && u.value == 3));
+    }
+
+    #[test]
+    fn a_cache_hit_counts_saved_tokens_not_provider_tokens() {
+        let mut r = ok_record();
+        r.cache = Some("semantic_hit");
+        r.cache_saved = 42;
+        let names: Vec<String> = r.metrics("m", "c").into_iter().map(|u| u.name).collect();
+        assert!(names
+            .iter()
+            .any(|n| n.starts_with(metric::CACHE_TOKENS_SAVED)));
+        assert!(names
+            .iter()
+            .any(|n| n.starts_with(metric::CACHE_LOOKUPS) && n.contains("result=.=semantic_hit;")));
+        for absent in [
+            metric::TOKENS,
+            metric::TOKEN_USAGE,
+            metric::DURATION,
+            metric::COST,
+        ] {
+            assert!(!names.iter().any(|n| n.starts_with(absent)), "{absent}");
+        }
+        assert_eq!(r.outcome(), "cache_hit");
+        assert_eq!(r.billable_tokens(), 0);
+        r.cache_charge = true;
+        assert_eq!(r.billable_tokens(), 42);
+        assert_eq!(r.tokens().total, 0);
     }
 
     #[test]

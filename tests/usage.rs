@@ -27,20 +27,7 @@ fn gateway(fake: &Fake, sink_port: u16, export: Value, extra: Value, workers: u3
         "usage_export": usage,
     });
     merge(&mut config, extra);
-    Gateway::start(
-        fake,
-        Options {
-            plugin_config: Some(config),
-            workers,
-            edit: Some(Box::new(move |b: &mut Value| {
-                b["static_resources"]["clusters"]
-                    .as_array_mut()
-                    .expect("clusters")
-                    .push(http_cluster("usage", sink_port));
-            })),
-            ..Options::default()
-        },
-    )
+    gateway_with_cluster(fake, config, workers, "usage", sink_port)
 }
 
 fn merge(into: &mut Value, from: Value) {
