@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{err, ConfigError};
+use crate::config::{err, non_empty, ConfigError};
 use crate::limits::Store;
 
 pub const DEFAULT_MAX_ENTRIES: u32 = 4096;
@@ -258,7 +258,7 @@ impl CacheConfig {
                         e.timeout_ms,
                         DEFAULT_EMBEDDING_TIMEOUT_MS,
                     )?,
-                    authority: non_blank(&format!("{f}.authority"), e.authority)?,
+                    authority: non_empty(&format!("{f}.authority"), e.authority)?,
                     dimensions: match e.dimensions {
                         Some(0) => {
                             return Err(err(format!("{f}.dimensions"), "must be greater than 0"))
@@ -281,14 +281,14 @@ impl CacheConfig {
                             return Err(err(format!("{f}.cluster"), "must not be empty"));
                         }
                         VectorStore::Chroma(ChromaConfig {
-                            authority: non_blank(&format!("{f}.authority"), c.authority)?
+                            authority: non_empty(&format!("{f}.authority"), c.authority)?
                                 .unwrap_or_else(|| c.cluster.clone()),
                             cluster: c.cluster,
-                            collection: non_blank(&format!("{f}.collection"), c.collection)?
+                            collection: non_empty(&format!("{f}.collection"), c.collection)?
                                 .unwrap_or_else(|| "llm-gateway-cache".into()),
-                            tenant: non_blank(&format!("{f}.tenant"), c.tenant)?
+                            tenant: non_empty(&format!("{f}.tenant"), c.tenant)?
                                 .unwrap_or_else(|| "default_tenant".into()),
-                            database: non_blank(&format!("{f}.database"), c.database)?
+                            database: non_empty(&format!("{f}.database"), c.database)?
                                 .unwrap_or_else(|| "default_database".into()),
                             timeout_ms: positive(
                                 &format!("{f}.timeout_ms"),
@@ -315,13 +315,6 @@ impl CacheConfig {
             max_entry_bytes,
             semantic,
         })
-    }
-}
-
-fn non_blank(field: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
-    match v {
-        Some(s) if s.trim().is_empty() => Err(err(field, "must not be empty")),
-        v => Ok(v),
     }
 }
 
@@ -512,9 +505,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// The first eight bytes of a key, as a number.
 fn prefix(key: &Key) -> u64 {
-    u64::from_le_bytes([
-        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
-    ])
+    u64_at(key, 0).unwrap_or(0)
 }
 
 struct EntryHeader {
@@ -663,9 +654,7 @@ impl Entries {
     }
 
     fn bucket_key(&self, key: &Key) -> String {
-        let b = u64::from_le_bytes([
-            key[8], key[9], key[10], key[11], key[12], key[13], key[14], key[15],
-        ]) % u64::from(self.buckets);
+        let b = u64_at(key, 8).unwrap_or(0) % u64::from(self.buckets);
         format!("{}d.{b}", self.prefix)
     }
 

@@ -541,6 +541,26 @@ impl Config {
         self.limits.as_ref()?.global.as_ref()
     }
 
+    /// The semantic cache's services, when configured.
+    pub fn semantic(&self) -> Option<&crate::cache::SemanticConfig> {
+        self.cache.as_ref()?.semantic.as_ref()
+    }
+
+    /// The semantic cache's Chroma store, when its vectors live there.
+    pub fn chroma(&self) -> Option<&crate::cache::ChromaConfig> {
+        match &self.semantic()?.store {
+            crate::cache::VectorStore::Chroma(c) => Some(c),
+            crate::cache::VectorStore::Local => None,
+        }
+    }
+
+    /// The largest answer the response cache stores.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.cache
+            .as_ref()
+            .map_or(crate::cache::DEFAULT_MAX_ENTRY_BYTES, |c| c.max_entry_bytes)
+    }
+
     /// Parse and validate the plugin configuration. `env` reads the VM environment.
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(json);
@@ -1082,7 +1102,7 @@ fn pattern(field: &str, p: Option<String>) -> Result<Option<WildMatch>, ConfigEr
     }
 }
 
-fn non_empty(field: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
+pub(crate) fn non_empty(field: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
     match v {
         Some(v) if v.trim().is_empty() => Err(err(field, "must not be empty")),
         other => Ok(other),

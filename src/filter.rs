@@ -143,6 +143,31 @@ mod host {
         let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
     }
 
+    /// POST a JSON `body` to `cluster` at `path`, with `extra` headers; the token of the call.
+    pub fn post_json(
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, proxy_wasm::types::Status> {
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", authority),
+            (names::CONTENT_TYPE, "application/json"),
+        ];
+        headers.extend_from_slice(extra);
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers,
+            Some(body),
+            Vec::new(),
+            Duration::from_millis(timeout_ms),
+        )
+    }
+
     /// What the attempts of the request's failover chain recorded so far.
     pub fn journal() -> Journal {
         hostcalls::get_property(vec![names::prop::JOURNAL])
@@ -306,20 +331,19 @@ impl Root {
             return;
         }
         let cfg = x.borrow().cfg.clone();
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", &cfg.path),
-            (":authority", &cfg.authority),
-            (names::CONTENT_TYPE, "application/json"),
-        ];
-        headers.extend(cfg.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let extra: Vec<(&str, &str)> = cfg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         for b in batches {
-            match hostcalls::dispatch_http_call(
+            match host::post_json(
                 &cfg.cluster,
-                headers.clone(),
-                Some(&b.body),
-                Vec::new(),
-                Duration::from_millis(cfg.timeout_ms),
+                &cfg.authority,
+                &cfg.path,
+                &extra,
+                &b.body,
+                cfg.timeout_ms,
             ) {
                 Ok(token) => x.borrow_mut().sent(token, b),
                 Err(e) => {
@@ -397,12 +421,7 @@ impl Root {
     }
 
     fn idle_tick(&self) -> Duration {
-        let chroma = self
-            .config
-            .as_ref()
-            .and_then(|c| c.cache.as_ref())
-            .and_then(|c| c.semantic.as_ref())
-            .is_some_and(|s| matches!(s.store, crate::cache::VectorStore::Chroma(_)));
+        let chroma = self.config.as_ref().is_some_and(|c| c.chroma().is_some());
         if self.global().is_some() || self.exporter.is_some() || chroma {
             REPORT_PERIOD
         } else {
@@ -1319,9 +1338,7 @@ impl HttpContext for Gateway {
             }
             let chunk = host::body(BufferType::HttpResponseBody, body_size);
             let mut out = t.chunk(&chunk);
-            if self.cache.is_some() {
-                self.cache_capture(&out);
-            }
+            self.cache_capture(&out);
             if let Some(acc) = self.accountant.as_mut().filter(|a| a.wants_body()) {
                 if let ChunkAction::Replace(o) = acc.on_chunk(&out, end_of_stream, host::now_ms()) {
                     out = o;

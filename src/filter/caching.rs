@@ -46,7 +46,7 @@ enum Phase {
 enum Capture {
     Json(Vec<u8>),
     Sse(Box<Assembler>),
-    /// Not storable (too large, not 200, ...).
+    /// Not captured: no answer yet, or one that cannot be stored (too large, not 200, ...).
     Off,
 }
 
@@ -60,7 +60,7 @@ pub struct Ctx {
     phase: Phase,
     /// The normalised embedding of the question, once known.
     vector: Option<Vec<f32>>,
-    capture: Option<Capture>,
+    capture: Capture,
     /// The request body as the client sent it, kept while a semantic lookup is pending.
     pub body: Vec<u8>,
 }
@@ -68,7 +68,7 @@ pub struct Ctx {
 impl Ctx {
     /// Whether the answer is being captured for the cache.
     pub fn capturing(&self) -> bool {
-        matches!(self.capture, Some(Capture::Json(_) | Capture::Sse(_)))
+        matches!(self.capture, Capture::Json(_) | Capture::Sse(_))
     }
 }
 
@@ -93,35 +93,14 @@ fn call_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Post `body` to `cluster` at `path`.
-fn post(
-    cluster: &str,
-    authority: &str,
-    path: &str,
-    extra: &[(&str, &str)],
-    body: &[u8],
-    timeout_ms: u64,
-) -> Result<u32, proxy_wasm::types::Status> {
-    let mut headers = vec![
-        (":method", "POST"),
-        (":path", path),
-        (":authority", authority),
-        (names::CONTENT_TYPE, "application/json"),
-    ];
-    headers.extend_from_slice(extra);
-    hostcalls::dispatch_http_call(
-        cluster,
-        headers,
-        Some(body),
-        Vec::new(),
-        Duration::from_millis(timeout_ms),
-    )
-}
-
-/// Why a call failed: Envoy answers 503 itself when a cluster cannot be reached and 504 when
-/// the call times out.
-fn unavailable(status: Option<u16>) -> bool {
-    matches!(status, None | Some(502..=504))
+/// Why a call to a service failed: `unavailable` when Envoy answered for it (503 when the
+/// cluster cannot be reached, 504 when the call timed out) or nothing answered, else `error`.
+fn failure(status: Option<u16>, unavailable: &'static str, error: &'static str) -> &'static str {
+    if matches!(status, None | Some(502..=504)) {
+        unavailable
+    } else {
+        error
+    }
 }
 
 impl Gateway {
@@ -157,6 +136,7 @@ impl Gateway {
             return Lookup::Go;
         };
         let directives = Directives::parse(headers.get(names::CACHE_CONTROL).as_deref());
+        let exact = keys.exact;
         self.cache = Some(Box::new(Ctx {
             route: rc.clone(),
             keys,
@@ -165,7 +145,7 @@ impl Gateway {
             include_usage: req.include_usage,
             phase: Phase::Idle,
             vector: None,
-            capture: None,
+            capture: Capture::Off,
             body: Vec::new(),
         }));
         if directives.no_cache {
@@ -173,9 +153,10 @@ impl Gateway {
             return Lookup::Go;
         }
         self.record.cache = Some("miss");
-        let exact = self.cache.as_ref().map(|c| c.keys.exact);
         let t0 = host::now_us();
-        let found = exact.and_then(|k| shared.entries.get(&host::SharedData, &k, host::now_ms()));
+        let found = shared
+            .entries
+            .get(&host::SharedData, &exact, host::now_ms());
         self.add_lookup_time(t0);
         if let Some(answer) = found {
             if self.serve_hit(&answer, "hit") {
@@ -202,7 +183,7 @@ impl Gateway {
     /// ask (not semantic, not eligible) or the call could not be made (counted).
     fn embed(&mut self) -> Option<()> {
         let cfg = self.config.clone();
-        let sem = cfg.cache.as_ref()?.semantic.as_ref()?;
+        let sem = cfg.semantic()?;
         let ctx = self.cache.as_mut()?;
         ctx.route.semantic?;
         let (_, text) = ctx.keys.semantic.as_ref()?;
@@ -219,7 +200,7 @@ impl Gateway {
         let credential = provider.credential_header();
         let extra: Vec<(&str, &str)> = credential.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let authority = e.authority.as_deref().unwrap_or(&provider.cluster);
-        match post(
+        match host::post_json(
             &provider.cluster,
             authority,
             &path,
@@ -258,21 +239,20 @@ impl Gateway {
             .then(|| call_body(body_size))
             .and_then(|b| embedding_of(&b));
         let Some(vector) = vector else {
-            let reason = if unavailable(status) {
-                "embedding_unavailable"
-            } else {
-                "embedding_error"
-            };
             log::warn!(
                 "llm-gateway: semantic cache bypassed: the embeddings service answered {status:?}"
             );
-            return self.semantic_failed(reason);
+            return self.semantic_failed(failure(
+                status,
+                "embedding_unavailable",
+                "embedding_error",
+            ));
         };
         let Some(shared) = self.caches.clone() else {
             return self.proceed();
         };
         let cfg = self.config.clone();
-        let Some(sem) = cfg.cache.as_ref().and_then(|c| c.semantic.as_ref()) else {
+        let Some(sem) = cfg.semantic() else {
             return self.proceed();
         };
         if let Some(c) = self.cache.as_mut() {
@@ -332,23 +312,13 @@ impl Gateway {
         let id = collection.map(|c| c.id);
         let (Some(id), Some(shared)) = (id, self.caches.clone()) else {
             log::warn!("llm-gateway: semantic cache bypassed: the vector store answered {status:?} to the collection request");
-            let reason = if unavailable(status) {
-                "store_unavailable"
-            } else {
-                "store_error"
-            };
-            return self.semantic_failed(reason);
+            return self.semantic_failed(failure(status, "store_unavailable", "store_error"));
         };
         *shared.collection.borrow_mut() = Some(id.clone());
         let cfg = self.config.clone();
-        match cfg
-            .cache
-            .as_ref()
-            .and_then(|c| c.semantic.as_ref())
-            .map(|s| &s.store)
-        {
-            Some(VectorStore::Chroma(ch)) => self.query_chroma(ch, &id),
-            _ => self.proceed(),
+        match cfg.chroma() {
+            Some(ch) => self.query_chroma(ch, &id),
+            None => self.proceed(),
         }
     }
 
@@ -380,7 +350,7 @@ impl Gateway {
         r: &crate::chroma::Request,
         phase: fn(u32) -> Phase,
     ) {
-        match post(
+        match host::post_json(
             &ch.cluster,
             &ch.authority,
             &r.path,
@@ -412,12 +382,7 @@ impl Gateway {
                     *s.collection.borrow_mut() = None;
                 }
             }
-            let reason = if unavailable(status) {
-                "store_unavailable"
-            } else {
-                "store_error"
-            };
-            return self.semantic_failed(reason);
+            return self.semantic_failed(failure(status, "store_unavailable", "store_error"));
         }
         let threshold = self
             .cache
@@ -514,7 +479,7 @@ impl Gateway {
             (names::CACHE_STATUS, "hit".to_string()),
         ];
         if self.record.stream {
-            headers.push(("cache-control", "no-cache".to_string()));
+            headers.push((names::CACHE_CONTROL, "no-cache".to_string()));
         }
         headers.extend(self.limit_headers());
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -542,12 +507,8 @@ impl Gateway {
             names::CACHE_STATUS,
             Some(said),
         );
-        let max = self
-            .config
-            .cache
-            .as_ref()
-            .map_or(cache::DEFAULT_MAX_ENTRY_BYTES, |c| c.max_entry_bytes);
-        c.capture = Some(if c.directives.no_store || status != 200 {
+        let max = self.config.max_entry_bytes();
+        c.capture = if c.directives.no_store || status != 200 {
             Capture::Off
         } else if content_type.starts_with("text/event-stream") {
             Capture::Sse(Box::new(Assembler::new(max)))
@@ -555,18 +516,14 @@ impl Gateway {
             Capture::Json(Vec::new())
         } else {
             Capture::Off
-        });
+        };
     }
 
     /// The next piece of the answer, as the client receives it (before the filter removes a
     /// usage chunk the client did not ask for).
     pub(super) fn cache_capture(&mut self, chunk: &[u8]) {
-        let max = self
-            .config
-            .cache
-            .as_ref()
-            .map_or(cache::DEFAULT_MAX_ENTRY_BYTES, |c| c.max_entry_bytes);
-        let Some(capture) = self.cache.as_mut().and_then(|c| c.capture.as_mut()) else {
+        let max = self.config.max_entry_bytes();
+        let Some(capture) = self.cache.as_mut().map(|c| &mut c.capture) else {
             return;
         };
         match capture {
@@ -590,7 +547,7 @@ impl Gateway {
 
     /// The request is over: store a complete answer (and its vector).
     pub(super) fn cache_store(&mut self) {
-        let Some(mut c) = self.cache.take() else {
+        let Some(c) = self.cache.take() else {
             return;
         };
         if self.record.cache_hit() || self.record.local_outcome.is_some() {
@@ -604,10 +561,10 @@ impl Gateway {
             self.record.cache_store = Some("error");
             return;
         }
-        let answer = match c.capture.take() {
-            Some(Capture::Json(b)) => Some(b),
-            Some(Capture::Sse(a)) => a.finish(),
-            _ => None,
+        let answer = match c.capture {
+            Capture::Json(b) => Some(b),
+            Capture::Sse(a) => a.finish(),
+            Capture::Off => None,
         };
         let Some(answer) = answer else {
             self.record.cache_store.get_or_insert("incomplete");
@@ -643,12 +600,7 @@ impl Gateway {
             return;
         };
         let cfg = self.config.clone();
-        match cfg
-            .cache
-            .as_ref()
-            .and_then(|x| x.semantic.as_ref())
-            .map(|s| &s.store)
-        {
+        match cfg.semantic().map(|s| &s.store) {
             Some(VectorStore::Local) => {
                 shared.vectors.borrow_mut().insert(
                     &host::SharedData,
@@ -716,18 +668,12 @@ impl Root {
         let Some(shared) = self.caches.clone() else {
             return;
         };
-        let Some(VectorStore::Chroma(ch)) = self
-            .config
-            .as_ref()
-            .and_then(|c| c.cache.as_ref())
-            .and_then(|c| c.semantic.as_ref())
-            .map(|s| s.store.clone())
-        else {
+        let Some(ch) = self.config.as_ref().and_then(|c| c.chroma()).cloned() else {
             return;
         };
         let adds = std::mem::take(&mut *shared.adds.borrow_mut());
         for (path, body) in adds {
-            match post(&ch.cluster, &ch.authority, &path, &[], &body, ch.timeout_ms) {
+            match host::post_json(&ch.cluster, &ch.authority, &path, &[], &body, ch.timeout_ms) {
                 Ok(t) => {
                     self.vector_adds.insert(t);
                 }
@@ -747,23 +693,15 @@ impl Root {
         let status = status_of_call();
         if status != Some(200) && status != Some(201) {
             log::warn!("llm-gateway: the vector store refused a record: {status:?}");
-            self.count_semantic_failure(if unavailable(status) {
-                "store_unavailable"
-            } else {
-                "store_error"
-            });
+            self.count_semantic_failure(failure(status, "store_unavailable", "store_error"));
         }
         true
     }
 
     fn count_semantic_failure(&self, reason: &str) {
-        self.metrics.borrow_mut().apply(&MetricUpdate {
-            kind: Kind::Counter,
-            name: report::stat_name(
-                names::metric::CACHE_SEMANTIC_FAILURES,
-                &[(names::metric::TAG_REASON, reason)],
-            ),
-            value: 1,
-        });
+        self.count(&report::stat_name(
+            names::metric::CACHE_SEMANTIC_FAILURES,
+            &[(names::metric::TAG_REASON, reason)],
+        ));
     }
 }
