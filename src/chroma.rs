@@ -3,10 +3,10 @@
 //!
 //! The filter reaches Chroma with `dispatch_http_call`, so every call here is one plain HTTP/1.1
 //! `POST` with a JSON body; Chroma refuses a body without `content-type: application/json`
-//! (415), so [`Request::headers`] always carries it. A cache collection is made (or found) once
+//! (415), which the filter's calls always carry. A cache collection is made (or found) once
 //! with [`collection_request`] and cosine distance, and its id read with [`collection`]; entries
-//! are written with [`upsert_request`] (or [`add_request`]: an `add` whose id already exists is
-//! answered 201 but silently ignored, so a re-stored key keeps its old, maybe expired, record)
+//! are written with [`upsert_request`] (not Chroma's `add`, which answers 201 but silently
+//! ignores an id it already has, so a re-stored key would keep its old, maybe expired, record)
 //! carrying the metadata [`PARTITION`] and [`EXPIRES_MS`]; a lookup is [`query_request`], the
 //! nearest vector in the same partition that has not expired, and [`nearest`] reads its answer.
 //! Chroma's cosine distance is `1 - cosine similarity` (0 for the same direction, 2 for the
@@ -38,20 +38,6 @@ pub const SPACE: &str = "cosine";
 pub struct Request {
     pub path: String,
     pub body: Vec<u8>,
-}
-
-impl Request {
-    pub const METHOD: &'static str = "POST";
-
-    /// The headers for `dispatch_http_call` to the Chroma cluster, `:authority` given.
-    pub fn headers<'a>(&'a self, authority: &'a str) -> [(&'a str, &'a str); 4] {
-        [
-            (":method", Self::METHOD),
-            (":path", &self.path),
-            (":authority", authority),
-            ("content-type", "application/json"),
-        ]
-    }
 }
 
 /// A metadata value Chroma stores: a string, an integer (i64), a float or a boolean.
@@ -242,31 +228,10 @@ fn record_request(
     })
 }
 
-/// Add one record (Chroma answers 201 `{}`). An existing `id` is left as it was, without an
-/// error: prefer [`upsert_request`] for keys that can be stored again. `None` when the
-/// embedding is empty or not finite, or a float in `metadata` is not finite (Chroma refuses
-/// those).
-pub fn add_request(
-    tenant: &str,
-    database: &str,
-    collection_id: &str,
-    id: &str,
-    embedding: &[f32],
-    metadata: &[(&str, MetaValue)],
-    document: &str,
-) -> Option<Request> {
-    record_request(
-        record_path(tenant, database, collection_id, "add"),
-        id,
-        embedding,
-        metadata,
-        document,
-    )
-}
-
 /// Add one record or replace the one with this `id` (Chroma answers 200 `{}`): the embedding
 /// and document are replaced, the metadata merged (fields not given keep their old values).
-/// `None` as for [`add_request`].
+/// `None` when the embedding is empty or not finite, or a float in `metadata` is not finite
+/// (Chroma refuses those).
 pub fn upsert_request(
     tenant: &str,
     database: &str,
@@ -517,20 +482,6 @@ mod tests {
     }
 
     #[test]
-    fn headers_carry_the_json_content_type() {
-        let r = collection_request("t", "d", "c");
-        assert_eq!(
-            r.headers("chroma"),
-            [
-                (":method", "POST"),
-                (":path", "/api/v2/tenants/t/databases/d/collections"),
-                (":authority", "chroma"),
-                ("content-type", "application/json"),
-            ]
-        );
-    }
-
-    #[test]
     fn collection_answer() {
         let c = collection(CREATED.as_bytes()).unwrap();
         assert_eq!(c.id, ID);
@@ -560,14 +511,14 @@ mod tests {
     }
 
     #[test]
-    fn add_and_upsert_one_record() {
+    fn upsert_one_record() {
         let meta = [
             (PARTITION, MetaValue::Str("abc")),
             (EXPIRES_MS, MetaValue::from(2_000_000_000_000u64)),
             ("ratio", MetaValue::Float(1.5)),
             ("tool_calls", MetaValue::Bool(false)),
         ];
-        let r = add_request(
+        let r = upsert_request(
             DEFAULT_TENANT,
             DEFAULT_DATABASE,
             ID,
@@ -580,7 +531,7 @@ mod tests {
         assert_eq!(
             r.path,
             format!(
-                "/api/v2/tenants/default_tenant/databases/default_database/collections/{ID}/add"
+                "/api/v2/tenants/default_tenant/databases/default_database/collections/{ID}/upsert"
             )
         );
         assert_eq!(
@@ -607,7 +558,7 @@ mod tests {
 
     #[test]
     fn f32_embeddings_are_written_shortest() {
-        let r = add_request("t", "d", ID, "k", &[0.1, 1e-30, 0.12345679], &[], "").unwrap();
+        let r = upsert_request("t", "d", ID, "k", &[0.1, 1e-30, 0.12345679], &[], "").unwrap();
         let text = String::from_utf8(r.body).unwrap();
         assert!(
             text.contains(r#""embeddings":[[0.1,1e-30,0.12345679]]"#),
@@ -619,11 +570,11 @@ mod tests {
     #[test]
     fn refuses_what_chroma_refuses() {
         let ok = [(PARTITION, MetaValue::Str("p"))];
-        assert!(add_request("t", "d", ID, "k", &[], &ok, "").is_none());
-        assert!(add_request("t", "d", ID, "k", &[f32::NAN, 1.0], &ok, "").is_none());
+        assert!(upsert_request("t", "d", ID, "k", &[], &ok, "").is_none());
+        assert!(upsert_request("t", "d", ID, "k", &[f32::NAN, 1.0], &ok, "").is_none());
         assert!(upsert_request("t", "d", ID, "k", &[f32::INFINITY], &ok, "").is_none());
         let nan = [("f", MetaValue::Float(f64::NAN))];
-        assert!(add_request("t", "d", ID, "k", &[1.0], &nan, "").is_none());
+        assert!(upsert_request("t", "d", ID, "k", &[1.0], &nan, "").is_none());
         assert!(query_request("t", "d", ID, &[], 1, "p", 0).is_none());
         assert!(query_request("t", "d", ID, &[f32::NEG_INFINITY], 1, "p", 0).is_none());
     }
