@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{err, non_empty, ConfigError};
+use crate::config::{err, non_empty, positive, ConfigError};
 use crate::limits::Store;
 
 pub const DEFAULT_MAX_ENTRIES: u32 = 4096;
@@ -202,18 +202,6 @@ pub struct RouteCache {
 pub struct RouteSemantic {
     pub threshold: f32,
     pub multi_turn: bool,
-}
-
-fn positive<T: PartialOrd + Default + Copy>(
-    field: &str,
-    v: Option<T>,
-    default: T,
-) -> Result<T, ConfigError> {
-    match v {
-        Some(x) if x <= T::default() => Err(err(field, "must be greater than 0")),
-        Some(x) => Ok(x),
-        None => Ok(default),
-    }
 }
 
 impl CacheConfig {

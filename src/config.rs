@@ -1102,6 +1102,19 @@ fn pattern(field: &str, p: Option<String>) -> Result<Option<WildMatch>, ConfigEr
     }
 }
 
+/// A number that must be greater than 0 when given; `default` when not.
+pub(crate) fn positive<T: PartialOrd + Default + Copy>(
+    field: &str,
+    v: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match v {
+        Some(x) if x <= T::default() => Err(err(field, "must be greater than 0")),
+        Some(x) => Ok(x),
+        None => Ok(default),
+    }
+}
+
 pub(crate) fn non_empty(field: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
     match v {
         Some(v) if v.trim().is_empty() => Err(err(field, "must not be empty")),

@@ -13,7 +13,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::config::{err, ConfigError};
+use crate::config::{err, positive, ConfigError};
 use crate::report::{Record, Tokens};
 
 /// Posts a VM has in flight at most; further batches wait in the buffer.
@@ -112,21 +112,16 @@ impl Export {
             }
             headers.push((n, value));
         }
-        let positive = |field: &str, v: Option<u64>, default: u64| match v {
-            Some(0) => Err(err(format!("{F}.{field}"), "must be greater than 0")),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
         let batch_size = positive(
-            "batch_size",
-            raw.batch_size.map(|v| v as u64),
-            DEFAULT_BATCH_SIZE as u64,
-        )? as usize;
+            &format!("{F}.batch_size"),
+            raw.batch_size,
+            DEFAULT_BATCH_SIZE,
+        )?;
         let max_buffered_events = positive(
-            "max_buffered_events",
-            raw.max_buffered_events.map(|v| v as u64),
-            DEFAULT_MAX_BUFFERED_EVENTS as u64,
-        )? as usize;
+            &format!("{F}.max_buffered_events"),
+            raw.max_buffered_events,
+            DEFAULT_MAX_BUFFERED_EVENTS,
+        )?;
         if max_buffered_events < batch_size {
             return Err(err(
                 format!("{F}.max_buffered_events"),
@@ -147,13 +142,17 @@ impl Export {
             headers,
             batch_size,
             flush_interval_ms: positive(
-                "flush_interval_ms",
+                &format!("{F}.flush_interval_ms"),
                 raw.flush_interval_ms,
                 DEFAULT_FLUSH_INTERVAL_MS,
             )?,
             max_buffered_events,
             max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
-            timeout_ms: positive("timeout_ms", raw.timeout_ms, DEFAULT_TIMEOUT_MS)?,
+            timeout_ms: positive(
+                &format!("{F}.timeout_ms"),
+                raw.timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+            )?,
             service_name: match raw.service_name {
                 Some(s) if s.trim().is_empty() => {
                     return Err(err(format!("{F}.service_name"), "must not be empty"))
