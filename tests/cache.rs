@@ -1419,37 +1419,6 @@ fn a_hit_is_served_when_the_token_budget_could_not_pay_for_the_request() {
 
 // ---------------------------------------------------------------------------- semantic cache
 
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    dot / (n(a) * n(b))
-}
-
-/// The fake's embeddings of `texts`, asked directly (what the filter will get).
-fn embeddings(fake: &Fake, texts: &[&str]) -> Vec<Vec<f64>> {
-    let r = post(
-        &format!("http://127.0.0.1:{}/v1/embeddings", fake.port),
-        &[("content-type", "application/json")],
-        json!({"model": "text-embedding-3-small", "input": texts})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(|d| {
-            d["embedding"]
-                .as_array()
-                .expect("floats")
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
 const THRESHOLD: f64 = 0.8;
 const ASKED: &str = "How do I reset my password?";
 /// Shares "reset" and "password", adds "explain": cosine 2/√6 ≈ 0.82.
@@ -1470,7 +1439,7 @@ fn embedder() -> Value {
 fn a_paraphrase_is_a_semantic_hit_and_other_questions_are_not() {
     let fake = Fake::start(None);
     // What the threshold means with the fake's vectors.
-    let v = embeddings(&fake, &[ASKED, PARAPHRASE, NEAR, UNRELATED]);
+    let v = fake.embeddings(&[ASKED, PARAPHRASE, NEAR, UNRELATED]);
     let (para, near, unrelated) = (
         cosine(&v[0], &v[1]),
         cosine(&v[0], &v[2]),
@@ -1665,7 +1634,7 @@ fn max_vectors_keeps_the_newest_vectors() {
         ),
     ];
     let texts: Vec<&str> = topics.iter().flat_map(|(a, b)| [*a, *b]).collect();
-    let v = embeddings(&fake, &texts);
+    let v = fake.embeddings(&texts);
     for i in 0..3 {
         for j in 0..3 {
             let c = cosine(&v[2 * i], &v[2 * j + 1]);

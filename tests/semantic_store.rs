@@ -35,30 +35,6 @@ fn ask(text: &str) -> Value {
     ]})
 }
 
-/// The fake provider's embedding of `text` (what the gateway gets).
-fn embedding(fake: &Fake, text: &str) -> Vec<f64> {
-    let r = post(
-        &format!("http://127.0.0.1:{}/v1/embeddings", fake.port),
-        &[("content-type", "application/json")],
-        json!({"model": "text-embedding-3-small", "input": text})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["data"][0]["embedding"]
-        .as_array()
-        .expect("embedding")
-        .iter()
-        .map(|x| x.as_f64().expect("float"))
-        .collect()
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    dot / (n(a) * n(b))
-}
-
 /// The number of records in the test collection, read through Chroma's own API.
 fn records(chroma: &Chroma) -> u64 {
     let r = post(
@@ -90,9 +66,9 @@ fn two_envoys_share_semantic_hits_through_chroma() {
     let unrelated = "How do I reset my password?";
     // The fixture's vectors make the test mean something: the paraphrase is above the
     // threshold, the unrelated question far below.
-    let q = embedding(&fake, question);
-    assert!(cosine(&q, &embedding(&fake, paraphrase)) >= THRESHOLD + 0.02);
-    assert!(cosine(&q, &embedding(&fake, unrelated)) < 0.5);
+    let v = fake.embeddings(&[question, paraphrase, unrelated]);
+    assert!(cosine(&v[0], &v[1]) >= THRESHOLD + 0.02);
+    assert!(cosine(&v[0], &v[2]) < 0.5);
 
     // Through A: a miss, answered by the provider (its id pinned), then stored in Chroma.
     let first = chat_as(

@@ -141,6 +141,31 @@ impl Fake {
         Fake::start_with(require_key, &[])
     }
 
+    /// The fake's embeddings of `texts`, asked directly (what the filter gets from it).
+    pub fn embeddings(&self, texts: &[&str]) -> Vec<Vec<f64>> {
+        let r = post(
+            &format!("http://127.0.0.1:{}/v1/embeddings", self.port),
+            &[("content-type", "application/json")],
+            serde_json::json!({"model": "text-embedding-3-small", "input": texts})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|d| {
+                d["embedding"]
+                    .as_array()
+                    .expect("floats")
+                    .iter()
+                    .map(|x| x.as_f64().expect("float"))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// A fake that behaves as if every request carried `forced` control headers (a provider
     /// that is down: `("x-fake-status", "503")`; slow: `("x-fake-delay-ms", "3000")`).
     pub fn start_with(require_key: Option<&str>, forced: &[(&str, &str)]) -> Fake {
@@ -735,6 +760,13 @@ pub fn gateway_with_cluster(
             ..Options::default()
         },
     )
+}
+
+/// The cosine similarity of two vectors.
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (n(a) * n(b))
 }
 
 pub fn http_cluster(name: &str, port: u16) -> Value {
