@@ -742,12 +742,14 @@ pub enum Reverse {
 }
 
 impl Reverse {
-    pub fn new(content_type: &str) -> Reverse {
+    /// `input_tokens`: the prompt as the gateway counted it, which a stream's `message_start`
+    /// announces (the provider's own figures follow in its final `message_delta`).
+    pub fn new(content_type: &str, input_tokens: u64) -> Reverse {
         let ct = content_type.split(';').next().unwrap_or("").trim();
         if ct.eq_ignore_ascii_case("text/event-stream") {
             Reverse::Sse {
                 parser: crate::sse::Parser::new(MAX_EVENT_BYTES),
-                stream: Box::default(),
+                stream: Box::new(ReverseStream::new(input_tokens)),
             }
         } else {
             Reverse::Json
@@ -797,8 +799,12 @@ pub fn model_of(body: &[u8]) -> Result<String, HttpError> {
 }
 
 /// Translates an OpenAI chunk stream into Anthropic Messages events, one event at a time.
+/// As Anthropic does, `message_start` carries the prompt's size (the gateway's count) and the
+/// final `message_delta` the usage of the whole answer (the provider's, cache fields included).
 #[derive(Debug, Default)]
 pub struct ReverseStream {
+    /// The prompt as the gateway counted it.
+    counted_input: u64,
     started: bool,
     /// The open content block: its index and whether it is a tool_use block.
     open: Option<(u64, bool)>,
@@ -815,8 +821,11 @@ fn event(name: &str, data: Value) -> String {
 }
 
 impl ReverseStream {
-    pub fn new() -> ReverseStream {
-        ReverseStream::default()
+    pub fn new(counted_input: u64) -> ReverseStream {
+        ReverseStream {
+            counted_input,
+            ..ReverseStream::default()
+        }
     }
 
     fn close_block(&mut self, out: &mut String) {
@@ -846,13 +855,14 @@ impl ReverseStream {
             return;
         }
         self.close_block(out);
-        let usage = self
-            .usage
-            .take()
-            .unwrap_or_else(|| usage_to_anthropic(&Value::Null));
+        // Without the provider's usage, the prompt as counted and nothing generated.
+        let usage = self.usage.take().unwrap_or_else(|| {
+            json!({"input_tokens": self.counted_input, "cache_creation_input_tokens": 0,
+                   "cache_read_input_tokens": 0, "output_tokens": 0})
+        });
         out.push_str(&event("message_delta", json!({"type": "message_delta",
             "delta": {"stop_reason": self.stop.take().unwrap_or_else(|| "end_turn".into()), "stop_sequence": null},
-            "usage": {"output_tokens": usage["output_tokens"]}})));
+            "usage": usage})));
         out.push_str(&event("message_stop", json!({"type": "message_stop"})));
         self.done = true;
     }
@@ -877,7 +887,8 @@ impl ReverseStream {
                 "id": c.get("id").cloned().unwrap_or_default(), "type": "message", "role": "assistant",
                 "model": c.get("model").cloned().unwrap_or_default(), "content": [],
                 "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0}}})));
+                "usage": {"input_tokens": self.counted_input, "cache_creation_input_tokens": 0,
+                          "cache_read_input_tokens": 0, "output_tokens": 0}}})));
         }
         if let Some(u) = c.get("usage").filter(|u| !u.is_null()) {
             self.usage = Some(usage_to_anthropic(u));
@@ -1225,7 +1236,7 @@ data: [DONE]\n\n";
 
     fn reverse(chunks: &[&[u8]]) -> String {
         let mut p = sse::Parser::new(1 << 16);
-        let mut t = ReverseStream::new();
+        let mut t = ReverseStream::new(29);
         let mut out = String::new();
         for c in chunks {
             p.feed(c, |_, e| out.push_str(&t.data(e.data)));
@@ -1236,13 +1247,13 @@ data: [DONE]\n\n";
 
     #[test]
     fn reverse_translation_by_content_type() {
-        let mut r = Reverse::new("text/event-stream; charset=utf-8");
+        let mut r = Reverse::new("text/event-stream; charset=utf-8", 29);
         assert!(!r.buffers());
         let bytes = OPENAI_STREAM.as_bytes();
         let mut out = r.chunk(&bytes[..40]);
         out.extend(r.chunk(&bytes[40..]));
         assert_eq!(String::from_utf8(out).unwrap(), reverse(&[bytes]));
-        let mut r = Reverse::new("application/json");
+        let mut r = Reverse::new("application/json", 29);
         assert!(r.buffers());
         let err =
             br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#;
@@ -1300,7 +1311,18 @@ data: [DONE]\n\n";
             json!({"city": "Oslo"})
         );
         assert_eq!(events[8].1["delta"]["stop_reason"], "tool_use");
-        assert_eq!(events[8].1["usage"]["output_tokens"], 12);
+        // message_start announces the prompt as counted; message_delta carries the provider's
+        // usage of the whole answer, as Anthropic's own streams do.
+        assert_eq!(
+            events[0].1["message"]["usage"],
+            json!({"input_tokens": 29, "cache_creation_input_tokens": 0,
+                   "cache_read_input_tokens": 0, "output_tokens": 0})
+        );
+        assert_eq!(
+            events[8].1["usage"],
+            json!({"input_tokens": 30, "cache_creation_input_tokens": 0,
+                   "cache_read_input_tokens": 0, "output_tokens": 12})
+        );
         let bytes = OPENAI_STREAM.as_bytes();
         for cut in 1..bytes.len() {
             assert_eq!(

@@ -273,6 +273,8 @@ struct RawTokenizer {
     models: BTreeMap<String, String>,
     #[serde(default)]
     preload: Vec<String>,
+    #[serde(default)]
+    max_exact_bytes: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,6 +403,11 @@ pub struct Match {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// The client-facing model names the route lists: its match's model when that names one
+    /// model. These are the only client strings that become a `gen_ai_request_model` label.
+    pub models: Vec<String>,
+    /// The label of every other model the route accepts: `other:<name>`.
+    pub other_label: String,
     pub matcher: Match,
     pub target: Target,
     /// Response caching on this route.
@@ -420,6 +427,8 @@ pub struct TokenizerConfig {
     pub models: Vec<(WildMatch, Option<Encoding>)>,
     /// Encodings to load right after configuration rather than on first use.
     pub preload: Vec<Encoding>,
+    /// Prompt text counted exactly per request; beyond it, bounded (see `tokens::Counter`).
+    pub max_exact_bytes: usize,
 }
 
 /// What a request does when the global rate limit service cannot answer in time.
@@ -515,6 +524,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub default: Option<Target>,
     pub consumers: Vec<Consumer>,
+    /// Consumer names the configuration lists (see `consumer_label`).
+    pub consumer_labels: hashbrown::HashSet<String>,
     /// sha256 (raw bytes) of each accepted key → index into `consumers`.
     pub keys: HashMap<[u8; 32], usize>,
     pub consumer_header: Option<String>,
@@ -536,6 +547,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// The `consumer` label of `name`: itself when the configuration lists it (in `consumers`
+    /// or `limits.consumers`, or `anonymous` when allowed), else `other`, so a consumer named
+    /// by a header (`consumer_header`) never creates a series of its own unless listed.
+    pub fn consumer_label<'a>(&self, name: &'a str) -> &'a str {
+        if self.consumer_labels.contains(name) {
+            name
+        } else {
+            names::metric::OTHER
+        }
+    }
+
     /// The global rate limit service, when one is configured.
     pub fn global(&self) -> Option<&Global> {
         self.limits.as_ref()?.global.as_ref()
@@ -644,6 +666,7 @@ impl Config {
                 }
                 (_, None) => None,
             };
+            label_name(&field, &name)?;
             providers.push(Provider {
                 name,
                 cluster: p.cluster,
@@ -768,13 +791,22 @@ impl Config {
                 }),
                 None => None,
             };
+            let name = r.name.unwrap_or_else(|| format!("route-{i}"));
+            label_name(&format!("{field}.name"), &name)?;
+            let mut models = Vec::new();
+            if let Some(exact) = m.model.as_deref().filter(|p| is_exact(p)) {
+                label_name(&format!("{field}.match.model"), exact)?;
+                models.push(exact.to_string());
+            }
             let matcher = Match {
                 model: pattern(&format!("{field}.match.model"), m.model)?,
                 path: pattern(&format!("{field}.match.path"), m.path)?,
                 header,
             };
             routes.push(Route {
-                name: r.name.unwrap_or_else(|| format!("route-{i}")),
+                other_label: format!("other:{name}"),
+                name,
+                models,
                 cache: route_cache(&format!("{field}.cache"), r.cache)?,
                 matcher,
                 target: target(
@@ -833,6 +865,7 @@ impl Config {
                     return Err(err(f, "the same key is listed twice"));
                 }
             }
+            label_name(&format!("{field}.name"), &c.name)?;
             consumers.push(Consumer { name: c.name });
         }
         let consumer_header = match raw.consumer_header {
@@ -860,6 +893,17 @@ impl Config {
         for (pat, enc) in t.models {
             let e = encoding(&format!("tokenizer.models.{pat}"), &enc)?;
             tok_models.push((WildMatch::new(&pat), e));
+        }
+        let max_exact_bytes = positive(
+            "tokenizer.max_exact_bytes",
+            t.max_exact_bytes,
+            crate::tokens::DEFAULT_MAX_EXACT_BYTES,
+        )?;
+        if max_exact_bytes > crate::tokens::MAX_EXACT_BYTES_LIMIT {
+            return Err(err(
+                "tokenizer.max_exact_bytes",
+                format!("at most {}", crate::tokens::MAX_EXACT_BYTES_LIMIT),
+            ));
         }
         let mut preload = Vec::new();
         for (i, name) in t.preload.iter().enumerate() {
@@ -920,6 +964,18 @@ impl Config {
             .max_response_body_bytes
             .unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES);
 
+        // The consumers that get a label of their own: every one the configuration names.
+        let mut consumer_labels: hashbrown::HashSet<String> =
+            consumers.iter().map(|c| c.name.clone()).collect();
+        if raw.allow_anonymous {
+            consumer_labels.insert(ANONYMOUS.to_string());
+        }
+        if let Some(l) = &raw.limits {
+            for name in l.consumers.keys() {
+                label_name(&format!("limits.consumers.{name}"), name)?;
+                consumer_labels.insert(name.clone());
+            }
+        }
         let limits = match raw.limits {
             Some(l) => Some(limits(
                 l,
@@ -962,6 +1018,7 @@ impl Config {
             routes,
             default,
             consumers,
+            consumer_labels,
             keys,
             consumer_header,
             allow_anonymous: raw.allow_anonymous,
@@ -970,6 +1027,7 @@ impl Config {
                 fallback,
                 models: tok_models,
                 preload,
+                max_exact_bytes,
             },
         })
     }
@@ -1092,6 +1150,35 @@ fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
         return Err(err(field, format!("\"{name}\" is not a valid header name")));
     }
     Ok(n)
+}
+
+/// A configured name that becomes a metric label value (route, provider, consumer, listed
+/// model): ASCII letters, digits and `-_.:/@+`, at most 128. With neither `=` nor `;` nor `,`,
+/// no such name can spell a `stats_tags` pattern (`key=.=value;.;`) or end a value early.
+pub(crate) fn label_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let valid = (1..=MAX_LABEL_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(err(
+            field,
+            format!(
+                "\"{}\" cannot be a metric label: use 1 to {MAX_LABEL_BYTES} ASCII letters, digits and -_.:/@+",
+                name.chars().take(64).collect::<String>()
+            ),
+        ))
+    }
+}
+
+/// Longest configured name that becomes a label value.
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// Whether a model pattern names one model (no glob metacharacter).
+fn is_exact(pattern: &str) -> bool {
+    !pattern.contains(['*', '?'])
 }
 
 fn pattern(field: &str, p: Option<String>) -> Result<Option<WildMatch>, ConfigError> {

@@ -730,6 +730,9 @@ impl Gateway {
             ));
         }
         let mut all = vec![(names::CONTENT_TYPE, "application/json")];
+        if let Some(id) = &self.record.request_id {
+            all.push((names::RESPONSE_REQUEST_ID, id.as_str()));
+        }
         all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
         if let Err(err) = hostcalls::send_http_response(e.status, all, Some(&body)) {
             log::warn!("llm-gateway: could not send local reply: {err:?}");
@@ -890,6 +893,7 @@ impl Gateway {
         )?;
         self.draws = drawn;
         self.record.upstream_model = Some(decision.upstream_model.clone());
+        self.record.model_label = Some(decision.model_label.clone());
         if !resumed {
             self.count(&req, &decision.upstream_model);
         }
@@ -996,7 +1000,8 @@ impl Gateway {
         self.forward(&decision, &headers, chain);
         // The global service is charged the prompt now and the rest when the request ends
         // (its protocol cannot give back an unused reservation).
-        let waiting = self.limit_globally(Some(&req.model), prompt.max(1))?;
+        // The model descriptor is the request's label, never the client's own string.
+        let waiting = self.limit_globally(Some(&decision.model_label), prompt.max(1))?;
         Ok(!waiting)
     }
 
@@ -1013,7 +1018,7 @@ impl Gateway {
     fn count(&mut self, req: &Request, model: &str) {
         if let Some((enc, guessed)) = tokens::encoding_for_model(model, &self.config.tokenizer) {
             let t0 = host::now_us();
-            let mut count = req.count_prompt(enc);
+            let mut count = req.count_prompt_within(enc, self.config.tokenizer.max_exact_bytes);
             self.record.tokenize_us = Some(host::now_us().saturating_sub(t0));
             count.estimated |= guessed;
             self.record.counted_prompt = Some(count);
@@ -1064,6 +1069,7 @@ impl Gateway {
             Ok(d) => d,
             Err(e) => return self.reject(e),
         };
+        self.record.model_label = Some(decision.model_label.clone());
         // The prompt is not known yet: admit on one request and one token left, and charge
         // the reservation once the body has passed (`observe_body`).
         if let Err(e) = self.limit_locally(
@@ -1141,7 +1147,7 @@ impl Gateway {
             if q.len() < MAX_QUEUED_REPORTS {
                 q.push(Report {
                     consumer: self.record.consumer.clone().unwrap_or_default(),
-                    model: self.record.request_model.clone(),
+                    model: self.record.model_label.clone(),
                     tokens: owed,
                 });
             } else {
@@ -1189,6 +1195,9 @@ impl HttpContext for Gateway {
             endpoint
         };
         self.endpoint = Some(endpoint);
+        self.record.request_id = headers
+            .get(names::REQUEST_ID)
+            .map(|id| crate::response::bounded_id(&id));
         self.record.endpoint = Some(if self.client_anthropic {
             "messages"
         } else {
@@ -1267,10 +1276,19 @@ impl HttpContext for Gateway {
         self.record.status = host::header(h, names::STATUS)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if self.endpoint.is_none() || self.record.local_outcome.is_some() || self.record.cache_hit()
-        {
+        if self.endpoint.is_none() {
             return Action::Continue;
         }
+        if let Some(id) = &self.record.request_id {
+            host::set_header(h, names::RESPONSE_REQUEST_ID, Some(id));
+        }
+        if self.record.local_outcome.is_some() || self.record.cache_hit() {
+            return Action::Continue;
+        }
+        self.record.provider_request_id = names::PROVIDER_REQUEST_IDS
+            .iter()
+            .find_map(|name| host::header(h, name))
+            .map(|id| crate::response::bounded_id(&id));
         if self.chain_len > 0 && self.record.status >= 500 {
             // Every provider the chain tried failed: one clear error instead of the last
             // provider's (or Envoy's plain-text) answer.
@@ -1294,7 +1312,8 @@ impl HttpContext for Gateway {
         if self.client_anthropic && !self.passthrough() && ce.is_none() {
             // An OpenAI answer for an Anthropic client: translated back as it passes.
             host::set_header(h, names::CONTENT_LENGTH, None);
-            self.reverse = Some(anthropic::Reverse::new(&ct));
+            let counted = self.record.counted_prompt.map_or(0, |c| c.tokens);
+            self.reverse = Some(anthropic::Reverse::new(&ct, counted));
         }
         if self.anthropic && ce.is_none() {
             // Translated: the length changes.
@@ -1412,20 +1431,23 @@ impl HttpContext for Gateway {
             host::set_property(name, &value);
         }
 
+        // Label values come from the configuration only (see `route::Decision::model_label`
+        // and `Config::consumer_label`): a client's string never names a series.
         let model = self
             .record
-            .request_model
-            .clone()
-            .unwrap_or_else(|| "none".into());
+            .model_label
+            .as_deref()
+            .unwrap_or(names::metric::NONE);
         let consumer = self
             .record
             .consumer
-            .clone()
-            .unwrap_or_else(|| "none".into());
+            .as_deref()
+            .map_or(names::metric::NONE, |c| self.config.consumer_label(c));
         let mut metrics = self.metrics.borrow_mut();
-        let mut updates = self.record.metrics(&model, &consumer);
+        let mut updates = self.record.metrics(model, consumer);
         if updates.iter().any(|u| !metrics.has_room(&u.name)) {
-            updates = self.record.metrics("other", "other");
+            let other = names::metric::OTHER;
+            updates = self.record.metrics(other, other);
         }
         updates.push(MetricUpdate {
             kind: Kind::Gauge,
@@ -1437,10 +1459,12 @@ impl HttpContext for Gateway {
         }
         drop(metrics);
         if let Some(x) = &self.exporter {
-            let id = hostcalls::get_property(names::host::REQUEST_ID.to_vec())
-                .ok()
-                .flatten()
-                .and_then(|b| String::from_utf8(b).ok());
+            let id = self.record.request_id.clone().or_else(|| {
+                hostcalls::get_property(names::host::REQUEST_ID.to_vec())
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b).ok())
+            });
             let event = usage::Event::new(
                 &self.record,
                 id,

@@ -38,6 +38,14 @@ pub const RETRY_AFTER: &str = "retry-after";
 /// Prefix of the rate limit table's keys in Envoy's shared data.
 pub const LIMITS_SHARED_PREFIX: &str = "llm_gateway.limits.v1.";
 
+/// Envoy's request id (the access log's `request_id`), read from the request.
+pub const REQUEST_ID: &str = "x-request-id";
+/// Response header carrying the gateway's request id, on every answer to an LLM request, so a
+/// client can find its request in the access log and the usage events.
+pub const RESPONSE_REQUEST_ID: &str = "x-llm-gateway-request-id";
+/// Response headers in which providers name their own request id (OpenAI and Azure, Anthropic).
+pub const PROVIDER_REQUEST_IDS: [&str; 2] = ["x-request-id", "request-id"];
+
 /// Response header naming the provider that served the request.
 pub const RESPONSE_PROVIDER: &str = "x-llm-gateway-provider";
 /// Response header on caching routes: `hit`, `miss` or `bypass`.
@@ -84,8 +92,12 @@ pub mod prop {
     /// Microseconds spent looking the request up in the cache (exact entry, and the nearest
     /// vector in the local index), calls to the embeddings service and vector store excluded.
     pub const CACHE_LOOKUP_US: &str = "llm.cache_lookup_us";
+    /// The provider's own request id (its `x-request-id` or `request-id` response header).
+    pub const PROVIDER_REQUEST_ID: &str = "llm.provider_request_id";
+    /// The response's `id` (`chatcmpl-...`, `msg_...`).
+    pub const RESPONSE_ID: &str = "llm.response_id";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -110,6 +122,8 @@ pub mod prop {
         CACHE,
         CACHE_SAVED_TOKENS,
         CACHE_LOOKUP_US,
+        PROVIDER_REQUEST_ID,
+        RESPONSE_ID,
     ];
 
     /// Internal, between the gateway filter and its upstream twin on a failover cluster
@@ -184,6 +198,11 @@ pub mod metric {
     /// Semantic lookups that could not be made, by `reason` (`embedding_unavailable`,
     /// `embedding_error`, `store_unavailable`, `store_error`).
     pub const CACHE_SEMANTIC_FAILURES: &str = "llm_gateway_cache_semantic_failures_total";
+
+    /// The label value of whatever the configuration does not name.
+    pub const OTHER: &str = "other";
+    /// The label value of what is not known (no model routed, no provider chosen).
+    pub const NONE: &str = "none";
 
     pub const TAG_MODEL: &str = "gen_ai_request_model";
     pub const TAG_PROVIDER: &str = "gen_ai_provider_name";

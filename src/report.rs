@@ -14,7 +14,13 @@ use crate::tokens::Count;
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub consumer: Option<String>,
+    /// The gateway's request id (Envoy's `x-request-id`), at most `response::MAX_ID_BYTES`.
+    pub request_id: Option<String>,
+    /// The provider's own request id, from its response headers.
+    pub provider_request_id: Option<String>,
     pub request_model: Option<String>,
+    /// The request's `gen_ai_request_model` label, from the route (see `route::Decision`).
+    pub model_label: Option<String>,
     pub upstream_model: Option<String>,
     pub provider: Option<String>,
     pub endpoint: Option<&'static str>,
@@ -97,8 +103,14 @@ pub fn stat_name(name: &str, tags: &[(&str, &str)]) -> String {
         s.push_str("=.=");
         let v = if v.is_empty() { "none" } else { v };
         for c in v.chars().take(128) {
-            // `;` would end the value early and control characters do not belong in a stat name.
-            s.push(if c == ';' || c.is_control() { '_' } else { c });
+            // Values come from the configuration (see `config::label_name`); as a second line of
+            // defence, `;` would end the value early, `=` could spell another tag's `=.=`, and
+            // control characters do not belong in a stat name.
+            s.push(if c == ';' || c == '=' || c.is_control() {
+                '_'
+            } else {
+                c
+            });
         }
         s.push_str(";.;");
     }
@@ -128,55 +140,48 @@ impl Record {
         matches!(self.cache, Some("hit" | "semantic_hit"))
     }
 
+    /// What the provider bills for the request: the one figure the metrics, the access log,
+    /// the usage event, the limits and the cost all use (README, "What is billed").
+    /// - refused by the gateway, served from the cache, or answered with an error (no usage):
+    ///   nothing;
+    /// - answered (2xx), also when the stream was cut or the client left mid-answer: the
+    ///   provider's usage, else the gateway's counts of the prompt and of what was generated
+    ///   (`estimated`);
+    /// - an error answer that carries usage: that usage.
+    ///
+    /// The gateway's own prompt count stays visible apart (`counted_prompt`).
     pub fn tokens(&self) -> Tokens {
-        if self.cache_hit() {
+        if self.local_outcome.is_some() || self.cache_hit() || self.endpoint.is_none() {
             return Tokens::default();
         }
         let counted = self.counted_prompt.unwrap_or_default();
         match self.learned.usage {
             Some(u) => from_usage(u, counted),
-            None => {
-                // No usage: what was sent is what the filter counted; what came back was counted
-                // from the text, if anything came back.
-                let sent = self.status != 0 || self.learned.completion_estimate.tokens > 0;
-                let prompt = if sent && self.local_outcome.is_none() {
-                    counted.tokens
-                } else {
-                    0
-                };
+            None if (200..300).contains(&self.status) => {
+                let prompt = counted.tokens;
                 let completion = self.learned.completion_estimate.tokens;
+                let total = prompt.saturating_add(completion);
                 Tokens {
                     prompt,
                     completion,
-                    total: prompt + completion,
+                    total,
                     cached: 0,
                     cache_write: 0,
                     reasoning: 0,
-                    estimated: prompt + completion > 0,
+                    estimated: total > 0,
                 }
             }
+            None => Tokens::default(),
         }
     }
 
-    /// Tokens the request is charged against token limits: what the provider reported, or
-    /// the filter's counts for a response that carried none; nothing for a request the
-    /// provider refused or never answered (providers do not bill those).
+    /// Tokens the request is charged against token limits: what it is billed (`tokens`), or
+    /// for a cache hit on a route that charges hits, the stored answer's tokens.
     pub fn billable_tokens(&self) -> u64 {
-        if self.local_outcome.is_some() {
-            return 0;
+        if self.cache_hit() && self.cache_charge && self.local_outcome.is_none() {
+            return self.cache_saved;
         }
-        if self.cache_hit() {
-            return if self.cache_charge {
-                self.cache_saved
-            } else {
-                0
-            };
-        }
-        match self.learned.usage {
-            Some(_) => self.tokens().total,
-            None if (200..300).contains(&self.status) => self.tokens().total,
-            None => 0,
-        }
+        self.tokens().total
     }
 
     /// Price the request: what the provider bills (nothing for a refused or failed request
@@ -187,11 +192,7 @@ impl Record {
             self.cost = None;
             return;
         }
-        let t = if self.billable_tokens() > 0 {
-            self.tokens()
-        } else {
-            Tokens::default()
-        };
+        let t = self.tokens();
         let models = [
             self.learned.model.as_deref(),
             self.upstream_model.as_deref(),
@@ -215,6 +216,8 @@ impl Record {
             (prop::UPSTREAM_MODEL, &self.upstream_model),
             (prop::RESPONSE_MODEL, &self.learned.model),
             (prop::PROVIDER, &self.provider),
+            (prop::PROVIDER_REQUEST_ID, &self.provider_request_id),
+            (prop::RESPONSE_ID, &self.learned.id),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))

@@ -268,6 +268,19 @@ impl<'a> Request<'a> {
 
     /// Prompt tokens as the provider will count them.
     pub fn count_prompt(&self, enc: Encoding) -> Count {
+        self.count_prompt_within(enc, usize::MAX)
+    }
+
+    /// The prompt's tokens, counted exactly up to `max_exact_bytes` of text and bounded above
+    /// beyond it (see `tokens::Counter`; the count is then flagged as estimated).
+    pub fn count_prompt_within(&self, enc: Encoding, max_exact_bytes: usize) -> Count {
+        let counter = tokens::Counter::new(enc, max_exact_bytes);
+        let mut count = self.count_with(&counter);
+        count.estimated |= counter.bounded();
+        count
+    }
+
+    fn count_with(&self, enc: &tokens::Counter) -> Count {
         match &self.prompt {
             Prompt::Chat(messages) => {
                 let mut count = Count::default();
@@ -374,9 +387,9 @@ struct Message<'a> {
 }
 
 impl Message<'_> {
-    fn count(&self, enc: Encoding) -> Count {
+    fn count(&self, enc: &tokens::Counter) -> Count {
         let mut c = Count {
-            tokens: tokens::TOKENS_PER_MESSAGE + tokens::role_tokens(enc, &self.role),
+            tokens: tokens::TOKENS_PER_MESSAGE + tokens::role_tokens(enc.encoding(), &self.role),
             estimated: false,
         };
         c.add(self.content.count(enc));
@@ -422,7 +435,7 @@ struct Part<'a> {
 }
 
 impl Content<'_> {
-    fn count(&self, enc: Encoding) -> Count {
+    fn count(&self, enc: &tokens::Counter) -> Count {
         match self {
             Content::None => Count::default(),
             Content::Text(t) => Count {
@@ -491,7 +504,7 @@ enum Texts<'a> {
 }
 
 impl Texts<'_> {
-    fn count(&self, enc: Encoding) -> Count {
+    fn count(&self, enc: &tokens::Counter) -> Count {
         match self {
             Texts::Strings(s) => Count {
                 tokens: s.iter().map(|t| enc.count(t)).sum(),
@@ -666,6 +679,35 @@ mod tests {
         let c = r.count_prompt(Encoding::O200kBase);
         assert!(c.estimated);
         assert!(c.tokens > 85 + 8);
+    }
+
+    #[test]
+    fn counting_is_exact_within_the_budget_and_bounded_above_past_it() {
+        let long = "The quick brown fox jumps over the lazy dog. ".repeat(2000);
+        let body = chat(json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": long}
+        ]}));
+        let r = Request::parse(Endpoint::ChatCompletions, &body).unwrap();
+        let exact = r.count_prompt(Encoding::O200kBase);
+        assert!(!exact.estimated);
+        // Room for everything: the same exact count.
+        assert_eq!(
+            r.count_prompt_within(Encoding::O200kBase, long.len() + 64),
+            exact
+        );
+        // Room for the system message only: the long text counts as its bytes, flagged.
+        let bounded = r.count_prompt_within(Encoding::O200kBase, 64);
+        assert!(bounded.estimated);
+        let system = Encoding::O200kBase.count("Be brief.");
+        assert_eq!(
+            bounded.tokens,
+            3 + 1 + system + 3 + 1 + long.len() as u64 + 3,
+            "system exact, the user's text as its bytes"
+        );
+        assert!(bounded.tokens >= exact.tokens);
+        // Nothing counted exactly: still an upper bound.
+        assert!(r.count_prompt_within(Encoding::O200kBase, 0).tokens >= exact.tokens);
     }
 
     #[test]

@@ -71,6 +71,8 @@ impl Usage {
 
 #[derive(Deserialize)]
 struct Body<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default, borrow)]
@@ -152,6 +154,8 @@ pub struct Learned {
     /// Time (ms, host clock) of the first generated token in a stream.
     pub first_token_ms: Option<u64>,
     pub model: Option<String>,
+    /// The response's `id` (`chatcmpl-...`, `msg_...`), at most `MAX_ID_BYTES`.
+    pub id: Option<String>,
     /// A stream ended with `[DONE]` (or a JSON body was complete and parsed).
     pub complete: bool,
     /// The provider reported an error inside a 200 stream.
@@ -344,6 +348,9 @@ fn learn_event(
     if learned.model.is_none() {
         learned.model = chunk.model.map(Cow::into_owned);
     }
+    if learned.id.is_none() {
+        learned.id = chunk.id.as_deref().map(bounded_id);
+    }
     let mut generated = false;
     for c in chunk.choices.iter().flatten() {
         generated |= c.generated(&mut |s| {
@@ -364,6 +371,18 @@ fn learn_event(
     }
 }
 
+/// Longest response or provider request id recorded (longer ones are cut).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// An id from the wire, cut to `MAX_ID_BYTES` on a character boundary.
+pub fn bounded_id(id: &str) -> String {
+    let mut end = id.len().min(MAX_ID_BYTES);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.get(..end).unwrap_or_default().to_string()
+}
+
 fn learn_json(learned: &mut Learned, buf: &[u8], encoding: Option<Encoding>) {
     let Ok(body) = serde_json::from_slice::<Body>(buf) else {
         return;
@@ -371,12 +390,26 @@ fn learn_json(learned: &mut Learned, buf: &[u8], encoding: Option<Encoding>) {
     learned.complete = body.error.is_none();
     learned.usage = body.usage;
     learned.model = body.model.map(Cow::into_owned);
+    learned.id = body.id.as_deref().map(bounded_id);
     if learned.usage.is_none() {
         if let Some(e) = encoding {
             for c in body.choices.iter().flatten() {
                 c.generated(&mut |s| learned.completion_estimate.tokens += e.count(s));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn ids_are_bounded_on_a_character_boundary() {
+        assert_eq!(super::bounded_id("chatcmpl-1"), "chatcmpl-1");
+        let long = "é".repeat(200);
+        let cut = super::bounded_id(&long);
+        assert_eq!(cut.len(), super::MAX_ID_BYTES);
+        let odd = format!("x{long}");
+        assert_eq!(super::bounded_id(&odd).len(), super::MAX_ID_BYTES - 1);
     }
 }
 
@@ -480,6 +513,7 @@ mod tests {
             (Some(8), 4, 1)
         );
         assert_eq!(l.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(l.id.as_deref(), Some("chatcmpl-1"));
         assert!(l.complete);
 
         // No usage: completion estimated from the message.

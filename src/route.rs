@@ -67,6 +67,9 @@ pub struct Decision<'c> {
     pub upstream_model: String,
     /// Name of the matched route (`default` for the default route).
     pub route: &'c str,
+    /// The request's `gen_ai_request_model` label: the client's model when the route lists it
+    /// (`Route::models`), else the route's `other:<route>`; never another client string.
+    pub model_label: String,
     /// For a failover chain: the composite cluster, and every provider in order (the first
     /// being `provider`) with the model it receives.
     pub failover: Option<(&'c str, Vec<(&'c Provider, String)>)>,
@@ -105,9 +108,21 @@ pub fn route<'c>(
                     (None, _) => false,
                 })
     });
-    let (target, route, cache) = match (matched, &cfg.default) {
-        (Some(r), _) => (&r.target, r.name.as_str(), r.cache.as_ref()),
-        (None, Some(d)) => (d, "default", cfg.default_cache.as_ref()),
+    let (target, route, cache, model_label) = match (matched, &cfg.default) {
+        (Some(r), _) => {
+            let label = if r.models.iter().any(|m| m == model) {
+                model.to_string()
+            } else {
+                r.other_label.clone()
+            };
+            (&r.target, r.name.as_str(), r.cache.as_ref(), label)
+        }
+        (None, Some(d)) => (
+            d,
+            "default",
+            cfg.default_cache.as_ref(),
+            DEFAULT_OTHER_LABEL.to_string(),
+        ),
         (None, None) => return Err(HttpError::model_not_found(model)),
     };
     let dest = pick(target, draw).ok_or_else(|| HttpError::model_not_found(model))?;
@@ -132,10 +147,14 @@ pub fn route<'c>(
         provider,
         upstream_model: upstream_model(provider, dest, model),
         route,
+        model_label,
         failover,
         cache,
     })
 }
+
+/// The model label of every request the default route serves.
+pub const DEFAULT_OTHER_LABEL: &str = "other:default";
 
 fn pick<'t>(target: &'t Target, draw: &mut dyn FnMut(u32) -> u32) -> Option<&'t Dest> {
     match target {
@@ -268,6 +287,22 @@ mod tests {
         let c = cfg(json!({"default": {"to": {"provider": "openai"}}}));
         let d = go(&c, "gpt-9", "/v1/chat/completions", &[], 0).unwrap();
         assert_eq!((d.route, d.provider.name.as_str()), ("default", "openai"));
+        assert_eq!(d.model_label, "other:default");
+    }
+
+    #[test]
+    fn model_labels_come_from_the_configuration() {
+        let c = cfg(json!({}));
+        let label = |model: &str, h: &[(&str, &str)]| {
+            go(&c, model, "/v1/chat/completions", h, 0)
+                .unwrap()
+                .model_label
+        };
+        // An exact match lists its model; a glob and a header route only their overflow.
+        assert_eq!(label("gpt-4o", &[]), "gpt-4o");
+        assert_eq!(label("claude-3-5-sonnet", &[]), "other:claude");
+        assert_eq!(label("claude-consumer=.=victim;.;", &[]), "other:claude");
+        assert_eq!(label("gpt-4o", &[("x-llm-tier", "fast")]), "other:fast");
     }
 
     #[test]

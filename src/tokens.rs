@@ -70,6 +70,54 @@ impl Encoding {
     }
 }
 
+/// Counts the texts of one request at a bounded cost: exactly while the texts counted so far fit
+/// in the budget (`tokenizer.max_exact_bytes`); past it, a text counts as its length in bytes,
+/// an upper bound (every token is at least one byte), and the count is flagged as estimated.
+/// A worker so never spends more than the budget's worth of tokenizing on one request.
+pub struct Counter {
+    enc: Encoding,
+    left: std::cell::Cell<usize>,
+    bounded: std::cell::Cell<bool>,
+}
+
+impl Counter {
+    pub fn new(enc: Encoding, budget_bytes: usize) -> Counter {
+        Counter {
+            enc,
+            left: std::cell::Cell::new(budget_bytes),
+            bounded: std::cell::Cell::new(false),
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.enc
+    }
+
+    /// Tokens in `text`, or its upper bound once the budget is spent.
+    pub fn count(&self, text: &str) -> u64 {
+        match self.left.get().checked_sub(text.len()) {
+            Some(left) => {
+                self.left.set(left);
+                self.enc.count(text)
+            }
+            None => {
+                self.bounded.set(true);
+                text.len() as u64
+            }
+        }
+    }
+
+    /// Whether some text was bounded rather than counted.
+    pub fn bounded(&self) -> bool {
+        self.bounded.get()
+    }
+}
+
+/// Default `tokenizer.max_exact_bytes`: prompt text counted exactly per request.
+pub const DEFAULT_MAX_EXACT_BYTES: usize = 64 * 1024;
+/// Largest `tokenizer.max_exact_bytes` accepted.
+pub const MAX_EXACT_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+
 /// Texts shorter than this are tokenized every time; longer ones are remembered.
 pub const CACHE_MIN_BYTES: usize = 256;
 /// Entries per cache generation (two generations are kept: at most twice this many).
@@ -210,6 +258,7 @@ mod tests {
                 (WildMatch::new("secret-*"), None),
             ],
             preload: vec![],
+            max_exact_bytes: DEFAULT_MAX_EXACT_BYTES,
         }
     }
 

@@ -204,6 +204,12 @@ impl Event {
         );
         s("gen_ai.response.model", "response_model", &r.learned.model);
         s("gen_ai.provider.name", "provider", &r.provider);
+        s(
+            "llm_gateway.provider_request_id",
+            "provider_request_id",
+            &r.provider_request_id,
+        );
+        s("gen_ai.response.id", "response_id", &r.learned.id);
         if let Some(e) = r.endpoint {
             f.push(("llm_gateway.endpoint", "endpoint", Val::Str(e.to_string())));
             f.push((
@@ -259,6 +265,14 @@ impl Event {
             "usage_estimated",
             Val::Bool(t.estimated),
         ));
+        if let Some(c) = r.counted_prompt {
+            // The gateway's own count of the prompt, apart from what is billed.
+            f.push((
+                "llm_gateway.usage.counted_prompt_tokens",
+                "counted_prompt_tokens",
+                Val::Int(c.tokens),
+            ));
+        }
         if let Some(c) = r.cost {
             f.push((
                 "llm_gateway.cost_usd",

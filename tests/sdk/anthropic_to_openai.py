@@ -22,6 +22,10 @@ for model in ["gpt-4o-mini", "claude-sonnet-4-5"]:
         final = s.get_final_message()
     assert text and final.content[0].text == text, (text, final)
     assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0, final
+    # What Claude Code and cost trackers read: the streamed final usage equals the JSON one.
+    assert final.usage.input_tokens == m.usage.input_tokens > 0, (final.usage, m.usage)
+    assert final.usage.output_tokens == m.usage.output_tokens, (final.usage, m.usage)
+    assert (final.usage.cache_read_input_tokens or 0) == (m.usage.cache_read_input_tokens or 0)
 
     events = [e.type for e in client.messages.create(model=model, max_tokens=64, messages=messages,
                                                      stream=True)]
