@@ -71,15 +71,35 @@ fn istio_stats_tags() -> Value {
         json!({"tag_name": "mongo_prefix", "regex": "^mongo\\.(.+?)\\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$"}),
     ];
     let istio_labels = [
-        "reporter", "source_namespace", "source_workload", "source_workload_namespace",
-        "source_principal", "source_app", "source_version", "source_cluster",
-        "destination_namespace", "destination_workload", "destination_workload_namespace",
-        "destination_principal", "destination_app", "destination_version", "destination_service",
-        "destination_service_name", "destination_service_namespace", "destination_port",
-        "destination_cluster", "request_protocol", "request_operation", "request_host",
-        "response_flags", "grpc_response_status", "connection_security_policy",
-        "source_canonical_service", "destination_canonical_service",
-        "source_canonical_revision", "destination_canonical_revision",
+        "reporter",
+        "source_namespace",
+        "source_workload",
+        "source_workload_namespace",
+        "source_principal",
+        "source_app",
+        "source_version",
+        "source_cluster",
+        "destination_namespace",
+        "destination_workload",
+        "destination_workload_namespace",
+        "destination_principal",
+        "destination_app",
+        "destination_version",
+        "destination_service",
+        "destination_service_name",
+        "destination_service_namespace",
+        "destination_port",
+        "destination_cluster",
+        "request_protocol",
+        "request_operation",
+        "request_host",
+        "response_flags",
+        "grpc_response_status",
+        "connection_security_policy",
+        "source_canonical_service",
+        "destination_canonical_service",
+        "source_canonical_revision",
+        "destination_canonical_revision",
     ];
     for t in istio_labels.iter().map(|s| s.to_string()).chain(extra) {
         tags.push(json!({"tag_name": t, "regex": format!("({t}=\\.=(.*?);\\.;)")}));
@@ -90,10 +110,22 @@ fn istio_stats_tags() -> Value {
 /// Model names that tried to forge labels, names or values.
 fn adversarial() -> Vec<String> {
     let mut v: Vec<String> = [
-        "=.=", ".", "_", ";", "=", ";.;", "x;.;consumer=.=victim;.;",
-        "-consumer=.=victim", "-gen_ai_provider_name=.=evil;.;outcome=.=ok",
-        "-reporter=.=source;.;", "-response_code=.=200;.;", "_rq_200", ".wasmcustom.x",
-        "-模型-ü-🙂", "-line\nbreak", "-tab\tand\"quote",
+        "=.=",
+        ".",
+        "_",
+        ";",
+        "=",
+        ";.;",
+        "x;.;consumer=.=victim;.;",
+        "-consumer=.=victim",
+        "-gen_ai_provider_name=.=evil;.;outcome=.=ok",
+        "-reporter=.=source;.;",
+        "-response_code=.=200;.;",
+        "_rq_200",
+        ".wasmcustom.x",
+        "-模型-ü-🙂",
+        "-line\nbreak",
+        "-tab\tand\"quote",
     ]
     .into_iter()
     .map(String::from)
@@ -112,7 +144,12 @@ fn send(gw: &Gateway, model: &str, headers: &[(&str, &str)]) -> u16 {
     let mut h = demo_key().to_vec();
     h.extend_from_slice(headers);
     h.push(("content-type", "application/json"));
-    post_lenient(&gw.url("/v1/chat/completions"), &h, body.to_string().as_bytes()).status
+    post_lenient(
+        &gw.url("/v1/chat/completions"),
+        &h,
+        body.to_string().as_bytes(),
+    )
+    .status
 }
 
 /// Every sample of the filter's metrics: (name, labels).
@@ -174,13 +211,21 @@ fn check_labels(tags: Value, what: &str) {
     let mut sent = 0u64;
     for name in adversarial() {
         // A glob route, a header route and the default route each accept it.
-        assert_eq!(send(&gw, &format!("gpt-4.1{name}"), &[]), 200, "{what}: glob {name:?}");
+        assert_eq!(
+            send(&gw, &format!("gpt-4.1{name}"), &[]),
+            200,
+            "{what}: glob {name:?}"
+        );
         assert_eq!(
             send(&gw, &name, &[("x-llm-tier", "fast")]),
             200,
             "{what}: header {name:?}"
         );
-        assert_eq!(send(&gw, &format!("zz{name}"), &[]), 200, "{what}: default {name:?}");
+        assert_eq!(
+            send(&gw, &format!("zz{name}"), &[]),
+            200,
+            "{what}: default {name:?}"
+        );
         sent += 3;
     }
     // A model the configuration lists keeps its own label.
@@ -191,7 +236,13 @@ fn check_labels(tags: Value, what: &str) {
     let allowed: BTreeMap<&str, BTreeSet<&str>> = [
         (
             metric::TAG_MODEL,
-            ["gpt-4o-mini", "other:gpt-4.1", "other:fast", "other:default"].into(),
+            [
+                "gpt-4o-mini",
+                "other:gpt-4.1",
+                "other:fast",
+                "other:default",
+            ]
+            .into(),
         ),
         (metric::TAG_CONSUMER, ["demo"].into()),
         (metric::TAG_PROVIDER, ["openai"].into()),
@@ -205,15 +256,23 @@ fn check_labels(tags: Value, what: &str) {
     let all = series(&gw);
     assert!(!all.is_empty(), "{what}: no series");
     for (name, labels) in &all {
-        assert!(known_metric(name), "{what}: a forged metric name {name:?} ({labels:?})");
+        assert!(
+            known_metric(name),
+            "{what}: a forged metric name {name:?} ({labels:?})"
+        );
         for (k, v) in labels {
-            let ok = allowed.get(k.as_str()).is_some_and(|vs| vs.contains(v.as_str()));
+            let ok = allowed
+                .get(k.as_str())
+                .is_some_and(|vs| vs.contains(v.as_str()));
             assert!(ok, "{what}: {name} has {k}={v:?} ({labels:?})");
         }
     }
     let text = gw.prometheus();
     let requests = prom_sum(&text, metric::REQUESTS, &[(metric::TAG_CONSUMER, "demo")]);
-    assert_eq!(requests as u64, sent, "{what}: every request counted under its consumer");
+    assert_eq!(
+        requests as u64, sent,
+        "{what}: every request counted under its consumer"
+    );
     for (label, n) in [
         ("other:gpt-4.1", adversarial().len()),
         ("other:fast", adversarial().len()),
@@ -281,12 +340,26 @@ fn unknown_and_glob_routed_models_add_no_series() {
     let no_route = prom_sum(
         &text,
         metric::REQUESTS,
-        &[(metric::TAG_MODEL, "none"), (metric::TAG_OUTCOME, "no_route")],
+        &[
+            (metric::TAG_MODEL, "none"),
+            (metric::TAG_OUTCOME, "no_route"),
+        ],
     );
     assert_eq!(no_route as u64, 2001);
-    let glob = prom_sum(&text, metric::REQUESTS, &[(metric::TAG_MODEL, "other:gpt-4.1")]);
+    let glob = prom_sum(
+        &text,
+        metric::REQUESTS,
+        &[(metric::TAG_MODEL, "other:gpt-4.1")],
+    );
     assert_eq!(glob as u64, 2001);
-    let real = prom_sum(&text, metric::REQUESTS, &[(metric::TAG_MODEL, "gpt-4o-mini")]);
+    let real = prom_sum(
+        &text,
+        metric::REQUESTS,
+        &[(metric::TAG_MODEL, "gpt-4o-mini")],
+    );
     assert_eq!(real as u64, 2, "a real model keeps its label");
-    assert!(!text.contains("gen_ai_request_model=\"other\""), "nothing folded into other");
+    assert!(
+        !text.contains("gen_ai_request_model=\"other\""),
+        "nothing folded into other"
+    );
 }
