@@ -123,6 +123,8 @@ struct RawRoute {
     fallback: Option<RawFallback>,
     #[serde(default)]
     cache: Option<crate::cache::RawRouteCache>,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 /// Providers to try in order after the route's own, through an Envoy composite cluster.
@@ -163,6 +165,8 @@ struct RawTarget {
     fallback: Option<RawFallback>,
     #[serde(default)]
     cache: Option<crate::cache::RawRouteCache>,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +409,10 @@ pub struct Route {
     pub target: Target,
     /// Response caching on this route.
     pub cache: Option<crate::cache::RouteCache>,
+    /// The model names clients ask this route for, as `GET /v1/models` lists them: the match's
+    /// model when it is a plain name (no `*?[`), then the configured `models` examples (each
+    /// matched by the model glob, no duplicates).
+    pub models: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -533,6 +541,8 @@ pub struct Config {
     pub cache: Option<crate::cache::CacheConfig>,
     /// Response caching on the default target.
     pub default_cache: Option<crate::cache::RouteCache>,
+    /// The default target's configured `models` examples, as `GET /v1/models` lists them.
+    pub default_models: Vec<String>,
 }
 
 impl Config {
@@ -768,6 +778,7 @@ impl Config {
                 }),
                 None => None,
             };
+            let models = route_models(&format!("{field}.models"), m.model.as_deref(), r.models)?;
             let matcher = Match {
                 model: pattern(&format!("{field}.match.model"), m.model)?,
                 path: pattern(&format!("{field}.match.path"), m.path)?,
@@ -775,6 +786,7 @@ impl Config {
             };
             routes.push(Route {
                 name: r.name.unwrap_or_else(|| format!("route-{i}")),
+                models,
                 cache: route_cache(&format!("{field}.cache"), r.cache)?,
                 matcher,
                 target: target(
@@ -784,16 +796,18 @@ impl Config {
                         split: r.split,
                         fallback: r.fallback,
                         cache: None,
+                        models: Vec::new(),
                     },
                 )?,
             });
         }
-        let (default, default_cache) = match raw.default {
+        let (default, default_cache, default_models) = match raw.default {
             Some(mut t) => {
                 let c = route_cache("default.cache", t.cache.take())?;
-                (Some(target("default", t)?), c)
+                let m = route_models("default.models", None, std::mem::take(&mut t.models))?;
+                (Some(target("default", t)?), c, m)
             }
-            None => (None, None),
+            None => (None, None, Vec::new()),
         };
         if routes.is_empty() && default.is_none() {
             return Err(err(
@@ -952,6 +966,7 @@ impl Config {
         Ok(Config {
             cache,
             default_cache,
+            default_models,
             prices,
             usage_export,
             limits,
@@ -973,6 +988,46 @@ impl Config {
             },
         })
     }
+}
+
+/// Whether a model pattern is a glob rather than one name.
+pub fn is_glob(model: &str) -> bool {
+    model.contains(['*', '?', '['])
+}
+
+/// A route's client-facing model names (see `Route::models`): the match's plain model name,
+/// then the `configured` examples, each matched by the match's model when there is one.
+fn route_models(
+    field: &str,
+    matched: Option<&str>,
+    configured: Vec<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = matched
+        .filter(|m| !is_glob(m))
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let pattern = matched.map(WildMatch::new);
+    for (i, m) in configured.into_iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        if m.trim().is_empty() {
+            return Err(err(f, "must not be empty"));
+        }
+        if out.contains(&m) {
+            return Err(err(f, format!("duplicate model \"{m}\"")));
+        }
+        if pattern.as_ref().is_some_and(|p| !p.matches(&m)) {
+            return Err(err(
+                f,
+                format!(
+                    "\"{m}\" is not matched by the route's model \"{}\"",
+                    matched.unwrap_or_default()
+                ),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 fn model_rules(field: &str, raw: Vec<RawModelSpec>) -> Result<Vec<ModelRule>, ConfigError> {
@@ -1342,6 +1397,62 @@ mod tests {
         assert_eq!(g.failure_mode, FailureMode::Open);
         assert_eq!(g.domain, "llm-gateway");
         assert_eq!(g.timeout_ms, DEFAULT_GLOBAL_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn route_models_are_the_plain_name_then_the_examples() {
+        let mut v = base();
+        v["routes"][0]["models"] = serde_json::json!(["gpt-4o", "gpt-4o-mini"]);
+        v["routes"][1]["models"] = serde_json::json!([]);
+        v["routes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"match": {"header": {"name": "x-tier"}},
+                                     "to": {"provider": "openai"}, "models": ["any-1"]}));
+        v["default"] = serde_json::json!({"to": {"provider": "openai"}, "models": ["d-1", "d-2"]});
+        let c = parse(v).unwrap();
+        assert_eq!(c.routes[0].models, ["gpt-4o", "gpt-4o-mini"]);
+        assert_eq!(c.routes[1].models, ["split-me"]);
+        assert_eq!(c.routes[2].models, ["any-1"]);
+        assert_eq!(c.default_models, ["d-1", "d-2"]);
+        assert!(is_glob("a*") && is_glob("a?") && is_glob("a[bc]") && !is_glob("gpt-4.1"));
+
+        for (i, models, want) in [
+            (
+                0,
+                serde_json::json!(["gpt-5"]),
+                "routes[0].models[0]: \"gpt-5\" is not matched",
+            ),
+            (
+                0,
+                serde_json::json!(["gpt-4o", "gpt-4o"]),
+                "routes[0].models[1]: duplicate",
+            ),
+            (
+                0,
+                serde_json::json!([""]),
+                "routes[0].models[0]: must not be empty",
+            ),
+            (
+                1,
+                serde_json::json!(["split-me"]),
+                "routes[1].models[0]: duplicate",
+            ),
+            (
+                1,
+                serde_json::json!(["other"]),
+                "routes[1].models[0]: \"other\" is not matched",
+            ),
+            (1, serde_json::json!("split-me"), "routes[1].models"),
+        ] {
+            let mut v = base();
+            v["routes"][i]["models"] = models;
+            let e = field_of(v);
+            assert!(e.starts_with(want), "{e}");
+        }
+        let mut v = base();
+        v["default"] = serde_json::json!({"to": {"provider": "openai"}, "models": ["d", "d"]});
+        assert!(field_of(v).starts_with("default.models[1]: duplicate"));
     }
 
     #[test]

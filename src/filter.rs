@@ -16,6 +16,7 @@ use crate::config::{Config, FailureMode, Format, Global, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::failover::{Journal, Plan};
 use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
+use crate::models;
 use crate::names;
 use crate::report::{self, Kind, MetricUpdate, Record};
 use crate::request::{Endpoint, Request};
@@ -1021,6 +1022,27 @@ impl Gateway {
         }
     }
 
+    /// `GET /v1/models` and `/v1/models/{id}`: the caller is identified (401 as for any
+    /// request), then answered from the routes, in Anthropic's shape when it sends
+    /// `anthropic-version`. Nothing goes upstream.
+    fn answer_models(&mut self, q: &models::Query, headers: &RequestHeaders) -> Action {
+        self.client_anthropic = headers.has(names::ANTHROPIC_VERSION);
+        let get = |name: &str| headers.get(name);
+        if let Err(e) = route::identify(&self.config, &get) {
+            return self.reject(e);
+        }
+        match models::answer(&self.config, q, self.client_anthropic, &get) {
+            Ok(body) => {
+                let h = vec![(names::CONTENT_TYPE, "application/json")];
+                if let Err(err) = hostcalls::send_http_response(200, h, Some(&body)) {
+                    log::warn!("llm-gateway: could not send local reply: {err:?}");
+                }
+                Action::Pause
+            }
+            Err(e) => self.reject(e),
+        }
+    }
+
     /// Point the request at the chosen provider: its credential instead of the client's, and
     /// the cluster header the route reads. With a failover `chain` cluster, the request goes
     /// there and the upstream filter sets each attempt's credential.
@@ -1179,6 +1201,9 @@ impl HttpContext for Gateway {
         }
         let method = headers.get(names::METHOD).unwrap_or_default();
         self.path = headers.get(names::PATH).unwrap_or_default();
+        if let Some(q) = models::Query::from_request(&method, &self.path) {
+            return self.answer_models(&q, &headers);
+        }
         self.client_anthropic = is_messages(&method, &self.path);
         let endpoint = if self.client_anthropic {
             Endpoint::ChatCompletions

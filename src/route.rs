@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Dest, Provider, Target, ANONYMOUS};
+use crate::config::{Config, Dest, HeaderMatch, Provider, Target, ANONYMOUS};
 use crate::error::HttpError;
 use crate::names;
 
@@ -84,6 +84,15 @@ fn upstream_model(provider: &Provider, dest: &Dest, model: &str) -> String {
         .unwrap_or_else(|| routed.to_string())
 }
 
+/// Whether a route's header condition holds for the request's headers.
+pub fn header_holds(h: &HeaderMatch, get: &dyn Fn(&str) -> Option<String>) -> bool {
+    match (get(&h.name), &h.value) {
+        (Some(v), Some(p)) => p.matches(&v),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Pick the destination. `draw` returns a number in `0..total` for weighted splits.
 pub fn route<'c>(
     cfg: &'c Config,
@@ -97,13 +106,7 @@ pub fn route<'c>(
         let m = &r.matcher;
         m.model.as_ref().is_none_or(|p| p.matches(model))
             && m.path.as_ref().is_none_or(|p| p.matches(path))
-            && m.header
-                .as_ref()
-                .is_none_or(|h| match (get(&h.name), &h.value) {
-                    (Some(v), Some(p)) => p.matches(&v),
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                })
+            && m.header.as_ref().is_none_or(|h| header_holds(h, get))
     });
     let (target, route, cache) = match (matched, &cfg.default) {
         (Some(r), _) => (&r.target, r.name.as_str(), r.cache.as_ref()),
