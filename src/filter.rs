@@ -1055,13 +1055,7 @@ impl Gateway {
         let cfg = &self.config;
         self.record.provider = Some(decision.provider.name.clone());
         let h = MapType::HttpRequestHeaders;
-        let client_only = names::CLIENT_CREDENTIAL_HEADERS
-            .iter()
-            .copied()
-            .chain(cfg.consumer_header.as_deref());
-        for name in client_only.filter(|n| headers.has(n)) {
-            host::set_header(h, name, None);
-        }
+        // The client's credentials are already gone (`on_http_request_headers`).
         // The response must be readable as it passes: ask the provider not to compress it.
         if headers.has(names::ACCEPT_ENCODING) {
             host::set_header(h, names::ACCEPT_ENCODING, None);
@@ -1195,9 +1189,16 @@ impl HttpContext for Gateway {
         self.start_ms = host::now_ms();
         let h = MapType::HttpRequestHeaders;
         let headers = RequestHeaders::read();
-        // A client never chooses the cluster, whatever the request is.
-        if headers.has(&self.config.cluster_header) {
-            host::set_header(h, &self.config.cluster_header, None);
+        // Whatever the request is, a client never chooses the cluster, and its credentials
+        // (read from the copy above) go nowhere: a provider gets only its own.
+        let cfg = self.config.clone();
+        let client_only = names::CLIENT_CREDENTIAL_HEADERS
+            .iter()
+            .copied()
+            .chain(cfg.consumer_header.as_deref())
+            .chain([cfg.cluster_header.as_str()]);
+        for name in client_only.filter(|n| headers.has(n)) {
+            host::set_header(h, name, None);
         }
         let method = headers.get(names::METHOD).unwrap_or_default();
         self.path = headers.get(names::PATH).unwrap_or_default();

@@ -7,11 +7,21 @@
 /// Default name of the request header the route's `cluster_header` reads.
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-llm-gateway-cluster";
 
-/// Credentials a client may present, all removed before the request goes upstream.
+/// Credentials a client may present. Every request the filter sees loses all of them (and the
+/// configured `consumer_header`) before it goes anywhere; a provider gets only its own.
 pub const AUTHORIZATION: &str = "authorization";
+pub const PROXY_AUTHORIZATION: &str = "proxy-authorization";
 pub const API_KEY: &str = "api-key";
 pub const X_API_KEY: &str = "x-api-key";
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = [AUTHORIZATION, API_KEY, X_API_KEY];
+/// Google's (Gemini) key header.
+pub const X_GOOG_API_KEY: &str = "x-goog-api-key";
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 5] = [
+    AUTHORIZATION,
+    PROXY_AUTHORIZATION,
+    API_KEY,
+    X_API_KEY,
+    X_GOOG_API_KEY,
+];
 
 pub const METHOD: &str = ":method";
 pub const PATH: &str = ":path";
