@@ -140,6 +140,11 @@ mod host {
         Some(u64::from_le_bytes(arr))
     }
 
+    pub fn property_string(path: Vec<&str>) -> Option<String> {
+        let b = hostcalls::get_property(path).ok().flatten()?;
+        String::from_utf8(b).ok()
+    }
+
     pub fn set_property(name: &str, value: &str) {
         let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
     }
@@ -1297,10 +1302,20 @@ impl HttpContext for Gateway {
         {
             return Action::Continue;
         }
-        if self.chain_len > 0 && self.record.status >= 500 {
+        // Envoy's own answers (no provider reached, reset, timeout) are plain text: read who
+        // made an error only when there is one, to keep the fast path cheap.
+        let envoy_made = (self.record.status >= 400)
+            .then(|| host::property_string(names::host::CODE_DETAILS.to_vec()))
+            .flatten()
+            .filter(|d| d != "via_upstream");
+        let failure = if self.chain_len > 0 && self.record.status >= 500 {
             // Every provider the chain tried failed: one clear error instead of the last
             // provider's (or Envoy's plain-text) answer.
-            let e = host::journal().all_failed(self.chain_len);
+            Some(host::journal().all_failed(self.chain_len))
+        } else {
+            envoy_made.map(|d| HttpError::from_envoy(self.record.status, &d))
+        };
+        if let Some(e) = failure {
             self.record.local_outcome = Some(e.outcome);
             host::set_header(h, names::STATUS, Some(&e.status.to_string()));
             host::set_header(h, names::CONTENT_TYPE, Some("application/json"));

@@ -135,6 +135,9 @@ pub mod host {
     pub const ATTEMPT: [&str; 2] = ["upstream", "request_attempt_count"];
     /// Why the connection to the upstream failed, when it did.
     pub const TRANSPORT_FAILURE: [&str; 2] = ["upstream", "transport_failure_reason"];
+    /// Who made the response: `via_upstream` for a provider's answer, anything else for one
+    /// Envoy made itself (`upstream_reset_before_response_started{...}`, `no_healthy_upstream`).
+    pub const CODE_DETAILS: [&str; 2] = ["response", "code_details"];
 }
 
 /// Metric names (Envoy adds the `wasmcustom.` prefix) and their label keys.
