@@ -777,7 +777,22 @@ impl Reverse {
 /// A local error (`{"error":{...}}` in OpenAI's shape) in the Messages API's shape.
 pub fn local_error_body(e: &HttpError) -> Vec<u8> {
     let v = json!({"type": e.kind, "code": e.code, "message": e.message});
-    serde_json::to_vec(&error_to_anthropic(&v)).unwrap_or_default()
+    let mut out = error_to_anthropic(&v);
+    // The Messages API's error types by status, where it has one of its own.
+    let by_status = match e.status {
+        401 => Some("authentication_error"),
+        403 => Some("permission_error"),
+        404 => Some("not_found_error"),
+        413 => Some("request_too_large"),
+        _ => None,
+    };
+    if let (Some(t), Some(err)) = (
+        by_status,
+        out.get_mut("error").and_then(Value::as_object_mut),
+    ) {
+        err.insert("type".into(), t.into());
+    }
+    serde_json::to_vec(&out).unwrap_or_default()
 }
 
 /// The `model` of a Messages request, for routing (the rest is validated by
@@ -1264,7 +1279,16 @@ data: [DONE]\n\n";
         let local: Value =
             serde_json::from_slice(&local_error_body(&HttpError::invalid_key())).unwrap();
         assert_eq!(local["type"], "error");
-        assert_eq!(local["error"]["type"], "invalid_request_error");
+        assert_eq!(local["error"]["type"], "authentication_error");
+        for (e, want) in [
+            (HttpError::model_not_found("m"), "not_found_error"),
+            (HttpError::invalid_json("x"), "invalid_request_error"),
+            (HttpError::provider_error("x"), "api_error"),
+            (HttpError::rate_limited("tokens", "x"), "rate_limit_error"),
+        ] {
+            let v: Value = serde_json::from_slice(&local_error_body(&e)).unwrap();
+            assert_eq!(v["error"]["type"], want, "{v}");
+        }
         assert_eq!(
             model_of(br#"{"model":"claude-x","messages":[]}"#).unwrap(),
             "claude-x"

@@ -123,6 +123,8 @@ struct RawRoute {
     fallback: Option<RawFallback>,
     #[serde(default)]
     cache: Option<crate::cache::RawRouteCache>,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 /// Providers to try in order after the route's own, through an Envoy composite cluster.
@@ -163,6 +165,8 @@ struct RawTarget {
     fallback: Option<RawFallback>,
     #[serde(default)]
     cache: Option<crate::cache::RawRouteCache>,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -403,15 +407,17 @@ pub struct Match {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
-    /// The client-facing model names the route lists: its match's model when that names one
-    /// model. These are the only client strings that become a `gen_ai_request_model` label.
-    pub models: Vec<String>,
     /// The label of every other model the route accepts: `other:<name>`.
     pub other_label: String,
     pub matcher: Match,
     pub target: Target,
     /// Response caching on this route.
     pub cache: Option<crate::cache::RouteCache>,
+    /// The model names clients ask this route for, as `GET /v1/models` lists them: the match's
+    /// model when it is a plain name (no `*?[`), then the configured `models` examples (each
+    /// matched by the model glob, no duplicates). These are also the only client strings that
+    /// become a `gen_ai_request_model` label.
+    pub models: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -544,6 +550,8 @@ pub struct Config {
     pub cache: Option<crate::cache::CacheConfig>,
     /// Response caching on the default target.
     pub default_cache: Option<crate::cache::RouteCache>,
+    /// The default target's configured `models` examples, as `GET /v1/models` lists them.
+    pub default_models: Vec<String>,
 }
 
 impl Config {
@@ -793,10 +801,10 @@ impl Config {
             };
             let name = r.name.unwrap_or_else(|| format!("route-{i}"));
             label_name(&format!("{field}.name"), &name)?;
-            let mut models = Vec::new();
-            if let Some(exact) = m.model.as_deref().filter(|p| is_exact(p)) {
-                label_name(&format!("{field}.match.model"), exact)?;
-                models.push(exact.to_string());
+            let models = route_models(&format!("{field}.models"), m.model.as_deref(), r.models)?;
+            for listed in &models {
+                // The listed names are the route's model labels.
+                label_name(&format!("{field}.models"), listed)?;
             }
             let matcher = Match {
                 model: pattern(&format!("{field}.match.model"), m.model)?,
@@ -816,16 +824,21 @@ impl Config {
                         split: r.split,
                         fallback: r.fallback,
                         cache: None,
+                        models: Vec::new(),
                     },
                 )?,
             });
         }
-        let (default, default_cache) = match raw.default {
+        let (default, default_cache, default_models) = match raw.default {
             Some(mut t) => {
                 let c = route_cache("default.cache", t.cache.take())?;
-                (Some(target("default", t)?), c)
+                let m = route_models("default.models", None, std::mem::take(&mut t.models))?;
+                for listed in &m {
+                    label_name("default.models", listed)?;
+                }
+                (Some(target("default", t)?), c, m)
             }
-            None => (None, None),
+            None => (None, None, Vec::new()),
         };
         if routes.is_empty() && default.is_none() {
             return Err(err(
@@ -1008,6 +1021,7 @@ impl Config {
         Ok(Config {
             cache,
             default_cache,
+            default_models,
             prices,
             usage_export,
             limits,
@@ -1031,6 +1045,46 @@ impl Config {
             },
         })
     }
+}
+
+/// Whether a model pattern is a glob rather than one name.
+pub fn is_glob(model: &str) -> bool {
+    model.contains(['*', '?', '['])
+}
+
+/// A route's client-facing model names (see `Route::models`): the match's plain model name,
+/// then the `configured` examples, each matched by the match's model when there is one.
+fn route_models(
+    field: &str,
+    matched: Option<&str>,
+    configured: Vec<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = matched
+        .filter(|m| !is_glob(m))
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let pattern = matched.map(WildMatch::new);
+    for (i, m) in configured.into_iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        if m.trim().is_empty() {
+            return Err(err(f, "must not be empty"));
+        }
+        if out.contains(&m) {
+            return Err(err(f, format!("duplicate model \"{m}\"")));
+        }
+        if pattern.as_ref().is_some_and(|p| !p.matches(&m)) {
+            return Err(err(
+                f,
+                format!(
+                    "\"{m}\" is not matched by the route's model \"{}\"",
+                    matched.unwrap_or_default()
+                ),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 fn model_rules(field: &str, raw: Vec<RawModelSpec>) -> Result<Vec<ModelRule>, ConfigError> {
@@ -1175,11 +1229,6 @@ pub(crate) fn label_name(field: &str, name: &str) -> Result<(), ConfigError> {
 
 /// Longest configured name that becomes a label value.
 pub const MAX_LABEL_BYTES: usize = 128;
-
-/// Whether a model pattern names one model (no glob metacharacter).
-fn is_exact(pattern: &str) -> bool {
-    !pattern.contains(['*', '?'])
-}
 
 fn pattern(field: &str, p: Option<String>) -> Result<Option<WildMatch>, ConfigError> {
     match p {
@@ -1429,6 +1478,62 @@ mod tests {
         assert_eq!(g.failure_mode, FailureMode::Open);
         assert_eq!(g.domain, "llm-gateway");
         assert_eq!(g.timeout_ms, DEFAULT_GLOBAL_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn route_models_are_the_plain_name_then_the_examples() {
+        let mut v = base();
+        v["routes"][0]["models"] = serde_json::json!(["gpt-4o", "gpt-4o-mini"]);
+        v["routes"][1]["models"] = serde_json::json!([]);
+        v["routes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"match": {"header": {"name": "x-tier"}},
+                                     "to": {"provider": "openai"}, "models": ["any-1"]}));
+        v["default"] = serde_json::json!({"to": {"provider": "openai"}, "models": ["d-1", "d-2"]});
+        let c = parse(v).unwrap();
+        assert_eq!(c.routes[0].models, ["gpt-4o", "gpt-4o-mini"]);
+        assert_eq!(c.routes[1].models, ["split-me"]);
+        assert_eq!(c.routes[2].models, ["any-1"]);
+        assert_eq!(c.default_models, ["d-1", "d-2"]);
+        assert!(is_glob("a*") && is_glob("a?") && is_glob("a[bc]") && !is_glob("gpt-4.1"));
+
+        for (i, models, want) in [
+            (
+                0,
+                serde_json::json!(["gpt-5"]),
+                "routes[0].models[0]: \"gpt-5\" is not matched",
+            ),
+            (
+                0,
+                serde_json::json!(["gpt-4o", "gpt-4o"]),
+                "routes[0].models[1]: duplicate",
+            ),
+            (
+                0,
+                serde_json::json!([""]),
+                "routes[0].models[0]: must not be empty",
+            ),
+            (
+                1,
+                serde_json::json!(["split-me"]),
+                "routes[1].models[0]: duplicate",
+            ),
+            (
+                1,
+                serde_json::json!(["other"]),
+                "routes[1].models[0]: \"other\" is not matched",
+            ),
+            (1, serde_json::json!("split-me"), "routes[1].models"),
+        ] {
+            let mut v = base();
+            v["routes"][i]["models"] = models;
+            let e = field_of(v);
+            assert!(e.starts_with(want), "{e}");
+        }
+        let mut v = base();
+        v["default"] = serde_json::json!({"to": {"provider": "openai"}, "models": ["d", "d"]});
+        assert!(field_of(v).starts_with("default.models[1]: duplicate"));
     }
 
     #[test]

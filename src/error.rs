@@ -146,6 +146,62 @@ impl HttpError {
         .msg(message)
     }
 
+    /// An error Envoy made itself (`details` is its `response.code_details`, which is not
+    /// `via_upstream`) for a request the filter routed: the provider was not reached, reset
+    /// the connection or did not answer in time. Outcome `upstream_error`: nothing is billed.
+    pub fn from_envoy(status: u32, details: &str) -> Self {
+        let unavailable = |why: &str| {
+            Self::new(
+                503,
+                "server_error",
+                "provider_unavailable",
+                "upstream_error",
+            )
+            .msg(format!(
+                "The provider could not be reached ({why}). Please retry later."
+            ))
+        };
+        if details.contains("timeout") {
+            return Self::new(504, "server_error", "provider_timeout", "upstream_error")
+                .msg("The provider did not answer in time. Please retry later.");
+        }
+        if details.contains("connection_failure") {
+            return unavailable("connection failed");
+        }
+        if details.contains("{overflow}") || details == "no_healthy_upstream" {
+            return unavailable("no capacity");
+        }
+        if details.contains("cluster_not_found") || details.contains("maintenance_mode") {
+            return unavailable("not available");
+        }
+        if details.starts_with("upstream_reset") {
+            return Self::provider_error(
+                "The provider closed the connection before answering. Please retry later.",
+            );
+        }
+        match status {
+            413 => Self::new(
+                413,
+                "invalid_request_error",
+                "request_too_large",
+                "payload_too_large",
+            )
+            .msg("The request is larger than this gateway accepts."),
+            400..=499 => Self::new(
+                status,
+                "invalid_request_error",
+                "invalid_request",
+                "bad_request",
+            )
+            .msg(format!(
+                "The gateway could not pass the request on (HTTP {status})."
+            )),
+            _ => Self::provider_error(format!(
+                "The gateway could not get an answer from the provider (HTTP {status})."
+            )),
+        }
+    }
+
     /// The JSON body of the reply.
     pub fn body(&self) -> Vec<u8> {
         let body = Body {
@@ -180,6 +236,37 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("gpt-\"9\""));
+    }
+
+    #[test]
+    fn envoy_failures_map_to_the_status_that_fits() {
+        for (status, details, want, code) in [
+            (
+                503,
+                "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}",
+                503,
+                "provider_unavailable",
+            ),
+            (503, "upstream_reset_before_response_started{connection_failure}", 503, "provider_unavailable"),
+            (504, "upstream_response_timeout", 504, "provider_timeout"),
+            (504, "upstream_per_try_timeout", 504, "provider_timeout"),
+            (503, "upstream_reset_before_response_started{connection_termination}", 502, "provider_error"),
+            (503, "upstream_reset_before_response_started{remote_reset}", 502, "provider_error"),
+            (503, "upstream_reset_before_response_started{overflow}", 503, "provider_unavailable"),
+            (503, "no_healthy_upstream", 503, "provider_unavailable"),
+            (503, "cluster_not_found", 503, "provider_unavailable"),
+            (500, "something_new", 502, "provider_error"),
+            (413, "request_payload_too_large", 413, "request_too_large"),
+            (431, "header_overflow", 431, "invalid_request"),
+        ] {
+            let e = HttpError::from_envoy(status, details);
+            assert_eq!((e.status, e.code), (want, code), "{details}");
+            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            if want >= 500 {
+                assert_eq!((e.kind, e.outcome), ("server_error", "upstream_error"));
+            }
+        }
     }
 
     #[test]

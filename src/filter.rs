@@ -16,6 +16,7 @@ use crate::config::{Config, FailureMode, Format, Global, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::failover::{Journal, Plan};
 use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
+use crate::models;
 use crate::names;
 use crate::report::{self, Kind, MetricUpdate, Record};
 use crate::request::{Endpoint, Request};
@@ -137,6 +138,11 @@ mod host {
         let b = hostcalls::get_property(path).ok().flatten()?;
         let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
         Some(u64::from_le_bytes(arr))
+    }
+
+    pub fn property_string(path: Vec<&str>) -> Option<String> {
+        let b = hostcalls::get_property(path).ok().flatten()?;
+        String::from_utf8(b).ok()
     }
 
     pub fn set_property(name: &str, value: &str) {
@@ -1026,6 +1032,27 @@ impl Gateway {
         }
     }
 
+    /// `GET /v1/models` and `/v1/models/{id}`: the caller is identified (401 as for any
+    /// request), then answered from the routes, in Anthropic's shape when it sends
+    /// `anthropic-version`. Nothing goes upstream.
+    fn answer_models(&mut self, q: &models::Query, headers: &RequestHeaders) -> Action {
+        self.client_anthropic = headers.has(names::ANTHROPIC_VERSION);
+        let get = |name: &str| headers.get(name);
+        if let Err(e) = route::identify(&self.config, &get) {
+            return self.reject(e);
+        }
+        match models::answer(&self.config, q, self.client_anthropic, &get) {
+            Ok(body) => {
+                let h = vec![(names::CONTENT_TYPE, "application/json")];
+                if let Err(err) = hostcalls::send_http_response(200, h, Some(&body)) {
+                    log::warn!("llm-gateway: could not send local reply: {err:?}");
+                }
+                Action::Pause
+            }
+            Err(e) => self.reject(e),
+        }
+    }
+
     /// Point the request at the chosen provider: its credential instead of the client's, and
     /// the cluster header the route reads. With a failover `chain` cluster, the request goes
     /// there and the upstream filter sets each attempt's credential.
@@ -1038,13 +1065,7 @@ impl Gateway {
         let cfg = &self.config;
         self.record.provider = Some(decision.provider.name.clone());
         let h = MapType::HttpRequestHeaders;
-        let client_only = names::CLIENT_CREDENTIAL_HEADERS
-            .iter()
-            .copied()
-            .chain(cfg.consumer_header.as_deref());
-        for name in client_only.filter(|n| headers.has(n)) {
-            host::set_header(h, name, None);
-        }
+        // The client's credentials are already gone (`on_http_request_headers`).
         // The response must be readable as it passes: ask the provider not to compress it.
         if headers.has(names::ACCEPT_ENCODING) {
             host::set_header(h, names::ACCEPT_ENCODING, None);
@@ -1179,12 +1200,22 @@ impl HttpContext for Gateway {
         self.start_ms = host::now_ms();
         let h = MapType::HttpRequestHeaders;
         let headers = RequestHeaders::read();
-        // A client never chooses the cluster, whatever the request is.
-        if headers.has(&self.config.cluster_header) {
-            host::set_header(h, &self.config.cluster_header, None);
+        // Whatever the request is, a client never chooses the cluster, and its credentials
+        // (read from the copy above) go nowhere: a provider gets only its own.
+        let cfg = self.config.clone();
+        let client_only = names::CLIENT_CREDENTIAL_HEADERS
+            .iter()
+            .copied()
+            .chain(cfg.consumer_header.as_deref())
+            .chain([cfg.cluster_header.as_str()]);
+        for name in client_only.filter(|n| headers.has(n)) {
+            host::set_header(h, name, None);
         }
         let method = headers.get(names::METHOD).unwrap_or_default();
         self.path = headers.get(names::PATH).unwrap_or_default();
+        if let Some(q) = models::Query::from_request(&method, &self.path) {
+            return self.answer_models(&q, &headers);
+        }
         self.client_anthropic = is_messages(&method, &self.path);
         let endpoint = if self.client_anthropic {
             Endpoint::ChatCompletions
@@ -1289,10 +1320,20 @@ impl HttpContext for Gateway {
             .iter()
             .find_map(|name| host::header(h, name))
             .map(|id| crate::response::bounded_id(&id));
-        if self.chain_len > 0 && self.record.status >= 500 {
+        // Envoy's own answers (no provider reached, reset, timeout) are plain text: read who
+        // made an error only when there is one, to keep the fast path cheap.
+        let envoy_made = (self.record.status >= 400)
+            .then(|| host::property_string(names::host::CODE_DETAILS.to_vec()))
+            .flatten()
+            .filter(|d| d != "via_upstream");
+        let failure = if self.chain_len > 0 && self.record.status >= 500 {
             // Every provider the chain tried failed: one clear error instead of the last
             // provider's (or Envoy's plain-text) answer.
-            let e = host::journal().all_failed(self.chain_len);
+            Some(host::journal().all_failed(self.chain_len))
+        } else {
+            envoy_made.map(|d| HttpError::from_envoy(self.record.status, &d))
+        };
+        if let Some(e) = failure {
             self.record.local_outcome = Some(e.outcome);
             host::set_header(h, names::STATUS, Some(&e.status.to_string()));
             host::set_header(h, names::CONTENT_TYPE, Some("application/json"));

@@ -12,6 +12,7 @@ pub mod cost;
 pub mod error;
 pub mod failover;
 pub mod limits;
+pub mod models;
 pub mod names;
 pub mod report;
 pub mod request;

@@ -7,11 +7,21 @@
 /// Default name of the request header the route's `cluster_header` reads.
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-llm-gateway-cluster";
 
-/// Credentials a client may present, all removed before the request goes upstream.
+/// Credentials a client may present. Every request the filter sees loses all of them (and the
+/// configured `consumer_header`) before it goes anywhere; a provider gets only its own.
 pub const AUTHORIZATION: &str = "authorization";
+pub const PROXY_AUTHORIZATION: &str = "proxy-authorization";
 pub const API_KEY: &str = "api-key";
 pub const X_API_KEY: &str = "x-api-key";
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = [AUTHORIZATION, API_KEY, X_API_KEY];
+/// Google's (Gemini) key header.
+pub const X_GOOG_API_KEY: &str = "x-goog-api-key";
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 5] = [
+    AUTHORIZATION,
+    PROXY_AUTHORIZATION,
+    API_KEY,
+    X_API_KEY,
+    X_GOOG_API_KEY,
+];
 
 pub const METHOD: &str = ":method";
 pub const PATH: &str = ":path";
@@ -139,6 +149,9 @@ pub mod host {
     pub const ATTEMPT: [&str; 2] = ["upstream", "request_attempt_count"];
     /// Why the connection to the upstream failed, when it did.
     pub const TRANSPORT_FAILURE: [&str; 2] = ["upstream", "transport_failure_reason"];
+    /// Who made the response: `via_upstream` for a provider's answer, anything else for one
+    /// Envoy made itself (`upstream_reset_before_response_started{...}`, `no_healthy_upstream`).
+    pub const CODE_DETAILS: [&str; 2] = ["response", "code_details"];
 }
 
 /// Metric names (Envoy adds the `wasmcustom.` prefix) and their label keys.

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Dest, Provider, Target, ANONYMOUS};
+use crate::config::{Config, Dest, HeaderMatch, Provider, Target, ANONYMOUS};
 use crate::error::HttpError;
 use crate::names;
 
@@ -87,6 +87,15 @@ fn upstream_model(provider: &Provider, dest: &Dest, model: &str) -> String {
         .unwrap_or_else(|| routed.to_string())
 }
 
+/// Whether a route's header condition holds for the request's headers.
+pub fn header_holds(h: &HeaderMatch, get: &dyn Fn(&str) -> Option<String>) -> bool {
+    match (get(&h.name), &h.value) {
+        (Some(v), Some(p)) => p.matches(&v),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Pick the destination. `draw` returns a number in `0..total` for weighted splits.
 pub fn route<'c>(
     cfg: &'c Config,
@@ -100,13 +109,7 @@ pub fn route<'c>(
         let m = &r.matcher;
         m.model.as_ref().is_none_or(|p| p.matches(model))
             && m.path.as_ref().is_none_or(|p| p.matches(path))
-            && m.header
-                .as_ref()
-                .is_none_or(|h| match (get(&h.name), &h.value) {
-                    (Some(v), Some(p)) => p.matches(&v),
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                })
+            && m.header.as_ref().is_none_or(|h| header_holds(h, get))
     });
     let (target, route, cache, model_label) = match (matched, &cfg.default) {
         (Some(r), _) => {
@@ -117,12 +120,14 @@ pub fn route<'c>(
             };
             (&r.target, r.name.as_str(), r.cache.as_ref(), label)
         }
-        (None, Some(d)) => (
-            d,
-            "default",
-            cfg.default_cache.as_ref(),
-            DEFAULT_OTHER_LABEL.to_string(),
-        ),
+        (None, Some(d)) => {
+            let label = if cfg.default_models.iter().any(|m| m == model) {
+                model.to_string()
+            } else {
+                DEFAULT_OTHER_LABEL.to_string()
+            };
+            (d, "default", cfg.default_cache.as_ref(), label)
+        }
         (None, None) => return Err(HttpError::model_not_found(model)),
     };
     let dest = pick(target, draw).ok_or_else(|| HttpError::model_not_found(model))?;

@@ -21,13 +21,13 @@ use crate::config::Format;
 use crate::failover::{Attempt, Outcome, Plan};
 use crate::names;
 
-/// Headers one provider or another reads: reset on every attempt.
-const PROVIDER_HEADERS: [&str; 4] = [
-    names::AUTHORIZATION,
-    names::API_KEY,
-    names::X_API_KEY,
-    names::ANTHROPIC_VERSION,
-];
+/// Headers one provider or another reads: reset on every attempt (every credential header a
+/// client could send, though the gateway filter removed those already, and the version).
+fn provider_headers() -> impl Iterator<Item = &'static str> {
+    names::CLIENT_CREDENTIAL_HEADERS
+        .into_iter()
+        .chain([names::ANTHROPIC_VERSION])
+}
 
 /// Envoy's header telling the upstream how long this attempt may take.
 const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
@@ -85,7 +85,7 @@ impl HttpContext for AttemptFilter {
         let h = MapType::HttpRequestHeaders;
         self.expected_ms =
             host::header(h, EXPECTED_TIMEOUT).and_then(|v| v.trim().parse::<u64>().ok());
-        for name in PROVIDER_HEADERS {
+        for name in provider_headers() {
             host::set_header(h, name, None);
         }
         host::set_header(h, names::PATH, Some(&attempt.path));
