@@ -29,8 +29,10 @@ fn config(routes: Value, cache: Value) -> Value {
             "embedder": {"cluster": "embedder", "api_key_env": "OPENAI_API_KEY"},
         },
         "routes": routes,
-        "default": {"to": {"provider": "openai"}},
-        "consumers": [{"name": "demo", "key_sha256": DEMO_KEY_SHA256}],
+        // The models and consumers the metrics assert are listed, so they get labels.
+        "default": {"to": {"provider": "openai"}, "models": ["gpt-4o-mini"]},
+        "consumers": [{"name": "demo", "key_sha256": DEMO_KEY_SHA256},
+                      {"name": "team-a"}, {"name": "team-b"}, {"name": "team-c"}],
         "consumer_header": "x-team",
         "tokenizer": {"preload": ["o200k_base"]},
         "cache": cache,
@@ -38,8 +40,13 @@ fn config(routes: Value, cache: Value) -> Value {
 }
 
 /// A route for the models matching `model` to OpenAI, with `cache`.
+/// A glob route lists `gpt-4o-mini` (when it matches it), the model the metrics assert.
 fn route(model: &str, cache: Value) -> Value {
-    json!({"match": {"model": model}, "to": {"provider": "openai"}, "cache": cache})
+    let mut r = json!({"match": {"model": model}, "to": {"provider": "openai"}, "cache": cache});
+    if model != "gpt-4o-mini" && wildmatch::WildMatch::new(model).matches("gpt-4o-mini") {
+        r["models"] = json!(["gpt-4o-mini"]);
+    }
+    r
 }
 
 /// A gateway (2 workers) with `config`; the `embedder` cluster goes to `embedder_port` (the

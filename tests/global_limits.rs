@@ -43,7 +43,9 @@ fn gateway_in_mode(fake: &Fake, rls_port: u16, global: Value, body_routing: bool
     let config = json!({
         "body_routing": body_routing,
         "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
-        "default": {"to": {"provider": "openai"}},
+        // The models and consumers the metrics assert are listed, so they get labels.
+        "default": {"to": {"provider": "openai"}, "models": ["gpt-4o-mini", "mystery-model"]},
+        "consumers": [{"name": "team-a"}, {"name": "team-b"}, {"name": "team-c"}],
         "consumer_header": "x-team",
         "tokenizer": {"preload": ["o200k_base"]},
         "limits": {"global": global},

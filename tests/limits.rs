@@ -20,7 +20,9 @@ fn gateway_with(limits: Value, body_routing: bool) -> (Fake, Gateway) {
     let config = json!({
         "body_routing": body_routing,
         "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
-        "default": {"to": {"provider": "openai"}},
+        // The models and consumers the metrics assert are listed, so they get labels.
+        "default": {"to": {"provider": "openai"}, "models": ["gpt-4o-mini", "mystery-model"]},
+        "consumers": [{"name": "team-a"}, {"name": "team-b"}, {"name": "team-c"}],
         "consumer_header": "x-team",
         "limits": limits,
     });

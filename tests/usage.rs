@@ -22,7 +22,9 @@ fn gateway(fake: &Fake, sink_port: u16, export: Value, extra: Value, workers: u3
             "claude": {"cluster": "backup", "format": "anthropic", "api_key_env": "BACKUP_API_KEY"},
         },
         "routes": [{"match": {"model": "claude-*"}, "to": {"provider": "claude"}}],
-        "default": {"to": {"provider": "openai"}},
+        // The models and consumers the metrics assert are listed, so they get labels.
+        "default": {"to": {"provider": "openai"}, "models": ["gpt-4o-mini", "mystery-model"]},
+        "consumers": [{"name": "team-a"}, {"name": "team-b"}, {"name": "team-c"}],
         "consumer_header": "x-team",
         "usage_export": usage,
     });
