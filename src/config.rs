@@ -509,10 +509,13 @@ impl Limits {
         out
     }
 
-    /// Tokens a request reserves: its prompt and its completion cap (`default_max_tokens` when
-    /// it sets none).
-    pub fn reservation(&self, prompt: u64, max_output: Option<u64>) -> u64 {
-        prompt.saturating_add(max_output.unwrap_or(self.default_max_tokens))
+    /// Tokens a request reserves: its prompt and its completion cap (`max_output`, already
+    /// covering all its `choices`), or `default_max_tokens` for each of its choices when it sets
+    /// none.
+    pub fn reservation(&self, prompt: u64, max_output: Option<u64>, choices: u64) -> u64 {
+        let output = max_output
+            .unwrap_or_else(|| self.default_max_tokens.saturating_mul(choices.max(1)));
+        prompt.saturating_add(output)
     }
 
     /// Whether any consumer has a per-model rule.
@@ -1423,8 +1426,11 @@ mod tests {
         let c = parse(v).unwrap();
         let l = c.limits.unwrap();
         assert_eq!(l.default_max_tokens, 256);
-        assert_eq!(l.reservation(10, None), 266);
-        assert_eq!(l.reservation(10, Some(5)), 15);
+        assert_eq!(l.reservation(10, None, 1), 266);
+        assert_eq!(l.reservation(10, Some(5), 1), 15);
+        // Without a cap, each of n choices may take the default.
+        assert_eq!(l.reservation(10, None, 3), 10 + 3 * 256);
+        assert_eq!(l.reservation(10, Some(15), 3), 25);
         let a = l.scopes("team-a", Some("gpt-4o"));
         assert_eq!(a.len(), 1);
         assert_eq!(

@@ -918,7 +918,7 @@ impl Gateway {
             }
         }
         if let Some(l) = &cfg.limits {
-            let tokens = l.reservation(prompt, req.max_output_tokens());
+            let tokens = l.reservation(prompt, req.max_output_tokens(), req.choices());
             self.limit_locally(
                 Some(&req.model),
                 Cost {
@@ -1140,7 +1140,7 @@ impl Gateway {
                 self.held.as_mut(),
             ) {
                 let more = l
-                    .reservation(prompt, req.max_output_tokens())
+                    .reservation(prompt, req.max_output_tokens(), req.choices())
                     .saturating_sub(held.reserved_tokens);
                 let _ =
                     limiter

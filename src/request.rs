@@ -247,6 +247,16 @@ impl<'a> Request<'a> {
         })
     }
 
+    /// How many answers the request asks for (`n`, at least 1).
+    pub fn choices(&self) -> u64 {
+        self.top
+            .get("n")
+            .filter(|v| !is_null(v))
+            .and_then(|v| v.get().parse::<u64>().ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// The most completion tokens the request allows: `max_completion_tokens` (or the older
     /// `max_tokens`) times `n`. `None` when the request sets no cap. Embeddings produce none;
     /// legacy completions default to 16 as OpenAI documents.
@@ -257,7 +267,7 @@ impl<'a> Request<'a> {
                 .filter(|v| !is_null(v))
                 .and_then(|v| v.get().parse::<u64>().ok())
         };
-        let n = num("n").unwrap_or(1).max(1);
+        let n = self.choices();
         let cap = match self.endpoint {
             Endpoint::Embeddings => return Some(0),
             Endpoint::ChatCompletions => num("max_completion_tokens").or_else(|| num("max_tokens")),
