@@ -212,8 +212,33 @@ fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ApiError> {
     })
 }
 
-/// What reached the provider, echoed on every response. For the Anthropic endpoint
-/// (`anthropic`), `x-fake-received-api-key` is the `x-api-key` header and
+/// Headers whose values are credentials: echoed only as a [`fingerprint`].
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "x-goog-api-key",
+];
+
+/// `sha256:` and the first 16 hex digits of the SHA-256 of a credential header's whole value
+/// (`Bearer sk-...` for `authorization`): enough for a test to tell which key arrived, nothing
+/// a demo can leak.
+pub fn fingerprint(value: &[u8]) -> String {
+    format!("sha256:{}", &hex::encode(Sha256::digest(value))[..16])
+}
+
+/// A header's value as echoed: a credential's fingerprint, or the value.
+fn echoed_value(name: &str, value: &HeaderValue) -> String {
+    if CREDENTIAL_HEADERS.contains(&name) {
+        fingerprint(value.as_bytes())
+    } else {
+        String::from_utf8_lossy(value.as_bytes()).into_owned()
+    }
+}
+
+/// What reached the provider, echoed on every response (credentials as fingerprints). For the
+/// Anthropic endpoint (`anthropic`), `x-fake-received-api-key` is the `x-api-key` header and
 /// `x-fake-received-anthropic-version` is added.
 fn echo_headers(
     uri: &Uri,
@@ -235,23 +260,22 @@ fn echo_headers(
         .unwrap_or(false);
     let mut received: BTreeMap<&str, String> = BTreeMap::new();
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = echoed_value(name.as_str(), value);
         received
             .entry(name.as_str())
             .and_modify(|v| {
                 v.push(',');
                 v.push_str(&value);
             })
-            .or_insert_with(|| value.into_owned());
+            .or_insert(value);
     }
     let received = serde_json::to_vec(&received).expect("map of strings");
-    let copy = |name: &str| {
-        headers
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static(""))
-    };
     let text = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let copy = |name: &str| match headers.get(name) {
+        Some(v) if CREDENTIAL_HEADERS.contains(&name) => text(&fingerprint(v.as_bytes())),
+        Some(v) => v.clone(),
+        None => HeaderValue::from_static(""),
+    };
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut echo = vec![
         ("x-fake-received-model", text(model)),
