@@ -513,8 +513,8 @@ impl Limits {
     /// covering all its `choices`), or `default_max_tokens` for each of its choices when it sets
     /// none.
     pub fn reservation(&self, prompt: u64, max_output: Option<u64>, choices: u64) -> u64 {
-        let output = max_output
-            .unwrap_or_else(|| self.default_max_tokens.saturating_mul(choices.max(1)));
+        let output =
+            max_output.unwrap_or_else(|| self.default_max_tokens.saturating_mul(choices.max(1)));
         prompt.saturating_add(output)
     }
 

@@ -306,7 +306,8 @@ fn any_change_to_the_request_is_a_different_entry() {
         None,
     );
     let base = json!({"model": "gpt-4o-mini", "temperature": 0.2, "messages": [
-        {"role": "system", "content": "You are terse."},
+        // JSON is named: OpenAI (and the fake) refuse a json_object response_format otherwise.
+        {"role": "system", "content": "You are terse, in JSON when asked."},
         {"role": "user", "content": "Name a prime number."}]});
     let ask = |body: &Value, tag: &str| {
         let r = chat_as(&gw, "team-a", body, &[("x-fake-id", tag)]);
@@ -385,7 +386,8 @@ fn any_change_to_the_request_is_a_different_entry() {
 
     // The key is the canonical body: key order, spacing, how a number is written and the
     // stream flags do not matter.
-    let same = br#"{ "messages" : [ {"content": "You are terse.", "role": "system"},
+    let same =
+        br#"{ "messages" : [ {"content": "You are terse, in JSON when asked.", "role": "system"},
         {"content": "Name a prime number.", "role": "user"} ],
         "temperature": 0.20, "model": "gpt-4o-mini", "stream": false }"#;
     let r = post(

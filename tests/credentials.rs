@@ -8,7 +8,6 @@ mod support;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use support::*;
 
 const CLAUDE_KEY: &str = "sk-ant-credentials-test";
@@ -23,11 +22,6 @@ fn client_credentials() -> Vec<(&'static str, String)> {
         ("x-api-key", DEMO_KEY.to_string()),
         ("x-goog-api-key", DEMO_KEY.to_string()),
     ]
-}
-
-fn fingerprint(v: &str) -> String {
-    let hex = hex::encode(Sha256::digest(v.as_bytes()));
-    format!("sha256:{}", &hex[..16])
 }
 
 /// Everything the provider says it received, as (name, value) pairs: the decoded

@@ -124,9 +124,11 @@ fn k8s_bootstrap(fake_port: u16, rules_dir: &Path) -> Value {
 }
 
 fn served_by(r: &Resp) -> &'static str {
-    if r.header("x-fake-received-api-key") == Some(BACKUP_KEY) {
+    if r.header("x-fake-received-api-key") == Some(&fingerprint(BACKUP_KEY)) {
         "backup"
-    } else if r.header("x-fake-received-authorization") == Some(&format!("Bearer {OPENAI_KEY}")) {
+    } else if r.header("x-fake-received-authorization")
+        == Some(&fingerprint(&format!("Bearer {OPENAI_KEY}")))
+    {
         "openai"
     } else {
         panic!("unexpected upstream credentials: {:?}", r.headers)

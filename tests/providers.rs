@@ -55,7 +55,10 @@ fn openai_requests_reach_an_anthropic_provider_translated() {
     assert_eq!(r.status, 200, "{}", r.text());
     // What reached the provider: the Messages API, with its key and version.
     assert_eq!(r.header("x-fake-received-path"), Some("/v1/messages"));
-    assert_eq!(r.header("x-fake-received-api-key"), Some(CLAUDE_KEY));
+    assert_eq!(
+        r.header("x-fake-received-api-key"),
+        Some(fingerprint(CLAUDE_KEY).as_str())
+    );
     assert!(r.header("x-fake-received-anthropic-version").is_some());
     assert_eq!(r.header("x-fake-received-model"), Some("claude-sonnet-4-5"));
     // What the client got: an OpenAI chat.completion.
@@ -135,7 +138,10 @@ fn azure_providers_get_deployment_paths() {
         r.header("x-fake-received-path"),
         Some("/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21")
     );
-    assert_eq!(r.header("x-fake-received-api-key"), Some(BACKUP_KEY));
+    assert_eq!(
+        r.header("x-fake-received-api-key"),
+        Some(fingerprint(BACKUP_KEY).as_str())
+    );
     assert_eq!(r.header("x-fake-received-authorization").unwrap_or(""), "");
     assert_eq!(r.json()["usage"]["prompt_tokens"], 8);
     let e = json!({"model": "gpt-4o", "input": "Hello"});
@@ -184,7 +190,7 @@ fn anthropic_clients_reach_an_openai_provider_translated() {
     );
     assert_eq!(
         r.header("x-fake-received-authorization"),
-        Some(format!("Bearer {OPENAI_KEY}").as_str())
+        Some(fingerprint(&format!("Bearer {OPENAI_KEY}")).as_str())
     );
     let sent = r.received_headers();
     assert!(sent.get("anthropic-version").is_none(), "{sent}");
@@ -239,7 +245,10 @@ fn anthropic_clients_reach_an_openai_provider_translated() {
     let r = messages(&gw, &b, &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-fake-received-path"), Some("/v1/messages"));
-    assert_eq!(r.header("x-fake-received-api-key"), Some(CLAUDE_KEY));
+    assert_eq!(
+        r.header("x-fake-received-api-key"),
+        Some(fingerprint(CLAUDE_KEY).as_str())
+    );
     assert_eq!(r.json()["type"], "message");
     let log = gw.access_log(4);
     assert_eq!(log[3]["provider"], "claude");

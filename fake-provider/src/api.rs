@@ -121,6 +121,26 @@ pub struct GenerationRequest {
     pub tools: Vec<String>,
     /// `tool_choice: "none"`: the model may not call a tool.
     pub tool_choice_none: bool,
+    /// `n`: how many choices to generate (1..=128).
+    pub n: u32,
+    /// Log probabilities asked for: chat's `logprobs: true` with its `top_logprobs` (0..=20),
+    /// or the legacy endpoint's `logprobs` (0..=5).
+    pub logprobs: Option<u32>,
+    /// Chat's `response_format`.
+    pub response_format: ResponseFormat,
+    /// Characters of a legacy prompt given as one string (where `text_offset` starts).
+    pub prompt_chars: usize,
+}
+
+/// Chat's `response_format`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    /// `{"type": "json_object"}`: the content is a JSON object.
+    JsonObject,
+    /// `{"type": "json_schema", "json_schema": {...}}`: the content is an instance of `schema`.
+    JsonSchema { name: String, schema: Value },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,12 +235,195 @@ fn stream_flags(obj: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
     Ok((stream, include_usage))
 }
 
-fn only_n_1(obj: &Map<String, Value>) -> Result<(), ApiError> {
-    match opt_u64(obj, "n")? {
-        None | Some(1) => Ok(()),
-        Some(n) => Err(
-            ApiError::invalid(format!("fake-provider supports only n=1 (got n={n}).")).param("n"),
-        ),
+/// An optional integer within `min..=max`, with OpenAI's errors outside.
+fn int_in(
+    obj: &Map<String, Value>,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    let Some(v) = field(obj, name) else {
+        return Ok(None);
+    };
+    let n = match (v.as_i64(), v.as_u64()) {
+        (Some(n), _) => n,
+        (None, Some(_)) => i64::MAX,
+        _ => return Err(ApiError::bad_type(name, "an integer", v)),
+    };
+    if n < min {
+        return Err(ApiError::invalid(format!(
+            "Invalid '{name}': integer below minimum value. Expected a value >= {min}, but got \
+             {n} instead."
+        ))
+        .param(name)
+        .code("integer_below_min_value"));
+    }
+    if n > max {
+        let got = v.to_string();
+        return Err(ApiError::invalid(format!(
+            "Invalid '{name}': integer above maximum value. Expected a value <= {max}, but got \
+             {got} instead."
+        ))
+        .param(name)
+        .code("integer_above_max_value"));
+    }
+    Ok(Some(n))
+}
+
+/// Largest `n`, as OpenAI accepts.
+pub const MAX_N: i64 = 128;
+/// Largest chat `top_logprobs`.
+pub const MAX_TOP_LOGPROBS: i64 = 20;
+/// Largest legacy `logprobs`.
+pub const MAX_LEGACY_LOGPROBS: i64 = 5;
+
+fn choices_n(obj: &Map<String, Value>) -> Result<u32, ApiError> {
+    Ok(int_in(obj, "n", 1, MAX_N)?.map_or(1, |n| n as u32))
+}
+
+/// Chat's `logprobs` (a boolean) and `top_logprobs`, which needs it.
+fn chat_logprobs(obj: &Map<String, Value>) -> Result<Option<u32>, ApiError> {
+    let on = match field(obj, "logprobs") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(ApiError::bad_type("logprobs", "a boolean", other)),
+    };
+    let top = int_in(obj, "top_logprobs", 0, MAX_TOP_LOGPROBS)?;
+    if top.is_some() && !on {
+        return Err(ApiError::invalid(
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when \
+             'top_logprobs' is used.",
+        )
+        .param("top_logprobs")
+        .code("invalid_value"));
+    }
+    Ok(on.then(|| top.unwrap_or(0) as u32))
+}
+
+/// `^[a-zA-Z0-9_-]{1,64}$`, the names OpenAI accepts for a schema.
+fn valid_schema_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Chat's `response_format`; `messages` for json_object's rule that they mention JSON.
+fn response_format(
+    obj: &Map<String, Value>,
+    messages: &[ChatCompletionRequestMessage],
+) -> Result<ResponseFormat, ApiError> {
+    let Some(rf) = field(obj, "response_format") else {
+        return Ok(ResponseFormat::Text);
+    };
+    let Some(rf) = rf.as_object() else {
+        return Err(ApiError::bad_type("response_format", "an object", rf));
+    };
+    let kind = match field(rf, "type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(other) => {
+            return Err(ApiError::bad_type(
+                "response_format.type",
+                "a string",
+                other,
+            ))
+        }
+        None => return Err(ApiError::missing("response_format.type")),
+    };
+    match kind {
+        "text" => Ok(ResponseFormat::Text),
+        "json_object" => {
+            let mentions_json = messages
+                .iter()
+                .filter_map(|m| m.content.as_deref())
+                .any(|c| c.to_ascii_lowercase().contains("json"));
+            if !mentions_json {
+                return Err(ApiError::invalid(
+                    "'messages' must contain the word 'json' in some form, to use \
+                     'response_format' of type 'json_object'.",
+                )
+                .param("messages"));
+            }
+            Ok(ResponseFormat::JsonObject)
+        }
+        "json_schema" => {
+            let js = match field(rf, "json_schema") {
+                Some(Value::Object(js)) => js,
+                Some(other) => {
+                    return Err(ApiError::bad_type(
+                        "response_format.json_schema",
+                        "an object",
+                        other,
+                    ))
+                }
+                None => return Err(ApiError::missing("response_format.json_schema")),
+            };
+            let name = match field(js, "name") {
+                Some(Value::String(n)) if valid_schema_name(n) => n.clone(),
+                Some(Value::String(_)) => {
+                    return Err(ApiError::invalid(
+                        "Invalid 'response_format.json_schema.name': string does not match \
+                         pattern. Expected a string that matches the pattern \
+                         '^[a-zA-Z0-9_-]+$'.",
+                    )
+                    .param("response_format.json_schema.name")
+                    .code("invalid_value"))
+                }
+                Some(other) => {
+                    return Err(ApiError::bad_type(
+                        "response_format.json_schema.name",
+                        "a string",
+                        other,
+                    ))
+                }
+                None => return Err(ApiError::missing("response_format.json_schema.name")),
+            };
+            let schema = match field(js, "schema") {
+                None => Value::Object(Map::new()),
+                Some(s @ Value::Object(_)) => s.clone(),
+                Some(other) => {
+                    return Err(ApiError::bad_type(
+                        "response_format.json_schema.schema",
+                        "an object",
+                        other,
+                    ))
+                }
+            };
+            let strict = match field(js, "strict") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(ApiError::bad_type(
+                        "response_format.json_schema.strict",
+                        "a boolean",
+                        other,
+                    ))
+                }
+            };
+            if strict {
+                crate::schema::check_strict(&schema).map_err(|why| {
+                    ApiError::invalid(format!(
+                        "Invalid schema for response_format '{name}': {why}"
+                    ))
+                    .param("response_format")
+                    .code("invalid_json_schema")
+                })?;
+            }
+            // The instance is made here so that a schema the fake cannot satisfy is a 400.
+            crate::schema::instance(&schema, 0).map_err(|why| {
+                ApiError::invalid(format!(
+                    "fake-provider cannot generate an instance of response_format '{name}': {why}"
+                ))
+                .param("response_format.json_schema.schema")
+            })?;
+            Ok(ResponseFormat::JsonSchema { name, schema })
+        }
+        other => Err(ApiError::invalid(format!(
+            "Invalid value: '{other}'. Supported values are: 'text', 'json_object', and \
+             'json_schema'."
+        ))
+        .param("response_format.type")
+        .code("invalid_value")),
     }
 }
 
@@ -335,8 +538,10 @@ pub fn parse_chat(obj: &Map<String, Value>) -> Result<GenerationRequest, ApiErro
         Some(other) => return Err(ApiError::bad_type("messages", "an array", other)),
         None => return Err(ApiError::missing("messages")),
     };
-    only_n_1(obj)?;
+    let n = choices_n(obj)?;
     let (stream, include_usage) = stream_flags(obj)?;
+    let logprobs = chat_logprobs(obj)?;
+    let response_format = response_format(obj, &messages)?;
     let max_tokens = min_opt(
         opt_u64(obj, "max_tokens")?,
         opt_u64(obj, "max_completion_tokens")?,
@@ -361,6 +566,10 @@ pub fn parse_chat(obj: &Map<String, Value>) -> Result<GenerationRequest, ApiErro
         tokenizer,
         tools,
         tool_choice_none,
+        n,
+        logprobs,
+        response_format,
+        prompt_chars: 0,
     })
 }
 
@@ -403,8 +612,13 @@ pub fn parse_completion(obj: &Map<String, Value>) -> Result<GenerationRequest, A
         }
         Some(other) => return Err(bad_prompt(other)),
     };
-    only_n_1(obj)?;
+    let n = choices_n(obj)?;
     let (stream, include_usage) = stream_flags(obj)?;
+    let logprobs = int_in(obj, "logprobs", 0, MAX_LEGACY_LOGPROBS)?.map(|k| k as u32);
+    let prompt_chars = match field(obj, "prompt") {
+        Some(Value::String(s)) => s.chars().count(),
+        _ => 0,
+    };
     Ok(GenerationRequest {
         model,
         stream,
@@ -414,6 +628,10 @@ pub fn parse_completion(obj: &Map<String, Value>) -> Result<GenerationRequest, A
         tokenizer,
         tools: Vec::new(),
         tool_choice_none: false,
+        n,
+        logprobs,
+        response_format: ResponseFormat::Text,
+        prompt_chars,
     })
 }
 
@@ -571,11 +789,60 @@ pub struct ChatMessage<'a> {
     pub annotations: [(); 0],
 }
 
+/// One of `top_logprobs`: an alternative token at a position.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub bytes: Vec<u8>,
+}
+
+/// One token of `logprobs.content`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// A chat choice's `logprobs`: `content` (null when the message has none) and `refusal`
+/// (always null: the fake never refuses).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChatLogprobs {
+    pub content: Option<Vec<TokenLogprob>>,
+    pub refusal: Option<()>,
+}
+
+/// A map serialised in its own order (the legacy `top_logprobs` entries).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedMap(pub Vec<(String, f64)>);
+
+impl Serialize for OrderedMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// The legacy completions' `logprobs`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LegacyLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f64>,
+    pub top_logprobs: Vec<OrderedMap>,
+    pub text_offset: Vec<usize>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ChatChoice<'a> {
     pub index: u32,
     pub message: ChatMessage<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: &'static str,
 }
 
@@ -630,7 +897,7 @@ pub struct Delta<'a> {
 pub struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: Option<&'static str>,
 }
 
@@ -655,7 +922,7 @@ pub struct ChatChunk<'a> {
 pub struct TextChoice<'a> {
     pub text: &'a str,
     pub index: u32,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<LegacyLogprobs>,
     pub finish_reason: Option<&'static str>,
 }
 

@@ -14,8 +14,10 @@ use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{self, ApiError, ChatUsage, EmbeddingsRequest, GenerationRequest, TextUsage};
-use crate::{anthropic, embed, sse, tokens};
+use crate::api::{
+    self, ApiError, ChatUsage, EmbeddingsRequest, GenerationRequest, ResponseFormat, TextUsage,
+};
+use crate::{anthropic, embed, logprobs, sse, tokens};
 
 mod messages;
 
@@ -210,8 +212,33 @@ fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ApiError> {
     })
 }
 
-/// What reached the provider, echoed on every response. For the Anthropic endpoint
-/// (`anthropic`), `x-fake-received-api-key` is the `x-api-key` header and
+/// Headers whose values are credentials: echoed only as a [`fingerprint`].
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "x-goog-api-key",
+];
+
+/// `sha256:` and the first 16 hex digits of the SHA-256 of a credential header's whole value
+/// (`Bearer sk-...` for `authorization`): enough for a test to tell which key arrived, nothing
+/// a demo can leak.
+pub fn fingerprint(value: &[u8]) -> String {
+    format!("sha256:{}", &hex::encode(Sha256::digest(value))[..16])
+}
+
+/// A header's value as echoed: a credential's fingerprint, or the value.
+fn echoed_value(name: &str, value: &HeaderValue) -> String {
+    if CREDENTIAL_HEADERS.contains(&name) {
+        fingerprint(value.as_bytes())
+    } else {
+        String::from_utf8_lossy(value.as_bytes()).into_owned()
+    }
+}
+
+/// What reached the provider, echoed on every response (credentials as fingerprints). For the
+/// Anthropic endpoint (`anthropic`), `x-fake-received-api-key` is the `x-api-key` header and
 /// `x-fake-received-anthropic-version` is added.
 fn echo_headers(
     uri: &Uri,
@@ -233,23 +260,22 @@ fn echo_headers(
         .unwrap_or(false);
     let mut received: BTreeMap<&str, String> = BTreeMap::new();
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = echoed_value(name.as_str(), value);
         received
             .entry(name.as_str())
             .and_modify(|v| {
                 v.push(',');
                 v.push_str(&value);
             })
-            .or_insert_with(|| value.into_owned());
+            .or_insert(value);
     }
     let received = serde_json::to_vec(&received).expect("map of strings");
-    let copy = |name: &str| {
-        headers
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static(""))
-    };
     let text = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let copy = |name: &str| match headers.get(name) {
+        Some(v) if CREDENTIAL_HEADERS.contains(&name) => text(&fingerprint(v.as_bytes())),
+        Some(v) => v.clone(),
+        None => HeaderValue::from_static(""),
+    };
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut echo = vec![
         ("x-fake-received-model", text(model)),
@@ -377,16 +403,45 @@ fn random_id(prefix: &str) -> String {
     format!("{prefix}{tail}")
 }
 
-/// The fake completion for a request: its pieces, finish reason and the
-/// number of tokens of its text (counted with the tokenizer).
+/// One streamed piece of a completion: its text and the bytes of each of its tokens (one
+/// token, or a few when a character spans several).
+struct Piece {
+    text: String,
+    tokens: Vec<Vec<u8>>,
+}
+
+/// The fake completion of one choice: its pieces, finish reason and the number of tokens of
+/// its text (counted with the tokenizer).
 struct Completion {
-    pieces: Vec<&'static str>,
+    pieces: Vec<Piece>,
     text: String,
     finish_reason: &'static str,
     content_tokens: u64,
 }
 
-fn complete(req: &GenerationRequest, ctl: &Controls) -> Completion {
+/// Choice `choice`'s completion: `x-fake-completion-tokens` one-token words (capped by
+/// `max_tokens`) for text; for `json_object` the object `{"answer": <those words>}`, for
+/// `json_schema` an instance of the schema, cut after `max_tokens` tokens (then no longer
+/// JSON, with finish reason `length`, as OpenAI's).
+fn complete(req: &GenerationRequest, ctl: &Controls, choice: u32) -> Result<Completion, ApiError> {
+    let json = match &req.response_format {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => {
+            let words = tokens::choice_pieces(choice, ctl.completion_tokens as usize).concat();
+            Some(serde_json::json!({ "answer": words }))
+        }
+        ResponseFormat::JsonSchema { name, schema } => {
+            Some(crate::schema::instance(schema, choice).map_err(|why| {
+                ApiError::invalid(format!(
+                    "fake-provider cannot generate an instance of response_format '{name}': {why}"
+                ))
+                .param("response_format.json_schema.schema")
+            })?)
+        }
+    };
+    if let Some(json) = json {
+        return Ok(tokenized(req, &sse_data(&json)));
+    }
     let mut n = ctl.completion_tokens;
     let mut finish_reason = "stop";
     if let Some(max) = req.max_tokens {
@@ -395,14 +450,56 @@ fn complete(req: &GenerationRequest, ctl: &Controls) -> Completion {
             finish_reason = "length";
         }
     }
-    let pieces = tokens::completion_pieces(n as usize);
-    let text = pieces.concat();
+    let pieces: Vec<Piece> = tokens::choice_pieces(choice, n as usize)
+        .into_iter()
+        .map(|p| Piece {
+            text: p.to_owned(),
+            tokens: vec![p.as_bytes().to_vec()],
+        })
+        .collect();
+    let text: String = pieces.iter().map(|p| p.text.as_str()).collect();
     let content_tokens = tokens::count(req.tokenizer, &text);
-    Completion {
+    Ok(Completion {
         pieces,
         text,
         finish_reason,
         content_tokens,
+    })
+}
+
+/// A completion whose text is `text` cut after `max_tokens` tokens, streamed one token a
+/// piece (a few when a character spans tokens).
+fn tokenized(req: &GenerationRequest, text: &str) -> Completion {
+    let bpe = tokens::bpe(req.tokenizer);
+    let mut ids = bpe.encode_ordinary(text);
+    let mut finish_reason = "stop";
+    if let Some(max) = req.max_tokens.and_then(|m| usize::try_from(m).ok()) {
+        if max < ids.len() {
+            ids.truncate(max);
+            finish_reason = "length";
+        }
+    }
+    let mut pieces = Vec::new();
+    let (mut bytes, mut toks) = (Vec::new(), Vec::new());
+    for (i, id) in ids.iter().enumerate() {
+        let token = bpe.decode_bytes(&[*id]).unwrap_or_default();
+        bytes.extend_from_slice(&token);
+        toks.push(token);
+        let complete = std::str::from_utf8(&bytes).is_ok();
+        if complete || i + 1 == ids.len() {
+            pieces.push(Piece {
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+                tokens: std::mem::take(&mut toks),
+            });
+            bytes.clear();
+        }
+    }
+    let text: String = pieces.iter().map(|p| p.text.as_str()).collect();
+    Completion {
+        pieces,
+        text,
+        finish_reason,
+        content_tokens: ids.len() as u64,
     }
 }
 
@@ -410,14 +507,36 @@ fn sse_data(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("serialisable")
 }
 
+/// Chat `logprobs.content` entries of `pieces`, the first at token position `first`.
+fn chat_logprob_entries(
+    pieces: &[Piece],
+    choice: u32,
+    first: usize,
+    top: u32,
+) -> Vec<api::TokenLogprob> {
+    pieces
+        .iter()
+        .flat_map(|p| &p.tokens)
+        .enumerate()
+        .map(|(i, t)| logprobs::chat_entry(t, choice, first + i, top))
+        .collect()
+}
+
+/// A chat choice's `logprobs` with these entries (`content: null` without content).
+fn chat_logprobs(content: Option<Vec<api::TokenLogprob>>) -> api::ChatLogprobs {
+    api::ChatLogprobs {
+        content,
+        refusal: None,
+    }
+}
+
 /// Arguments of every tool call the OpenAI mode makes.
 pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
 /// Largest piece of streamed tool-call arguments.
 const ARGUMENT_PIECE_BYTES: usize = 6;
 
-/// A tool call the OpenAI mode answers with.
+/// The tool every choice of an OpenAI answer calls.
 struct ToolCall<'a> {
-    id: String,
     name: &'a str,
     tokens: u64,
 }
@@ -441,12 +560,21 @@ fn openai_tool_call<'a>(
         ))
         .param("tools"));
     }
-    let id = match &ctl.fixed_id {
-        Some(fixed) => format!("call_{}", &hex::encode(Sha256::digest(fixed))[..24]),
-        None => random_id("call_")[..29].to_string(),
-    };
     let tokens = tokens::count(req.tokenizer, name) + tokens::count(req.tokenizer, TOOL_ARGUMENTS);
-    Ok(Some(ToolCall { id, name, tokens }))
+    Ok(Some(ToolCall { name, tokens }))
+}
+
+/// The id of choice `choice`'s tool call: derived from `x-fake-id` when given (so two answers
+/// to one request are identical), else random.
+fn tool_call_id(ctl: &Controls, choice: u32) -> String {
+    match &ctl.fixed_id {
+        Some(fixed) if choice == 0 => format!("call_{}", &hex::encode(Sha256::digest(fixed))[..24]),
+        Some(fixed) => format!(
+            "call_{}",
+            &hex::encode(Sha256::digest(format!("{fixed}#{choice}")))[..24]
+        ),
+        None => random_id("call_")[..29].to_string(),
+    }
 }
 
 /// OpenAI's in-band stream error (`data: {"error": ...}`), sent by
@@ -460,13 +588,67 @@ fn openai_stream_error_frame() -> String {
     format!("data: {}\n\n", sse_data(&err.body()))
 }
 
+/// What one choice of a chat answer says: text, or a call of the tool.
+enum Said {
+    Text(Completion),
+    Call(String),
+}
+
+struct ChatAnswer {
+    index: u32,
+    said: Said,
+    finish_reason: &'static str,
+    completion_tokens: u64,
+}
+
+/// The `n` choices of a chat answer.
+fn chat_answers(
+    req: &GenerationRequest,
+    ctl: &Controls,
+    tool: Option<&ToolCall>,
+) -> Result<Vec<ChatAnswer>, ApiError> {
+    (0..req.n)
+        .map(|index| {
+            Ok(match tool {
+                Some(call) => ChatAnswer {
+                    index,
+                    said: Said::Call(tool_call_id(ctl, index)),
+                    finish_reason: "tool_calls",
+                    completion_tokens: call.tokens,
+                },
+                None => {
+                    let c = complete(req, ctl, index)?;
+                    ChatAnswer {
+                        index,
+                        finish_reason: c.finish_reason,
+                        completion_tokens: c.content_tokens,
+                        said: Said::Text(c),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Events of several choices, interleaved as OpenAI streams them: each choice's next event in
+/// turn, so a client must tell them apart by `index`.
+fn interleave(per_choice: Vec<Vec<String>>) -> Vec<String> {
+    let longest = per_choice.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(per_choice.iter().map(Vec::len).sum());
+    for step in 0..longest {
+        out.extend(
+            per_choice
+                .iter()
+                .filter_map(|events| events.get(step).cloned()),
+        );
+    }
+    out
+}
+
 fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
     let tool = openai_tool_call(req, ctl)?;
-    let c = complete(req, ctl);
-    let (finish_reason, completion_tokens) = match &tool {
-        Some(call) => ("tool_calls", call.tokens),
-        None => (c.finish_reason, c.content_tokens),
-    };
+    let answers = chat_answers(req, ctl, tool.as_ref())?;
+    let completion_tokens = answers.iter().map(|a| a.completion_tokens).sum();
     let (id, created) = ctl.id_and_created("chatcmpl-");
     let usage = (!ctl.no_usage).then(|| {
         ChatUsage::new(
@@ -476,38 +658,51 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
             ctl.reasoning_tokens,
         )
     });
+    let name = tool.as_ref().map_or("", |t| t.name);
     if !req.stream {
-        let (content, tool_calls) = match &tool {
-            Some(call) => (
-                None,
-                Some(vec![api::ToolCallOut {
-                    id: &call.id,
-                    kind: "function",
-                    function: api::FunctionCallOut {
-                        name: call.name,
-                        arguments: TOOL_ARGUMENTS,
+        let choices = answers
+            .iter()
+            .map(|a| {
+                let (content, tool_calls, logprob_content) = match &a.said {
+                    Said::Call(call_id) => (
+                        None,
+                        Some(vec![api::ToolCallOut {
+                            id: call_id,
+                            kind: "function",
+                            function: api::FunctionCallOut {
+                                name,
+                                arguments: TOOL_ARGUMENTS,
+                            },
+                        }]),
+                        None,
+                    ),
+                    Said::Text(c) => (
+                        Some(c.text.as_str()),
+                        None,
+                        req.logprobs
+                            .map(|top| chat_logprob_entries(&c.pieces, a.index, 0, top)),
+                    ),
+                };
+                api::ChatChoice {
+                    index: a.index,
+                    message: api::ChatMessage {
+                        role: "assistant",
+                        content,
+                        tool_calls,
+                        refusal: None,
+                        annotations: [],
                     },
-                }]),
-            ),
-            None => (Some(c.text.as_str()), None),
-        };
+                    logprobs: req.logprobs.map(|_| chat_logprobs(logprob_content)),
+                    finish_reason: a.finish_reason,
+                }
+            })
+            .collect();
         let body = api::ChatCompletion {
             id: &id,
             object: "chat.completion",
             created,
             model: &req.model,
-            choices: vec![api::ChatChoice {
-                index: 0,
-                message: api::ChatMessage {
-                    role: "assistant",
-                    content,
-                    tool_calls,
-                    refusal: None,
-                    annotations: [],
-                },
-                logprobs: None,
-                finish_reason,
-            }],
+            choices,
             usage,
             service_tier: api::SERVICE_TIER,
             system_fingerprint: api::SYSTEM_FINGERPRINT,
@@ -530,77 +725,107 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
             usage,
         })
     };
-    let chunk = |delta: api::Delta, finish_reason: Option<&'static str>| {
+    let chunk = |index: u32,
+                 delta: api::Delta,
+                 logprobs: Option<api::ChatLogprobs>,
+                 finish_reason: Option<&'static str>| {
         let choice = api::ChunkChoice {
-            index: 0,
+            index,
             delta,
-            logprobs: None,
+            logprobs,
             finish_reason,
         };
         event(vec![choice], chunk_usage.clone())
     };
-    let mut events = Vec::new();
-    match &tool {
-        // Like OpenAI: the first delta has the call's id, type and name with empty arguments,
-        // the next ones pieces of the arguments.
-        Some(call) => {
-            events.push(chunk(
-                api::Delta {
-                    role: Some("assistant"),
-                    content: Some(None),
-                    tool_calls: Some(vec![api::ToolCallDelta {
-                        index: 0,
-                        id: Some(&call.id),
-                        kind: Some("function"),
-                        function: api::FunctionDelta {
-                            name: Some(call.name),
-                            arguments: "",
-                        },
-                    }]),
-                    refusal: Some(None),
-                },
-                None,
-            ));
-            for piece in anthropic::json_pieces(TOOL_ARGUMENTS, ARGUMENT_PIECE_BYTES) {
+    let mut per_choice = Vec::with_capacity(answers.len());
+    for a in &answers {
+        let mut events = Vec::new();
+        let index = a.index;
+        match &a.said {
+            // Like OpenAI: the first delta has the call's id, type and name with empty
+            // arguments, the next ones pieces of the arguments.
+            Said::Call(call_id) => {
                 events.push(chunk(
+                    index,
                     api::Delta {
+                        role: Some("assistant"),
+                        content: Some(None),
                         tool_calls: Some(vec![api::ToolCallDelta {
                             index: 0,
-                            id: None,
-                            kind: None,
+                            id: Some(call_id),
+                            kind: Some("function"),
                             function: api::FunctionDelta {
-                                name: None,
-                                arguments: piece,
+                                name: Some(name),
+                                arguments: "",
                             },
                         }]),
-                        ..Default::default()
+                        refusal: Some(None),
                     },
+                    req.logprobs.map(|_| chat_logprobs(None)),
                     None,
                 ));
+                for piece in anthropic::json_pieces(TOOL_ARGUMENTS, ARGUMENT_PIECE_BYTES) {
+                    events.push(chunk(
+                        index,
+                        api::Delta {
+                            tool_calls: Some(vec![api::ToolCallDelta {
+                                index: 0,
+                                id: None,
+                                kind: None,
+                                function: api::FunctionDelta {
+                                    name: None,
+                                    arguments: piece,
+                                },
+                            }]),
+                            ..Default::default()
+                        },
+                        req.logprobs.map(|_| chat_logprobs(None)),
+                        None,
+                    ));
+                }
             }
-        }
-        None => {
-            events.push(chunk(
-                api::Delta {
-                    role: Some("assistant"),
-                    content: Some(Some("")),
-                    refusal: Some(None),
-                    ..Default::default()
-                },
-                None,
-            ));
-            for piece in &c.pieces {
+            Said::Text(c) => {
+                // Like OpenAI: the role chunk's logprobs list no token yet.
                 events.push(chunk(
+                    index,
                     api::Delta {
-                        content: Some(Some(piece)),
+                        role: Some("assistant"),
+                        content: Some(Some("")),
+                        refusal: Some(None),
                         ..Default::default()
                     },
+                    req.logprobs.map(|_| chat_logprobs(Some(Vec::new()))),
                     None,
                 ));
+                let mut position = 0;
+                for piece in &c.pieces {
+                    let logprobs = req.logprobs.map(|top| {
+                        let entries =
+                            chat_logprob_entries(std::slice::from_ref(piece), index, position, top);
+                        chat_logprobs(Some(entries))
+                    });
+                    position += piece.tokens.len();
+                    events.push(chunk(
+                        index,
+                        api::Delta {
+                            content: Some(Some(piece.text.as_str())),
+                            ..Default::default()
+                        },
+                        logprobs,
+                        None,
+                    ));
+                }
             }
         }
+        events.push(chunk(
+            index,
+            api::Delta::default(),
+            None,
+            Some(a.finish_reason),
+        ));
+        per_choice.push(events);
     }
-    events.push(chunk(api::Delta::default(), Some(finish_reason)));
+    let mut events = interleave(per_choice);
     if with_usage {
         events.push(event(vec![], Some(usage)));
     }
@@ -621,13 +846,29 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
     ))
 }
 
-fn text_completion(req: &GenerationRequest, ctl: &Controls) -> Response {
-    let c = complete(req, ctl);
+/// The legacy `logprobs` of `pieces`, the first at token position `first` and character
+/// `offset` (after the prompt).
+fn legacy_logprobs(
+    pieces: &[Piece],
+    choice: u32,
+    first: usize,
+    offset: usize,
+    top: u32,
+) -> api::LegacyLogprobs {
+    let tokens: Vec<Vec<u8>> = pieces.iter().flat_map(|p| p.tokens.clone()).collect();
+    logprobs::legacy(&tokens, choice, first, offset, top)
+}
+
+fn text_completion(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
+    let completions = (0..req.n)
+        .map(|i| complete(req, ctl, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let completion_tokens: u64 = completions.iter().map(|c| c.content_tokens).sum();
     let (id, created) = ctl.id_and_created("cmpl-");
     let usage = (!ctl.no_usage).then(|| TextUsage {
         prompt_tokens: req.prompt_tokens,
-        completion_tokens: c.content_tokens,
-        total_tokens: req.prompt_tokens + c.content_tokens,
+        completion_tokens,
+        total_tokens: req.prompt_tokens + completion_tokens,
     });
     let body = |choices, usage| api::TextCompletion {
         id: &id,
@@ -637,35 +878,68 @@ fn text_completion(req: &GenerationRequest, ctl: &Controls) -> Response {
         choices,
         usage,
     };
-    let choice = |text, finish_reason| api::TextChoice {
+    let choice = |text, index, logprobs, finish_reason| api::TextChoice {
         text,
-        index: 0,
-        logprobs: None,
+        index,
+        logprobs,
         finish_reason,
     };
     if !req.stream {
-        let value = body(
-            vec![choice(c.text.as_str(), Some(c.finish_reason))],
-            usage.map(Some),
-        );
-        return json_response(StatusCode::OK, &value);
+        let choices = completions
+            .iter()
+            .zip(0..)
+            .map(|(c, i)| {
+                let logprobs = req
+                    .logprobs
+                    .map(|top| legacy_logprobs(&c.pieces, i, 0, req.prompt_chars, top));
+                choice(c.text.as_str(), i, logprobs, Some(c.finish_reason))
+            })
+            .collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &body(choices, usage.map(Some)),
+        ));
     }
     let with_usage = req.include_usage && !ctl.no_usage;
     let chunk_usage = if with_usage { Some(None) } else { None };
-    let mut events: Vec<String> = c
-        .pieces
+    let per_choice = completions
         .iter()
-        .map(|piece| sse_data(&body(vec![choice(piece, None)], chunk_usage.clone())))
+        .zip(0..)
+        .map(|(c, i)| {
+            let (mut position, mut offset) = (0, req.prompt_chars);
+            let mut events: Vec<String> = c
+                .pieces
+                .iter()
+                .map(|piece| {
+                    let logprobs = req.logprobs.map(|top| {
+                        legacy_logprobs(std::slice::from_ref(piece), i, position, offset, top)
+                    });
+                    position += piece.tokens.len();
+                    offset += piece.text.chars().count();
+                    let text = piece.text.as_str();
+                    sse_data(&body(
+                        vec![choice(text, i, logprobs, None)],
+                        chunk_usage.clone(),
+                    ))
+                })
+                .collect();
+            events.push(sse_data(&body(
+                vec![choice("", i, None, Some(c.finish_reason))],
+                chunk_usage.clone(),
+            )));
+            events
+        })
         .collect();
-    events.push(sse_data(&body(
-        vec![choice("", Some(c.finish_reason))],
-        chunk_usage.clone(),
-    )));
+    let mut events = interleave(per_choice);
     if with_usage {
         events.push(sse_data(&body(vec![], Some(usage))));
     }
     events.push("[DONE]".to_owned());
-    sse::response(events, ctl.chunk_delay, ctl.abort_after_events)
+    Ok(sse::response(
+        events,
+        ctl.chunk_delay,
+        ctl.abort_after_events,
+    ))
 }
 
 fn embeddings(req: &EmbeddingsRequest, ctl: &Controls) -> Response {
@@ -759,7 +1033,7 @@ async fn handle(
         };
         Ok(match parsed? {
             Parsed::Chat(req) => chat(&req, &ctl)?,
-            Parsed::Completion(req) => text_completion(&req, &ctl),
+            Parsed::Completion(req) => text_completion(&req, &ctl)?,
             Parsed::Embeddings(req) => embeddings(&req, &ctl),
             Parsed::Models => json_response(StatusCode::OK, &api::models_list()),
             Parsed::Messages(_) => unreachable!("answered above"),

@@ -8,6 +8,8 @@ mod anthropic;
 mod api;
 mod app;
 mod embed;
+mod logprobs;
+mod schema;
 mod sse;
 mod tokens;
 

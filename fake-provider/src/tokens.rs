@@ -65,12 +65,19 @@ const WORDS: &[&str] = &[
 
 /// The `n` pieces of the deterministic completion; each is one token.
 pub fn completion_pieces(n: usize) -> Vec<&'static str> {
+    choice_pieces(0, n)
+}
+
+/// The `n` pieces of choice `choice`'s completion (with `n` > 1 choices): "The", then the
+/// words shifted by `choice`, so every choice reads differently; each piece is one token.
+/// Choice 0 is [`completion_pieces`].
+pub fn choice_pieces(choice: u32, n: usize) -> Vec<&'static str> {
     (0..n)
         .map(|i| {
             if i == 0 {
                 "The"
             } else {
-                WORDS[i % WORDS.len()]
+                WORDS[(i + choice as usize) % WORDS.len()]
             }
         })
         .collect()
@@ -102,6 +109,21 @@ mod tests {
             "The quick brown fox jumps",
             "readable text"
         );
+    }
+
+    #[test]
+    fn every_choice_has_exactly_n_tokens_and_its_own_text() {
+        for t in [Tokenizer::O200kBase, Tokenizer::Cl100kBase] {
+            for choice in 0..30 {
+                for n in [0, 1, 2, 5, 24, 60] {
+                    let text: String = choice_pieces(choice, n).concat();
+                    assert_eq!(count(t, &text), n as u64, "choice {choice} n={n} {t:?}");
+                }
+            }
+        }
+        assert_eq!(choice_pieces(0, 40), completion_pieces(40));
+        assert_eq!(choice_pieces(1, 3).concat(), "The brown fox");
+        assert_ne!(choice_pieces(1, 16), choice_pieces(2, 16));
     }
 
     fn msg(role: &str, content: &str) -> ChatCompletionRequestMessage {

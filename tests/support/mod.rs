@@ -87,6 +87,14 @@ pub fn has_composite_cluster() -> bool {
     envoy_version() >= (1, 40)
 }
 
+/// What the fake provider echoes for a credential header's value (`x-fake-received-authorization`,
+/// `x-fake-received-api-key`, and the credentials in `x-fake-received-headers`): `sha256:` and the
+/// first 16 hex digits of the SHA-256 of the whole value (`fingerprint("Bearer sk-...")`).
+pub fn fingerprint(value: &str) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", &hex::encode(sha2::Sha256::digest(value))[..16])
+}
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{app, echoed_headers, o200k_len, post_with, send, send_to, sha256_hex, Reply};
+use super::{app, echoed_headers, fp, o200k_len, post_with, send, send_to, sha256_hex, Reply};
 use crate::app::{router, Config};
 
 const VERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
@@ -431,7 +431,7 @@ async fn require_key_wants_x_api_key() {
     let wrong = [VERSION, ("x-api-key", "sk-ant-wrong")];
     let r = send_to(app.clone(), post_with("/v1/messages", &body, &wrong)).await;
     assert_anthropic_error(&r, 401, "authentication_error", "invalid x-api-key");
-    assert_eq!(r.header("x-fake-received-api-key"), "sk-ant-wrong");
+    assert_eq!(r.header("x-fake-received-api-key"), fp("sk-ant-wrong"));
 
     // The OpenAI headers do not authenticate Anthropic requests.
     let bearer = [VERSION, ("authorization", "Bearer sk-ant-test-123")];
@@ -445,7 +445,7 @@ async fn require_key_wants_x_api_key() {
     let good = [VERSION, ("x-api-key", "sk-ant-test-123")];
     let r = send_to(app, post_with("/v1/messages", &body, &good)).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.header("x-fake-received-api-key"), "sk-ant-test-123");
+    assert_eq!(r.header("x-fake-received-api-key"), fp("sk-ant-test-123"));
 }
 
 #[tokio::test]
@@ -562,13 +562,13 @@ async fn echo_headers_and_prefixed_paths() {
         r.header("x-fake-received-path"),
         "/anthropic/v1/messages?beta=true"
     );
-    assert_eq!(r.header("x-fake-received-api-key"), "sk-ant-abc");
+    assert_eq!(r.header("x-fake-received-api-key"), fp("sk-ant-abc"));
     assert_eq!(r.header("x-fake-received-anthropic-version"), "2023-06-01");
     assert_eq!(r.header("x-fake-received-authorization"), "");
     assert_eq!(r.header("x-fake-received-body-sha256"), sha256_hex(&raw));
     let headers = echoed_headers(&r);
     assert_eq!(headers["anthropic-beta"], "prompt-caching-2024-07-31");
-    assert_eq!(headers["x-api-key"], "sk-ant-abc");
+    assert_eq!(headers["x-api-key"], fp("sk-ant-abc"));
     assert_eq!(r.header("x-request-id"), r.header("request-id"));
 
     // The OpenAI endpoints do not echo the Anthropic version.
