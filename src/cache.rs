@@ -483,12 +483,20 @@ const BUCKET_REFS: usize = 16;
 /// Compare-and-swap attempts before giving up on a store.
 const MAX_CAS: usize = 32;
 
+// Everything read back from shared data is untrusted: another version of the filter, another
+// plugin with the same `vm_id`, or a worker that died mid-update may have written it. Decoders
+// read it through `get` and checked arithmetic only, and a record they cannot read is absent.
+
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// The first eight bytes of a key, as a number.
@@ -502,15 +510,23 @@ struct EntryHeader {
     expires_ms: u64,
 }
 
+/// An entry's header (magic, key, sequence, expiry, store time); `None` unless the whole
+/// header is there, so the answer after it can always be split off.
 fn entry_header(b: &[u8]) -> Option<EntryHeader> {
-    if b.get(..4)? != ENTRY_MAGIC {
+    let h = b.get(..ENTRY_HEADER)?;
+    if h.get(..4)? != ENTRY_MAGIC {
         return None;
     }
     Some(EntryHeader {
-        key: b.get(4..36)?.try_into().ok()?,
-        seq: u64_at(b, 36)?,
-        expires_ms: u64_at(b, 44)?,
+        key: h.get(4..36)?.try_into().ok()?,
+        seq: u64_at(h, 36)?,
+        expires_ms: u64_at(h, 44)?,
     })
+}
+
+/// The answer stored after an entry's header.
+fn entry_body(b: &[u8]) -> Option<&[u8]> {
+    b.get(ENTRY_HEADER..)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -655,7 +671,7 @@ impl Entries {
             .collect();
         refs.sort_by_key(|r| std::cmp::Reverse(r.seq));
         for r in refs {
-            let Some((mut value, _)) = store.get(&self.slot_key(r.slot)) else {
+            let Some((value, _)) = store.get(&self.slot_key(r.slot)) else {
                 continue;
             };
             let Some(h) = entry_header(&value) else {
@@ -665,7 +681,7 @@ impl Entries {
                 if h.expires_ms <= now_ms {
                     return None;
                 }
-                return Some(value.split_off(ENTRY_HEADER));
+                return entry_body(&value).map(<[u8]>::to_vec);
             }
         }
         None
@@ -826,6 +842,9 @@ struct VecEntry {
     vector: Vec<f32>,
 }
 
+/// A stored vector's header: partition, key, expiry (its length comes before it).
+const VEC_HEADER: usize = 32 + 32 + 8;
+
 fn encode_segment(entries: &[Option<VecEntry>]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -849,7 +868,7 @@ fn encode_segment(entries: &[Option<VecEntry>]) -> Vec<u8> {
 fn decode_segment(b: &[u8]) -> Vec<Option<VecEntry>> {
     let n = u32_at(b, 0).unwrap_or(0).min(SEGMENT) as usize;
     let mut out = Vec::with_capacity(n);
-    let mut at = 4;
+    let mut at: usize = 4;
     for _ in 0..n {
         let Some(dim) = u32_at(b, at) else { break };
         at += 4;
@@ -857,18 +876,25 @@ fn decode_segment(b: &[u8]) -> Vec<Option<VecEntry>> {
             out.push(None);
             continue;
         }
-        let dim = dim as usize;
+        // A length from shared data: checked, so a corrupt one cannot wrap past the record.
+        let Some(end) = usize::try_from(dim)
+            .ok()
+            .and_then(|d| d.checked_mul(4))
+            .and_then(|d| d.checked_add(at + VEC_HEADER))
+        else {
+            break;
+        };
         let (Some(partition), Some(key), Some(expires_ms), Some(raw)) = (
             b.get(at..at + 32).and_then(|s| Key::try_from(s).ok()),
             b.get(at + 32..at + 64).and_then(|s| Key::try_from(s).ok()),
             u64_at(b, at + 64),
-            b.get(at + 72..at + 72 + dim * 4),
+            b.get(at + VEC_HEADER..end),
         ) else {
             break;
         };
         let vector = raw
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .filter_map(|c| c.try_into().ok().map(f32::from_le_bytes))
             .collect();
         out.push(Some(VecEntry {
             partition,
@@ -876,7 +902,7 @@ fn decode_segment(b: &[u8]) -> Vec<Option<VecEntry>> {
             expires_ms,
             vector,
         }));
-        at += 72 + dim * 4;
+        at = end;
     }
     out
 }
@@ -1398,6 +1424,137 @@ mod tests {
         let mut v = VectorIndex::new("v.", 64);
         assert!(v.nearest(&s, &key(1), &[1.0], 0).is_none());
         assert!(decode_segment(&[5, 0, 0, 0, 3, 0, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn a_short_entry_is_absent_at_every_length_of_its_header() {
+        // The case: a slot whose magic, key and sequence match but whose header stops
+        // anywhere short of its end (52-59 bytes split at 60 used to panic).
+        let s = MemStore::default();
+        let e = entries(4, 1 << 20);
+        assert!(e.put(&s, &key(1), b"answer", 10_000, 0).stored);
+        let slot = (0..4)
+            .map(|i| format!("t.e.{i}"))
+            .find(|k| s.get(k).is_some_and(|(v, _)| !v.is_empty()))
+            .unwrap();
+        let (full, _) = s.get(&slot).unwrap();
+        assert_eq!(full.len(), ENTRY_HEADER + 6);
+        for len in 0..ENTRY_HEADER {
+            s.set(&slot, &full[..len], 0).unwrap();
+            assert_eq!(e.get(&s, &key(1), 1), None, "{len} bytes");
+            assert!(entry_header(&full[..len]).is_none(), "{len} bytes");
+        }
+        s.set(&slot, &full[..ENTRY_HEADER], 0).unwrap();
+        assert_eq!(
+            e.get(&s, &key(1), 1),
+            Some(Vec::new()),
+            "a header and no answer"
+        );
+        s.set(&slot, &full, 0).unwrap();
+        assert_eq!(e.get(&s, &key(1), 1).as_deref(), Some(&b"answer"[..]));
+        // A store over a short record of the same slot still works.
+        s.set(&slot, &full[..55], 0).unwrap();
+        assert!(e.put(&s, &key(1), b"again", 10_000, 2).stored);
+        assert_eq!(e.get(&s, &key(1), 3).as_deref(), Some(&b"again"[..]));
+    }
+
+    #[test]
+    fn short_and_corrupt_index_and_directory_records_decode_without_panic() {
+        let idx = Index {
+            next_seq: 9,
+            records: (0..3)
+                .map(|i| IndexRecord {
+                    slot: i,
+                    size: 100 + i,
+                    seq: u64::from(i) + 1,
+                    expires_ms: u64::MAX,
+                    key: u64::MAX - u64::from(i),
+                })
+                .collect(),
+        };
+        let b = idx.encode();
+        assert_eq!(Index::decode(&b), idx);
+        for len in 0..=b.len() {
+            let d = Index::decode(&b[..len]);
+            assert_eq!(
+                d.records.len(),
+                len.saturating_sub(8) / INDEX_RECORD,
+                "{len}"
+            );
+            assert_eq!(d.records[..], idx.records[..d.records.len()]);
+        }
+        let refs = [
+            DirRef {
+                key: 1,
+                slot: u32::MAX,
+                seq: u64::MAX,
+            },
+            DirRef {
+                key: u64::MAX,
+                slot: 0,
+                seq: 0,
+            },
+        ];
+        let b = encode_dir(&refs);
+        for len in 0..=b.len() {
+            assert_eq!(decode_dir(&b[..len])[..], refs[..len / DIR_RECORD], "{len}");
+        }
+        // Sizes that overflow a sum, slots beyond the table: the store reads past them.
+        let s = MemStore::default();
+        let mut bad = Index {
+            next_seq: u64::MAX,
+            records: Vec::new(),
+        };
+        for slot in [0, 7, u32::MAX] {
+            bad.records.push(IndexRecord {
+                slot,
+                size: u32::MAX,
+                seq: u64::MAX,
+                expires_ms: u64::MAX,
+                key: 5,
+            });
+        }
+        s.set("t.index", &bad.encode(), 0).unwrap();
+        s.set("t.d.0", &encode_dir(&refs), 0).unwrap();
+        let e = entries(4, 1 << 20);
+        assert!(bad.total() >= u64::from(u32::MAX));
+        assert!(e.put(&s, &key(3), b"x", 10, 0).stored);
+        assert_eq!(e.get(&s, &key(3), 1).as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn short_and_corrupt_vector_segments_decode_without_panic() {
+        let v = |i: u8| VecEntry {
+            partition: key(i),
+            key: key(i + 1),
+            expires_ms: 7,
+            vector: vec![0.5, -0.25, 1.0],
+        };
+        let entries = vec![Some(v(1)), None, Some(v(2))];
+        let b = encode_segment(&entries);
+        assert_eq!(decode_segment(&b), entries);
+        for len in 0..b.len() {
+            let d = decode_segment(&b[..len]);
+            assert!(d.len() < entries.len(), "{len}");
+            assert_eq!(d[..], entries[..d.len()]);
+        }
+        // Lengths that would run past the record or wrap a 32-bit size.
+        for dim in [u32::MAX, 0x4000_0001, 0x4000_0000, 4] {
+            let mut b = 1u32.to_le_bytes().to_vec();
+            b.extend_from_slice(&dim.to_le_bytes());
+            b.extend_from_slice(&[0; 72 + 8]);
+            assert!(decode_segment(&b).is_empty(), "{dim:#x}");
+        }
+        // A count beyond a segment, and meta of any length.
+        let mut many = u32::MAX.to_le_bytes().to_vec();
+        many.extend(std::iter::repeat_n(0, 400));
+        assert_eq!(decode_segment(&many).len(), SEGMENT as usize);
+        let index = VectorIndex::new("m.", 130);
+        for len in 0..24 {
+            let (next, versions) = index.decode_meta(&vec![0xff; len][..]);
+            assert_eq!(versions.len(), 3);
+            assert_eq!(next, if len >= 8 { u64::MAX } else { 0 });
+        }
     }
 
     #[test]
