@@ -585,7 +585,9 @@ impl Index {
     }
 
     fn total(&self) -> u64 {
-        self.records.iter().map(|r| u64::from(r.size)).sum()
+        self.records
+            .iter()
+            .fold(0u64, |t, r| t.saturating_add(u64::from(r.size)))
     }
 }
 
@@ -720,7 +722,8 @@ impl Entries {
                 keep
             });
             while !idx.records.is_empty()
-                && (idx.records.len() >= self.slots as usize || idx.total() + size > self.max_bytes)
+                && (idx.records.len() >= self.slots as usize
+                    || idx.total().saturating_add(size) > self.max_bytes)
             {
                 drop.push(idx.records.remove(0));
                 evicted += 1;
@@ -973,21 +976,27 @@ impl VectorIndex {
         vector: &[f32],
     ) -> bool {
         let meta_key = self.meta_key();
-        // Claim a position.
+        // Claim a position. The stored one is kept inside the ring, so it cannot overflow
+        // whatever shared data says.
+        let ring = u64::from(self.max_vectors);
         let mut pos = None;
         for _ in 0..MAX_CAS {
             let (bytes, cas) = store.get(&meta_key).unwrap_or_default();
             let (next, versions) = self.decode_meta(&bytes);
+            let at = next % ring;
             if store
-                .set(&meta_key, &Self::encode_meta(next + 1, &versions), cas)
+                .set(
+                    &meta_key,
+                    &Self::encode_meta((at + 1) % ring, &versions),
+                    cas,
+                )
                 .is_ok()
             {
-                pos = Some(next);
+                pos = Some(at);
                 break;
             }
         }
-        let Some(pos) = pos else { return false };
-        let at = pos % u64::from(self.max_vectors);
+        let Some(at) = pos else { return false };
         let seg = (at / u64::from(SEGMENT)) as u32;
         let slot = (at % u64::from(SEGMENT)) as usize;
         let entry = VecEntry {
@@ -1020,7 +1029,8 @@ impl VectorIndex {
             let (bytes, cas) = store.get(&meta_key).unwrap_or_default();
             let (next, mut versions) = self.decode_meta(&bytes);
             if let Some(v) = versions.get_mut(seg as usize) {
-                *v = v.wrapping_add(1);
+                // 0 means "never written": a wrapped version skips it.
+                *v = v.wrapping_add(1).max(1);
             }
             if store
                 .set(&meta_key, &Self::encode_meta(next, &versions), cas)
@@ -1410,6 +1420,37 @@ mod tests {
         assert!(!normalise(&mut []));
         assert!(!normalise(&mut [0.0, 0.0]));
         assert!(!normalise(&mut [f32::NAN]));
+    }
+
+    #[test]
+    fn the_ring_position_stays_inside_the_ring() {
+        let s = MemStore::default();
+        let mut ring = VectorIndex::new("r.", 130);
+        let (p, v) = (key(1), unit(&[1.0, 0.0]));
+        // Another writer left the largest position: the next insert goes where it points
+        // (u64::MAX % 130 = 15) and the stored position is kept inside the ring.
+        s.set("r.meta", &VectorIndex::encode_meta(u64::MAX, &[0, 0, 0]), 0)
+            .unwrap();
+        assert!(ring.insert(&s, &p, &key(2), 1000, &v));
+        let (next, versions) = ring.decode_meta(&s.get("r.meta").unwrap().0);
+        assert_eq!(next, u64::MAX % 130 + 1);
+        assert_eq!(versions, [1, 0, 0], "position 15 is in the first segment");
+        for _ in 0..200 {
+            assert!(ring.insert(&s, &p, &key(3), 1000, &v));
+        }
+        let (next, _) = ring.decode_meta(&s.get("r.meta").unwrap().0);
+        assert!(next < 130);
+        // Versions at the largest value wrap (past 0, "never written") rather than overflow.
+        s.set(
+            "r.meta",
+            &VectorIndex::encode_meta(129, &[0, 0, u32::MAX]),
+            0,
+        )
+        .unwrap();
+        assert!(ring.insert(&s, &p, &key(4), 1000, &v));
+        let (next, versions) = ring.decode_meta(&s.get("r.meta").unwrap().0);
+        assert_eq!((next, versions[2]), (0, 1));
+        assert_eq!(ring.nearest(&s, &p, &v, 0).unwrap().similarity.round(), 1.0);
     }
 
     #[test]

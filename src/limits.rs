@@ -789,10 +789,16 @@ impl Limiter {
         let reserved = held.reserved_tokens;
         for h in &held.slots {
             self.update(store, h, |slot| {
-                correct_tokens(slot, &h.spec, reserved, reserved + tokens, now)
+                correct_tokens(
+                    slot,
+                    &h.spec,
+                    reserved,
+                    reserved.saturating_add(tokens),
+                    now,
+                )
             })?;
         }
-        held.reserved_tokens += tokens;
+        held.reserved_tokens = held.reserved_tokens.saturating_add(tokens);
         Ok(())
     }
 
@@ -1171,6 +1177,29 @@ mod tests {
             .admit(&store, &[scope("d", no_concurrency)], ONE, T0)
             .unwrap();
         assert!(r.is_ok());
+    }
+
+    #[test]
+    fn the_largest_token_figures_saturate() {
+        let store = MemStore::default();
+        let mut l = limiter(&store, 4);
+        let spec = Spec {
+            tpm: Some(u64::MAX),
+            ..Spec::default()
+        };
+        let s = [scope("c", spec)];
+        let cost = Cost {
+            requests: 1,
+            tokens: u64::MAX - 1,
+        };
+        let mut held = l.admit(&store, &s, cost, T0).unwrap().unwrap();
+        // Headers-only mode adds the prompt it learns later: the reservation saturates.
+        l.add_tokens(&store, &mut held, 5, T0).unwrap();
+        assert_eq!(held.reserved_tokens, u64::MAX);
+        l.add_tokens(&store, &mut held, u64::MAX, T0).unwrap();
+        assert_eq!(held.reserved_tokens, u64::MAX);
+        l.settle(&store, &held, u64::MAX, T0).unwrap();
+        l.settle(&store, &held, 0, T0).unwrap();
     }
 
     #[test]

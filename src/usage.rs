@@ -337,7 +337,10 @@ impl Serialize for KeyValue<'_> {
                 let mut m = s.serialize_map(Some(1))?;
                 match self.0 {
                     Val::Str(x) => m.serialize_entry("stringValue", x)?,
-                    Val::Int(x) => m.serialize_entry("intValue", &Decimal(*x))?,
+                    // OTLP's intValue is an int64: a larger figure is sent as the largest.
+                    Val::Int(x) => {
+                        m.serialize_entry("intValue", &Decimal((*x).min(i64::MAX as u64)))?
+                    }
                     Val::Bool(x) => m.serialize_entry("boolValue", x)?,
                     Val::Double(x) => m.serialize_entry("doubleValue", x)?,
                 }
@@ -650,7 +653,7 @@ mod tests {
                 usage: Some(Usage {
                     prompt_tokens: Some(n),
                     completion_tokens: Some(5),
-                    total_tokens: Some(n + 5),
+                    total_tokens: Some(n.saturating_add(5)),
                     ..Default::default()
                 }),
                 model: Some("gpt-4o-2024-08-06".into()),
@@ -857,5 +860,48 @@ mod tests {
         assert_eq!(x.take_due(1000, false).len(), 1);
         // Draining ignores the bound.
         assert_eq!(x.take_due(1000, true).len(), 5);
+    }
+
+    #[test]
+    fn the_largest_figures_are_exported_in_range() {
+        let mut r = record(u64::MAX);
+        r.learned.usage = Some(Usage {
+            prompt_tokens: Some(u64::MAX),
+            completion_tokens: Some(u64::MAX),
+            total_tokens: None,
+            ..Default::default()
+        });
+        r.cost = Some(u64::MAX);
+        let e = Event::new(&r, None, u64::MAX, u64::MAX);
+        let x = Exporter::new(export(json!({"format": "json"})), None);
+        let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+        assert_eq!(v[0]["prompt_tokens"], u64::MAX);
+        assert_eq!(v[0]["total_tokens"], u64::MAX);
+        // OTLP's intValue is an int64: the largest it holds, never a value the collector
+        // refuses (which would drop the whole batch).
+        let x = Exporter::new(export(json!({})), None);
+        let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+        let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(rec["timeUnixNano"], u64::MAX.to_string(), "fixed64");
+        let attr = |k: &str| {
+            rec["attributes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["key"] == k))
+                .map(|x| x["value"].clone())
+        };
+        for k in [
+            "gen_ai.usage.input_tokens",
+            "llm_gateway.usage.total_tokens",
+        ] {
+            assert_eq!(
+                attr(k),
+                Some(json!({"intValue": i64::MAX.to_string()})),
+                "{k}"
+            );
+        }
+        assert_eq!(
+            attr("llm_gateway.cost_usd"),
+            Some(json!({"doubleValue": crate::cost::dollars(u64::MAX)}))
+        );
     }
 }

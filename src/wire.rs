@@ -19,6 +19,51 @@ pub fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, HttpError> {
     serde_json::to_vec(&req).map_err(|e| HttpError::invalid_json(&e.to_string()))
 }
 
+/// A token count a provider sent, saturated into a `u64`: a float or a number beyond `u64`
+/// (`1e20`) is the nearest count (the largest, for one too large), a negative one is 0.
+/// `None` when it is not a number.
+pub fn count(v: &Value) -> Option<u64> {
+    match v.as_u64() {
+        Some(n) => Some(n),
+        None => v.as_i64().map(|_| 0).or_else(|| v.as_f64().map(f64_count)),
+    }
+}
+
+/// A float as a count: Rust's `as` saturates (NaN is 0, negatives are 0).
+fn f64_count(f: f64) -> u64 {
+    f as u64
+}
+
+/// `count` as a serde field deserializer, for typed usage objects (`null` is absent).
+pub fn de_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a token count")
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(n))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(u64::try_from(n).unwrap_or(0)))
+        }
+        fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+            Ok(Some(f64_count(f)))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// A tool call in a message (request history) or in a response or stream delta.
 #[derive(Deserialize)]
 pub struct ToolCall<'a> {
@@ -57,5 +102,40 @@ mod tests {
         assert_eq!(w, json!({"model": "b", "max_tokens": 5}));
         assert_eq!(with_model(body, "a").unwrap(), body);
         assert_eq!(with_model(b"[1]", "a").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn provider_counts_saturate() {
+        let c = |s: &str| count(&serde_json::from_str(s).unwrap());
+        assert_eq!(c("7"), Some(7));
+        assert_eq!(c("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(c("18446744073709551616"), Some(u64::MAX));
+        assert_eq!(c("1e30"), Some(u64::MAX));
+        assert_eq!(c("12.0"), Some(12));
+        assert_eq!(c("-5"), Some(0));
+        assert_eq!(c("-1e30"), Some(0));
+        assert_eq!(c("\"7\""), None);
+        assert_eq!(c("null"), None);
+        #[derive(serde::Deserialize)]
+        struct U {
+            #[serde(default, deserialize_with = "de_count")]
+            n: Option<u64>,
+        }
+        let d = |s: &str| serde_json::from_str::<U>(s).map(|u| u.n).ok();
+        // The typed reading agrees with `count` on every case.
+        for v in [
+            "7",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1e30",
+            "12.0",
+            "-5",
+            "-1e30",
+            "null",
+        ] {
+            assert_eq!(d(&format!("{{\"n\":{v}}}")), Some(c(v)), "{v}");
+        }
+        assert_eq!(d("{}"), Some(None));
+        assert_eq!(d(r#"{"n":"7"}"#), None);
     }
 }
