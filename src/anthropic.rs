@@ -782,8 +782,10 @@ pub fn local_error_body(e: &HttpError) -> Vec<u8> {
 }
 
 /// The `model` of a Messages request, for routing (the rest is validated by
-/// `request_to_openai`).
+/// `request_to_openai`). The body must be JSON by the rule every path applies
+/// ([`crate::wire::check`]), whatever field holds what `Value` refuses.
 pub fn model_of(body: &[u8]) -> Result<String, HttpError> {
+    crate::wire::check(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
     #[derive(serde::Deserialize)]
     struct M {
         model: Option<Value>,

@@ -7,6 +7,69 @@ use serde_json::{Map, Value};
 
 use crate::error::HttpError;
 
+/// The one rule for which request bodies are JSON: exactly what `serde_json::Value` accepts.
+///
+/// Every path that reads a body (the request parser, the rewrite, both Anthropic translations,
+/// the failover adaptation, the cache key) then agrees: a body that passes here parses into a
+/// `Value` wherever one is built. The parser's raw skipping (`RawValue`, `IgnoredAny`) is not
+/// enough: it skips numbers without range-checking them (`1e999`), strings without checking
+/// their escapes (a lone surrogate `"\ud800"`) and nesting without the recursion limit, all of
+/// which `Value` refuses. This pass builds nothing: it asks the deserializer for every value
+/// (`deserialize_any`, as `Value` does) and drops it.
+pub fn check(body: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<Checked>(body).map(|_| ())
+}
+
+/// Any JSON value, checked as `Value` checks it and thrown away.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Checked)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Checked {
+    type Value = Checked;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_none<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Checked, A::Error> {
+        while a.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Checked, A::Error> {
+        while a.next_key::<Checked>()?.is_some() {
+            a.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
 /// A JSON request body (OpenAI's or Anthropic's: both name the model at the top level) with
 /// its `model` set to `model`; the body itself when it already names it.
 pub fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, HttpError> {
@@ -91,7 +154,7 @@ impl Function<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -137,5 +200,109 @@ mod tests {
         }
         assert_eq!(d("{}"), Some(None));
         assert_eq!(d(r#"{"n":"7"}"#), None);
+    }
+
+    /// JSON texts at the edges of what `Value` takes: numbers beyond f64, escapes, surrogates,
+    /// nesting around the recursion limit, duplicates, bytes that are not UTF-8.
+    pub(crate) const EDGES: &[&str] = &[
+        "1e999",
+        "-1e999",
+        "1e308",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "1e-400",
+        "-0",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "01",
+        "1.",
+        ".5",
+        "NaN",
+        "Infinity",
+        r#""\ud800""#,
+        r#""\udc00""#,
+        r#""\ud800\udc00""#,
+        r#""\ud800\u0041""#,
+        r#""\u00e9\n\t""#,
+        r#""\x""#,
+        "\"a\u{1}b\"",
+        r#"{"a":1,"a":1e999}"#,
+        r#"{"a":[1,2,{"b":null}]}"#,
+        "[1,]",
+        r#"{"a":1,}"#,
+        "true false",
+        "",
+    ];
+
+    /// `n` arrays deep around `inner`.
+    pub(crate) fn nested(n: usize, inner: &str) -> String {
+        format!("{}{inner}{}", "[".repeat(n), "]".repeat(n))
+    }
+
+    fn same_as_value(text: &[u8]) {
+        let ours = check(text).map_err(|e| e.to_string());
+        let value = serde_json::from_slice::<Value>(text)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(ours, value, "{:?}", String::from_utf8_lossy(text));
+    }
+
+    #[test]
+    fn check_accepts_exactly_what_value_accepts() {
+        for e in EDGES {
+            same_as_value(e.as_bytes());
+            same_as_value(format!(r#"{{"model":"m","x":{e}}}"#).as_bytes());
+            same_as_value(format!("[{e}]").as_bytes());
+        }
+        for depth in [1, 126, 127, 128, 129, 1000] {
+            same_as_value(nested(depth, "1").as_bytes());
+            same_as_value(nested(depth, "1e999").as_bytes());
+        }
+        same_as_value(b"\"\xff\"");
+        same_as_value(b"{\"\xc3\x28\":1}");
+        // The skipping that the request parser does is what let these through.
+        for e in ["1e999", r#""\ud800""#] {
+            let body = format!(r#"{{"x":{e}}}"#);
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok());
+            assert!(serde_json::from_str::<Box<serde_json::value::RawValue>>(&body).is_ok());
+            assert!(check(body.as_bytes()).is_err(), "{e}");
+        }
+        let deep = nested(1000, "1");
+        assert!(serde_json::from_str::<serde::de::IgnoredAny>(&deep).is_ok());
+        assert!(check(deep.as_bytes()).is_err());
+    }
+
+    /// A JSON-ish text built from the edge cases, valid or not.
+    pub(crate) fn jsonish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            proptest::sample::select(EDGES).prop_map(str::to_string),
+            "-?[0-9]{1,3}(\\.[0-9]{0,3})?([eE][-+]?[0-9]{1,4})?",
+            "\"([a-z]|\\\\u[dD][89abAB][0-9a-f]{2}|\\\\u00[0-9a-f]{2}|\\\\[nt\"x])*\"",
+            Just("null".to_string()),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec(("[a-c]", inner), 0..4).prop_map(|v| {
+                    let members: Vec<String> =
+                        v.into_iter().map(|(k, x)| format!("\"{k}\":{x}")).collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_is_value_on_generated_texts(text in jsonish()) {
+            same_as_value(text.as_bytes());
+        }
+
+        #[test]
+        fn check_is_value_on_any_bytes(b in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            same_as_value(&b);
+        }
     }
 }
