@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{err, non_empty, positive, ConfigError};
+use crate::config::{bounded, err, non_empty, ConfigError, MAX_TIMEOUT_MS};
 use crate::limits::Store;
 
 pub const DEFAULT_MAX_ENTRIES: u32 = 4096;
@@ -31,6 +31,19 @@ pub const DEFAULT_EMBEDDING_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 500;
 /// Vectors per shared-data segment of the local index.
 pub const SEGMENT: u32 = 64;
+/// Largest `max_entries`: every store reads and writes the index, 32 bytes an entry (2 MiB).
+pub const MAX_ENTRIES: u32 = 65_536;
+/// Largest `max_bytes` (1 GiB of Envoy's memory, shared by the workers).
+pub const MAX_BYTES: u64 = 1 << 30;
+/// Largest `max_entry_bytes` (16 MiB): an answer is held whole in the VM to be stored.
+pub const MAX_ENTRY_BYTES: usize = 16 << 20;
+/// Largest `semantic.max_vectors`: every worker mirrors the whole ring and scans it on each
+/// lookup, `max_vectors` × (72 + 4 × dimensions) bytes (330 MiB at 4096 dimensions).
+pub const MAX_VECTORS: u32 = 20_000;
+/// Largest embedding the semantic cache keeps (`dimensions`, and what the service returns).
+pub const MAX_DIMENSIONS: u32 = 4096;
+/// Longest `ttl_s` (30 days).
+pub const MAX_TTL_S: u64 = 30 * 86_400;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -211,12 +224,23 @@ impl CacheConfig {
         raw: RawCache,
         provider: &dyn Fn(&str) -> Option<(usize, bool)>,
     ) -> Result<CacheConfig, ConfigError> {
-        let max_entries = positive("cache.max_entries", raw.max_entries, DEFAULT_MAX_ENTRIES)?;
-        let max_bytes = positive("cache.max_bytes", raw.max_bytes, DEFAULT_MAX_BYTES)?;
-        let max_entry_bytes = positive(
+        let max_entries = bounded(
+            "cache.max_entries",
+            raw.max_entries,
+            DEFAULT_MAX_ENTRIES,
+            MAX_ENTRIES,
+        )?;
+        let max_bytes = bounded(
+            "cache.max_bytes",
+            raw.max_bytes,
+            DEFAULT_MAX_BYTES,
+            MAX_BYTES,
+        )?;
+        let max_entry_bytes = bounded(
             "cache.max_entry_bytes",
             raw.max_entry_bytes,
             DEFAULT_MAX_ENTRY_BYTES,
+            MAX_ENTRY_BYTES,
         )?;
         let semantic = match raw.semantic {
             None => None,
@@ -241,17 +265,21 @@ impl CacheConfig {
                 let embeddings = Embeddings {
                     provider: index,
                     model: e.model,
-                    timeout_ms: positive(
+                    timeout_ms: bounded(
                         &format!("{f}.timeout_ms"),
                         e.timeout_ms,
                         DEFAULT_EMBEDDING_TIMEOUT_MS,
+                        MAX_TIMEOUT_MS,
                     )?,
                     authority: non_empty(&format!("{f}.authority"), e.authority)?,
                     dimensions: match e.dimensions {
-                        Some(0) => {
-                            return Err(err(format!("{f}.dimensions"), "must be greater than 0"))
-                        }
-                        d => d,
+                        Some(d) => Some(bounded(
+                            &format!("{f}.dimensions"),
+                            Some(d),
+                            d,
+                            MAX_DIMENSIONS,
+                        )?),
+                        None => None,
                     },
                 };
                 let store = match s.store {
@@ -278,20 +306,22 @@ impl CacheConfig {
                                 .unwrap_or_else(|| "default_tenant".into()),
                             database: non_empty(&format!("{f}.database"), c.database)?
                                 .unwrap_or_else(|| "default_database".into()),
-                            timeout_ms: positive(
+                            timeout_ms: bounded(
                                 &format!("{f}.timeout_ms"),
                                 c.timeout_ms,
                                 DEFAULT_STORE_TIMEOUT_MS,
+                                MAX_TIMEOUT_MS,
                             )?,
                         })
                     }
                 };
                 Some(SemanticConfig {
                     embeddings,
-                    max_vectors: positive(
+                    max_vectors: bounded(
                         "cache.semantic.max_vectors",
                         s.max_vectors,
                         DEFAULT_MAX_VECTORS,
+                        MAX_VECTORS,
                     )?,
                     store,
                 })
@@ -314,7 +344,12 @@ impl RouteCache {
         raw: RawRouteCache,
         semantic_configured: bool,
     ) -> Result<RouteCache, ConfigError> {
-        let ttl_s = positive(&format!("{field}.ttl_s"), raw.ttl_s, DEFAULT_TTL_S)?;
+        let ttl_s = bounded(
+            &format!("{field}.ttl_s"),
+            raw.ttl_s,
+            DEFAULT_TTL_S,
+            MAX_TTL_S,
+        )?;
         let semantic = match raw.semantic {
             None => None,
             Some(s) => {
@@ -728,31 +763,29 @@ impl Entries {
                 drop.push(idx.records.remove(0));
                 evicted += 1;
             }
-            let mut used = vec![false; self.slots as usize];
-            for r in &idx.records {
-                if let Some(u) = used.get_mut(r.slot as usize) {
-                    *u = true;
-                }
-            }
+            // The slots in use, as many as there are entries (not one per slot).
+            let mut used: Vec<u32> = idx.records.iter().map(|r| r.slot).collect();
+            used.sort_unstable();
             let seq = idx.next_seq.wrapping_add(1);
-            // Start the search where the sequence points, so slots are used round the table.
-            let start = (seq % u64::from(self.slots)) as usize;
-            let free = (0..used.len())
-                .map(|i| (start + i) % used.len())
-                .find(|&i| used.get(i) == Some(&false));
+            // Start the search where the sequence points, so slots are used round the table;
+            // fewer entries than slots are left, so one of the next `used.len() + 1` is free.
+            let start = seq % u64::from(self.slots);
+            let free = (0..=used.len() as u64)
+                .map(|i| ((start + i) % u64::from(self.slots)) as u32)
+                .find(|s| used.binary_search(s).is_err());
             let Some(slot) = free else {
                 return Stored::default();
             };
             idx.next_seq = seq;
             idx.records.push(IndexRecord {
-                slot: slot as u32,
+                slot,
                 size: size as u32,
                 seq,
                 expires_ms,
                 key: kp,
             });
             if store.set(&index_key, &idx.encode(), cas).is_ok() {
-                claimed = Some((slot as u32, seq, drop, evicted));
+                claimed = Some((slot, seq, drop, evicted));
                 break;
             }
         }
@@ -827,10 +860,14 @@ impl Entries {
 // Local vector index
 // ---------------------------------------------------------------------------------------------
 
-/// L2-normalise `v` in place; `false` when it is empty, zero or not finite.
+/// L2-normalise `v` in place; `false` when it is empty, longer than `MAX_DIMENSIONS`, zero or
+/// not finite (such a vector is not kept or looked up).
 pub fn normalise(v: &mut [f32]) -> bool {
+    if v.is_empty() || v.len() > MAX_DIMENSIONS as usize {
+        return false;
+    }
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if v.is_empty() || !norm.is_finite() || norm == 0.0 {
+    if !norm.is_finite() || norm == 0.0 {
         return false;
     }
     v.iter_mut().for_each(|x| *x /= norm);
@@ -975,6 +1012,9 @@ impl VectorIndex {
         expires_ms: u64,
         vector: &[f32],
     ) -> bool {
+        if vector.is_empty() || vector.len() > MAX_DIMENSIONS as usize {
+            return false;
+        }
         let meta_key = self.meta_key();
         // Claim a position. The stored one is kept inside the ring, so it cannot overflow
         // whatever shared data says.
@@ -1451,6 +1491,55 @@ mod tests {
         let (next, versions) = ring.decode_meta(&s.get("r.meta").unwrap().0);
         assert_eq!((next, versions[2]), (0, 1));
         assert_eq!(ring.nearest(&s, &p, &v, 0).unwrap().similarity.round(), 1.0);
+    }
+
+    #[test]
+    fn the_largest_tables_work_with_a_few_entries() {
+        let s = MemStore::default();
+        let e = entries(MAX_ENTRIES, MAX_BYTES);
+        for i in 0..5 {
+            assert!(e.put(&s, &key(i), &[i; 10], 10_000, 0).stored);
+        }
+        for i in 0..5 {
+            assert_eq!(e.get(&s, &key(i), 1).as_deref(), Some(&[i; 10][..]));
+        }
+        // Only what was stored exists: no per-slot records.
+        assert!(s.len() <= 1 + 5 + 5, "{}", s.len());
+        // The free slot search wraps round the table from where the sequence points.
+        let small = entries(4, 1 << 20);
+        let idx = Index {
+            next_seq: 2,
+            records: [3u32, 0]
+                .iter()
+                .map(|&slot| IndexRecord {
+                    slot,
+                    size: 61,
+                    seq: u64::from(slot) + 1,
+                    expires_ms: u64::MAX,
+                    key: u64::from(slot) + 100,
+                })
+                .collect(),
+        };
+        s.set("t.index", &idx.encode(), 0).unwrap();
+        assert!(small.put(&s, &key(9), b"x", 10_000, 0).stored);
+        let after = Index::decode(&s.get("t.index").unwrap().0);
+        assert_eq!(
+            after.records.last().map(|r| r.slot),
+            Some(1),
+            "seq 3 points at 3, taken"
+        );
+        let mut ring = VectorIndex::new("big.", MAX_VECTORS);
+        assert_eq!(ring.mirror.len(), MAX_VECTORS.div_ceil(SEGMENT) as usize);
+        let v = unit(&[1.0, 2.0]);
+        assert!(ring.insert(&s, &key(1), &key(2), 100, &v));
+        assert_eq!(ring.nearest(&s, &key(1), &v, 0).unwrap().key, key(2));
+        // Embeddings longer than the largest kept are neither normalised nor stored.
+        let mut long = vec![1.0; MAX_DIMENSIONS as usize + 1];
+        assert!(!normalise(&mut long));
+        assert!(!ring.insert(&s, &key(1), &key(3), 100, &long));
+        let mut longest = vec![1.0; MAX_DIMENSIONS as usize];
+        assert!(normalise(&mut longest));
+        assert!(ring.insert(&s, &key(1), &key(3), 100, &longest));
     }
 
     #[test]
