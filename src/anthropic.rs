@@ -239,10 +239,13 @@ fn finish_reason(stop: Option<&str>) -> Value {
 
 /// OpenAI usage from an Anthropic usage object.
 pub fn usage(u: &Value) -> Value {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| u.get(k).and_then(crate::wire::count).unwrap_or(0);
     let cached = n("cache_read_input_tokens");
     let written = n("cache_creation_input_tokens");
-    let prompt = n("input_tokens") + cached + written;
+    // A provider's figures may be anything a u64 holds: sums saturate rather than wrap.
+    let prompt = n("input_tokens")
+        .saturating_add(cached)
+        .saturating_add(written);
     let completion = n("output_tokens");
     let mut details = json!({"cached_tokens": cached});
     if written > 0 {
@@ -252,7 +255,7 @@ pub fn usage(u: &Value) -> Value {
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": details,
     })
 }
@@ -418,7 +421,7 @@ impl StreamTranslator {
                 if let Some(n) = v
                     .get("usage")
                     .and_then(|u| u.get("output_tokens"))
-                    .and_then(Value::as_u64)
+                    .and_then(crate::wire::count)
                 {
                     self.output_tokens = n;
                 }
@@ -648,11 +651,11 @@ fn stop_reason(finish: Option<&str>) -> Value {
 
 /// Anthropic usage from an OpenAI usage object.
 pub fn usage_to_anthropic(u: &Value) -> Value {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| u.get(k).and_then(crate::wire::count).unwrap_or(0);
     let detail = |k: &str| {
         u.get("prompt_tokens_details")
             .and_then(|d| d.get(k))
-            .and_then(Value::as_u64)
+            .and_then(crate::wire::count)
             .unwrap_or(0)
     };
     let cached = detail("cached_tokens");
@@ -796,8 +799,10 @@ pub fn local_error_body(e: &HttpError) -> Vec<u8> {
 }
 
 /// The `model` of a Messages request, for routing (the rest is validated by
-/// `request_to_openai`).
+/// `request_to_openai`). The body must be JSON by the rule every path applies
+/// ([`crate::wire::check`]), whatever field holds what `Value` refuses.
 pub fn model_of(body: &[u8]) -> Result<String, HttpError> {
+    crate::wire::check(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
     #[derive(serde::Deserialize)]
     struct M {
         model: Option<Value>,
@@ -1355,5 +1360,64 @@ data: [DONE]\n\n";
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn usage_at_the_largest_figures_saturates() {
+        let max = u64::MAX;
+        let u = usage(&json!({"input_tokens": max, "cache_read_input_tokens": 1,
+                              "cache_creation_input_tokens": 1, "output_tokens": 2}));
+        assert_eq!(u["prompt_tokens"], max);
+        assert_eq!(u["total_tokens"], max);
+        assert_eq!(u["completion_tokens"], 2);
+        let near = usage(
+            &json!({"input_tokens": max - 3, "cache_read_input_tokens": 1,
+                                 "output_tokens": 1}),
+        );
+        assert_eq!(near["prompt_tokens"], max - 2);
+        assert_eq!(near["total_tokens"], max - 1);
+        // Beyond u64 (a float to serde_json) is the largest, not 0.
+        let over: Value =
+            serde_json::from_str(r#"{"input_tokens": 1e20, "output_tokens": 3}"#).unwrap();
+        assert_eq!(usage(&over)["prompt_tokens"], max);
+        // Through the whole response and the stream.
+        let body = json!({"type": "message", "content": [], "usage":
+            {"input_tokens": max, "output_tokens": max}});
+        let out: Value =
+            serde_json::from_slice(&response(body.to_string().as_bytes(), 1).unwrap()).unwrap();
+        assert_eq!(out["usage"]["prompt_tokens"], max);
+        assert_eq!(out["usage"]["total_tokens"], max);
+        let mut t = StreamTranslator::new(1, true);
+        t.event(
+            "message_start",
+            json!({"type": "message_start", "message":
+            {"id": "m", "usage": {"input_tokens": max, "cache_read_input_tokens": max}}})
+            .to_string()
+            .as_bytes(),
+        );
+        t.event(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {},
+            "usage": {"output_tokens": max}})
+            .to_string()
+            .as_bytes(),
+        );
+        let end = t.event("message_stop", br#"{"type":"message_stop"}"#);
+        let chunk: Value = serde_json::from_str(
+            end.split("\n\n")
+                .next()
+                .unwrap()
+                .strip_prefix("data: ")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(chunk["usage"]["prompt_tokens"], max);
+        assert_eq!(chunk["usage"]["completion_tokens"], max);
+        assert_eq!(chunk["usage"]["total_tokens"], max);
+        // And back: more cached than prompt is no underflow.
+        let back = usage_to_anthropic(&json!({"prompt_tokens": 5, "completion_tokens": max,
+            "prompt_tokens_details": {"cached_tokens": max, "cache_creation_tokens": max}}));
+        assert_eq!(back["input_tokens"], 0);
+        assert_eq!(back["output_tokens"], max);
     }
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{err, non_empty, positive, ConfigError};
+use crate::config::{bounded, err, non_empty, ConfigError, MAX_TIMEOUT_MS};
 use crate::limits::Store;
 
 pub const DEFAULT_MAX_ENTRIES: u32 = 4096;
@@ -31,6 +31,19 @@ pub const DEFAULT_EMBEDDING_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 500;
 /// Vectors per shared-data segment of the local index.
 pub const SEGMENT: u32 = 64;
+/// Largest `max_entries`: every store reads and writes the index, 32 bytes an entry (2 MiB).
+pub const MAX_ENTRIES: u32 = 65_536;
+/// Largest `max_bytes` (1 GiB of Envoy's memory, shared by the workers).
+pub const MAX_BYTES: u64 = 1 << 30;
+/// Largest `max_entry_bytes` (16 MiB): an answer is held whole in the VM to be stored.
+pub const MAX_ENTRY_BYTES: usize = 16 << 20;
+/// Largest `semantic.max_vectors`: every worker mirrors the whole ring and scans it on each
+/// lookup, `max_vectors` × (72 + 4 × dimensions) bytes (330 MiB at 4096 dimensions).
+pub const MAX_VECTORS: u32 = 20_000;
+/// Largest embedding the semantic cache keeps (`dimensions`, and what the service returns).
+pub const MAX_DIMENSIONS: u32 = 4096;
+/// Longest `ttl_s` (30 days).
+pub const MAX_TTL_S: u64 = 30 * 86_400;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -211,12 +224,23 @@ impl CacheConfig {
         raw: RawCache,
         provider: &dyn Fn(&str) -> Option<(usize, bool)>,
     ) -> Result<CacheConfig, ConfigError> {
-        let max_entries = positive("cache.max_entries", raw.max_entries, DEFAULT_MAX_ENTRIES)?;
-        let max_bytes = positive("cache.max_bytes", raw.max_bytes, DEFAULT_MAX_BYTES)?;
-        let max_entry_bytes = positive(
+        let max_entries = bounded(
+            "cache.max_entries",
+            raw.max_entries,
+            DEFAULT_MAX_ENTRIES,
+            MAX_ENTRIES,
+        )?;
+        let max_bytes = bounded(
+            "cache.max_bytes",
+            raw.max_bytes,
+            DEFAULT_MAX_BYTES,
+            MAX_BYTES,
+        )?;
+        let max_entry_bytes = bounded(
             "cache.max_entry_bytes",
             raw.max_entry_bytes,
             DEFAULT_MAX_ENTRY_BYTES,
+            MAX_ENTRY_BYTES,
         )?;
         let semantic = match raw.semantic {
             None => None,
@@ -241,17 +265,21 @@ impl CacheConfig {
                 let embeddings = Embeddings {
                     provider: index,
                     model: e.model,
-                    timeout_ms: positive(
+                    timeout_ms: bounded(
                         &format!("{f}.timeout_ms"),
                         e.timeout_ms,
                         DEFAULT_EMBEDDING_TIMEOUT_MS,
+                        MAX_TIMEOUT_MS,
                     )?,
                     authority: non_empty(&format!("{f}.authority"), e.authority)?,
                     dimensions: match e.dimensions {
-                        Some(0) => {
-                            return Err(err(format!("{f}.dimensions"), "must be greater than 0"))
-                        }
-                        d => d,
+                        Some(d) => Some(bounded(
+                            &format!("{f}.dimensions"),
+                            Some(d),
+                            d,
+                            MAX_DIMENSIONS,
+                        )?),
+                        None => None,
                     },
                 };
                 let store = match s.store {
@@ -278,20 +306,22 @@ impl CacheConfig {
                                 .unwrap_or_else(|| "default_tenant".into()),
                             database: non_empty(&format!("{f}.database"), c.database)?
                                 .unwrap_or_else(|| "default_database".into()),
-                            timeout_ms: positive(
+                            timeout_ms: bounded(
                                 &format!("{f}.timeout_ms"),
                                 c.timeout_ms,
                                 DEFAULT_STORE_TIMEOUT_MS,
+                                MAX_TIMEOUT_MS,
                             )?,
                         })
                     }
                 };
                 Some(SemanticConfig {
                     embeddings,
-                    max_vectors: positive(
+                    max_vectors: bounded(
                         "cache.semantic.max_vectors",
                         s.max_vectors,
                         DEFAULT_MAX_VECTORS,
+                        MAX_VECTORS,
                     )?,
                     store,
                 })
@@ -314,7 +344,12 @@ impl RouteCache {
         raw: RawRouteCache,
         semantic_configured: bool,
     ) -> Result<RouteCache, ConfigError> {
-        let ttl_s = positive(&format!("{field}.ttl_s"), raw.ttl_s, DEFAULT_TTL_S)?;
+        let ttl_s = bounded(
+            &format!("{field}.ttl_s"),
+            raw.ttl_s,
+            DEFAULT_TTL_S,
+            MAX_TTL_S,
+        )?;
         let semantic = match raw.semantic {
             None => None,
             Some(s) => {
@@ -483,12 +518,20 @@ const BUCKET_REFS: usize = 16;
 /// Compare-and-swap attempts before giving up on a store.
 const MAX_CAS: usize = 32;
 
+// Everything read back from shared data is untrusted: another version of the filter, another
+// plugin with the same `vm_id`, or a worker that died mid-update may have written it. Decoders
+// read it through `get` and checked arithmetic only, and a record they cannot read is absent.
+
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// The first eight bytes of a key, as a number.
@@ -502,15 +545,23 @@ struct EntryHeader {
     expires_ms: u64,
 }
 
+/// An entry's header (magic, key, sequence, expiry, store time); `None` unless the whole
+/// header is there, so the answer after it can always be split off.
 fn entry_header(b: &[u8]) -> Option<EntryHeader> {
-    if b.get(..4)? != ENTRY_MAGIC {
+    let h = b.get(..ENTRY_HEADER)?;
+    if h.get(..4)? != ENTRY_MAGIC {
         return None;
     }
     Some(EntryHeader {
-        key: b.get(4..36)?.try_into().ok()?,
-        seq: u64_at(b, 36)?,
-        expires_ms: u64_at(b, 44)?,
+        key: h.get(4..36)?.try_into().ok()?,
+        seq: u64_at(h, 36)?,
+        expires_ms: u64_at(h, 44)?,
     })
+}
+
+/// The answer stored after an entry's header.
+fn entry_body(b: &[u8]) -> Option<&[u8]> {
+    b.get(ENTRY_HEADER..)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,7 +620,9 @@ impl Index {
     }
 
     fn total(&self) -> u64 {
-        self.records.iter().map(|r| u64::from(r.size)).sum()
+        self.records
+            .iter()
+            .fold(0u64, |t, r| t.saturating_add(u64::from(r.size)))
     }
 }
 
@@ -655,7 +708,7 @@ impl Entries {
             .collect();
         refs.sort_by_key(|r| std::cmp::Reverse(r.seq));
         for r in refs {
-            let Some((mut value, _)) = store.get(&self.slot_key(r.slot)) else {
+            let Some((value, _)) = store.get(&self.slot_key(r.slot)) else {
                 continue;
             };
             let Some(h) = entry_header(&value) else {
@@ -665,7 +718,7 @@ impl Entries {
                 if h.expires_ms <= now_ms {
                     return None;
                 }
-                return Some(value.split_off(ENTRY_HEADER));
+                return entry_body(&value).map(<[u8]>::to_vec);
             }
         }
         None
@@ -704,36 +757,35 @@ impl Entries {
                 keep
             });
             while !idx.records.is_empty()
-                && (idx.records.len() >= self.slots as usize || idx.total() + size > self.max_bytes)
+                && (idx.records.len() >= self.slots as usize
+                    || idx.total().saturating_add(size) > self.max_bytes)
             {
                 drop.push(idx.records.remove(0));
                 evicted += 1;
             }
-            let mut used = vec![false; self.slots as usize];
-            for r in &idx.records {
-                if let Some(u) = used.get_mut(r.slot as usize) {
-                    *u = true;
-                }
-            }
+            // The slots in use, as many as there are entries (not one per slot).
+            let mut used: Vec<u32> = idx.records.iter().map(|r| r.slot).collect();
+            used.sort_unstable();
             let seq = idx.next_seq.wrapping_add(1);
-            // Start the search where the sequence points, so slots are used round the table.
-            let start = (seq % u64::from(self.slots)) as usize;
-            let free = (0..used.len())
-                .map(|i| (start + i) % used.len())
-                .find(|&i| used.get(i) == Some(&false));
+            // Start the search where the sequence points, so slots are used round the table;
+            // fewer entries than slots are left, so one of the next `used.len() + 1` is free.
+            let start = seq % u64::from(self.slots);
+            let free = (0..=used.len() as u64)
+                .map(|i| ((start + i) % u64::from(self.slots)) as u32)
+                .find(|s| used.binary_search(s).is_err());
             let Some(slot) = free else {
                 return Stored::default();
             };
             idx.next_seq = seq;
             idx.records.push(IndexRecord {
-                slot: slot as u32,
+                slot,
                 size: size as u32,
                 seq,
                 expires_ms,
                 key: kp,
             });
             if store.set(&index_key, &idx.encode(), cas).is_ok() {
-                claimed = Some((slot as u32, seq, drop, evicted));
+                claimed = Some((slot, seq, drop, evicted));
                 break;
             }
         }
@@ -808,10 +860,14 @@ impl Entries {
 // Local vector index
 // ---------------------------------------------------------------------------------------------
 
-/// L2-normalise `v` in place; `false` when it is empty, zero or not finite.
+/// L2-normalise `v` in place; `false` when it is empty, longer than `MAX_DIMENSIONS`, zero or
+/// not finite (such a vector is not kept or looked up).
 pub fn normalise(v: &mut [f32]) -> bool {
+    if v.is_empty() || v.len() > MAX_DIMENSIONS as usize {
+        return false;
+    }
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if v.is_empty() || !norm.is_finite() || norm == 0.0 {
+    if !norm.is_finite() || norm == 0.0 {
         return false;
     }
     v.iter_mut().for_each(|x| *x /= norm);
@@ -825,6 +881,9 @@ struct VecEntry {
     expires_ms: u64,
     vector: Vec<f32>,
 }
+
+/// A stored vector's header: partition, key, expiry (its length comes before it).
+const VEC_HEADER: usize = 32 + 32 + 8;
 
 fn encode_segment(entries: &[Option<VecEntry>]) -> Vec<u8> {
     let mut b = Vec::new();
@@ -849,7 +908,7 @@ fn encode_segment(entries: &[Option<VecEntry>]) -> Vec<u8> {
 fn decode_segment(b: &[u8]) -> Vec<Option<VecEntry>> {
     let n = u32_at(b, 0).unwrap_or(0).min(SEGMENT) as usize;
     let mut out = Vec::with_capacity(n);
-    let mut at = 4;
+    let mut at: usize = 4;
     for _ in 0..n {
         let Some(dim) = u32_at(b, at) else { break };
         at += 4;
@@ -857,18 +916,25 @@ fn decode_segment(b: &[u8]) -> Vec<Option<VecEntry>> {
             out.push(None);
             continue;
         }
-        let dim = dim as usize;
+        // A length from shared data: checked, so a corrupt one cannot wrap past the record.
+        let Some(end) = usize::try_from(dim)
+            .ok()
+            .and_then(|d| d.checked_mul(4))
+            .and_then(|d| d.checked_add(at + VEC_HEADER))
+        else {
+            break;
+        };
         let (Some(partition), Some(key), Some(expires_ms), Some(raw)) = (
             b.get(at..at + 32).and_then(|s| Key::try_from(s).ok()),
             b.get(at + 32..at + 64).and_then(|s| Key::try_from(s).ok()),
             u64_at(b, at + 64),
-            b.get(at + 72..at + 72 + dim * 4),
+            b.get(at + VEC_HEADER..end),
         ) else {
             break;
         };
         let vector = raw
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .filter_map(|c| c.try_into().ok().map(f32::from_le_bytes))
             .collect();
         out.push(Some(VecEntry {
             partition,
@@ -876,7 +942,7 @@ fn decode_segment(b: &[u8]) -> Vec<Option<VecEntry>> {
             expires_ms,
             vector,
         }));
-        at += 72 + dim * 4;
+        at = end;
     }
     out
 }
@@ -946,22 +1012,31 @@ impl VectorIndex {
         expires_ms: u64,
         vector: &[f32],
     ) -> bool {
+        if vector.is_empty() || vector.len() > MAX_DIMENSIONS as usize {
+            return false;
+        }
         let meta_key = self.meta_key();
-        // Claim a position.
+        // Claim a position. The stored one is kept inside the ring, so it cannot overflow
+        // whatever shared data says.
+        let ring = u64::from(self.max_vectors);
         let mut pos = None;
         for _ in 0..MAX_CAS {
             let (bytes, cas) = store.get(&meta_key).unwrap_or_default();
             let (next, versions) = self.decode_meta(&bytes);
+            let at = next % ring;
             if store
-                .set(&meta_key, &Self::encode_meta(next + 1, &versions), cas)
+                .set(
+                    &meta_key,
+                    &Self::encode_meta((at + 1) % ring, &versions),
+                    cas,
+                )
                 .is_ok()
             {
-                pos = Some(next);
+                pos = Some(at);
                 break;
             }
         }
-        let Some(pos) = pos else { return false };
-        let at = pos % u64::from(self.max_vectors);
+        let Some(at) = pos else { return false };
         let seg = (at / u64::from(SEGMENT)) as u32;
         let slot = (at % u64::from(SEGMENT)) as usize;
         let entry = VecEntry {
@@ -994,7 +1069,8 @@ impl VectorIndex {
             let (bytes, cas) = store.get(&meta_key).unwrap_or_default();
             let (next, mut versions) = self.decode_meta(&bytes);
             if let Some(v) = versions.get_mut(seg as usize) {
-                *v = v.wrapping_add(1);
+                // 0 means "never written": a wrapped version skips it.
+                *v = v.wrapping_add(1).max(1);
             }
             if store
                 .set(&meta_key, &Self::encode_meta(next, &versions), cas)
@@ -1387,6 +1463,86 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_position_stays_inside_the_ring() {
+        let s = MemStore::default();
+        let mut ring = VectorIndex::new("r.", 130);
+        let (p, v) = (key(1), unit(&[1.0, 0.0]));
+        // Another writer left the largest position: the next insert goes where it points
+        // (u64::MAX % 130 = 15) and the stored position is kept inside the ring.
+        s.set("r.meta", &VectorIndex::encode_meta(u64::MAX, &[0, 0, 0]), 0)
+            .unwrap();
+        assert!(ring.insert(&s, &p, &key(2), 1000, &v));
+        let (next, versions) = ring.decode_meta(&s.get("r.meta").unwrap().0);
+        assert_eq!(next, u64::MAX % 130 + 1);
+        assert_eq!(versions, [1, 0, 0], "position 15 is in the first segment");
+        for _ in 0..200 {
+            assert!(ring.insert(&s, &p, &key(3), 1000, &v));
+        }
+        let (next, _) = ring.decode_meta(&s.get("r.meta").unwrap().0);
+        assert!(next < 130);
+        // Versions at the largest value wrap (past 0, "never written") rather than overflow.
+        s.set(
+            "r.meta",
+            &VectorIndex::encode_meta(129, &[0, 0, u32::MAX]),
+            0,
+        )
+        .unwrap();
+        assert!(ring.insert(&s, &p, &key(4), 1000, &v));
+        let (next, versions) = ring.decode_meta(&s.get("r.meta").unwrap().0);
+        assert_eq!((next, versions[2]), (0, 1));
+        assert_eq!(ring.nearest(&s, &p, &v, 0).unwrap().similarity.round(), 1.0);
+    }
+
+    #[test]
+    fn the_largest_tables_work_with_a_few_entries() {
+        let s = MemStore::default();
+        let e = entries(MAX_ENTRIES, MAX_BYTES);
+        for i in 0..5 {
+            assert!(e.put(&s, &key(i), &[i; 10], 10_000, 0).stored);
+        }
+        for i in 0..5 {
+            assert_eq!(e.get(&s, &key(i), 1).as_deref(), Some(&[i; 10][..]));
+        }
+        // Only what was stored exists: no per-slot records.
+        assert!(s.len() <= 1 + 5 + 5, "{}", s.len());
+        // The free slot search wraps round the table from where the sequence points.
+        let small = entries(4, 1 << 20);
+        let idx = Index {
+            next_seq: 2,
+            records: [3u32, 0]
+                .iter()
+                .map(|&slot| IndexRecord {
+                    slot,
+                    size: 61,
+                    seq: u64::from(slot) + 1,
+                    expires_ms: u64::MAX,
+                    key: u64::from(slot) + 100,
+                })
+                .collect(),
+        };
+        s.set("t.index", &idx.encode(), 0).unwrap();
+        assert!(small.put(&s, &key(9), b"x", 10_000, 0).stored);
+        let after = Index::decode(&s.get("t.index").unwrap().0);
+        assert_eq!(
+            after.records.last().map(|r| r.slot),
+            Some(1),
+            "seq 3 points at 3, taken"
+        );
+        let mut ring = VectorIndex::new("big.", MAX_VECTORS);
+        assert_eq!(ring.mirror.len(), MAX_VECTORS.div_ceil(SEGMENT) as usize);
+        let v = unit(&[1.0, 2.0]);
+        assert!(ring.insert(&s, &key(1), &key(2), 100, &v));
+        assert_eq!(ring.nearest(&s, &key(1), &v, 0).unwrap().key, key(2));
+        // Embeddings longer than the largest kept are neither normalised nor stored.
+        let mut long = vec![1.0; MAX_DIMENSIONS as usize + 1];
+        assert!(!normalise(&mut long));
+        assert!(!ring.insert(&s, &key(1), &key(3), 100, &long));
+        let mut longest = vec![1.0; MAX_DIMENSIONS as usize];
+        assert!(normalise(&mut longest));
+        assert!(ring.insert(&s, &key(1), &key(3), 100, &longest));
+    }
+
+    #[test]
     fn garbage_in_shared_data_is_not_a_panic() {
         let s = MemStore::default();
         for k in ["t.index", "t.e.0", "t.e.1", "v.meta", "v.s.0"] {
@@ -1398,6 +1554,137 @@ mod tests {
         let mut v = VectorIndex::new("v.", 64);
         assert!(v.nearest(&s, &key(1), &[1.0], 0).is_none());
         assert!(decode_segment(&[5, 0, 0, 0, 3, 0, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn a_short_entry_is_absent_at_every_length_of_its_header() {
+        // The case: a slot whose magic, key and sequence match but whose header stops
+        // anywhere short of its end (52-59 bytes split at 60 used to panic).
+        let s = MemStore::default();
+        let e = entries(4, 1 << 20);
+        assert!(e.put(&s, &key(1), b"answer", 10_000, 0).stored);
+        let slot = (0..4)
+            .map(|i| format!("t.e.{i}"))
+            .find(|k| s.get(k).is_some_and(|(v, _)| !v.is_empty()))
+            .unwrap();
+        let (full, _) = s.get(&slot).unwrap();
+        assert_eq!(full.len(), ENTRY_HEADER + 6);
+        for len in 0..ENTRY_HEADER {
+            s.set(&slot, &full[..len], 0).unwrap();
+            assert_eq!(e.get(&s, &key(1), 1), None, "{len} bytes");
+            assert!(entry_header(&full[..len]).is_none(), "{len} bytes");
+        }
+        s.set(&slot, &full[..ENTRY_HEADER], 0).unwrap();
+        assert_eq!(
+            e.get(&s, &key(1), 1),
+            Some(Vec::new()),
+            "a header and no answer"
+        );
+        s.set(&slot, &full, 0).unwrap();
+        assert_eq!(e.get(&s, &key(1), 1).as_deref(), Some(&b"answer"[..]));
+        // A store over a short record of the same slot still works.
+        s.set(&slot, &full[..55], 0).unwrap();
+        assert!(e.put(&s, &key(1), b"again", 10_000, 2).stored);
+        assert_eq!(e.get(&s, &key(1), 3).as_deref(), Some(&b"again"[..]));
+    }
+
+    #[test]
+    fn short_and_corrupt_index_and_directory_records_decode_without_panic() {
+        let idx = Index {
+            next_seq: 9,
+            records: (0..3)
+                .map(|i| IndexRecord {
+                    slot: i,
+                    size: 100 + i,
+                    seq: u64::from(i) + 1,
+                    expires_ms: u64::MAX,
+                    key: u64::MAX - u64::from(i),
+                })
+                .collect(),
+        };
+        let b = idx.encode();
+        assert_eq!(Index::decode(&b), idx);
+        for len in 0..=b.len() {
+            let d = Index::decode(&b[..len]);
+            assert_eq!(
+                d.records.len(),
+                len.saturating_sub(8) / INDEX_RECORD,
+                "{len}"
+            );
+            assert_eq!(d.records[..], idx.records[..d.records.len()]);
+        }
+        let refs = [
+            DirRef {
+                key: 1,
+                slot: u32::MAX,
+                seq: u64::MAX,
+            },
+            DirRef {
+                key: u64::MAX,
+                slot: 0,
+                seq: 0,
+            },
+        ];
+        let b = encode_dir(&refs);
+        for len in 0..=b.len() {
+            assert_eq!(decode_dir(&b[..len])[..], refs[..len / DIR_RECORD], "{len}");
+        }
+        // Sizes that overflow a sum, slots beyond the table: the store reads past them.
+        let s = MemStore::default();
+        let mut bad = Index {
+            next_seq: u64::MAX,
+            records: Vec::new(),
+        };
+        for slot in [0, 7, u32::MAX] {
+            bad.records.push(IndexRecord {
+                slot,
+                size: u32::MAX,
+                seq: u64::MAX,
+                expires_ms: u64::MAX,
+                key: 5,
+            });
+        }
+        s.set("t.index", &bad.encode(), 0).unwrap();
+        s.set("t.d.0", &encode_dir(&refs), 0).unwrap();
+        let e = entries(4, 1 << 20);
+        assert!(bad.total() >= u64::from(u32::MAX));
+        assert!(e.put(&s, &key(3), b"x", 10, 0).stored);
+        assert_eq!(e.get(&s, &key(3), 1).as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn short_and_corrupt_vector_segments_decode_without_panic() {
+        let v = |i: u8| VecEntry {
+            partition: key(i),
+            key: key(i + 1),
+            expires_ms: 7,
+            vector: vec![0.5, -0.25, 1.0],
+        };
+        let entries = vec![Some(v(1)), None, Some(v(2))];
+        let b = encode_segment(&entries);
+        assert_eq!(decode_segment(&b), entries);
+        for len in 0..b.len() {
+            let d = decode_segment(&b[..len]);
+            assert!(d.len() < entries.len(), "{len}");
+            assert_eq!(d[..], entries[..d.len()]);
+        }
+        // Lengths that would run past the record or wrap a 32-bit size.
+        for dim in [u32::MAX, 0x4000_0001, 0x4000_0000, 4] {
+            let mut b = 1u32.to_le_bytes().to_vec();
+            b.extend_from_slice(&dim.to_le_bytes());
+            b.extend_from_slice(&[0; 72 + 8]);
+            assert!(decode_segment(&b).is_empty(), "{dim:#x}");
+        }
+        // A count beyond a segment, and meta of any length.
+        let mut many = u32::MAX.to_le_bytes().to_vec();
+        many.extend(std::iter::repeat_n(0, 400));
+        assert_eq!(decode_segment(&many).len(), SEGMENT as usize);
+        let index = VectorIndex::new("m.", 130);
+        for len in 0..24 {
+            let (next, versions) = index.decode_meta(&vec![0xff; len][..]);
+            assert_eq!(versions.len(), 3);
+            assert_eq!(next, if len >= 8 { u64::MAX } else { 0 });
+        }
     }
 
     #[test]

@@ -21,6 +21,12 @@ use crate::tokens::Encoding;
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 8 << 20;
 /// Default cap on a non-streamed response body the filter copies to read its usage (4 MiB).
 pub const DEFAULT_MAX_RESPONSE_BODY_BYTES: usize = 4 << 20;
+/// Largest `max_request_body_bytes` and `max_response_body_bytes` (32 MiB): what one request
+/// may make a worker's VM hold, several times over while it is parsed and rewritten.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Longest deadline of any call the filter makes (the global rate limit service, usage posts,
+/// embeddings, the vector store): 60 s. A request waiting on a callout waits at most this.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
 /// Most providers one failover chain tries.
 pub const MAX_CHAIN: usize = 8;
 /// Name used for callers let in without a key when `allow_anonymous` is on.
@@ -484,8 +490,13 @@ pub struct Limits {
 
 /// Default completion reservation when a request sets no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Largest `limits.default_max_tokens`.
+pub const MAX_DEFAULT_MAX_TOKENS: u64 = 1_000_000;
 /// Default number of scopes (consumer, or consumer × model rule) tracked at once.
 pub const DEFAULT_MAX_TRACKED: u32 = 10_000;
+/// Largest `limits.max_tracked`: its slots are created in shared data at configuration, on
+/// the main thread, before Envoy takes the configuration.
+pub const MAX_TRACKED: u32 = 100_000;
 /// Default deadline of a call to the global rate limit service.
 pub const DEFAULT_GLOBAL_TIMEOUT_MS: u64 = 100;
 
@@ -910,17 +921,12 @@ impl Config {
             let e = encoding(&format!("tokenizer.models.{pat}"), &enc)?;
             tok_models.push((WildMatch::new(&pat), e));
         }
-        let max_exact_bytes = positive(
+        let max_exact_bytes = bounded(
             "tokenizer.max_exact_bytes",
             t.max_exact_bytes,
             crate::tokens::DEFAULT_MAX_EXACT_BYTES,
+            crate::tokens::MAX_EXACT_BYTES_LIMIT,
         )?;
-        if max_exact_bytes > crate::tokens::MAX_EXACT_BYTES_LIMIT {
-            return Err(err(
-                "tokenizer.max_exact_bytes",
-                format!("at most {}", crate::tokens::MAX_EXACT_BYTES_LIMIT),
-            ));
-        }
         let mut preload = Vec::new();
         for (i, name) in t.preload.iter().enumerate() {
             if let Some(e) = encoding(&format!("tokenizer.preload[{i}]"), name)? {
@@ -970,15 +976,18 @@ impl Config {
             }
         }
 
-        let max_request_body_bytes = raw
-            .max_request_body_bytes
-            .unwrap_or(DEFAULT_MAX_REQUEST_BODY_BYTES);
-        if max_request_body_bytes == 0 {
-            return Err(err("max_request_body_bytes", "must be greater than 0"));
-        }
-        let max_response_body_bytes = raw
-            .max_response_body_bytes
-            .unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES);
+        let max_request_body_bytes = bounded(
+            "max_request_body_bytes",
+            raw.max_request_body_bytes,
+            DEFAULT_MAX_REQUEST_BODY_BYTES,
+            MAX_BODY_BYTES,
+        )?;
+        let max_response_body_bytes = at_most(
+            "max_response_body_bytes",
+            raw.max_response_body_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES),
+            MAX_BODY_BYTES,
+        )?;
 
         // The consumers that get a label of their own: every one the configuration names.
         let mut consumer_labels: hashbrown::HashSet<String> =
@@ -1158,10 +1167,12 @@ fn limits(
             if g.cluster.trim().is_empty() {
                 return Err(err("limits.global.cluster", "must not be empty"));
             }
-            let timeout_ms = g.timeout_ms.unwrap_or(DEFAULT_GLOBAL_TIMEOUT_MS);
-            if timeout_ms == 0 {
-                return Err(err("limits.global.timeout_ms", "must be greater than 0"));
-            }
+            let timeout_ms = bounded(
+                "limits.global.timeout_ms",
+                g.timeout_ms,
+                DEFAULT_GLOBAL_TIMEOUT_MS,
+                MAX_TIMEOUT_MS,
+            )?;
             Some(Global {
                 cluster: g.cluster,
                 domain: non_empty("limits.global.domain", g.domain)?
@@ -1172,14 +1183,20 @@ fn limits(
         }
         None => None,
     };
-    let max_tracked = raw.max_tracked.unwrap_or(DEFAULT_MAX_TRACKED);
-    if max_tracked == 0 {
-        return Err(err("limits.max_tracked", "must be greater than 0"));
-    }
+    let max_tracked = bounded(
+        "limits.max_tracked",
+        raw.max_tracked,
+        DEFAULT_MAX_TRACKED,
+        MAX_TRACKED,
+    )?;
     Ok(Limits {
         default,
         consumers: by_name,
-        default_max_tokens: raw.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        default_max_tokens: at_most(
+            "limits.default_max_tokens",
+            raw.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            MAX_DEFAULT_MAX_TOKENS,
+        )?,
         max_tracked,
         global,
     })
@@ -1254,6 +1271,30 @@ pub(crate) fn positive<T: PartialOrd + Default + Copy>(
     }
 }
 
+/// A number in `1..=max` when given; `default` when not.
+pub(crate) fn bounded<T: PartialOrd + Default + Copy + fmt::Display>(
+    field: &str,
+    v: Option<T>,
+    default: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    at_most(field, positive(field, v, default)?, max)
+}
+
+/// `v`, unless it is over `max`: every size and count in the configuration has a maximum
+/// the VM can afford (see the configuration reference in the README).
+pub(crate) fn at_most<T: PartialOrd + Copy + fmt::Display>(
+    field: &str,
+    v: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if v > max {
+        Err(err(field, format!("must be at most {max}")))
+    } else {
+        Ok(v)
+    }
+}
+
 pub(crate) fn non_empty(field: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
     match v {
         Some(v) if v.trim().is_empty() => Err(err(field, "must not be empty")),
@@ -1324,6 +1365,69 @@ mod tests {
             Ok(_) => panic!("config was accepted"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn names_that_become_labels_cannot_spell_a_tag() {
+        for bad in ["a=.=b", "x;y", "a b", "", "é", "a,b", &"x".repeat(129)] {
+            let mut v = base();
+            v["consumers"][0]["name"] = bad.into();
+            assert!(field_of(v).starts_with("consumers[0].name: "), "{bad:?}");
+            let mut v = base();
+            v["routes"][0]["name"] = bad.into();
+            if !bad.is_empty() {
+                assert!(field_of(v).starts_with("routes[0].name: "), "{bad:?}");
+            }
+            let mut v = base();
+            v["routes"][1]["match"]["model"] = format!("m{bad}").into();
+            if bad.contains(['=', ';', ' ', ',']) || bad.len() > 127 || !bad.is_ascii() {
+                assert!(field_of(v).starts_with("routes[1].models: "), "{bad:?}");
+            }
+        }
+        let mut v = base();
+        v["providers"]["bad=.=name"] = serde_json::json!({"cluster": "c"});
+        assert!(field_of(v).starts_with("providers.bad=.=name: "));
+        // Fine: the characters real model and consumer names use.
+        let mut v = base();
+        v["routes"][1]["match"]["model"] = "meta-llama/Llama-3.1-8B@v1:0+x_y".into();
+        v["consumers"][0]["name"] = "alice@example.com".into();
+        let c = parse(v).unwrap();
+        assert_eq!(c.routes[1].models, ["meta-llama/Llama-3.1-8B@v1:0+x_y"]);
+        assert_eq!(c.routes[0].other_label, "other:route-0");
+    }
+
+    #[test]
+    fn only_listed_consumers_get_a_label() {
+        let mut v = base();
+        v["consumer_header"] = "x-team".into();
+        v["limits"] = serde_json::json!({"consumers": {"team-b": {"rpm": 1}}});
+        let c = parse(v).unwrap();
+        assert_eq!(c.consumer_label("team-a"), "team-a");
+        assert_eq!(c.consumer_label("team-b"), "team-b");
+        assert_eq!(c.consumer_label("consumer=.=victim"), "other");
+        assert_eq!(c.consumer_label("anonymous"), "other");
+    }
+
+    #[test]
+    fn the_exact_counting_budget_is_bounded() {
+        let mut v = base();
+        v["tokenizer"] =
+            serde_json::json!({"max_exact_bytes": crate::tokens::MAX_EXACT_BYTES_LIMIT});
+        assert_eq!(
+            parse(v).unwrap().tokenizer.max_exact_bytes,
+            crate::tokens::MAX_EXACT_BYTES_LIMIT
+        );
+        let mut v = base();
+        v["tokenizer"] =
+            serde_json::json!({"max_exact_bytes": crate::tokens::MAX_EXACT_BYTES_LIMIT + 1});
+        assert!(field_of(v).starts_with("tokenizer.max_exact_bytes: must be at most"));
+        let mut v = base();
+        v["tokenizer"] = serde_json::json!({"max_exact_bytes": 0});
+        assert!(field_of(v).starts_with("tokenizer.max_exact_bytes: "));
+        assert_eq!(
+            parse(base()).unwrap().tokenizer.max_exact_bytes,
+            crate::tokens::DEFAULT_MAX_EXACT_BYTES
+        );
     }
 
     #[test]
@@ -1566,5 +1670,193 @@ mod tests {
         let mut v = base();
         v["providers"]["openai"]["api_version"] = "1".into();
         assert!(field_of(v).starts_with("providers.openai.api_version: applies to azure"));
+    }
+
+    /// A configuration with every size and count at its maximum (what tests/bounds.rs loads
+    /// in Envoy).
+    fn at_maxima() -> serde_json::Value {
+        use crate::{cache, usage};
+        let mut v = base();
+        v["max_request_body_bytes"] = MAX_BODY_BYTES.into();
+        v["max_response_body_bytes"] = MAX_BODY_BYTES.into();
+        v["limits"] = serde_json::json!({
+            "default": {"rpm": 1000},
+            "max_tracked": MAX_TRACKED,
+            "default_max_tokens": MAX_DEFAULT_MAX_TOKENS,
+            "global": {"cluster": "rls", "timeout_ms": MAX_TIMEOUT_MS}
+        });
+        v["usage_export"] = serde_json::json!({
+            "cluster": "usage",
+            "batch_size": usage::MAX_BATCH_SIZE,
+            "max_buffered_events": usage::MAX_BUFFERED_EVENTS,
+            "flush_interval_ms": usage::MAX_FLUSH_INTERVAL_MS,
+            "max_retries": usage::MAX_RETRIES,
+            "timeout_ms": MAX_TIMEOUT_MS
+        });
+        v["cache"] = serde_json::json!({
+            "max_entries": cache::MAX_ENTRIES,
+            "max_bytes": cache::MAX_BYTES,
+            "max_entry_bytes": cache::MAX_ENTRY_BYTES,
+            "semantic": {
+                "embeddings": {"provider": "openai", "model": "e", "timeout_ms": MAX_TIMEOUT_MS,
+                               "dimensions": cache::MAX_DIMENSIONS},
+                "max_vectors": cache::MAX_VECTORS
+            }
+        });
+        v["routes"][0]["cache"] =
+            serde_json::json!({"ttl_s": cache::MAX_TTL_S, "semantic": {"threshold": 0.9}});
+        v
+    }
+
+    #[test]
+    fn every_size_has_a_maximum_named_in_its_error() {
+        use crate::{cache, usage};
+        let at_max = at_maxima();
+        let c = parse(at_max.clone()).unwrap();
+        assert_eq!(c.max_request_body_bytes, MAX_BODY_BYTES);
+        assert_eq!(c.limits.as_ref().unwrap().max_tracked, MAX_TRACKED);
+        assert_eq!(
+            c.usage_export.as_ref().unwrap().batch_size,
+            usage::MAX_BATCH_SIZE
+        );
+        assert_eq!(c.cache.as_ref().unwrap().max_entries, cache::MAX_ENTRIES);
+        let mut chroma = at_max.clone();
+        chroma["cache"]["semantic"]["store"] =
+            serde_json::json!({"chroma": {"cluster": "chroma", "timeout_ms": MAX_TIMEOUT_MS}});
+        assert!(parse(chroma.clone()).is_ok());
+        let over = |v: &serde_json::Value, path: &[&str], max: u64| {
+            let mut v = v.clone();
+            let mut at = &mut v;
+            for p in path {
+                at = match p.parse::<usize>() {
+                    Ok(i) => &mut at[i],
+                    Err(_) => &mut at[*p],
+                };
+            }
+            assert_eq!(*at, serde_json::json!(max), "{path:?} is at its maximum");
+            *at = (max + 1).into();
+            match parse(v) {
+                Ok(_) => panic!("{path:?} = {} accepted", max + 1),
+                Err(e) => e,
+            }
+        };
+        let body = MAX_BODY_BYTES as u64;
+        for (path, max, field) in [
+            (
+                &["max_request_body_bytes"][..],
+                body,
+                "max_request_body_bytes",
+            ),
+            (
+                &["max_response_body_bytes"],
+                body,
+                "max_response_body_bytes",
+            ),
+            (
+                &["limits", "max_tracked"],
+                u64::from(MAX_TRACKED),
+                "limits.max_tracked",
+            ),
+            (
+                &["limits", "default_max_tokens"],
+                MAX_DEFAULT_MAX_TOKENS,
+                "limits.default_max_tokens",
+            ),
+            (
+                &["limits", "global", "timeout_ms"],
+                MAX_TIMEOUT_MS,
+                "limits.global.timeout_ms",
+            ),
+            (
+                &["usage_export", "max_buffered_events"],
+                usage::MAX_BUFFERED_EVENTS as u64,
+                "usage_export.max_buffered_events",
+            ),
+            (
+                &["usage_export", "flush_interval_ms"],
+                usage::MAX_FLUSH_INTERVAL_MS,
+                "usage_export.flush_interval_ms",
+            ),
+            (
+                &["usage_export", "max_retries"],
+                u64::from(usage::MAX_RETRIES),
+                "usage_export.max_retries",
+            ),
+            (
+                &["usage_export", "timeout_ms"],
+                MAX_TIMEOUT_MS,
+                "usage_export.timeout_ms",
+            ),
+            (
+                &["cache", "max_entries"],
+                u64::from(cache::MAX_ENTRIES),
+                "cache.max_entries",
+            ),
+            (&["cache", "max_bytes"], cache::MAX_BYTES, "cache.max_bytes"),
+            (
+                &["cache", "max_entry_bytes"],
+                cache::MAX_ENTRY_BYTES as u64,
+                "cache.max_entry_bytes",
+            ),
+            (
+                &["cache", "semantic", "max_vectors"],
+                u64::from(cache::MAX_VECTORS),
+                "cache.semantic.max_vectors",
+            ),
+            (
+                &["cache", "semantic", "embeddings", "timeout_ms"],
+                MAX_TIMEOUT_MS,
+                "cache.semantic.embeddings.timeout_ms",
+            ),
+            (
+                &["cache", "semantic", "embeddings", "dimensions"],
+                u64::from(cache::MAX_DIMENSIONS),
+                "cache.semantic.embeddings.dimensions",
+            ),
+            (
+                &["routes", "0", "cache", "ttl_s"],
+                cache::MAX_TTL_S,
+                "routes[0].cache.ttl_s",
+            ),
+        ] {
+            let e = over(&at_max, path, max);
+            assert_eq!(e.field, field, "{path:?}");
+            assert_eq!(e.message, format!("must be at most {max}"), "{path:?}");
+        }
+        // batch_size: at most its maximum, and max_buffered_events at least batch_size.
+        let mut small = at_max.clone();
+        small["usage_export"]["max_buffered_events"] = (usage::MAX_BATCH_SIZE * 2).into();
+        assert!(parse(small.clone()).is_ok());
+        let e = over(
+            &small,
+            &["usage_export", "batch_size"],
+            usage::MAX_BATCH_SIZE as u64,
+        );
+        assert_eq!(e.field, "usage_export.batch_size");
+        assert_eq!(
+            e.message,
+            format!("must be at most {}", usage::MAX_BATCH_SIZE)
+        );
+        let e = over(
+            &chroma,
+            &["cache", "semantic", "store", "chroma", "timeout_ms"],
+            MAX_TIMEOUT_MS,
+        );
+        assert_eq!(e.field, "cache.semantic.store.chroma.timeout_ms");
+        // The values: refused at configuration, not an abort at the first flush.
+        for (path, v) in [
+            (&["usage_export", "batch_size"][..], 1_000_000u64),
+            (&["cache", "max_entries"], 4_000_000_000),
+            (&["cache", "semantic", "max_vectors"], 4_000_000_000),
+            (&["limits", "max_tracked"], 10_000_000),
+        ] {
+            let mut b = at_max.clone();
+            let mut at = &mut b;
+            for p in path {
+                at = &mut at[*p];
+            }
+            *at = v.into();
+            assert_eq!(parse(b).unwrap_err().field, path.join("."));
+        }
     }
 }

@@ -285,7 +285,7 @@ mod tests {
         Tokens {
             prompt,
             completion,
-            total: prompt + completion,
+            total: prompt.saturating_add(completion),
             cached,
             cache_write,
             ..Default::default()
@@ -433,5 +433,28 @@ mod tests {
             }
             assert!(cached <= input && output >= &0.0, "{model}");
         }
+    }
+
+    #[test]
+    fn the_largest_token_counts_saturate() {
+        let p = table(serde_json::json!({}), true);
+        let price = p.lookup(None, "gpt-4o").expect("shipped");
+        let max = u64::MAX;
+        for t in [
+            tokens(max, 0, 0, 0),
+            tokens(0, 0, 0, max),
+            tokens(max, max, max, max),
+            tokens(max, max - 1, 1, 1),
+        ] {
+            assert_eq!(price.cost(&t), max, "{t:?}");
+        }
+        // Cached and written beyond the prompt are capped at it, not subtracted past 0.
+        let odd = Tokens {
+            prompt: 10,
+            cached: max,
+            cache_write: max,
+            ..Default::default()
+        };
+        assert_eq!(price.cost(&odd), 10 * price.cached_input);
     }
 }

@@ -301,19 +301,26 @@ impl Slot {
     }
 
     /// A value that is not a slot of this layout reads as empty (it is then overwritten).
+    /// Shared data is untrusted (another filter version or a dying worker may have written
+    /// it), so it is read through `get` only.
     fn decode(b: &[u8]) -> Slot {
-        if b.len() != SLOT_LEN || b.first() != Some(&SLOT_VERSION) {
-            return Slot::empty();
+        Self::read(b).unwrap_or_else(Slot::empty)
+    }
+
+    fn read(b: &[u8]) -> Option<Slot> {
+        if b.len() != SLOT_LEN || *b.first()? != SLOT_VERSION {
+            return None;
         }
-        let mut s = Slot::empty();
-        s.owner.copy_from_slice(&b[1..17]);
-        s.in_flight = u32::from_le_bytes([b[17], b[18], b[19], b[20]]);
-        for i in 0..3 {
-            let mut t = [0u8; 8];
-            t.copy_from_slice(&b[21 + i * 8..29 + i * 8]);
-            s.tat[i] = u64::from_le_bytes(t);
-        }
-        s
+        let at = |i: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                b.get(21 + i * 8..29 + i * 8)?.try_into().ok()?,
+            ))
+        };
+        Some(Slot {
+            owner: b.get(1..17)?.try_into().ok()?,
+            in_flight: u32::from_le_bytes(b.get(17..21)?.try_into().ok()?),
+            tat: [at(0)?, at(1)?, at(2)?],
+        })
     }
 
     /// Nothing in flight and every window full again: the slot can be given to another scope.
@@ -492,6 +499,11 @@ impl Limiter {
         h % self.slots
     }
 
+    /// The slot `step` places after `home`, round the table.
+    fn probe(&self, home: u32, step: u32) -> u32 {
+        ((u64::from(home) + u64::from(step)) % u64::from(self.slots)) as u32
+    }
+
     fn read(&self, store: &dyn Store, i: u32) -> (Slot, u32) {
         match store.get(&self.key(i)) {
             Some((v, cas)) => (Slot::decode(&v), cas),
@@ -508,7 +520,7 @@ impl Limiter {
         }
         let home = self.home(owner);
         for step in 0..PROBE.min(self.slots) {
-            let i = (home + step) % self.slots;
+            let i = self.probe(home, step);
             let (s, _) = self.read(store, i);
             if s.owner == *owner {
                 self.remember(*owner, i);
@@ -560,7 +572,7 @@ impl Limiter {
             let home = self.home(owner);
             let mut free: Option<(u32, u32)> = None;
             for step in 0..PROBE.min(self.slots) {
-                let i = (home + step) % self.slots;
+                let i = self.probe(home, step);
                 let (s, cas) = self.read(store, i);
                 if s.owner == *owner {
                     return Ok(Some(i));
@@ -777,10 +789,16 @@ impl Limiter {
         let reserved = held.reserved_tokens;
         for h in &held.slots {
             self.update(store, h, |slot| {
-                correct_tokens(slot, &h.spec, reserved, reserved + tokens, now)
+                correct_tokens(
+                    slot,
+                    &h.spec,
+                    reserved,
+                    reserved.saturating_add(tokens),
+                    now,
+                )
             })?;
         }
-        held.reserved_tokens += tokens;
+        held.reserved_tokens = held.reserved_tokens.saturating_add(tokens);
         Ok(())
     }
 
@@ -1093,6 +1111,95 @@ mod tests {
             .sum();
         assert_eq!(untracked, 1);
         assert!(l.admit(&store, &s, ONE, later).unwrap().is_err());
+    }
+
+    #[test]
+    fn short_and_corrupt_slots_read_as_empty_and_limits_still_hold() {
+        let slot = Slot {
+            owner: [7; 16],
+            in_flight: 3,
+            tat: [1, u64::MAX, 2],
+        };
+        let b = slot.encode();
+        assert_eq!(Slot::decode(&b), slot);
+        for len in 0..SLOT_LEN {
+            assert_eq!(Slot::decode(&b[..len]), Slot::empty(), "{len} bytes");
+        }
+        let mut long = b.to_vec();
+        long.push(0);
+        assert_eq!(Slot::decode(&long), Slot::empty());
+        let mut other_version = b;
+        other_version[0] = 2;
+        assert_eq!(Slot::decode(&other_version), Slot::empty());
+        // A table full of garbage (short records, the largest counts and times) is no panic,
+        // and a consumer whose slot says "everything in flight, every window far ahead" is
+        // refused, not wrapped round to admitted.
+        let store = MemStore::default();
+        let mut l = limiter(&store, 4);
+        let spec = Spec {
+            rpm: Some(5),
+            tpm: Some(u64::MAX),
+            tpd: Some(1),
+            concurrent: Some(u32::MAX),
+        };
+        let owner = Limiter::owner("c");
+        let home = l.home(&owner);
+        for i in 0..4 {
+            store
+                .set(&format!("t.{i}"), &b[..i as usize * 9], 0)
+                .unwrap();
+        }
+        let maxed = Slot {
+            owner,
+            in_flight: u32::MAX,
+            tat: [u64::MAX; 3],
+        };
+        store.set(&format!("t.{home}"), &maxed.encode(), 0).unwrap();
+        let big = Cost {
+            requests: u64::MAX,
+            tokens: u64::MAX,
+        };
+        let r = l.admit(&store, &[scope("c", spec)], big, T0).unwrap();
+        assert!(matches!(
+            r.unwrap_err().reason,
+            Reason::Concurrency { limit: u32::MAX }
+        ));
+        let no_concurrency = Spec {
+            concurrent: None,
+            ..spec
+        };
+        let r = l
+            .admit(&store, &[scope("c", no_concurrency)], big, T0)
+            .unwrap();
+        assert!(r.is_err());
+        store.set("t.lock", &[1, 2, 3], 0).unwrap();
+        let r = l
+            .admit(&store, &[scope("d", no_concurrency)], ONE, T0)
+            .unwrap();
+        assert!(r.is_ok());
+    }
+
+    #[test]
+    fn the_largest_token_figures_saturate() {
+        let store = MemStore::default();
+        let mut l = limiter(&store, 4);
+        let spec = Spec {
+            tpm: Some(u64::MAX),
+            ..Spec::default()
+        };
+        let s = [scope("c", spec)];
+        let cost = Cost {
+            requests: 1,
+            tokens: u64::MAX - 1,
+        };
+        let mut held = l.admit(&store, &s, cost, T0).unwrap().unwrap();
+        // Headers-only mode adds the prompt it learns later: the reservation saturates.
+        l.add_tokens(&store, &mut held, 5, T0).unwrap();
+        assert_eq!(held.reserved_tokens, u64::MAX);
+        l.add_tokens(&store, &mut held, u64::MAX, T0).unwrap();
+        assert_eq!(held.reserved_tokens, u64::MAX);
+        l.settle(&store, &held, u64::MAX, T0).unwrap();
+        l.settle(&store, &held, 0, T0).unwrap();
     }
 
     #[test]

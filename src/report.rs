@@ -342,7 +342,7 @@ impl Record {
                 out.push(MetricUpdate {
                     kind: Kind::Counter,
                     name: stat_name(metric::COST, &base),
-                    value: (c + 500) / 1000,
+                    value: c.saturating_add(500) / 1000,
                 });
             }
             if self.unpriced() {
@@ -490,7 +490,7 @@ fn from_usage(u: Usage, counted: Count) -> Tokens {
     Tokens {
         prompt,
         completion,
-        total: u.total_tokens.unwrap_or(prompt + completion),
+        total: u.total_tokens.unwrap_or(prompt.saturating_add(completion)),
         cached: u.cached(),
         cache_write: u.cache_write(),
         reasoning: u.reasoning(),
@@ -637,5 +637,55 @@ mod tests {
             .properties()
             .iter()
             .any(|(k, _)| *k == prop::PROMPT_TOKENS));
+    }
+
+    #[test]
+    fn the_largest_provider_figures_saturate_in_tokens_cost_and_metrics() {
+        let max = u64::MAX;
+        let mut r = ok_record();
+        r.learned.usage = Some(Usage {
+            prompt_tokens: Some(max),
+            completion_tokens: Some(2),
+            total_tokens: None,
+            ..Default::default()
+        });
+        let t = r.tokens();
+        assert_eq!((t.prompt, t.completion, t.total), (max, 2, max));
+        r.price(&crate::cost::Prices::parse(crate::cost::RawPricing::default()).unwrap());
+        assert_eq!(r.cost, Some(max));
+        let m = r.metrics("gpt-4o", "team-a");
+        let cost = m.iter().find(|u| u.name.starts_with(metric::COST)).unwrap();
+        // Nanodollars of a saturated cost: the largest count, not (max + 500) wrapped to 0.
+        assert_eq!(cost.value, max / 1000);
+        let p = r.properties();
+        let prop_of = |k: &str| p.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(prop_of(prop::TOTAL_TOKENS), Some(max.to_string()));
+        assert_eq!(
+            prop_of(prop::COST_USD),
+            Some(crate::cost::dollars(max).to_string())
+        );
+        // Near the top: each sum is exact until it would pass the largest value.
+        r.learned.usage = Some(Usage {
+            prompt_tokens: Some(max - 5),
+            completion_tokens: Some(5),
+            ..Default::default()
+        });
+        assert_eq!(r.tokens().total, max);
+        r.cost = Some(max - 499);
+        let m = r.metrics("gpt-4o", "team-a");
+        let cost = m.iter().find(|u| u.name.starts_with(metric::COST)).unwrap();
+        assert_eq!(cost.value, max / 1000);
+        // Without usage: the counted prompt and the estimate.
+        r.learned.usage = None;
+        r.counted_prompt = Some(Count {
+            tokens: max,
+            estimated: false,
+        });
+        r.learned.completion_estimate = Count {
+            tokens: max,
+            estimated: true,
+        };
+        let t = r.tokens();
+        assert_eq!((t.total, t.estimated), (max, true));
     }
 }

@@ -150,8 +150,11 @@ fn is_null(v: &RawValue) -> bool {
 }
 
 impl<'a> Request<'a> {
-    /// Parse a request body. Errors are the 400 replies OpenAI would give.
+    /// Parse a request body. Errors are the 400 replies OpenAI would give. A body is JSON
+    /// by the one rule every path applies ([`crate::wire::check`]), so a body accepted here is
+    /// accepted by the rewrite, the translations and the cache key alike.
     pub fn parse(endpoint: Endpoint, body: &'a [u8]) -> Result<Request<'a>, HttpError> {
+        crate::wire::check(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
         let top: TopLevel<'a> = serde_json::from_slice(body).map_err(|e| {
             let detail = match e.classify() {
                 serde_json::error::Category::Data => "expected a JSON object".to_string(),
@@ -911,5 +914,126 @@ mod tests {
             p(Endpoint::Embeddings, r#"{"model":"m","input":"x"}"#),
             Some(0)
         );
+    }
+
+    /// Every path that reads a request body, on one body: whether each accepted it.
+    fn paths(body: &[u8]) -> Vec<(&'static str, bool)> {
+        let parsed = Request::parse(Endpoint::ChatCompletions, body);
+        if let Err(e) = &parsed {
+            assert_eq!(e.code, "invalid_json", "{e:?}");
+        }
+        let rewritten = parsed
+            .as_ref()
+            .ok()
+            .and_then(|r| r.rewrite(Some("other"), true))
+            .is_some_and(|b| serde_json::from_slice::<serde_json::Value>(&b).is_ok());
+        vec![
+            ("parse", parsed.is_ok()),
+            ("rewrite", rewritten),
+            (
+                "anthropic::request",
+                crate::anthropic::request(body, "claude", 16).is_ok(),
+            ),
+            (
+                "failover with_model",
+                crate::wire::with_model(body, "other").is_ok(),
+            ),
+            (
+                "cache key",
+                crate::cache::keys(body, "p", "m", None, None).is_some(),
+            ),
+        ]
+    }
+
+    /// The same for a body an Anthropic client sent.
+    fn anthropic_paths(body: &[u8]) -> Vec<(&'static str, bool)> {
+        let model = crate::anthropic::model_of(body);
+        if let Err(e) = &model {
+            assert_eq!(e.code, "invalid_json", "{e:?}");
+        }
+        let translated = crate::anthropic::request_to_openai(body, "gpt");
+        if let Err(e) = &translated {
+            assert_eq!(e.code, "invalid_json", "{e:?}");
+        }
+        let reparsed = translated
+            .as_ref()
+            .is_ok_and(|b| Request::parse(Endpoint::ChatCompletions, b).is_ok());
+        vec![
+            ("model_of", model.is_ok()),
+            ("request_to_openai", translated.is_ok()),
+            ("parse of the translation", reparsed),
+            (
+                "anthropic to anthropic with_model",
+                crate::wire::with_model(body, "claude").is_ok(),
+            ),
+        ]
+    }
+
+    fn agree(body: &str, expect: bool) {
+        let value_ok = serde_json::from_str::<serde_json::Value>(body).is_ok();
+        assert_eq!(value_ok, expect, "{body}");
+        for (path, ok) in paths(body.as_bytes()) {
+            assert_eq!(ok, expect, "{path} on {body}");
+        }
+    }
+
+    fn agree_anthropic(body: &str, expect: bool) {
+        let value_ok = serde_json::from_str::<serde_json::Value>(body).is_ok();
+        assert_eq!(value_ok, expect, "{body}");
+        for (path, ok) in anthropic_paths(body.as_bytes()) {
+            assert_eq!(ok, expect, "{path} on {body}");
+        }
+    }
+
+    #[test]
+    fn one_json_rule_on_every_path() {
+        let chat = |x: &str| {
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi","y":{x}}}],"x":{x}}}"#
+            )
+        };
+        let claude = |x: &str| {
+            format!(
+                r#"{{"model":"c","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}],"x":{x}}}"#
+            )
+        };
+        for e in crate::wire::tests::EDGES {
+            let ok = serde_json::from_str::<serde_json::Value>(e).is_ok();
+            agree(&chat(e), ok);
+            agree_anthropic(&claude(e), ok);
+        }
+        for depth in [100, 126, 127, 1000] {
+            let x = crate::wire::tests::nested(depth, "1");
+            let ok = |b: &str| serde_json::from_str::<serde_json::Value>(b).is_ok();
+            agree(&chat(&x), ok(&chat(&x)));
+            agree_anthropic(&claude(&x), ok(&claude(&x)));
+        }
+        // The issue's body: refused on every route, with the same error.
+        let body = chat("1e999");
+        let e = Request::parse(Endpoint::ChatCompletions, body.as_bytes()).err();
+        let e = e.unwrap();
+        assert_eq!((e.status, e.code), (400, "invalid_json"));
+        assert!(e.message.contains("number out of range"), "{}", e.message);
+        assert_eq!(
+            crate::anthropic::model_of(claude("1e999").as_bytes())
+                .unwrap_err()
+                .code,
+            "invalid_json"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_path_accepts_the_same_bodies(x in crate::wire::tests::jsonish()) {
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"x":{x}}}"#);
+            let expect = serde_json::from_str::<serde_json::Value>(&body).is_ok();
+            for (path, ok) in paths(body.as_bytes()) {
+                proptest::prop_assert_eq!(ok, expect, "{} on {}", path, body);
+            }
+            let body = format!(r#"{{"model":"c","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}],"x":{x}}}"#);
+            for (path, ok) in anthropic_paths(body.as_bytes()) {
+                proptest::prop_assert_eq!(ok, expect, "{} on {}", path, body);
+            }
+        }
     }
 }

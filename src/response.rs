@@ -23,11 +23,11 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// OpenAI's `usage` object (chat, completions and embeddings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::de_count")]
     pub prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::de_count")]
     pub completion_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::de_count")]
     pub total_tokens: Option<u64>,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptDetails>,
@@ -37,17 +37,17 @@ pub struct Usage {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct PromptDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::de_count")]
     pub cached_tokens: Option<u64>,
     /// Tokens written to the provider's prompt cache (Anthropic's `cache_creation_input_tokens`,
     /// carried by the translation).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::de_count")]
     pub cache_creation_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct CompletionDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::de_count")]
     pub reasoning_tokens: Option<u64>,
 }
 
@@ -355,7 +355,8 @@ fn learn_event(
     for c in chunk.choices.iter().flatten() {
         generated |= c.generated(&mut |s| {
             if let Some(e) = encoding {
-                learned.completion_estimate.tokens += e.count(s);
+                let t = &mut learned.completion_estimate.tokens;
+                *t = t.saturating_add(e.count(s));
             }
         });
     }
@@ -394,7 +395,10 @@ fn learn_json(learned: &mut Learned, buf: &[u8], encoding: Option<Encoding>) {
     if learned.usage.is_none() {
         if let Some(e) = encoding {
             for c in body.choices.iter().flatten() {
-                c.generated(&mut |s| learned.completion_estimate.tokens += e.count(s));
+                c.generated(&mut |s| {
+                    let t = &mut learned.completion_estimate.tokens;
+                    *t = t.saturating_add(e.count(s));
+                });
             }
         }
     }
@@ -574,5 +578,31 @@ mod tests {
             let (out, _) = run(text.as_bytes(), &cuts, false);
             prop_assert_eq!(out, text.as_bytes());
         }
+    }
+
+    #[test]
+    fn usage_beyond_u64_saturates_instead_of_losing_the_body() {
+        let learn = |usage: &str| {
+            let body = format!(
+                r#"{{"model":"m","choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#
+            );
+            let mut acc = Accountant::new("application/json", None, false, None, 1 << 20);
+            acc.on_chunk(body.as_bytes(), true, 0);
+            acc.finish()
+        };
+        let l = learn(
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1e30,"total_tokens":-1,
+               "prompt_tokens_details":{"cached_tokens":12.0}}"#,
+        );
+        assert_eq!(l.model.as_deref(), Some("m"), "the body is still read");
+        let u = l.usage.unwrap();
+        assert_eq!(u.prompt_tokens, Some(u64::MAX));
+        assert_eq!(u.completion_tokens, Some(u64::MAX));
+        assert_eq!(u.total_tokens, Some(0));
+        assert_eq!(u.cached(), 12);
+        // A stream's usage chunk too.
+        let stream = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1e20,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+        let (_, l) = run(stream.as_bytes(), &[], false);
+        assert_eq!(l.usage.unwrap().prompt_tokens, Some(u64::MAX));
     }
 }

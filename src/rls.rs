@@ -211,8 +211,9 @@ impl OverLimit {
 fn duration(d: &Option<prost_types::Duration>) -> Option<Duration> {
     let d = d.as_ref()?;
     let secs = u64::try_from(d.seconds).ok()?;
-    let nanos = u32::try_from(d.nanos).ok()?;
-    Some(Duration::new(secs, nanos))
+    let nanos = u64::try_from(d.nanos).ok()?;
+    // `Duration::new` panics when the nanoseconds carry past the largest seconds count.
+    Duration::from_secs(secs).checked_add(Duration::from_nanos(nanos))
 }
 
 /// Read a `RateLimitResponse`. `None` when the bytes are not one.
@@ -352,5 +353,23 @@ mod tests {
         assert_eq!(v.snapshot.requests.unwrap().remaining, 7);
         assert_eq!(v.snapshot.tokens.unwrap().limit, 1000);
         assert!(verdict(b"\xff\xff", &described).is_none());
+    }
+
+    #[test]
+    fn reset_durations_at_the_largest_values_do_not_panic() {
+        use prost_types::Duration as PbDuration;
+        let d = |seconds: i64, nanos: i32| duration(&Some(PbDuration { seconds, nanos }));
+        // `Duration::new(u64::MAX, 1e9)` would panic on the carry.
+        assert_eq!(
+            d(i64::MAX, 999_999_999),
+            Some(Duration::new(i64::MAX as u64, 999_999_999))
+        );
+        assert_eq!(
+            d(i64::MAX, i32::MAX),
+            Some(Duration::new(i64::MAX as u64, 0) + Duration::from_nanos(i32::MAX as u64))
+        );
+        assert_eq!(d(1, 1_500_000_000), Some(Duration::from_millis(2500)));
+        assert_eq!(d(-1, 0), None);
+        assert_eq!(d(0, -1), None);
     }
 }

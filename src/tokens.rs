@@ -228,7 +228,7 @@ pub struct Count {
 
 impl Count {
     pub fn add(&mut self, other: Count) {
-        self.tokens += other.tokens;
+        self.tokens = self.tokens.saturating_add(other.tokens);
         self.estimated |= other.estimated;
     }
 }

@@ -13,7 +13,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::config::{err, positive, ConfigError};
+use crate::config::{at_most, bounded, err, ConfigError, MAX_TIMEOUT_MS};
 use crate::report::{Record, Tokens};
 
 /// Posts a VM has in flight at most; further batches wait in the buffer.
@@ -83,6 +83,14 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_MAX_BUFFERED_EVENTS: usize = 5000;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// Largest `batch_size`: a post holds one batch (about 1 KB an event).
+pub const MAX_BATCH_SIZE: usize = 1000;
+/// Largest `max_buffered_events`: what a VM holds while the collector is slow or down.
+pub const MAX_BUFFERED_EVENTS: usize = 20_000;
+/// Largest `flush_interval_ms` (10 minutes).
+pub const MAX_FLUSH_INTERVAL_MS: u64 = 600_000;
+/// Largest `max_retries` (the back-off reaches `MAX_BACKOFF_MS` after 6).
+pub const MAX_RETRIES: u32 = 10;
 
 impl Export {
     pub fn parse(raw: RawExport) -> Result<Export, ConfigError> {
@@ -112,15 +120,17 @@ impl Export {
             }
             headers.push((n, value));
         }
-        let batch_size = positive(
+        let batch_size = bounded(
             &format!("{F}.batch_size"),
             raw.batch_size,
             DEFAULT_BATCH_SIZE,
+            MAX_BATCH_SIZE,
         )?;
-        let max_buffered_events = positive(
+        let max_buffered_events = bounded(
             &format!("{F}.max_buffered_events"),
             raw.max_buffered_events,
             DEFAULT_MAX_BUFFERED_EVENTS,
+            MAX_BUFFERED_EVENTS,
         )?;
         if max_buffered_events < batch_size {
             return Err(err(
@@ -141,17 +151,23 @@ impl Export {
             authority,
             headers,
             batch_size,
-            flush_interval_ms: positive(
+            flush_interval_ms: bounded(
                 &format!("{F}.flush_interval_ms"),
                 raw.flush_interval_ms,
                 DEFAULT_FLUSH_INTERVAL_MS,
+                MAX_FLUSH_INTERVAL_MS,
             )?,
             max_buffered_events,
-            max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
-            timeout_ms: positive(
+            max_retries: at_most(
+                &format!("{F}.max_retries"),
+                raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+                MAX_RETRIES,
+            )?,
+            timeout_ms: bounded(
                 &format!("{F}.timeout_ms"),
                 raw.timeout_ms,
                 DEFAULT_TIMEOUT_MS,
+                MAX_TIMEOUT_MS,
             )?,
             service_name: match raw.service_name {
                 Some(s) if s.trim().is_empty() => {
@@ -351,7 +367,10 @@ impl Serialize for KeyValue<'_> {
                 let mut m = s.serialize_map(Some(1))?;
                 match self.0 {
                     Val::Str(x) => m.serialize_entry("stringValue", x)?,
-                    Val::Int(x) => m.serialize_entry("intValue", &Decimal(*x))?,
+                    // OTLP's intValue is an int64: a larger figure is sent as the largest.
+                    Val::Int(x) => {
+                        m.serialize_entry("intValue", &Decimal((*x).min(i64::MAX as u64)))?
+                    }
                     Val::Bool(x) => m.serialize_entry("boolValue", x)?,
                     Val::Double(x) => m.serialize_entry("doubleValue", x)?,
                 }
@@ -614,9 +633,15 @@ impl Exporter {
         out.unwrap_or_default()
     }
 
-    /// A post's body from encoded events.
-    fn body<'a>(&self, records: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.prefix.len() + 2048 * self.cfg.batch_size);
+    /// A post's body from encoded events, sized by what they hold (not by `batch_size`).
+    fn body<'a>(&self, records: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+        // The records, a comma between each two, and the frame.
+        let records_len = records
+            .clone()
+            .map(|r| r.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1);
+        let mut out = Vec::with_capacity(self.prefix.len() + records_len + self.suffix.len());
         out.extend_from_slice(&self.prefix);
         for (i, r) in records.enumerate() {
             if i > 0 {
@@ -664,7 +689,7 @@ mod tests {
                 usage: Some(Usage {
                     prompt_tokens: Some(n),
                     completion_tokens: Some(5),
-                    total_tokens: Some(n + 5),
+                    total_tokens: Some(n.saturating_add(5)),
                     ..Default::default()
                 }),
                 model: Some("gpt-4o-2024-08-06".into()),
@@ -871,5 +896,71 @@ mod tests {
         assert_eq!(x.take_due(1000, false).len(), 1);
         // Draining ignores the bound.
         assert_eq!(x.take_due(1000, true).len(), 5);
+    }
+
+    #[test]
+    fn the_largest_figures_are_exported_in_range() {
+        let mut r = record(u64::MAX);
+        r.learned.usage = Some(Usage {
+            prompt_tokens: Some(u64::MAX),
+            completion_tokens: Some(u64::MAX),
+            total_tokens: None,
+            ..Default::default()
+        });
+        r.cost = Some(u64::MAX);
+        let e = Event::new(&r, None, u64::MAX, u64::MAX);
+        let x = Exporter::new(export(json!({"format": "json"})), None);
+        let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+        assert_eq!(v[0]["prompt_tokens"], u64::MAX);
+        assert_eq!(v[0]["total_tokens"], u64::MAX);
+        // OTLP's intValue is an int64: the largest it holds, never a value the collector
+        // refuses (which would drop the whole batch).
+        let x = Exporter::new(export(json!({})), None);
+        let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+        let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(rec["timeUnixNano"], u64::MAX.to_string(), "fixed64");
+        let attr = |k: &str| {
+            rec["attributes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["key"] == k))
+                .map(|x| x["value"].clone())
+        };
+        for k in [
+            "gen_ai.usage.input_tokens",
+            "llm_gateway.usage.total_tokens",
+        ] {
+            assert_eq!(
+                attr(k),
+                Some(json!({"intValue": i64::MAX.to_string()})),
+                "{k}"
+            );
+        }
+        assert_eq!(
+            attr("llm_gateway.cost_usd"),
+            Some(json!({"doubleValue": crate::cost::dollars(u64::MAX)}))
+        );
+    }
+
+    #[test]
+    fn a_post_is_sized_by_its_events_not_by_batch_size() {
+        let cfg = export(json!({"batch_size": MAX_BATCH_SIZE,
+                                "max_buffered_events": MAX_BUFFERED_EVENTS}));
+        let mut x = Exporter::new(cfg, None);
+        assert!(x.push(event(1), 0));
+        let b = x.take_due(10_000, false).remove(0);
+        assert_eq!(b.events, 1);
+        // Once 2048 × batch_size bytes up front (2 GB at a batch_size of 1000000).
+        assert_eq!(b.body.capacity(), b.body.len());
+        let v: Value = serde_json::from_slice(&b.body).expect("json");
+        assert_eq!(
+            v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["eventName"],
+            EVENT_NAME
+        );
+        for n in 0..MAX_BATCH_SIZE as u64 {
+            x.push(event(n), 20_000);
+        }
+        let full = x.take_due(20_000, false).remove(0);
+        assert_eq!(full.events, MAX_BATCH_SIZE);
+        assert_eq!(full.body.capacity(), full.body.len());
     }
 }
