@@ -148,16 +148,9 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
         workers: 1,
         ..Options::default()
     };
-    opts.env
-        .push(("ANTHROPIC_API_KEY".into(), CLAUDE_KEY.into()));
     opts.edit = Some(Box::new(move |b: &mut Value| {
         let hcm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"];
-        hcm["http_filters"][0]["typed_config"]["config"]["vm_config"]["environment_variables"]
-            ["host_env_keys"]
-            .as_array_mut()
-            .unwrap()
-            .push("ANTHROPIC_API_KEY".into());
         // An operator's pass-through route, before the catch-all 404.
         let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
             .as_array_mut()
@@ -179,6 +172,7 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
         clusters.push(chain);
         clusters.push(static_cluster("dead", dead_port));
     }));
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(fake, opts)
 }
 
@@ -239,16 +233,19 @@ fn no_client_credential_reaches_a_provider_on_any_path() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_clean("cache miss", &r, &sent, openai_own);
 
-    // A failover chain: the first provider is down, the second (api-key) serves.
-    let body = json!({"model": "chain", "messages": [{"role": "user", "content": "Hello"}]});
-    let r = post(
-        &gw.url("/v1/chat/completions"),
-        &h,
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_clean("failover", &r, &sent, Some(("api-key", BACKUP_KEY)));
-    assert_eq!(gw.access_log(8).last().unwrap()["attempts"], "2");
+    // A failover chain: the first provider is down, the second (api-key) serves. (Envoy
+    // before 1.40 has no composite cluster: the harness leaves the chain out there.)
+    if has_composite_cluster() {
+        let body = json!({"model": "chain", "messages": [{"role": "user", "content": "Hello"}]});
+        let r = post(
+            &gw.url("/v1/chat/completions"),
+            &h,
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_clean("failover", &r, &sent, Some(("api-key", BACKUP_KEY)));
+        assert_eq!(gw.access_log(8).last().unwrap()["attempts"], "2");
+    }
 
     // Anthropic clients, to an OpenAI provider (translated) and an Anthropic one (passed on).
     let ah = headers(&sent, &[("anthropic-version", "2023-06-01")]);

@@ -90,16 +90,9 @@ fn gateway(p: &Providers) -> Gateway {
         plugin_config: Some(config),
         ..Options::default()
     };
-    opts.env
-        .push(("ANTHROPIC_API_KEY".into(), CLAUDE_KEY.into()));
     opts.edit = Some(Box::new(move |b: &mut Value| {
         let hcm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"];
-        hcm["http_filters"][0]["typed_config"]["config"]["vm_config"]["environment_variables"]
-            ["host_env_keys"]
-            .as_array_mut()
-            .unwrap()
-            .push("ANTHROPIC_API_KEY".into());
         // A short per-try timeout, so the slow provider times out quickly.
         let route = &mut hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
         assert!(
@@ -132,6 +125,7 @@ fn gateway(p: &Providers) -> Gateway {
             clusters.push(c);
         }
     }));
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(&p.ok, opts)
 }
 

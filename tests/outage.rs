@@ -35,16 +35,9 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
         workers: 1,
         ..Options::default()
     };
-    opts.env
-        .push(("ANTHROPIC_API_KEY".into(), CLAUDE_KEY.into()));
     opts.edit = Some(Box::new(move |b: &mut Value| {
         let hcm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"];
-        hcm["http_filters"][0]["typed_config"]["config"]["vm_config"]["environment_variables"]
-            ["host_env_keys"]
-            .as_array_mut()
-            .unwrap()
-            .push("ANTHROPIC_API_KEY".into());
         // A bounded wait for the provider's answer, so the slow one times out.
         for r in hcm["route_config"]["virtual_hosts"][0]["routes"]
             .as_array_mut()
@@ -60,6 +53,7 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
             .unwrap()
             .push(static_cluster("dead", dead_port));
     }));
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(fake, opts)
 }
 

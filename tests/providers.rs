@@ -27,16 +27,7 @@ fn gateway(fake: &Fake) -> Gateway {
         plugin_config: Some(config),
         ..Options::default()
     };
-    opts.env
-        .push(("ANTHROPIC_API_KEY".into(), CLAUDE_KEY.into()));
-    opts.edit = Some(Box::new(|b: &mut Value| {
-        let wasm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"]["http_filters"][0]["typed_config"]["config"];
-        wasm["vm_config"]["environment_variables"]["host_env_keys"]
-            .as_array_mut()
-            .unwrap()
-            .push("ANTHROPIC_API_KEY".into());
-    }));
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(fake, opts)
 }
 

@@ -95,6 +95,24 @@ pub fn fingerprint(value: &str) -> String {
     format!("sha256:{}", &hex::encode(sha2::Sha256::digest(value))[..16])
 }
 
+/// Give the gateway filter's VM the provider key `key` as the environment variable `name`
+/// (Envoy's environment, and one more `host_env_keys` entry).
+pub fn with_env_key(opts: &mut Options, name: &'static str, key: &str) {
+    opts.env.push((name.into(), key.into()));
+    let earlier = opts.edit.take();
+    opts.edit = Some(Box::new(move |b: &mut Value| {
+        if let Some(edit) = earlier {
+            edit(b);
+        }
+        b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["http_filters"][0]["typed_config"]["config"]["vm_config"]["environment_variables"]
+            ["host_env_keys"]
+            .as_array_mut()
+            .expect("host_env_keys")
+            .push(name.into());
+    }));
+}
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 
