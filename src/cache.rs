@@ -503,7 +503,8 @@ struct EntryHeader {
 }
 
 fn entry_header(b: &[u8]) -> Option<EntryHeader> {
-    if b.get(..4)? != ENTRY_MAGIC {
+    // A record shorter than its header (cut, or another layout) holds no entry.
+    if b.len() < ENTRY_HEADER || b.get(..4)? != ENTRY_MAGIC {
         return None;
     }
     Some(EntryHeader {
