@@ -777,10 +777,16 @@ impl Limiter {
         let reserved = held.reserved_tokens;
         for h in &held.slots {
             self.update(store, h, |slot| {
-                correct_tokens(slot, &h.spec, reserved, reserved + tokens, now)
+                correct_tokens(
+                    slot,
+                    &h.spec,
+                    reserved,
+                    reserved.saturating_add(tokens),
+                    now,
+                )
             })?;
         }
-        held.reserved_tokens += tokens;
+        held.reserved_tokens = reserved.saturating_add(tokens);
         Ok(())
     }
 
