@@ -953,8 +953,13 @@ impl VectorIndex {
         for _ in 0..MAX_CAS {
             let (bytes, cas) = store.get(&meta_key).unwrap_or_default();
             let (next, versions) = self.decode_meta(&bytes);
+            // A position read back from shared data may be anything: the ring goes round.
             if store
-                .set(&meta_key, &Self::encode_meta(next + 1, &versions), cas)
+                .set(
+                    &meta_key,
+                    &Self::encode_meta(next.wrapping_add(1), &versions),
+                    cas,
+                )
                 .is_ok()
             {
                 pos = Some(next);
