@@ -306,6 +306,9 @@ pub fn anthropic_translation(data: &[u8]) {
     let flags = input.byte();
     let seed = u64::from(input.u16());
     let status = [200, 201, 400, 429, 500, 529, 0, 99_999][usize::from(flags % 8)];
+    if flags & 64 != 0 {
+        anthropic_usage(&mut input);
+    }
     let body = input.rest();
     let ct = if flags & 8 != 0 {
         "text/event-stream; charset=utf-8"
@@ -342,6 +345,55 @@ pub fn anthropic_translation(data: &[u8]) {
         let _ = st.event(name, body);
     }
     let _ = st.finished();
+}
+
+/// Anthropic usage figures (any numbers a provider may send) through the JSON and the stream
+/// translation: OpenAI's figures are the sums, never wrapped.
+fn anthropic_usage(input: &mut Input<'_>) {
+    use crate::anthropic::{usage, StreamTranslator};
+    use serde_json::{json, Map, Value};
+    let mut u = Map::new();
+    for k in [
+        "input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "output_tokens",
+    ] {
+        if input.byte() & 1 != 0 {
+            u.insert(k.into(), input.number().into());
+        }
+    }
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let least_prompt = n("input_tokens")
+        .max(n("cache_read_input_tokens"))
+        .max(n("cache_creation_input_tokens"));
+    let check = |o: &Value, output: u64| {
+        let get = |k: &str| o.get(k).and_then(Value::as_u64).unwrap_or(0);
+        assert!(
+            get("prompt_tokens") >= least_prompt,
+            "prompt_tokens wrapped: {o}"
+        );
+        assert!(get("completion_tokens") == output, "completion_tokens: {o}");
+        assert!(
+            get("total_tokens") >= get("prompt_tokens").max(output),
+            "total_tokens wrapped: {o}"
+        );
+    };
+    check(&usage(&Value::Object(u.clone())), n("output_tokens"));
+    let mut st = StreamTranslator::new(0, true);
+    let start = json!({"type": "message_start", "message": {"id": "m", "usage": u}});
+    let _ = st.event("message_start", start.to_string().as_bytes());
+    let delta = json!({"type": "message_delta", "usage": {"output_tokens": n("output_tokens")}});
+    let _ = st.event("message_delta", delta.to_string().as_bytes());
+    let stop = st.event("message_stop", br#"{"type":"message_stop"}"#);
+    let chunk = stop
+        .strip_prefix("data: ")
+        .and_then(|s| s.split("\n\n").next())
+        .and_then(|s| serde_json::from_str::<Value>(s).ok());
+    let Some(chunk) = chunk else {
+        panic!("no usage chunk at message_stop: {stop}");
+    };
+    check(&chunk["usage"], n("output_tokens"));
 }
 
 /// An OpenAI answer (a JSON body, or an SSE stream cut into chunks) translated for an
