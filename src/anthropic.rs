@@ -242,7 +242,9 @@ pub fn usage(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let cached = n("cache_read_input_tokens");
     let written = n("cache_creation_input_tokens");
-    let prompt = n("input_tokens") + cached + written;
+    let prompt = n("input_tokens")
+        .saturating_add(cached)
+        .saturating_add(written);
     let completion = n("output_tokens");
     let mut details = json!({"cached_tokens": cached});
     if written > 0 {
@@ -252,7 +254,7 @@ pub fn usage(u: &Value) -> Value {
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": details,
     })
 }
