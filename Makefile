@@ -24,7 +24,7 @@ ENVOY_DEP :=
 endif
 export ENVOY_BIN
 
-.PHONY: redis build fake envoy sdk collector-deps chroma-deps lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
+.PHONY: fuzz redis build fake envoy sdk collector-deps chroma-deps lint unit integration integration-min-envoy test run clean bench bench-smoke bench-deps k8s-deps k8s-test image
 
 build:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -93,6 +93,14 @@ integration: build fake envoy sdk collector-deps chroma-deps redis
 	$(CARGO) test -p fake-provider --test '*'
 
 test: lint unit integration integration-min-envoy k8s-test bench-smoke
+
+# Fuzzing (not part of `make test`, which replays fuzz/regressions through tests/fuzz_replay.rs):
+# every target in fuzz/ for FUZZ_SECONDS each, one after another, with cargo-fuzz on nightly.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 # The oldest supported Envoy: the Envoy integration tests again on 1.36.
 MIN_ENVOY_VERSION ?= 1.36.2

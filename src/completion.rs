@@ -608,8 +608,12 @@ pub fn to_sse(completion: &[u8], include_usage: bool) -> Option<Vec<u8>> {
         delta(DeltaOut::default(), ch.finish_reason.as_deref())?;
     }
     if let (true, Some(u)) = (include_usage, &c.usage) {
+        // The usage is copied as stored, and a provider's pretty-printed JSON has line breaks,
+        // which would end the `data:` line. In valid JSON a line break can only be whitespace
+        // between tokens (inside strings they are escaped), so a space does as well.
+        let u = RawValue::from_string(u.get().replace(['\n', '\r'], " ")).ok()?;
         let mut last = chunk(&c, &[], include_usage);
-        last.usage = Some(Some(u));
+        last.usage = Some(Some(&u));
         write_event(&mut out, &last)?;
     }
     out.extend_from_slice(b"data: [DONE]\n\n");
@@ -1131,6 +1135,12 @@ mod tests {
         let m = expected["choices"][0]["message"].as_object_mut().unwrap();
         m.remove("refusal");
         m.remove("annotations");
+        assert_eq!(back, expected);
+        // As the API sends it, pretty-printed: the usage's line breaks must not cut its event.
+        let pretty = serde_json::to_vec_pretty(&openai).unwrap();
+        let back: Value =
+            serde_json::from_slice(&assemble(&to_sse(&pretty, true).unwrap(), MAX).unwrap())
+                .unwrap();
         assert_eq!(back, expected);
         let s = summary(openai.to_string().as_bytes()).unwrap();
         assert!(s.complete && !s.tool_calls);

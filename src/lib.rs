@@ -11,6 +11,9 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod failover;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod models;
 pub mod names;
