@@ -329,6 +329,7 @@ fn every_outcome_is_billed_alike_everywhere() {
         &[("x-request-id", "hit-1")],
     );
     assert_eq!(r.header("x-llm-cache"), Some("hit"));
+    assert_eq!(r.header("x-llm-gateway-request-id"), Some("hit-1"));
     let miss = num(&log_line(&gw, "miss-1")["total_tokens"]);
     assert!(miss > 0);
     let (b, line, ev) = records_agree_with(&gw, &sink, "t-hit", "hit-1", &p, miss);

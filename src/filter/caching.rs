@@ -478,6 +478,9 @@ impl Gateway {
             (names::CONTENT_TYPE, content_type.to_string()),
             (names::CACHE_STATUS, "hit".to_string()),
         ];
+        if let Some(id) = &self.record.request_id {
+            headers.push((names::RESPONSE_REQUEST_ID, id.clone()));
+        }
         if self.record.stream {
             headers.push((names::CACHE_CONTROL, "no-cache".to_string()));
         }
