@@ -91,37 +91,6 @@ fn headers<'a>(
     h
 }
 
-fn get_with(gw: &Gateway, path: &str, h: &[(&str, &str)]) -> Resp {
-    let mut req = agent().get(&gw.url(path));
-    for (k, v) in h {
-        req = req.header(*k, *v);
-    }
-    let mut r = req.call().expect("GET");
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = r.body_mut().read_to_vec().unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn static_cluster(name: &str, port: u16) -> Value {
-    json!({"name": name, "type": "STATIC", "connect_timeout": "1s",
-           "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-               {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}})
-}
-
 /// A gateway with every kind of route (direct, Anthropic provider, failover through a dead
 /// first provider, cache) and a pass-through route for `/v1/files` an operator might add.
 fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
@@ -170,7 +139,7 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
         chain["cluster_type"]["typed_config"]["clusters"] =
             json!([{"name": "dead"}, {"name": "backup"}]);
         clusters.push(chain);
-        clusters.push(static_cluster("dead", dead_port));
+        clusters.push(http_cluster("dead", dead_port));
     }));
     with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(fake, opts)
@@ -187,7 +156,7 @@ fn no_client_credential_reaches_a_provider_on_any_path() {
     let openai_own = Some(("authorization", openai.as_str()));
 
     // The model list is the gateway's own answer: nothing goes upstream.
-    let r = get_with(&gw, "/v1/models", &h);
+    let r = get_with(&gw.url("/v1/models"), &h);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         received(&r).is_none(),
@@ -195,14 +164,14 @@ fn no_client_credential_reaches_a_provider_on_any_path() {
         r.headers
     );
     assert_eq!(r.json()["object"], "list");
-    let r = get_with(&gw, "/v1/models/gpt-4o-mini", &h);
+    let r = get_with(&gw.url("/v1/models/gpt-4o-mini"), &h);
     assert!(
         received(&r).is_none(),
         "GET /v1/models/{{id}} reached the provider"
     );
 
     // A path the filter does not handle, passed through by the operator's route.
-    let r = get_with(&gw, "/v1/files", &h);
+    let r = get_with(&gw.url("/v1/files"), &h);
     assert_clean("GET /v1/files", &r, &sent, None);
 
     // Every endpoint the filter routes.
@@ -298,7 +267,7 @@ fn no_client_credential_reaches_a_provider_without_body_routing() {
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         assert_clean(path, &r, &sent, Some(("authorization", openai.as_str())));
     }
-    let r = get_with(&gw, "/v1/models", &h);
+    let r = get_with(&gw.url("/v1/models"), &h);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         received(&r).is_none(),

@@ -10,12 +10,6 @@ use support::*;
 
 const CLAUDE_KEY: &str = "sk-ant-outage-test";
 
-fn static_cluster(name: &str, port: u16) -> Value {
-    json!({"name": name, "type": "STATIC", "connect_timeout": "1s",
-           "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-               {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}})
-}
-
 fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
     let config = json!({
         "providers": {
@@ -51,7 +45,7 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
         b["static_resources"]["clusters"]
             .as_array_mut()
             .unwrap()
-            .push(static_cluster("dead", dead_port));
+            .push(http_cluster("dead", dead_port));
     }));
     with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(fake, opts)

@@ -530,7 +530,22 @@ fn send(url: &str, headers: &[(&str, &str)], body: &[u8], lenient: bool) -> Resp
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut r = req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let r = req.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    into_resp(r, lenient)
+}
+
+/// A GET with `headers`, any status.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    into_resp(r, true)
+}
+
+/// The whole answer; `lenient`: a body cut short is kept as far as it came.
+fn into_resp(mut r: ureq::http::Response<ureq::Body>, lenient: bool) -> Resp {
     let status = r.status().as_u16();
     let headers = r
         .headers()
