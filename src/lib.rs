@@ -11,9 +11,11 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod failover;
+pub mod flow;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host;
 pub mod limits;
 pub mod models;
 pub mod names;
@@ -28,4 +30,4 @@ pub mod usage;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+mod shell;

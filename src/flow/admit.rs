@@ -1,0 +1,263 @@
+//! Stage 2: the complete request body. Parse, route, count, look the cache up, reserve in the
+//! limits, and make the upstream request (provider, path, credential, body, cluster).
+
+use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
+use crate::anthropic;
+use crate::config::{Format, DEFAULT_MAX_TOKENS};
+use crate::error::HttpError;
+use crate::failover::Plan;
+use crate::host::{Buffer, Host};
+use crate::limits::Cost;
+use crate::names;
+use crate::request::{Endpoint, Request};
+use crate::route::{self, Decision};
+use crate::tokens;
+use crate::wire;
+
+/// The OpenAI chat path for an Anthropic client's Messages path (`/x/v1/messages?beta=true`
+/// becomes `/x/v1/chat/completions`).
+pub fn openai_path_for(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let prefix = path
+        .trim_end_matches('/')
+        .trim_end_matches(anthropic::MESSAGES_PATH);
+    format!("{prefix}/v1/chat/completions")
+}
+
+/// The request as the provider will get it.
+struct Outgoing<'a> {
+    body: Option<Vec<u8>>,
+    /// The failover cluster, when the request goes down a chain.
+    chain: Option<&'a str>,
+}
+
+impl Exchange {
+    /// Everything between a complete request body and forwarding it: `Continue` to forward
+    /// now, `Pause` to wait (for the global rate limit service or the semantic cache's
+    /// lookup), `Reply` for a cached answer. `resumed`: again after a semantic cache miss,
+    /// when the request was already counted, limited and looked up.
+    pub fn admit(
+        &mut self,
+        h: &mut impl Host,
+        endpoint: Endpoint,
+        raw: &[u8],
+        resumed: bool,
+    ) -> Result<Step, HttpError> {
+        let cfg = self.config();
+        // An Anthropic client's request is read (and counted, limited, routed) as the OpenAI
+        // chat request it translates to; `raw` is what the client sent.
+        let translated;
+        let body = match self.inbound.client {
+            ClientApi::Anthropic => {
+                translated = anthropic::request_to_openai(raw, &anthropic::model_of(raw)?)?;
+                &translated[..]
+            }
+            ClientApi::OpenAi => raw,
+        };
+        let req = Request::parse(endpoint, body)?;
+        self.record.request_model = Some(req.model.to_string());
+        self.record.stream = req.stream;
+
+        let headers = std::mem::take(&mut self.inbound.headers);
+        let decision = self.route(h, &cfg, &req, &headers)?;
+        if !resumed {
+            self.count(h, &req, &decision.upstream_model);
+        }
+
+        let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);
+        // The cache first: a hit is admitted as what it costs (one request, and no tokens
+        // unless the route charges hits), not as a provider call.
+        if let Some(rc) = decision.cache.filter(|_| !resumed) {
+            match self.cache_lookup(h, rc, endpoint, body, &req, &decision, &headers) {
+                Step::Continue => {}
+                Step::Pause => {
+                    self.inbound.headers = headers;
+                    return Ok(Step::Pause);
+                }
+                reply => return Ok(reply),
+            }
+        }
+        if let Some(l) = &cfg.limits {
+            let tokens = l.reservation(prompt, req.max_output_tokens(), req.choices());
+            let cost = Cost {
+                requests: 1,
+                tokens,
+            };
+            self.limit_locally(h, Some(&req.model), cost)?;
+        }
+        let out = self.upstream_request(h, endpoint, raw, body, &req, &decision, &headers)?;
+        if let Some(new_body) = out.body {
+            replace_request_body(h, raw.len(), &new_body);
+        }
+        self.forward(h, &decision, &headers, out.chain);
+        // The global service is charged the prompt now and the rest when the request ends
+        // (its protocol cannot give back an unused reservation).
+        // The model descriptor is the request's label, never the client's own string.
+        let waiting = self.limit_globally(h, Some(&decision.model_label), prompt.max(1))?;
+        Ok(if waiting { Step::Pause } else { Step::Continue })
+    }
+
+    /// Route the request; routing again after a semantic miss makes the same (random) choices.
+    fn route<'c>(
+        &mut self,
+        h: &mut impl Host,
+        cfg: &'c crate::config::Config,
+        req: &Request,
+        headers: &RequestHeaders,
+    ) -> Result<Decision<'c>, HttpError> {
+        let mut replay = std::mem::take(&mut self.inbound.draws).into_iter();
+        let mut drawn = Vec::new();
+        let decision = route::route(
+            cfg,
+            &req.model,
+            &self.inbound.path,
+            &|n| headers.get(n),
+            &mut |t| {
+                let x = replay
+                    .next()
+                    .filter(|x| *x < t)
+                    .unwrap_or_else(|| h.random(t));
+                drawn.push(x);
+                x
+            },
+        )?;
+        self.inbound.draws = drawn;
+        self.record.upstream_model = Some(decision.upstream_model.clone());
+        self.record.model_label = Some(decision.model_label.clone());
+        Ok(decision)
+    }
+
+    /// The body, path and headers the provider gets: a failover chain's request (adapted per
+    /// attempt by the upstream filter), an Anthropic provider's, or an OpenAI one's.
+    #[allow(clippy::too_many_arguments)]
+    fn upstream_request<'d>(
+        &mut self,
+        h: &mut impl Host,
+        endpoint: Endpoint,
+        raw: &[u8],
+        body: &[u8],
+        req: &Request,
+        decision: &'d Decision,
+        headers: &RequestHeaders,
+    ) -> Result<Outgoing<'d>, HttpError> {
+        let cfg = self.config();
+        let anthropic_client = self.inbound.client == ClientApi::Anthropic;
+        // An Anthropic client's stream needs the usage chunk (its message_delta carries it).
+        self.upstream.strip_usage = req.stream && !req.include_usage && !anthropic_client;
+        let client_path = if anthropic_client {
+            openai_path_for(&self.inbound.path)
+        } else {
+            self.inbound.path.clone()
+        };
+        // What the client sent when the provider does not take it as is.
+        let as_sent = || anthropic_client.then(|| body.to_vec());
+        let max = cfg
+            .limits
+            .as_ref()
+            .map_or(DEFAULT_MAX_TOKENS, |l| l.default_max_tokens);
+        let out = match &decision.failover {
+            Some((cluster, chain)) => {
+                // Each attempt is adapted to its provider by the upstream filter; the request
+                // leaves here in OpenAI's format, naming the client's model.
+                let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), max);
+                h.set_property(names::prop::PLAN, &plan.encode());
+                self.upstream.chain_len = chain.len();
+                // Exactly one attempt per provider of the chain.
+                let retries = chain.len().saturating_sub(1).to_string();
+                set_request_header(h, names::ENVOY_MAX_RETRIES, Some(&retries));
+                let body = req
+                    .rewrite(None, self.upstream.strip_usage)
+                    .or_else(as_sent);
+                return Ok(Outgoing {
+                    body,
+                    chain: Some(cluster),
+                });
+            }
+            None if decision.provider.format == Format::Anthropic => {
+                if endpoint != Endpoint::ChatCompletions {
+                    return Err(HttpError::invalid_param(
+                        "model",
+                        "This model's provider serves chat completions only.",
+                    ));
+                }
+                if !(anthropic_client && headers.has(names::ANTHROPIC_VERSION)) {
+                    set_request_header(h, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+                }
+                self.upstream.anthropic = true;
+                let body = if anthropic_client {
+                    // Anthropic to Anthropic: the client's own request, the model mapped; the
+                    // answer is read (translated on the side) for accounting only.
+                    wire::with_model(raw, &decision.upstream_model)?
+                } else {
+                    anthropic::request(body, &decision.upstream_model, max)?
+                };
+                Outgoing {
+                    body: Some(body),
+                    chain: None,
+                }
+            }
+            None => {
+                if anthropic_client {
+                    set_request_header(h, names::ANTHROPIC_VERSION, None);
+                }
+                let body = req
+                    .rewrite(Some(&decision.upstream_model), self.upstream.strip_usage)
+                    .or_else(as_sent);
+                Outgoing { body, chain: None }
+            }
+        };
+        let path = decision
+            .provider
+            .path(endpoint.path_suffix(), &decision.upstream_model)
+            .or_else(|| (client_path != self.inbound.path).then(|| client_path.clone()));
+        if let Some(path) = path {
+            set_request_header(h, names::PATH, Some(&path));
+        }
+        Ok(out)
+    }
+
+    /// Count the prompt for `model` into the record.
+    pub(super) fn count(&mut self, h: &impl Host, req: &Request, model: &str) {
+        let cfg = self.config();
+        if let Some((enc, guessed)) = tokens::encoding_for_model(model, &cfg.tokenizer) {
+            let t0 = h.now_us();
+            let mut count = req.count_prompt_within(enc, cfg.tokenizer.max_exact_bytes);
+            self.record.tokenize_us = Some(h.now_us().saturating_sub(t0));
+            count.estimated |= guessed;
+            self.record.counted_prompt = Some(count);
+            self.upstream.encoding = Some(enc);
+        }
+    }
+
+    /// Point the request at the chosen provider: its credential instead of the client's, and
+    /// the cluster header the route reads. With a failover `chain` cluster, the request goes
+    /// there and the upstream filter sets each attempt's credential.
+    pub(super) fn forward(
+        &mut self,
+        h: &mut impl Host,
+        decision: &Decision,
+        headers: &RequestHeaders,
+        chain: Option<&str>,
+    ) {
+        let cfg = self.config();
+        self.record.provider = Some(decision.provider.name.clone());
+        // The client's credentials are already gone (`on_request_headers`).
+        // The response must be readable as it passes: ask the provider not to compress it.
+        if headers.has(names::ACCEPT_ENCODING) {
+            set_request_header(h, names::ACCEPT_ENCODING, None);
+        }
+        if chain.is_none() {
+            if let Some((name, value)) = decision.provider.credential_header() {
+                set_request_header(h, name, Some(&value));
+            }
+        }
+        let cluster = chain.unwrap_or(&decision.provider.cluster);
+        set_request_header(h, &cfg.cluster_header, Some(cluster));
+    }
+}
+
+fn replace_request_body(h: &mut impl Host, old_len: usize, new_body: &[u8]) {
+    h.set_body(Buffer::RequestBody, old_len, new_body);
+    let len = new_body.len().to_string();
+    set_request_header(h, names::CONTENT_LENGTH, Some(&len));
+}

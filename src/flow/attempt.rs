@@ -1,0 +1,170 @@
+//! One attempt of a failover chain, run by Envoy as an upstream HTTP filter of the composite
+//! cluster (see `crate::failover`).
+//!
+//! It reads the chain the gateway filter put in the request's filter state, finds the provider
+//! this attempt reaches from Envoy's attempt number, and adapts the request to it: path,
+//! credential (read here from the VM environment, by the variable name in the plan), version
+//! header, model name and body format. An Anthropic provider's answer is translated back to
+//! OpenAI's format here, so the gateway filter sees the same API whichever provider answered.
+//! Every attempt writes its outcome to the journal the gateway filter reads at the end.
+//!
+//! Header changes made by one attempt persist into the next (Envoy reuses the request header
+//! map), so every attempt sets or removes every provider-specific header itself.
+
+use super::outbound::journal;
+use super::Step;
+use crate::anthropic::{self, Translation};
+use crate::config::Format;
+use crate::failover::{Attempt, Outcome, Plan};
+use crate::host::{self, Buffer, Host, Map};
+use crate::names;
+
+/// Headers one provider or another reads: reset on every attempt (every credential header a
+/// client could send, though the gateway filter removed those already, and the version).
+fn provider_headers() -> impl Iterator<Item = &'static str> {
+    names::CLIENT_CREDENTIAL_HEADERS
+        .into_iter()
+        .chain([names::ANTHROPIC_VERSION])
+}
+
+/// Envoy's header telling the upstream how long this attempt may take.
+const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
+
+/// The attempt's state.
+#[derive(Default)]
+pub struct AttemptFilter {
+    /// Set once the request is known to belong to a chain: (attempt number, plan, provider).
+    active: Option<(u64, Plan, Attempt)>,
+    started_ms: u64,
+    expected_ms: Option<u64>,
+    answered: bool,
+    translation: Option<Translation>,
+}
+
+fn record(h: &mut impl Host, n: u64, provider: &str, outcome: &Outcome) {
+    let mut journal = journal(h);
+    journal.record(n, provider, outcome);
+    h.set_property(names::prop::JOURNAL, &journal.encode());
+}
+
+impl AttemptFilter {
+    /// The attempt's request headers: adapt them to its provider.
+    pub fn on_request_headers(&mut self, h: &mut impl Host) -> Step {
+        let Some(plan) = h
+            .property(&[names::prop::PLAN])
+            .and_then(|b| Plan::decode(&b))
+        else {
+            // Not a request the gateway filter sent down a chain: leave it alone.
+            return Step::Continue;
+        };
+        let n = host::property_u64(h, &names::host::ATTEMPT).unwrap_or(1);
+        let Some(attempt) = plan.attempt(n).cloned() else {
+            log::warn!(
+                "llm-gateway: attempt {n} but the chain has {} providers; check that the composite cluster lists them in order",
+                plan.attempts.len()
+            );
+            return Step::Continue;
+        };
+        self.started_ms = h.now_ms();
+        let r = Map::RequestHeaders;
+        self.expected_ms = h
+            .header(r, EXPECTED_TIMEOUT)
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        for name in provider_headers() {
+            h.set_header(r, name, None);
+        }
+        h.set_header(r, names::PATH, Some(&attempt.path));
+        let key = attempt.key_env.as_deref().and_then(|v| h.env(v));
+        if attempt.key_env.is_some() && key.is_none() {
+            log::error!(
+                "llm-gateway: the upstream filter cannot read {:?} for provider {}: list it in this filter's vm_config host_env_keys",
+                attempt.key_env,
+                attempt.provider
+            );
+        }
+        if let Some((name, value)) = key.and_then(|k| attempt.credential_header(&k)) {
+            h.set_header(r, name, Some(&value));
+        }
+        if attempt.format == Format::Anthropic {
+            h.set_header(r, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+        }
+        // The body is rewritten below; its length is not known yet.
+        h.set_header(r, names::CONTENT_LENGTH, None);
+        self.active = Some((n, plan, attempt));
+        Step::Continue
+    }
+
+    /// The attempt's request body: in its provider's format once complete.
+    pub fn on_request_body(&mut self, h: &mut impl Host, size: usize, end_of_stream: bool) -> Step {
+        let Some((_, plan, attempt)) = self.active.as_ref() else {
+            return Step::Continue;
+        };
+        if !end_of_stream {
+            return Step::Pause;
+        }
+        let body = h.body(Buffer::RequestBody, size);
+        match attempt.body(&body, plan.default_max_tokens) {
+            Ok(b) => h.set_body(Buffer::RequestBody, size, &b),
+            Err(e) => log::warn!(
+                "llm-gateway: could not adapt the request for {}: {}",
+                attempt.provider,
+                e.message
+            ),
+        }
+        Step::Continue
+    }
+
+    /// The provider answered: journal it, and translate an Anthropic answer.
+    pub fn on_response_headers(&mut self, h: &mut impl Host) -> Step {
+        let Some((n, _, attempt)) = self.active.as_ref() else {
+            return Step::Continue;
+        };
+        let (n, provider, format) = (*n, attempt.provider.clone(), attempt.format);
+        let r = Map::ResponseHeaders;
+        let status = h
+            .header(r, names::STATUS)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        self.answered = true;
+        record(h, n, &provider, &Outcome::Status(status));
+        if format == Format::Anthropic && h.header(r, names::CONTENT_ENCODING).is_none() {
+            h.set_header(r, names::CONTENT_LENGTH, None);
+            let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();
+            self.translation = Some(Translation::new(&ct, status, h.now_ms() / 1000));
+        }
+        Step::Continue
+    }
+
+    /// A piece of an Anthropic provider's answer, translated.
+    pub fn on_response_body(
+        &mut self,
+        h: &mut impl Host,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        let Some(t) = self.translation.as_mut() else {
+            return Step::Continue;
+        };
+        if t.buffers() && !end_of_stream {
+            return Step::Pause;
+        }
+        let chunk = h.body(Buffer::ResponseBody, size);
+        let out = t.chunk(&chunk);
+        h.set_body(Buffer::ResponseBody, size, &out);
+        Step::Continue
+    }
+
+    /// The attempt is over: one that never got an answer journals why.
+    pub fn on_done(&mut self, h: &mut impl Host) {
+        let Some((n, _, attempt)) = self.active.as_ref().filter(|_| !self.answered) else {
+            return;
+        };
+        let (n, provider) = (*n, attempt.provider.clone());
+        let failed = h
+            .property(&names::host::TRANSPORT_FAILURE)
+            .is_some_and(|r| !r.is_empty());
+        let waited = h.now_ms().saturating_sub(self.started_ms);
+        let outcome = Outcome::without_answer(failed, waited, self.expected_ms);
+        record(h, n, &provider, &outcome);
+    }
+}

@@ -1,0 +1,237 @@
+//! The limits' part of the journey: reserve in the local limits at admission, ask the global
+//! rate limit service, and settle both when the request ends.
+
+use super::{Exchange, Step};
+use crate::config::FailureMode;
+use crate::error::HttpError;
+use crate::host::{Buffer, Grpc, Host};
+use crate::limits::{self, Cost, Snapshot, TableError};
+use crate::names;
+use crate::rls;
+
+/// Queued reports a VM keeps at most; beyond it new ones are dropped and counted.
+pub const MAX_QUEUED_REPORTS: usize = 10_000;
+
+/// What a finished request still owes the global rate limit service: the tokens it used beyond
+/// those charged at admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub consumer: String,
+    pub model: Option<String>,
+    pub tokens: u64,
+}
+
+/// Call the global rate limit service's `ShouldRateLimit` with an encoded request.
+pub fn call_rls(
+    h: &mut impl Host,
+    g: &crate::config::Global,
+    message: &[u8],
+) -> Result<u32, crate::host::CallError> {
+    h.grpc(&Grpc {
+        cluster: &g.cluster,
+        service: rls::SERVICE,
+        method: rls::METHOD,
+        message,
+        timeout_ms: g.timeout_ms,
+    })
+}
+
+impl Exchange {
+    /// `x-ratelimit-*` headers for the tightest request and token windows known.
+    pub fn limit_headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = Vec::new();
+        let Some(s) = self.holding.snapshot else {
+            return h;
+        };
+        if let Some(r) = s.requests {
+            h.push((names::RATELIMIT_LIMIT_REQUESTS, r.limit.to_string()));
+            h.push((names::RATELIMIT_REMAINING_REQUESTS, r.remaining.to_string()));
+            h.push((
+                names::RATELIMIT_RESET_REQUESTS,
+                limits::format_reset(r.reset),
+            ));
+        }
+        if let Some(t) = s.tokens {
+            h.push((names::RATELIMIT_LIMIT_TOKENS, t.limit.to_string()));
+            h.push((names::RATELIMIT_REMAINING_TOKENS, t.remaining.to_string()));
+            h.push((names::RATELIMIT_RESET_TOKENS, limits::format_reset(t.reset)));
+        }
+        h
+    }
+
+    /// Reserve `cost` in the local limits of this consumer (and model, when known).
+    pub fn limit_locally(
+        &mut self,
+        h: &impl Host,
+        model: Option<&str>,
+        cost: Cost,
+    ) -> Result<(), HttpError> {
+        let cfg = self.config();
+        let (Some(limiter), Some(l)) = (self.shared.limiter.clone(), cfg.limits.as_ref()) else {
+            return Ok(());
+        };
+        let consumer = self.record.consumer.clone().unwrap_or_default();
+        let scopes = l.scopes(&consumer, model);
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let decision = limiter.borrow_mut().admit(h, &scopes, cost, h.now_ns());
+        match decision {
+            Ok(Ok(held)) => {
+                self.record.untracked = held.untracked;
+                self.holding.snapshot = Some(held.snapshot);
+                self.holding.held = Some(held);
+                Ok(())
+            }
+            Ok(Err(rejection)) => {
+                self.holding.snapshot = Some(rejection.snapshot);
+                self.holding.retry_after = rejection.retry_after;
+                self.record.limited = Some(rejection.reason.label());
+                Err(rejection.error())
+            }
+            Err(TableError::Contended) => {
+                log::warn!("llm-gateway: the limit table is contended; request admitted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Give back what the request holds locally (it is refused after all).
+    pub fn release_local(&mut self, h: &impl Host) {
+        if let (Some(held), Some(limiter)) = (self.holding.held.take(), &self.shared.limiter) {
+            let _ = limiter.borrow_mut().cancel(h, &held, h.now_ns());
+        }
+    }
+
+    /// Ask the global service; `true` while its answer is awaited (the request stays paused).
+    pub fn limit_globally(
+        &mut self,
+        h: &mut impl Host,
+        model: Option<&str>,
+        tokens: u64,
+    ) -> Result<bool, HttpError> {
+        let cfg = self.config();
+        let Some(g) = cfg.global() else {
+            return Ok(false);
+        };
+        let consumer = self.record.consumer.clone().unwrap_or_default();
+        let (bytes, described) = rls::request(&g.domain, &consumer, model, 1, tokens);
+        self.holding.global_tokens = tokens;
+        self.holding.global_sent_ms = h.now_ms();
+        match call_rls(h, g, &bytes) {
+            Ok(token) => {
+                self.holding.global_call = Some((token, described));
+                Ok(true)
+            }
+            Err(e) => {
+                log::warn!("llm-gateway: could not call the rate limit service: {e:?}");
+                match self.without_global(h, "unavailable") {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(false),
+                }
+            }
+        }
+    }
+
+    /// The global service could not answer, for `reason`: `None` to go on (failure mode
+    /// open), or the refusal (closed), with what the request held locally given back.
+    fn without_global(&mut self, h: &impl Host, reason: &'static str) -> Option<HttpError> {
+        self.record.global_failure = Some(reason);
+        let cfg = self.config();
+        let closed = cfg
+            .global()
+            .is_some_and(|g| g.failure_mode == FailureMode::Closed);
+        if !closed {
+            return None;
+        }
+        self.release_local(h);
+        self.holding.global_tokens = 0;
+        Some(HttpError::limiter_unavailable())
+    }
+
+    /// The global service did not answer the pending call: go on or refuse, as configured.
+    fn global_failed(&mut self, h: &impl Host, reason: &'static str) -> Step {
+        match self.without_global(h, reason) {
+            Some(refusal) => Step::Reply(self.reject(refusal)),
+            None => Step::Continue,
+        }
+    }
+
+    /// The global service answered call `token` (gRPC status `status`, a message of `size`
+    /// bytes): go on, refuse, or (not this request's call) nothing.
+    pub fn on_global_answer(
+        &mut self,
+        h: &mut impl Host,
+        token: u32,
+        status: u32,
+        size: usize,
+    ) -> Step {
+        let Some((pending, described)) = self.holding.global_call.take() else {
+            return Step::Pause;
+        };
+        if pending != token {
+            return Step::Pause;
+        }
+        if status != 0 {
+            // Envoy reports its own deadline as UNAVAILABLE, like a refused connection: tell
+            // them apart by the time the answer took. (Envoy arms the deadline on the event
+            // loop's cached time, so a callback that ran long before dispatching, such as the
+            // first load of a tokenizer without `preload`, sees it fire early.)
+            let timeout = self
+                .shared
+                .config
+                .global()
+                .map_or(u64::MAX, |g| g.timeout_ms);
+            let waited = h.now_ms().saturating_sub(self.holding.global_sent_ms);
+            let reason = match status {
+                4 => "timeout",
+                _ if waited.saturating_mul(10) >= timeout.saturating_mul(9) => "timeout",
+                14 => "unavailable",
+                _ => "error",
+            };
+            return self.global_failed(h, reason);
+        }
+        let body = h.body(Buffer::GrpcResponse, size);
+        let Some(verdict) = rls::verdict(&body, &described) else {
+            return self.global_failed(h, "error");
+        };
+        self.holding
+            .snapshot
+            .get_or_insert_with(Snapshot::default)
+            .merge(&verdict.snapshot);
+        match verdict.over_limit {
+            None => Step::Continue,
+            Some(o) => {
+                self.release_local(h);
+                self.record.limited = Some("global");
+                self.holding.retry_after = o.retry_after;
+                let consumer = self.record.consumer.clone().unwrap_or_default();
+                Step::Reply(self.reject(o.error(&consumer)))
+            }
+        }
+    }
+
+    /// The request is over: correct the local reservation to what was used, release its
+    /// in-flight slot, and queue what the global service has not been charged yet.
+    pub fn settle_limits(&mut self, h: &impl Host) {
+        let actual = self.record.billable_tokens();
+        if let (Some(held), Some(limiter)) = (self.holding.held.take(), &self.shared.limiter) {
+            let _ = limiter.borrow_mut().settle(h, &held, actual, h.now_ns());
+            self.record.reservation = Some((held.reserved_tokens, actual));
+        }
+        let owed = actual.saturating_sub(self.holding.global_tokens);
+        let global = self.shared.config.global().is_some();
+        if global && owed > 0 && self.record.local_outcome.is_none() {
+            let mut q = self.shared.reports.borrow_mut();
+            if q.len() < MAX_QUEUED_REPORTS {
+                q.push(Report {
+                    consumer: self.record.consumer.clone().unwrap_or_default(),
+                    model: self.record.model_label.clone(),
+                    tokens: owed,
+                });
+            } else {
+                self.record.global_failure = Some("report_queue_full");
+            }
+        }
+    }
+}

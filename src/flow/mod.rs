@@ -1,0 +1,278 @@
+//! The request's journey, as stages driven through the [`Host`] trait:
+//!
+//! 1. [`inbound`]: request headers — strip client credentials and the cluster header, find the
+//!    endpoint and the consumer, check the size; without body routing, route on the headers.
+//! 2. [`admit`]: the complete body — parse, route, count, the [`cache`] lookup, local and global
+//!    [`limits`], the upstream request (provider, path, credential, body).
+//! 3. [`outbound`]: response headers and body — translators, the usage meter, the cache's
+//!    capture, the chain-failed reply.
+//! 4. [`finish`]: the end — settle, price, properties, metrics, the usage event.
+//!
+//! [`attempt`] is the failover chain's upstream filter, and [`vm`] what a VM does between
+//! requests (configuration, ticks, posting usage events and reports). Each stage returns a
+//! [`Step`] the shell turns into an Envoy action.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::host::{Host, Map};
+use crate::limits::{Held, Limiter, Snapshot};
+use crate::names;
+use crate::report::Record;
+use crate::request::Endpoint;
+use crate::response::Accountant;
+use crate::tokens::Encoding;
+use crate::usage::Exporter;
+use crate::{anthropic, rls};
+
+pub mod admit;
+pub mod attempt;
+pub mod cache;
+pub mod finish;
+pub mod inbound;
+pub mod limits;
+pub mod outbound;
+pub mod semantic;
+pub mod vm;
+
+/// What the shell does next with the request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Let it go on (forward the request, pass the response on).
+    Continue,
+    /// Hold it (waiting for the rest of the body or a callout).
+    Pause,
+    /// Answer the client from here; nothing (more) goes upstream.
+    Reply(LocalReply),
+}
+
+/// An answer made by the filter: an error in the client's API's shape, a cached answer, the
+/// model list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalReply {
+    pub fn send(&self, h: &mut impl Host) {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        h.send_reply(self.status, &headers, &self.body);
+    }
+}
+
+/// Carry out a step decided in a callout's callback, where there is no action to return:
+/// resume the request, send the reply, or keep waiting.
+pub fn resume(h: &mut impl Host, step: Step) {
+    match step {
+        Step::Continue => h.resume_request(),
+        Step::Pause => {}
+        Step::Reply(r) => r.send(h),
+    }
+}
+
+/// The client API a request speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientApi {
+    /// OpenAI's chat completions, completions and embeddings.
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API (`/v1/messages`), read as the chat request it translates to.
+    Anthropic,
+}
+
+/// The request headers, read from the host once.
+#[derive(Default)]
+pub struct RequestHeaders(pub Vec<(String, Vec<u8>)>);
+
+impl RequestHeaders {
+    /// The first value of `name`, if it is UTF-8 (a value that is not reads as absent).
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// What every request of a VM shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Rc<Config>,
+    pub limiter: Option<Rc<RefCell<Limiter>>>,
+    /// What finished requests still owe the global rate limit service.
+    pub reports: Rc<RefCell<Vec<limits::Report>>>,
+    pub exporter: Option<Rc<RefCell<Exporter>>>,
+    /// The response cache's stores, when a route caches.
+    pub caches: Option<Rc<cache::Stores>>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let limiter = config.limits.as_ref().map(|l| {
+            Rc::new(RefCell::new(Limiter::new(
+                names::LIMITS_SHARED_PREFIX,
+                l.max_tracked,
+            )))
+        });
+        let caches = config
+            .cache
+            .as_ref()
+            .map(|c| Rc::new(cache::Stores::new(c)));
+        Shared {
+            config: Rc::new(config),
+            limiter,
+            reports: Rc::default(),
+            exporter: None,
+            caches,
+        }
+    }
+}
+
+/// What the request is, from its headers.
+#[derive(Default)]
+pub struct Inbound {
+    pub start_ms: u64,
+    /// `None`: not a request for the gateway (passed through untouched).
+    pub endpoint: Option<Endpoint>,
+    pub path: String,
+    pub client: ClientApi,
+    /// Kept for routing on the body, without the cluster header.
+    pub headers: RequestHeaders,
+    /// The draws routing made (weighted splits), replayed when routing runs again after a
+    /// semantic cache miss.
+    pub draws: Vec<u32>,
+}
+
+/// Where the request went.
+#[derive(Default)]
+pub struct Upstream {
+    /// The provider speaks Anthropic's Messages API (a direct route, not a chain).
+    pub anthropic: bool,
+    /// Providers in the request's failover chain (0: no chain).
+    pub chain_len: usize,
+    /// The client did not ask for the stream's usage chunk: it is removed from the answer.
+    pub strip_usage: bool,
+    /// The encoding the prompt was counted with (the meter counts the answer with it).
+    pub encoding: Option<Encoding>,
+}
+
+/// What the request holds in the limits.
+#[derive(Default)]
+pub struct Holding {
+    /// Reserved in the local limits until the request ends.
+    pub held: Option<Held>,
+    /// Rate limit figures for the `x-ratelimit-*` response headers.
+    pub snapshot: Option<Snapshot>,
+    pub retry_after: Option<std::time::Duration>,
+    /// The pending call to the global service and what its descriptors stand for.
+    pub global_call: Option<(u32, Vec<rls::Described>)>,
+    /// Tokens charged to the global service at admission.
+    pub global_tokens: u64,
+    /// When the call to the global service left (ms).
+    pub global_sent_ms: u64,
+}
+
+/// The answer as it passes.
+#[derive(Default)]
+pub struct Outbound {
+    pub meter: Option<Accountant>,
+    /// An Anthropic provider's answer, translated to OpenAI's format.
+    pub from_anthropic: Option<anthropic::Translation>,
+    /// An OpenAI answer to an Anthropic client, translated to Anthropic's format.
+    pub to_anthropic: Option<anthropic::Reverse>,
+    /// The body that replaces the answer (an error the gateway makes of it).
+    pub replacement: Option<Vec<u8>>,
+    /// Without body routing: the request body seen so far (bounded), read for accounting.
+    pub body_copy: Option<Vec<u8>>,
+}
+
+/// One request's way through the gateway.
+pub struct Exchange {
+    pub shared: Shared,
+    pub inbound: Inbound,
+    pub record: Record,
+    pub upstream: Upstream,
+    pub holding: Holding,
+    pub outbound: Outbound,
+    /// The response cache's part in this request, on a caching route.
+    pub cache: Option<Box<cache::State>>,
+}
+
+impl Exchange {
+    pub fn new(shared: Shared) -> Exchange {
+        Exchange {
+            shared,
+            inbound: Inbound::default(),
+            record: Record::default(),
+            upstream: Upstream::default(),
+            holding: Holding::default(),
+            outbound: Outbound::default(),
+            cache: None,
+        }
+    }
+
+    pub fn config(&self) -> Rc<Config> {
+        self.shared.config.clone()
+    }
+
+    /// Anthropic client and provider: the answer passes unchanged (translated on the side for
+    /// accounting).
+    pub fn passthrough(&self) -> bool {
+        self.inbound.client == ClientApi::Anthropic && self.upstream.anthropic
+    }
+
+    /// A local error in the client's API's shape.
+    pub fn error_body(&self, e: &HttpError) -> Vec<u8> {
+        match self.inbound.client {
+            ClientApi::Anthropic => anthropic::local_error_body(e),
+            ClientApi::OpenAi => e.body(),
+        }
+    }
+
+    /// Refuse the request with `e`: the reply, recorded as the request's outcome.
+    pub fn reject(&mut self, e: HttpError) -> LocalReply {
+        self.record.local_outcome = Some(e.outcome);
+        self.record.status = e.status;
+        let body = self.error_body(&e);
+        let mut headers = vec![(names::CONTENT_TYPE, "application/json".to_string())];
+        if let Some(id) = &self.record.request_id {
+            headers.push((names::RESPONSE_REQUEST_ID, id.clone()));
+        }
+        headers.extend(self.limit_headers());
+        if let Some(d) = self.holding.retry_after.filter(|_| e.status == 429) {
+            headers.push((
+                names::RETRY_AFTER,
+                d.as_secs_f64().ceil().max(1.0).to_string(),
+            ));
+        }
+        LocalReply {
+            status: e.status,
+            headers,
+            body,
+        }
+    }
+
+    /// The request's context is going away: whatever it still holds in the local limits is
+    /// given back (`finish` settles it normally; this is the backstop should a stream end
+    /// without it).
+    pub fn abandon(&mut self, h: &impl Host) {
+        if let (Some(held), Some(limiter)) = (self.holding.held.take(), &self.shared.limiter) {
+            let _ = limiter.borrow_mut().settle(h, &held, 0, h.now_ns());
+        }
+    }
+}
+
+/// Set a request header.
+fn set_request_header(h: &mut impl Host, name: &str, value: Option<&str>) {
+    h.set_header(Map::RequestHeaders, name, value);
+}

@@ -1,0 +1,342 @@
+//! What a VM does besides requests: take its configuration, load tokenizers ahead of traffic,
+//! and, on its tick, post usage events, report usage to the global rate limit service and add
+//! records to the vector store; when it stops, post what is left.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use hashbrown::{HashMap, HashSet};
+
+use super::limits::call_rls;
+use super::semantic::{failure, status_of_call};
+use super::{Exchange, Shared};
+use crate::config::Config;
+use crate::host::{self, Host, Post};
+use crate::names;
+use crate::report::{self, Kind, MetricUpdate};
+use crate::rls;
+use crate::tokens::Encoding;
+use crate::usage::{Done, Exporter};
+
+/// How often a VM sends its queued end-of-request reports to the global rate limit service,
+/// posts usage events and adds vector-store records.
+pub const REPORT_PERIOD: Duration = Duration::from_millis(100);
+
+/// What the VM was configured as.
+pub enum Role {
+    /// The gateway filter of the HTTP connection manager.
+    Gateway(Shared),
+    /// The upstream filter of a failover cluster (`{"role": "upstream"}`).
+    Upstream,
+}
+
+/// A VM's own state, across requests.
+pub struct Vm {
+    pub role: Role,
+    /// Encodings still to load, one per tick.
+    preload: Vec<Encoding>,
+    /// The VM is stopping and waits for its last usage posts.
+    draining: bool,
+    /// Pending posts of records to the external vector store.
+    vector_adds: HashSet<u32>,
+}
+
+/// Why a configuration was refused.
+pub type ConfigureError = String;
+
+impl Vm {
+    /// Configure from the plugin configuration `bytes`; the tick period to ask for.
+    pub fn configure(h: &impl Host, bytes: &[u8]) -> Result<(Vm, Duration), ConfigureError> {
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(bytes) {
+            if let Some(role) = o.get("role") {
+                if role == "upstream" && o.len() == 1 {
+                    log::info!(
+                        "llm-gateway: configured as the upstream filter of a failover cluster"
+                    );
+                    return Ok((Vm::new(Role::Upstream, Vec::new()), Duration::ZERO));
+                }
+                return Err(
+                    "the upstream filter's configuration is exactly {\"role\": \"upstream\"}"
+                        .to_string(),
+                );
+            }
+        }
+        let c = Config::parse(bytes, &|k| h.env(k)).map_err(|e| e.to_string())?;
+        log::info!(
+            "llm-gateway: configured {} providers, {} routes, {} consumers",
+            c.providers.len(),
+            c.routes.len(),
+            c.consumers.len()
+        );
+        let preload = c.tokenizer.preload.clone();
+        let export = c.usage_export.clone();
+        let mut shared = Shared::new(c);
+        if let Some(l) = &shared.limiter {
+            l.borrow().init(h);
+        }
+        shared.exporter = export.map(|e| {
+            let node = host::property_string(h, &["node", "id"]);
+            Rc::new(RefCell::new(Exporter::new(e, node)))
+        });
+        let vm = Vm::new(Role::Gateway(shared), preload);
+        let tick = if vm.preload.is_empty() {
+            vm.idle_tick()
+        } else {
+            // Load encodings off the configure path, one per tick, before traffic needs them.
+            Duration::from_millis(1)
+        };
+        Ok((vm, tick))
+    }
+
+    fn new(role: Role, preload: Vec<Encoding>) -> Vm {
+        Vm {
+            role,
+            preload,
+            draining: false,
+            vector_adds: HashSet::new(),
+        }
+    }
+
+    /// A new request's exchange; `None` for the upstream role.
+    pub fn exchange(&self) -> Option<Exchange> {
+        match &self.role {
+            Role::Gateway(s) => Some(Exchange::new(s.clone())),
+            Role::Upstream => None,
+        }
+    }
+
+    fn shared(&self) -> Option<&Shared> {
+        match &self.role {
+            Role::Gateway(s) => Some(s),
+            Role::Upstream => None,
+        }
+    }
+
+    /// The tick period once nothing is left to preload.
+    pub fn idle_tick(&self) -> Duration {
+        let Some(s) = self.shared() else {
+            return Duration::ZERO;
+        };
+        let c = &s.config;
+        if c.global().is_some() || s.exporter.is_some() || c.chroma().is_some() {
+            REPORT_PERIOD
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The VM's tick; the tick period to ask for next, if it changes.
+    pub fn on_tick(&mut self, h: &mut impl Host) -> Option<Duration> {
+        match self.preload.pop() {
+            Some(e) => {
+                let t0 = h.now_ms();
+                e.preload();
+                let spent = h.now_ms().saturating_sub(t0);
+                log::info!("llm-gateway: loaded {} in {spent} ms", e.name());
+                None
+            }
+            None => {
+                self.flush_reports(h);
+                self.flush_usage(h, false);
+                self.flush_vector_adds(h);
+                Some(self.idle_tick())
+            }
+        }
+    }
+
+    /// Post the usage batches that are due (all of them when `drain`).
+    pub fn flush_usage(&mut self, h: &mut impl Host, drain: bool) {
+        let Some(x) = self.shared().and_then(|s| s.exporter.clone()) else {
+            return;
+        };
+        let now = h.now_ms();
+        let batches = x.borrow_mut().take_due(now, drain);
+        if batches.is_empty() {
+            return;
+        }
+        let cfg = x.borrow().cfg.clone();
+        let extra: Vec<(&str, &str)> = cfg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        for b in batches {
+            let post = Post {
+                cluster: &cfg.cluster,
+                authority: &cfg.authority,
+                path: &cfg.path,
+                headers: &extra,
+                body: &b.body,
+                timeout_ms: cfg.timeout_ms,
+            };
+            match h.post(&post) {
+                Ok(token) => x.borrow_mut().sent(token, b),
+                Err(e) => {
+                    log::warn!(
+                        "llm-gateway: cannot post usage events to cluster {}: {e:?}",
+                        cfg.cluster
+                    );
+                    let done = x.borrow_mut().failed(b, now);
+                    usage_done(h, done, "dispatch");
+                }
+            }
+        }
+    }
+
+    /// Send the queued reports, one call per consumer and model.
+    fn flush_reports(&mut self, h: &mut impl Host) {
+        let Some(s) = self.shared() else {
+            return;
+        };
+        let Some(g) = s.config.global().cloned() else {
+            return;
+        };
+        let queued = std::mem::take(&mut *s.reports.borrow_mut());
+        let mut merged: HashMap<(String, Option<String>), u64> = HashMap::new();
+        for r in queued {
+            let e = merged.entry((r.consumer, r.model)).or_default();
+            *e = e.saturating_add(r.tokens);
+        }
+        for ((consumer, model), tokens) in merged {
+            let (bytes, _) = rls::request(&g.domain, &consumer, model.as_deref(), 0, tokens);
+            if let Err(e) = call_rls(h, &g, &bytes) {
+                log::warn!("llm-gateway: could not report usage to the rate limit service: {e:?}");
+                count(h, names::metric::GLOBAL_REPORT_FAILURES);
+            }
+        }
+    }
+
+    /// Post the queued Chroma records.
+    fn flush_vector_adds(&mut self, h: &mut impl Host) {
+        let Some(s) = self.shared() else {
+            return;
+        };
+        let (Some(stores), Some(ch)) = (s.caches.clone(), s.config.chroma().cloned()) else {
+            return;
+        };
+        let adds = std::mem::take(&mut *stores.adds.borrow_mut());
+        for (path, body) in adds {
+            let post = Post {
+                cluster: &ch.cluster,
+                authority: &ch.authority,
+                path: &path,
+                headers: &[],
+                body: &body,
+                timeout_ms: ch.timeout_ms,
+            };
+            match h.post(&post) {
+                Ok(t) => {
+                    self.vector_adds.insert(t);
+                }
+                Err(e) => {
+                    log::warn!("llm-gateway: cannot add to the vector store: {e:?}");
+                    count_semantic_failure(h, "store_unavailable");
+                }
+            }
+        }
+    }
+
+    /// A callout the VM made answered: a vector-store add or a usage post.
+    pub fn on_call_answer(&mut self, h: &mut impl Host, token: u32) {
+        if self.vector_adds.remove(&token) {
+            let status = status_of_call(h);
+            if status != Some(200) && status != Some(201) {
+                log::warn!("llm-gateway: the vector store refused a record: {status:?}");
+                count_semantic_failure(h, failure(status, "store_unavailable", "store_error"));
+            }
+            return;
+        }
+        let Some(x) = self.shared().and_then(|s| s.exporter.clone()) else {
+            return;
+        };
+        let status = h.header(crate::host::Map::CallResponseHeaders, names::STATUS);
+        let ok = status
+            .as_deref()
+            .and_then(|s| s.parse::<u16>().ok())
+            .is_some_and(|s| (200..300).contains(&s));
+        let done = x.borrow_mut().answered(token, ok, h.now_ms());
+        if let Some(done) = done {
+            if !ok {
+                log::warn!(
+                    "llm-gateway: the usage collector answered {}",
+                    status.as_deref().unwrap_or("nothing")
+                );
+            }
+            usage_done(h, done, status.as_deref().unwrap_or("no_response"));
+        }
+        if self.draining && x.borrow().in_flight() == 0 {
+            h.done();
+        }
+    }
+
+    /// A report to the global rate limit service answered with gRPC `status`.
+    pub fn on_grpc_answer(&mut self, h: &mut impl Host, status: u32) {
+        if status != 0 {
+            log::warn!(
+                "llm-gateway: usage report to the rate limit service failed (gRPC status {status})"
+            );
+            count(h, names::metric::GLOBAL_REPORT_FAILURES);
+        }
+    }
+
+    /// The VM is going away (new configuration, shutdown): post what is left; `true` when
+    /// nothing is left in flight (else the host waits for `done`).
+    pub fn on_done(&mut self, h: &mut impl Host) -> bool {
+        self.flush_usage(h, true);
+        let waiting = self
+            .shared()
+            .and_then(|s| s.exporter.as_ref())
+            .is_some_and(|x| x.borrow().in_flight() > 0);
+        self.draining = waiting;
+        !waiting
+    }
+}
+
+fn count(h: &mut impl Host, name: &str) {
+    h.metric(&MetricUpdate {
+        kind: Kind::Counter,
+        name: name.to_string(),
+        value: 1,
+    });
+}
+
+fn count_semantic_failure(h: &mut impl Host, reason: &str) {
+    count(
+        h,
+        &report::stat_name(
+            names::metric::CACHE_SEMANTIC_FAILURES,
+            &[(names::metric::TAG_REASON, reason)],
+        ),
+    );
+}
+
+/// Count what became of a usage post.
+fn usage_done(h: &mut impl Host, done: Done, failure: &str) {
+    use names::metric::{TAG_REASON, USAGE_BUFFERED, USAGE_DROPPED, USAGE_POST_FAILURES};
+    let counter = |name: String, value: usize| MetricUpdate {
+        kind: Kind::Counter,
+        name,
+        value: value as u64,
+    };
+    let gauge = |n: usize| -i64::try_from(n).unwrap_or(i64::MAX);
+    match done {
+        Done::Delivered(n) => {
+            h.metric(&counter(names::metric::USAGE_SENT.to_string(), n));
+            h.add_gauge(USAGE_BUFFERED, gauge(n));
+        }
+        Done::Retrying | Done::Dropped(_) => {
+            let failures = report::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]);
+            h.metric(&counter(failures, 1));
+            if let Done::Dropped(n) = done {
+                log::warn!(
+                    "llm-gateway: dropped {n} usage events after repeated failures to post them"
+                );
+                let dropped =
+                    report::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]);
+                h.metric(&counter(dropped, n));
+                h.add_gauge(USAGE_BUFFERED, gauge(n));
+            }
+        }
+    }
+}
