@@ -1,14 +1,15 @@
 //! Native microbenchmarks of the pure core on the same inputs as `make bench`:
-//! the request path (parse + identify + route + count + rewrite), tokenizer throughput, and the
+//! the request path (the flow's request stages: identify, parse, route, count, limits, rewrite,
+//! run against the stand-in host), tokenizer throughput, and the
 //! usage events (one event made and priced per request, a batch of 100 encoded per post), and
 //! the response cache (exact key, exact lookup, semantic lookup among 10,000 vectors).
 //! `bench/bench.py` reads the results from target/criterion.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use llm_gateway::config::Config;
-use llm_gateway::request::{Endpoint, Request};
-use llm_gateway::route;
-use llm_gateway::tokens::{encoding_for_model, Encoding};
+use llm_gateway::flow::vm::Vm;
+use llm_gateway::flow::Step;
+use llm_gateway::host::fake::FakeHost;
+use llm_gateway::tokens::Encoding;
 
 /// Benchmark prompt sizes, shared with bench/bench.py.
 const SIZES: [(&str, usize); 4] = [
@@ -41,28 +42,59 @@ fn body(text: &str, nonce: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn config() -> Config {
+/// The demo plugin configuration: the JSON block under `value: |` in gateway.yaml.
+fn config_json() -> String {
     let yaml = include_str!("../envoy/gateway.yaml");
-    // The demo plugin configuration is the JSON block under `value: |` in gateway.yaml.
     let start = yaml
         .find("value: |")
         .expect("plugin configuration in gateway.yaml");
-    let json: String = yaml[start..]
+    yaml[start..]
         .lines()
         .skip(1)
         .take_while(|l| {
             l.trim_start().starts_with(['{', '"', '}', '[', ']']) || l.trim().is_empty()
         })
         .collect::<Vec<_>>()
-        .join("\n");
-    Config::parse(json.as_bytes(), &|_| Some("sk-bench".into())).expect("demo config parses")
+        .join("\n")
 }
 
+/// A host whose environment holds a key for every `*_env` variable the configuration names.
+fn host(json: &str) -> FakeHost {
+    fn keys(v: &serde_json::Value, h: &mut FakeHost) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    match v.as_str() {
+                        Some(name) if k.ends_with("_env") => {
+                            h.env.insert(name.to_string(), "sk-bench".to_string());
+                        }
+                        _ => keys(v, h),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, h)),
+            _ => {}
+        }
+    }
+    let mut h = FakeHost::new(&[
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("authorization", "Bearer sk-gateway-demo"),
+        ("content-type", "application/json"),
+    ]);
+    keys(
+        &serde_json::from_str(json).expect("demo config is JSON"),
+        &mut h,
+    );
+    h
+}
+
+/// The request path as the filter runs it: the flow's request-headers and request-body stages
+/// (identify, parse, route, count, limits, rewrite) against the stand-in host.
 fn pipeline(c: &mut Criterion) {
-    let cfg = config();
+    let json = config_json();
+    let (vm, _) = Vm::configure(&host(&json), json.as_bytes()).expect("demo config parses");
     Encoding::O200kBase.preload();
-    let auth = "Bearer sk-gateway-demo".to_string();
-    let headers = move |name: &str| (name == "authorization").then(|| auth.clone());
     let mut group = c.benchmark_group("pipeline");
     for (name, size) in SIZES {
         let text = prompt(size);
@@ -74,26 +106,18 @@ fn pipeline(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(name), |bench| {
             let mut setup = || {
                 nonce += 1;
-                body(&text, nonce)
+                let mut h = host(&json);
+                h.request_body = body(&text, nonce);
+                (h, vm.exchange().expect("the gateway role"))
             };
             bench.iter_batched_ref(
                 &mut setup,
-                |b| {
-                    let who = route::identify(&cfg, &headers).expect("demo key");
-                    let req = Request::parse(Endpoint::ChatCompletions, b).expect("valid");
-                    let d = route::route(
-                        &cfg,
-                        &req.model,
-                        "/v1/chat/completions",
-                        &headers,
-                        &mut |_| 0,
-                    )
-                    .expect("route");
-                    let (enc, _) =
-                        encoding_for_model(&d.upstream_model, &cfg.tokenizer).expect("encoding");
-                    let count = req.count_prompt(enc);
-                    let out = req.rewrite(Some(&d.upstream_model), true);
-                    (who, count, out.map(|o| o.len()))
+                |(h, x)| {
+                    assert_eq!(x.on_request_headers(h, false), Step::Pause);
+                    let size = h.request_body.len();
+                    let step = x.on_request_body(h, size, true);
+                    assert_eq!(step, Step::Continue);
+                    h.request_body.len()
                 },
                 criterion::BatchSize::LargeInput,
             )
