@@ -16,11 +16,12 @@ use crate::config::{Config, FailureMode, Format, Global, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::failover::{Journal, Plan};
 use crate::limits::{self, Conflict, Cost, Held, Limiter, Snapshot, Store, TableError};
+use crate::meter::{ChunkAction, Meter};
+use crate::metrics::{self, Kind, MetricUpdate};
 use crate::models;
 use crate::names;
-use crate::report::{self, Kind, MetricUpdate, Record};
+use crate::record::Record;
 use crate::request::{Endpoint, Request};
-use crate::response::{Accountant, ChunkAction};
 use crate::rls;
 use crate::route;
 use crate::tokens::{self, Encoding};
@@ -316,7 +317,7 @@ fn export_event(exporter: &RefCell<Exporter>, metrics: &RefCell<Metrics>, e: usa
     } else {
         m.apply(&MetricUpdate {
             kind: Kind::Counter,
-            name: report::stat_name(
+            name: metrics::stat_name(
                 names::metric::USAGE_DROPPED,
                 &[(names::metric::TAG_REASON, "buffer_full")],
             ),
@@ -380,13 +381,13 @@ impl Root {
             }
             Done::Retrying | Done::Dropped(_) => {
                 m.apply(&counter(
-                    report::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]),
+                    metrics::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]),
                     1,
                 ));
                 if let Done::Dropped(n) = done {
                     log::warn!("llm-gateway: dropped {n} usage events after repeated failures to post them");
                     m.apply(&counter(
-                        report::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]),
+                        metrics::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]),
                         n,
                     ));
                     m.add_gauge(USAGE_BUFFERED, -(n as i64));
@@ -620,7 +621,7 @@ struct Gateway {
     record: Record,
     strip_usage: bool,
     encoding: Option<Encoding>,
-    accountant: Option<Accountant>,
+    accountant: Option<Meter>,
     /// Without body routing: the body seen so far (bounded), read for accounting.
     body_copy: Option<Vec<u8>>,
     limiter: Option<Rc<RefCell<Limiter>>>,
@@ -1228,7 +1229,7 @@ impl HttpContext for Gateway {
         self.endpoint = Some(endpoint);
         self.record.request_id = headers
             .get(names::REQUEST_ID)
-            .map(|id| crate::response::bounded_id(&id));
+            .map(|id| crate::meter::bounded_id(&id));
         self.record.endpoint = Some(if self.client_anthropic {
             "messages"
         } else {
@@ -1319,7 +1320,7 @@ impl HttpContext for Gateway {
         self.record.provider_request_id = names::PROVIDER_REQUEST_IDS
             .iter()
             .find_map(|name| host::header(h, name))
-            .map(|id| crate::response::bounded_id(&id));
+            .map(|id| crate::meter::bounded_id(&id));
         // Envoy's own answers (no provider reached, reset, timeout) are plain text: read who
         // made an error only when there is one, to keep the fast path cheap.
         let envoy_made = (self.record.status >= 400)
@@ -1367,7 +1368,7 @@ impl HttpContext for Gateway {
                 host::now_ms() / 1000,
             ));
         }
-        let acc = Accountant::new(
+        let acc = Meter::new(
             &ct,
             ce.as_deref(),
             self.strip_usage,

@@ -15,11 +15,12 @@ pub mod failover;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
+pub mod meter;
+pub mod metrics;
 pub mod models;
 pub mod names;
-pub mod report;
+pub mod record;
 pub mod request;
-pub mod response;
 pub mod rls;
 pub mod route;
 pub mod sse;

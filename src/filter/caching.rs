@@ -702,7 +702,7 @@ impl Root {
     }
 
     fn count_semantic_failure(&self, reason: &str) {
-        self.count(&report::stat_name(
+        self.count(&metrics::stat_name(
             names::metric::CACHE_SEMANTIC_FAILURES,
             &[(names::metric::TAG_REASON, reason)],
         ));
