@@ -141,8 +141,8 @@ fn tokenizer(c: &mut Criterion) {
 }
 
 fn usage(c: &mut Criterion) {
-    use llm_gateway::report::Record;
-    use llm_gateway::response::{Learned, Usage};
+    use llm_gateway::meter::{Learned, Usage};
+    use llm_gateway::record::Record;
     use llm_gateway::usage::{Event, Export, Exporter};
     let prices = llm_gateway::cost::Prices::parse(Default::default()).expect("shipped prices");
     let record = Record {

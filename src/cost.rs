@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use wildmatch::WildMatch;
 
 use crate::config::{err, ConfigError};
-use crate::report::Tokens;
+use crate::record::Tokens;
 
 /// Prices of one model, in picodollars per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! what the flow did and playing back callout answers, so the whole flow runs in `cargo test`.
 
 use crate::limits::Store;
-use crate::report::MetricUpdate;
+use crate::metrics::MetricUpdate;
 
 /// A header map the flow reads or changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -56,40 +56,22 @@ impl Parser {
     /// Feed the next chunk. `on_event(end, event)` is called for every event completed in this
     /// chunk, with `end` the offset just past the byte that completed it.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(usize, Event<'_>)) {
-        let mut i = 0;
-        while i < chunk.len() {
-            if self.at_start {
-                // The BOM may itself be split; hold bytes until we know.
-                let want = BOM.len() - self.line.len();
-                let take = want.min(chunk.len() - i);
-                let candidate = [&self.line[..], &chunk[i..i + take]].concat();
-                if BOM.starts_with(&candidate) {
-                    i += take;
-                    if candidate.len() == BOM.len() {
-                        self.line.clear();
-                        self.at_start = false;
-                    } else {
-                        self.line = candidate;
-                    }
-                    continue;
-                }
-                self.at_start = false;
-                // Not a BOM: what was held is ordinary line content, kept in `line`.
-            }
-            let b = chunk[i];
-            i += 1;
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
-                    continue;
-                }
+        let rest = if self.at_start {
+            self.skip_bom(chunk)
+        } else {
+            chunk
+        };
+        let offset = chunk.len() - rest.len();
+        for (i, &b) in rest.iter().enumerate() {
+            if std::mem::take(&mut self.after_cr) && b == b'\n' {
+                continue;
             }
             match b {
                 b'\r' | b'\n' => {
                     self.after_cr = b == b'\r';
                     if self.end_line() {
                         on_event(
-                            i,
+                            offset + i + 1,
                             Event {
                                 data: self.data.strip_suffix(b"\n").unwrap_or(&self.data),
                                 name: &self.name,
@@ -117,6 +99,26 @@ impl Parser {
         }
     }
 
+    /// At the start of the stream: skip a leading BOM, which may itself be split across chunks
+    /// (its first bytes are held in `line` until the rest arrives). Returns what follows it.
+    fn skip_bom<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        let want = BOM.len().saturating_sub(self.line.len());
+        let (head, rest) = chunk.split_at(want.min(chunk.len()));
+        let held = self.line.len();
+        self.line.extend_from_slice(head);
+        if BOM.starts_with(&self.line) {
+            if self.line.len() == BOM.len() {
+                self.line.clear();
+                self.at_start = false;
+            }
+            return rest;
+        }
+        // Not a BOM: what was held is ordinary line content, and the chunk is read as it is.
+        self.line.truncate(held);
+        self.at_start = false;
+        chunk
+    }
+
     /// Process the line in `self.line`; true when it was blank and an event is ready.
     fn end_line(&mut self) -> bool {
         if self.line.is_empty() {
@@ -127,10 +129,11 @@ impl Parser {
         }
         let (field, value) = match self.line.iter().position(|&c| c == b':') {
             Some(p) => {
-                let v = &self.line[p + 1..];
-                (&self.line[..p], v.strip_prefix(b" ").unwrap_or(v))
+                let (field, colon_value) = self.line.split_at(p);
+                let v = colon_value.get(1..).unwrap_or_default();
+                (field, v.strip_prefix(b" ").unwrap_or(v))
             }
-            None => (&self.line[..], &[][..]),
+            None => (self.line.as_slice(), &[][..]),
         };
         match field {
             b"data" => {
@@ -144,7 +147,8 @@ impl Parser {
             }
             b"event" => {
                 self.name.clear();
-                self.name.extend_from_slice(&value[..value.len().min(256)]);
+                self.name
+                    .extend_from_slice(value.get(..256).unwrap_or(value));
             }
             _ => {}
         }

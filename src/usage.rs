@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::{at_most, bounded, err, ConfigError, MAX_TIMEOUT_MS};
-use crate::report::{Record, Tokens};
+use crate::record::{Record, Tokens};
 
 /// Posts a VM has in flight at most; further batches wait in the buffer.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -663,7 +663,7 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::{Learned, Usage};
+    use crate::meter::{Learned, Usage};
     use serde_json::{json, Value};
 
     fn export(extra: Value) -> Export {

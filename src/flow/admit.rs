@@ -174,23 +174,7 @@ impl Exchange {
                 });
             }
             None if decision.provider.format == Format::Anthropic => {
-                if endpoint != Endpoint::ChatCompletions {
-                    return Err(HttpError::invalid_param(
-                        "model",
-                        "This model's provider serves chat completions only.",
-                    ));
-                }
-                if !(anthropic_client && headers.has(names::ANTHROPIC_VERSION)) {
-                    set_request_header(h, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
-                }
-                self.upstream.anthropic = true;
-                let body = if anthropic_client {
-                    // Anthropic to Anthropic: the client's own request, the model mapped; the
-                    // answer is read (translated on the side) for accounting only.
-                    wire::with_model(raw, &decision.upstream_model)?
-                } else {
-                    anthropic::request(body, &decision.upstream_model, max)?
-                };
+                let body = self.anthropic_body(h, endpoint, raw, body, decision, headers, max)?;
                 Outgoing {
                     body: Some(body),
                     chain: None,
@@ -214,6 +198,38 @@ impl Exchange {
             set_request_header(h, names::PATH, Some(&path));
         }
         Ok(out)
+    }
+
+    /// The Messages request an Anthropic provider gets, with its version header.
+    #[allow(clippy::too_many_arguments)]
+    fn anthropic_body(
+        &mut self,
+        h: &mut impl Host,
+        endpoint: Endpoint,
+        raw: &[u8],
+        body: &[u8],
+        decision: &Decision,
+        headers: &RequestHeaders,
+        default_max_tokens: u64,
+    ) -> Result<Vec<u8>, HttpError> {
+        if endpoint != Endpoint::ChatCompletions {
+            return Err(HttpError::invalid_param(
+                "model",
+                "This model's provider serves chat completions only.",
+            ));
+        }
+        let anthropic_client = self.inbound.client == ClientApi::Anthropic;
+        if !(anthropic_client && headers.has(names::ANTHROPIC_VERSION)) {
+            set_request_header(h, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+        }
+        self.upstream.anthropic = true;
+        if anthropic_client {
+            // Anthropic to Anthropic: the client's own request, the model mapped; the answer
+            // is read (translated on the side) for accounting only.
+            wire::with_model(raw, &decision.upstream_model)
+        } else {
+            anthropic::request(body, &decision.upstream_model, default_max_tokens)
+        }
     }
 
     /// Count the prompt for `model` into the record.

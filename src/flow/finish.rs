@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use super::outbound::journal;
 use super::Exchange;
 use crate::host::{self, Host};
+use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names;
-use crate::report::{self, Kind, MetricUpdate};
 use crate::usage::{self, Exporter};
 
 /// Queue a finished request's usage event; a full buffer drops it (counted).
@@ -19,7 +19,7 @@ pub fn export_event(h: &mut impl Host, exporter: &RefCell<Exporter>, e: usage::E
     } else {
         h.metric(&MetricUpdate {
             kind: Kind::Counter,
-            name: report::stat_name(
+            name: metrics::stat_name(
                 names::metric::USAGE_DROPPED,
                 &[(names::metric::TAG_REASON, "buffer_full")],
             ),

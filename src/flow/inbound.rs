@@ -53,7 +53,7 @@ impl Exchange {
         self.inbound.endpoint = Some(endpoint);
         self.record.request_id = headers
             .get(names::REQUEST_ID)
-            .map(|id| crate::response::bounded_id(&id));
+            .map(|id| crate::meter::bounded_id(&id));
         self.record.endpoint = Some(if anthropic {
             "messages"
         } else {

@@ -19,10 +19,10 @@ use crate::config::Config;
 use crate::error::HttpError;
 use crate::host::{Host, Map};
 use crate::limits::{Held, Limiter, Snapshot};
+use crate::meter::Meter;
 use crate::names;
-use crate::report::Record;
+use crate::record::Record;
 use crate::request::Endpoint;
-use crate::response::Accountant;
 use crate::tokens::Encoding;
 use crate::usage::Exporter;
 use crate::{anthropic, rls};
@@ -185,7 +185,7 @@ pub struct Holding {
 /// The answer as it passes.
 #[derive(Default)]
 pub struct Outbound {
-    pub meter: Option<Accountant>,
+    pub meter: Option<Meter>,
     /// An Anthropic provider's answer, translated to OpenAI's format.
     pub from_anthropic: Option<anthropic::Translation>,
     /// An OpenAI answer to an Anthropic client, translated to Anthropic's format.

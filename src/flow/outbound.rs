@@ -7,8 +7,8 @@ use crate::anthropic::{self, Translation};
 use crate::error::HttpError;
 use crate::failover::Journal;
 use crate::host::{self, Buffer, Host, Map};
+use crate::meter::{ChunkAction, Meter};
 use crate::names;
-use crate::response::{Accountant, ChunkAction};
 
 /// What the attempts of the request's failover chain recorded so far.
 pub fn journal(h: &impl Host) -> Journal {
@@ -37,7 +37,7 @@ impl Exchange {
         self.record.provider_request_id = names::PROVIDER_REQUEST_IDS
             .iter()
             .find_map(|name| h.header(r, name))
-            .map(|id| crate::response::bounded_id(&id));
+            .map(|id| crate::meter::bounded_id(&id));
         if let Some(e) = self.gateway_error(h) {
             self.replace_with_error(h, &e);
             return Step::Continue;
@@ -53,7 +53,7 @@ impl Exchange {
             self.choose_translators(h, &ct);
         }
         let cfg = self.config();
-        let meter = Accountant::new(
+        let meter = Meter::new(
             &ct,
             ce.as_deref(),
             self.upstream.strip_usage,

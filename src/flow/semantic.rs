@@ -60,8 +60,8 @@ impl Exchange {
             .unwrap_or_else(|| "/v1/embeddings".to_string());
         let mut req =
             serde_json::json!({"model": e.model, "input": text, "encoding_format": "float"});
-        if let Some(d) = e.dimensions {
-            req["dimensions"] = d.into();
+        if let (Some(d), Some(o)) = (e.dimensions, req.as_object_mut()) {
+            o.insert("dimensions".to_string(), d.into());
         }
         let credential = provider.credential_header();
         let extra: Vec<(&str, &str)> = credential.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -13,8 +13,8 @@ use super::semantic::{failure, status_of_call};
 use super::{Exchange, Shared};
 use crate::config::Config;
 use crate::host::{self, Host, Post};
+use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names;
-use crate::report::{self, Kind, MetricUpdate};
 use crate::rls;
 use crate::tokens::Encoding;
 use crate::usage::{Done, Exporter};
@@ -304,7 +304,7 @@ fn count(h: &mut impl Host, name: &str) {
 fn count_semantic_failure(h: &mut impl Host, reason: &str) {
     count(
         h,
-        &report::stat_name(
+        &metrics::stat_name(
             names::metric::CACHE_SEMANTIC_FAILURES,
             &[(names::metric::TAG_REASON, reason)],
         ),
@@ -326,14 +326,14 @@ fn usage_done(h: &mut impl Host, done: Done, failure: &str) {
             h.add_gauge(USAGE_BUFFERED, gauge(n));
         }
         Done::Retrying | Done::Dropped(_) => {
-            let failures = report::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]);
+            let failures = metrics::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]);
             h.metric(&counter(failures, 1));
             if let Done::Dropped(n) = done {
                 log::warn!(
                     "llm-gateway: dropped {n} usage events after repeated failures to post them"
                 );
                 let dropped =
-                    report::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]);
+                    metrics::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]);
                 h.metric(&counter(dropped, n));
                 h.add_gauge(USAGE_BUFFERED, gauge(n));
             }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::{Buffer, CallError, Grpc, Host, Map, Post};
 use crate::limits::test_store::MemStore;
 use crate::limits::{Conflict, Store};
-use crate::report::{Kind, MetricUpdate};
+use crate::metrics::{Kind, MetricUpdate};
 
 /// A callout the flow made.
 #[derive(Debug, Clone, PartialEq, Eq)]

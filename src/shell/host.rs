@@ -11,8 +11,8 @@ use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 use crate::host::{Buffer, CallError, Grpc, Host, Map, Post};
 use crate::limits::{Conflict, Store};
+use crate::metrics::{Kind, MetricUpdate};
 use crate::names;
-use crate::report::{Kind, MetricUpdate};
 
 /// Distinct metric series one VM defines before folding new model/consumer labels into `other`.
 const MAX_SERIES: usize = 4096;

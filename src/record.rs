@@ -1,20 +1,19 @@
-//! The per-request record: final token figures, access-log properties and metric updates.
+//! The per-request record: what the filter knows about a finished request, and from it the
+//! billed token figures, the price, the access-log properties and the metric updates.
 //!
 //! Built once per request when Envoy logs the stream (`on_log`), so every request is counted
 //! exactly once whether it succeeded, failed upstream, was reset or was refused by the filter.
-//! Metric names carry their labels Istio-style (`name.key=.=value;.;`), which the `stats_tags`
-//! block shipped in `envoy/` turns into Prometheus labels; label values are sanitised so they
-//! cannot break that encoding.
 
+use crate::meter::{Learned, Usage};
+use crate::metrics::{stat_name, MetricUpdate};
 use crate::names::{metric, prop};
-use crate::response::{Learned, Usage};
 use crate::tokens::Count;
 
 /// What the filter knows about a finished request.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub consumer: Option<String>,
-    /// The gateway's request id (Envoy's `x-request-id`), at most `response::MAX_ID_BYTES`.
+    /// The gateway's request id (Envoy's `x-request-id`), at most `meter::MAX_ID_BYTES`.
     pub request_id: Option<String>,
     /// The provider's own request id, from its response headers.
     pub provider_request_id: Option<String>,
@@ -77,44 +76,6 @@ pub struct Tokens {
     pub cache_write: u64,
     pub reasoning: u64,
     pub estimated: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricUpdate {
-    pub kind: Kind,
-    pub name: String,
-    pub value: u64,
-}
-
-/// Build a stat name with labels: `name.k1=.=v1;.;k2=.=v2;.;`.
-pub fn stat_name(name: &str, tags: &[(&str, &str)]) -> String {
-    let mut s = String::with_capacity(name.len() + tags.len() * 32);
-    s.push_str(name);
-    s.push('.');
-    for (k, v) in tags {
-        s.push_str(k);
-        s.push_str("=.=");
-        let v = if v.is_empty() { "none" } else { v };
-        for c in v.chars().take(128) {
-            // Values come from the configuration (see `config::label_name`); as a second line of
-            // defence, `;` would end the value early, `=` could spell another tag's `=.=`, and
-            // control characters do not belong in a stat name.
-            s.push(if c == ';' || c == '=' || c.is_control() {
-                '_'
-            } else {
-                c
-            });
-        }
-        s.push_str(";.;");
-    }
-    s
 }
 
 impl Record {
@@ -284,114 +245,107 @@ impl Record {
             (metric::TAG_CONSUMER, consumer),
         ];
         let mut out = Vec::with_capacity(12);
-        fn with<'a>(
-            base: &[(&'a str, &'a str)],
-            extra: (&'a str, &'a str),
-        ) -> Vec<(&'a str, &'a str)> {
-            let mut v = base.to_vec();
-            v.push(extra);
-            v
-        }
-        out.push(MetricUpdate {
-            kind: Kind::Counter,
-            name: stat_name(
+        out.push(MetricUpdate::counter(
+            stat_name(
                 metric::REQUESTS,
                 &with(&base, (metric::TAG_OUTCOME, self.outcome())),
             ),
-            value: 1,
-        });
+            1,
+        ));
         if let Some(us) = self.gateway_us {
-            out.push(MetricUpdate {
-                kind: Kind::Histogram,
-                name: metric::FILTER_TIME.to_string(),
-                value: us,
-            });
+            out.push(MetricUpdate::histogram(metric::FILTER_TIME.to_string(), us));
         }
         self.limit_metrics(consumer, &mut out);
         self.cache_metrics(model, consumer, &mut out);
         if self.local_outcome.is_none() && self.endpoint.is_some() {
-            let t = self.tokens();
-            for (ty, v) in [
-                ("input", t.prompt),
-                ("output", t.completion),
-                ("cached_input", t.cached),
-                ("reasoning", t.reasoning),
-            ] {
-                if v > 0 {
-                    out.push(MetricUpdate {
-                        kind: Kind::Counter,
-                        name: stat_name(metric::TOKENS, &with(&base, (metric::TAG_TOKEN_TYPE, ty))),
-                        value: v,
-                    });
-                }
-            }
-            for (ty, v) in [("input", t.prompt), ("output", t.completion)] {
-                if t.total > 0 {
-                    out.push(MetricUpdate {
-                        kind: Kind::Histogram,
-                        name: stat_name(
-                            metric::TOKEN_USAGE,
-                            &with(&base, (metric::TAG_TOKEN_TYPE, ty)),
-                        ),
-                        value: v,
-                    });
-                }
-            }
-            if let Some(c) = self.cost.filter(|c| *c > 0) {
-                // Nanodollars: a 1 KB request of the cheapest model is still counted.
-                out.push(MetricUpdate {
-                    kind: Kind::Counter,
-                    name: stat_name(metric::COST, &base),
-                    value: c.saturating_add(500) / 1000,
-                });
-            }
-            if self.unpriced() {
-                out.push(MetricUpdate {
-                    kind: Kind::Counter,
-                    name: stat_name(metric::UNPRICED, &per_model_of(model, provider)),
-                    value: 1,
-                });
-            }
-            if t.estimated {
-                out.push(MetricUpdate {
-                    kind: Kind::Counter,
-                    name: stat_name(metric::ESTIMATED, &base),
-                    value: 1,
-                });
-            }
             let per_model = per_model_of(model, provider);
-            // A hit never reached the provider: the provider's latency is not its.
-            if !self.cache_hit() {
-                out.push(MetricUpdate {
-                    kind: Kind::Histogram,
-                    name: stat_name(metric::DURATION, &per_model),
-                    value: self.duration_ms,
-                });
-            }
-            if let Some(ms) = self.ttft_ms {
-                out.push(MetricUpdate {
-                    kind: Kind::Histogram,
-                    name: stat_name(metric::TTFT, &per_model),
-                    value: ms,
-                });
-            }
+            self.token_metrics(&base, &per_model, &mut out);
+            self.latency_metrics(&per_model, &mut out);
         }
         out
     }
 }
 
 impl Record {
+    /// The billed tokens by type, their cost, and whether they are priced and exact.
+    fn token_metrics(
+        &self,
+        base: &[(&str, &str)],
+        per_model: &[(&str, &str)],
+        out: &mut Vec<MetricUpdate>,
+    ) {
+        let t = self.tokens();
+        for (ty, v) in [
+            ("input", t.prompt),
+            ("output", t.completion),
+            ("cached_input", t.cached),
+            ("reasoning", t.reasoning),
+        ] {
+            if v > 0 {
+                out.push(MetricUpdate::counter(
+                    stat_name(metric::TOKENS, &with(base, (metric::TAG_TOKEN_TYPE, ty))),
+                    v,
+                ));
+            }
+        }
+        for (ty, v) in [("input", t.prompt), ("output", t.completion)] {
+            if t.total > 0 {
+                out.push(MetricUpdate::histogram(
+                    stat_name(
+                        metric::TOKEN_USAGE,
+                        &with(base, (metric::TAG_TOKEN_TYPE, ty)),
+                    ),
+                    v,
+                ));
+            }
+        }
+        if let Some(c) = self.cost.filter(|c| *c > 0) {
+            // Nanodollars: a 1 KB request of the cheapest model is still counted.
+            out.push(MetricUpdate::counter(
+                stat_name(metric::COST, base),
+                c.saturating_add(500) / 1000,
+            ));
+        }
+        if self.unpriced() {
+            out.push(MetricUpdate::counter(
+                stat_name(metric::UNPRICED, per_model),
+                1,
+            ));
+        }
+        if t.estimated {
+            out.push(MetricUpdate::counter(stat_name(metric::ESTIMATED, base), 1));
+        }
+    }
+
+    /// The request's duration and time to first token.
+    fn latency_metrics(&self, per_model: &[(&str, &str)], out: &mut Vec<MetricUpdate>) {
+        // A hit never reached the provider: the provider's latency is not its.
+        if !self.cache_hit() {
+            out.push(MetricUpdate::histogram(
+                stat_name(metric::DURATION, per_model),
+                self.duration_ms,
+            ));
+        }
+        if let Some(ms) = self.ttft_ms {
+            out.push(MetricUpdate::histogram(
+                stat_name(metric::TTFT, per_model),
+                ms,
+            ));
+        }
+    }
+
+    /// The cache lookup's result, the tokens a hit saved, and what became of storing.
     fn cache_metrics(&self, model: &str, consumer: &str, out: &mut Vec<MetricUpdate>) {
-        let counter = |name: String, value: u64| MetricUpdate {
-            kind: Kind::Counter,
-            name,
-            value,
-        };
+        let counter = MetricUpdate::counter;
         let who = [(metric::TAG_MODEL, model), (metric::TAG_CONSUMER, consumer)];
         if let Some(result) = self.cache {
-            let mut tags = who.to_vec();
-            tags.push((metric::TAG_RESULT, result));
-            out.push(counter(stat_name(metric::CACHE_LOOKUPS, &tags), 1));
+            out.push(counter(
+                stat_name(
+                    metric::CACHE_LOOKUPS,
+                    &with(&who, (metric::TAG_RESULT, result)),
+                ),
+                1,
+            ));
         }
         if self.cache_hit() && self.cache_saved > 0 {
             out.push(counter(
@@ -422,62 +376,66 @@ impl Record {
         }
     }
 
+    /// Refusals by the limits, reservations against what was charged, the global limit's
+    /// failures, failovers and scopes that could not be tracked.
     fn limit_metrics(&self, consumer: &str, out: &mut Vec<MetricUpdate>) {
+        let counter = MetricUpdate::counter;
         if let Some(reason) = self.limited {
-            out.push(MetricUpdate {
-                kind: Kind::Counter,
-                name: stat_name(
+            out.push(counter(
+                stat_name(
                     metric::RATELIMIT_REJECTIONS,
                     &[
                         (metric::TAG_CONSUMER, consumer),
                         (metric::TAG_REASON, reason),
                     ],
                 ),
-                value: 1,
-            });
+                1,
+            ));
         }
         if let Some((reserved, actual)) = self.reservation {
-            out.push(MetricUpdate {
-                kind: Kind::Histogram,
-                name: metric::RESERVATION_ERROR.to_string(),
-                value: reserved.saturating_sub(actual),
-            });
+            out.push(MetricUpdate::histogram(
+                metric::RESERVATION_ERROR.to_string(),
+                reserved.saturating_sub(actual),
+            ));
             if actual > reserved {
-                out.push(MetricUpdate {
-                    kind: Kind::Counter,
-                    name: metric::UNDERRESERVED.to_string(),
-                    value: actual - reserved,
-                });
+                out.push(counter(
+                    metric::UNDERRESERVED.to_string(),
+                    actual - reserved,
+                ));
             }
         }
         if let Some(reason) = self.global_failure {
-            out.push(MetricUpdate {
-                kind: Kind::Counter,
-                name: stat_name(metric::GLOBAL_FAILURES, &[(metric::TAG_REASON, reason)]),
-                value: 1,
-            });
+            out.push(counter(
+                stat_name(metric::GLOBAL_FAILURES, &[(metric::TAG_REASON, reason)]),
+                1,
+            ));
         }
         for (provider, reason) in self.journal.iter().flat_map(|j| j.failovers()) {
-            out.push(MetricUpdate {
-                kind: Kind::Counter,
-                name: stat_name(
+            out.push(counter(
+                stat_name(
                     metric::FAILOVERS,
                     &[
                         (metric::TAG_PROVIDER, provider.as_str()),
                         (metric::TAG_REASON, reason.as_str()),
                     ],
                 ),
-                value: 1,
-            });
+                1,
+            ));
         }
         if self.untracked > 0 {
-            out.push(MetricUpdate {
-                kind: Kind::Counter,
-                name: metric::UNTRACKED.to_string(),
-                value: self.untracked as u64,
-            });
+            out.push(counter(
+                metric::UNTRACKED.to_string(),
+                self.untracked as u64,
+            ));
         }
     }
+}
+
+/// `base`'s labels and one more.
+fn with<'a>(base: &[(&'a str, &'a str)], extra: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
+    let mut v = base.to_vec();
+    v.push(extra);
+    v
 }
 
 fn per_model_of<'a>(model: &'a str, provider: &'a str) -> [(&'static str, &'a str); 2] {
@@ -501,15 +459,7 @@ fn from_usage(u: Usage, counted: Count) -> Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::{CompletionDetails, PromptDetails};
-
-    #[test]
-    fn names_carry_labels() {
-        assert_eq!(
-            stat_name("m", &[("a", "gpt-4.1"), ("b", ""), ("c", "x;.;y\n")]),
-            "m.a=.=gpt-4.1;.;b=.=none;.;c=.=x_._y_;.;"
-        );
-    }
+    use crate::meter::{CompletionDetails, PromptDetails};
 
     fn ok_record() -> Record {
         Record {

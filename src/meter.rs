@@ -1,4 +1,5 @@
-//! Reading usage from responses as they pass, without holding them back.
+//! The usage meter: [`Meter`] reads usage, the time to first token and the answer's end from
+//! a provider's response as it passes, without holding it back.
 //!
 //! A JSON response is copied (up to a bound) while each chunk goes on to the client, and its
 //! `usage` is read at the end. An SSE stream is parsed incrementally: the final usage chunk gives
@@ -181,14 +182,63 @@ struct SseState {
     held: Vec<u8>,
 }
 
-/// Follows one response.
-pub struct Accountant {
+impl SseState {
+    /// One chunk of the stream: every event completed in it is learned from; while stripping,
+    /// the chunk is rebuilt without the usage-only events and with the bytes of an unfinished
+    /// event held back.
+    fn on_chunk(
+        &mut self,
+        learned: &mut Learned,
+        chunk: &[u8],
+        end: bool,
+        now_ms: u64,
+        encoding: Option<Encoding>,
+    ) -> ChunkAction {
+        let SseState {
+            parser,
+            strip_usage,
+            held,
+        } = self;
+        let mut out: Option<Vec<u8>> = strip_usage.then(Vec::new);
+        let mut start = 0;
+        parser.feed(chunk, |event_end, ev| {
+            let drop = learn_event(learned, ev, encoding, now_ms) && *strip_usage;
+            if let Some(out) = out.as_mut() {
+                if !drop {
+                    out.extend_from_slice(held);
+                    out.extend_from_slice(chunk.get(start..event_end).unwrap_or_default());
+                }
+                held.clear();
+            }
+            start = event_end;
+        });
+        let Some(mut out) = out else {
+            return ChunkAction::Pass;
+        };
+        held.extend_from_slice(chunk.get(start..).unwrap_or_default());
+        if end || held.len() > MAX_EVENT_BYTES {
+            // Stream over, or an event too big to hold: let it go as it is.
+            out.append(held);
+            if !end {
+                *strip_usage = false;
+            }
+        }
+        if out.as_slice() == chunk {
+            ChunkAction::Pass
+        } else {
+            ChunkAction::Replace(out)
+        }
+    }
+}
+
+/// Follows one response as it passes to the client; [`Meter::finish`] gives what it learned.
+pub struct Meter {
     mode: Mode,
     encoding: Option<Encoding>,
     learned: Learned,
 }
 
-impl Accountant {
+impl Meter {
     /// `content_type` and `content_encoding` of the response; `strip_usage` when the filter
     /// added `include_usage`. A compressed body cannot be read as it passes: it is left alone
     /// (the filter asks providers for identity encoding, so this is the rare case).
@@ -198,7 +248,7 @@ impl Accountant {
         strip_usage: bool,
         encoding: Option<Encoding>,
         json_cap: usize,
-    ) -> Accountant {
+    ) -> Meter {
         let ct = content_type
             .split(';')
             .next()
@@ -226,7 +276,7 @@ impl Accountant {
         } else {
             Mode::Ignore
         };
-        Accountant {
+        Meter {
             mode,
             encoding,
             learned: Learned::default(),
@@ -264,44 +314,7 @@ impl Accountant {
                 }
                 ChunkAction::Pass
             }
-            Mode::Sse(state) => {
-                let SseState {
-                    parser,
-                    strip_usage,
-                    held,
-                } = &mut **state;
-                let mut out: Option<Vec<u8>> = strip_usage.then(Vec::new);
-                let mut start = 0;
-                parser.feed(chunk, |event_end, ev| {
-                    let drop = learn_event(learned, ev, encoding, now_ms) && *strip_usage;
-                    if let Some(out) = out.as_mut() {
-                        if !drop {
-                            out.extend_from_slice(held);
-                            out.extend_from_slice(&chunk[start..event_end]);
-                        }
-                        held.clear();
-                    }
-                    start = event_end;
-                });
-                match out {
-                    None => ChunkAction::Pass,
-                    Some(mut out) => {
-                        held.extend_from_slice(&chunk[start..]);
-                        if end || held.len() > MAX_EVENT_BYTES {
-                            // Stream over, or an event too big to hold: let it go as it is.
-                            out.append(held);
-                            if !end {
-                                *strip_usage = false;
-                            }
-                        }
-                        if out.as_slice() == chunk {
-                            ChunkAction::Pass
-                        } else {
-                            ChunkAction::Replace(out)
-                        }
-                    }
-                }
-            }
+            Mode::Sse(state) => state.on_chunk(learned, chunk, end, now_ms, encoding),
         }
     }
 
@@ -424,7 +437,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn run(stream: &[u8], cuts: &[usize], strip: bool) -> (Vec<u8>, Learned) {
-        let mut acc = Accountant::new(
+        let mut meter = Meter::new(
             "text/event-stream; charset=utf-8",
             None,
             strip,
@@ -439,13 +452,13 @@ mod tests {
         for (i, &c) in cuts.iter().enumerate() {
             let chunk = &stream[prev..c];
             let end = i + 1 == cuts.len();
-            match acc.on_chunk(chunk, end, 100 + i as u64) {
+            match meter.on_chunk(chunk, end, 100 + i as u64) {
                 ChunkAction::Pass => out.extend_from_slice(chunk),
                 ChunkAction::Replace(b) => out.extend_from_slice(&b),
             }
             prev = c;
         }
-        (out, acc.finish())
+        (out, meter.finish())
     }
 
     fn without_usage_chunk(s: &str) -> String {
@@ -501,16 +514,16 @@ mod tests {
     #[test]
     fn json_body() {
         let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}}}"#;
-        let mut acc = Accountant::new(
+        let mut meter = Meter::new(
             "application/json",
             None,
             false,
             Some(Encoding::O200kBase),
             1 << 20,
         );
-        assert_eq!(acc.on_chunk(&body[..50], false, 1), ChunkAction::Pass);
-        assert_eq!(acc.on_chunk(&body[50..], true, 2), ChunkAction::Pass);
-        let l = acc.finish();
+        assert_eq!(meter.on_chunk(&body[..50], false, 1), ChunkAction::Pass);
+        assert_eq!(meter.on_chunk(&body[50..], true, 2), ChunkAction::Pass);
+        let l = meter.finish();
         let u = l.usage.unwrap();
         assert_eq!(
             (u.prompt_tokens, u.cached(), u.reasoning()),
@@ -522,37 +535,37 @@ mod tests {
 
         // No usage: completion estimated from the message.
         let body = br#"{"choices":[{"message":{"role":"assistant","content":"Hello, world!"}}]}"#;
-        let mut acc = Accountant::new(
+        let mut meter = Meter::new(
             "application/json",
             None,
             false,
             Some(Encoding::O200kBase),
             1 << 20,
         );
-        acc.on_chunk(body, true, 0);
-        let l = acc.finish();
+        meter.on_chunk(body, true, 0);
+        let l = meter.finish();
         assert_eq!((l.usage, l.completion_estimate.tokens), (None, 4));
 
         // Over the cap: nothing learned, nothing held.
-        let mut acc = Accountant::new("application/json", None, false, None, 10);
-        acc.on_chunk(body, true, 0);
-        assert_eq!(acc.finish().usage, None);
+        let mut meter = Meter::new("application/json", None, false, None, 10);
+        meter.on_chunk(body, true, 0);
+        assert_eq!(meter.finish().usage, None);
     }
 
     #[test]
     fn compressed_bodies_are_left_alone_and_unflagged_ends_are_read() {
-        let acc = Accountant::new("text/event-stream", Some("gzip"), true, None, 1 << 20);
-        assert!(!acc.wants_body());
-        let acc = Accountant::new("application/json", Some(" identity "), false, None, 1 << 20);
-        assert!(acc.wants_body());
+        let meter = Meter::new("text/event-stream", Some("gzip"), true, None, 1 << 20);
+        assert!(!meter.wants_body());
+        let meter = Meter::new("application/json", Some(" identity "), false, None, 1 << 20);
+        assert!(meter.wants_body());
         // The body never came with end-of-stream (trailers ended it): read at finish.
-        let mut acc = Accountant::new("application/json", None, false, None, 1 << 20);
-        acc.on_chunk(
+        let mut meter = Meter::new("application/json", None, false, None, 1 << 20);
+        meter.on_chunk(
             br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
             false,
             0,
         );
-        assert_eq!(acc.finish().usage.and_then(|u| u.total_tokens), Some(7));
+        assert_eq!(meter.finish().usage.and_then(|u| u.total_tokens), Some(7));
     }
 
     #[test]
@@ -586,9 +599,9 @@ mod tests {
             let body = format!(
                 r#"{{"model":"m","choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#
             );
-            let mut acc = Accountant::new("application/json", None, false, None, 1 << 20);
-            acc.on_chunk(body.as_bytes(), true, 0);
-            acc.finish()
+            let mut meter = Meter::new("application/json", None, false, None, 1 << 20);
+            meter.on_chunk(body.as_bytes(), true, 0);
+            meter.finish()
         };
         let l = learn(
             r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1e30,"total_tokens":-1,

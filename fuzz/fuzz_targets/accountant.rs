@@ -1,3 +1,0 @@
-#![no_main]
-//! See llm_gateway::fuzzing::accountant.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| llm_gateway::fuzzing::accountant(data));
