@@ -356,7 +356,7 @@ impl Provider {
     pub fn path(&self, endpoint: &str, model: &str) -> Option<String> {
         match self.format {
             Format::Openai => None,
-            Format::Anthropic => Some(crate::anthropic::MESSAGES_PATH.to_string()),
+            Format::Anthropic => Some(crate::translate::MESSAGES_PATH.to_string()),
             Format::Azure => Some(format!(
                 "/openai/deployments/{}/{endpoint}?api-version={}",
                 percent_encode(model),

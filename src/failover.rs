@@ -19,9 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::anthropic;
 use crate::config::{AuthStyle, Format, Provider};
 use crate::error::HttpError;
+use crate::translate::{openai_to_anthropic, Target};
 
 /// One attempt of a chain: where it goes and how the request must look there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +96,13 @@ impl Attempt {
     /// The OpenAI-format request `body` as this provider takes it.
     pub fn body(&self, body: &[u8], default_max_tokens: u64) -> Result<Vec<u8>, HttpError> {
         match self.format {
-            Format::Anthropic => anthropic::request(body, &self.model, default_max_tokens),
+            Format::Anthropic => {
+                let target = Target {
+                    model: &self.model,
+                    default_max_tokens,
+                };
+                openai_to_anthropic::translate_request(body, &target).map(|t| t.body)
+            }
             Format::Openai | Format::Azure => crate::wire::with_model(body, &self.model),
         }
     }

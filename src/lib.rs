@@ -3,7 +3,6 @@
 //! The pure core (everything but `filter`) compiles and is tested natively; `filter` is the thin
 //! proxy-wasm shell that reads from the host, calls the core and applies its decisions.
 
-pub mod anthropic;
 pub mod cache;
 pub mod chroma;
 pub mod completion;
@@ -27,6 +26,7 @@ pub mod rls;
 pub mod route;
 pub mod sse;
 pub mod tokens;
+pub mod translate;
 pub mod usage;
 pub mod wire;
 

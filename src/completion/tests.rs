@@ -445,7 +445,13 @@ fn replay_of_a_provider_response() {
     let anthropic = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5",
         "content":[{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_1","name":"weather","input":{"city":"Oslo"}}],
         "stop_reason":"tool_use","usage":{"input_tokens":10,"output_tokens":5}}"#;
-    let translated = crate::anthropic::response(anthropic, 1700000000).unwrap();
+    let answered = crate::translate::ResponseContext {
+        status: 200,
+        created: 1700000000,
+        counted_input: 0,
+    };
+    let translated =
+        crate::translate::openai_to_anthropic::translate_response(anthropic, &answered).unwrap();
     let s = summary(&translated).unwrap();
     assert!(s.complete && s.tool_calls);
     let back: Value =

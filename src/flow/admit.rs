@@ -2,7 +2,6 @@
 //! limits, and make the upstream request (provider, path, credential, body, cluster).
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
-use crate::anthropic;
 use crate::config::{Format, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::failover::Plan;
@@ -12,6 +11,7 @@ use crate::names;
 use crate::request::{Endpoint, Request};
 use crate::route::{self, Decision};
 use crate::tokens;
+use crate::translate::{self, anthropic_to_openai, openai_to_anthropic, Target};
 use crate::wire;
 
 /// The OpenAI chat path for an Anthropic client's Messages path (`/x/v1/messages?beta=true`
@@ -20,7 +20,7 @@ pub fn openai_path_for(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or(path);
     let prefix = path
         .trim_end_matches('/')
-        .trim_end_matches(anthropic::MESSAGES_PATH);
+        .trim_end_matches(translate::MESSAGES_PATH);
     format!("{prefix}/v1/chat/completions")
 }
 
@@ -49,7 +49,12 @@ impl Exchange {
         let translated;
         let body = match self.inbound.client {
             ClientApi::Anthropic => {
-                translated = anthropic::request_to_openai(raw, &anthropic::model_of(raw)?)?;
+                let model = anthropic_to_openai::model_of(raw)?;
+                let target = Target {
+                    model: &model,
+                    default_max_tokens: DEFAULT_MAX_TOKENS,
+                };
+                translated = anthropic_to_openai::translate_request(raw, &target)?.body;
                 &translated[..]
             }
             ClientApi::OpenAi => raw,
@@ -220,7 +225,7 @@ impl Exchange {
         }
         let anthropic_client = self.inbound.client == ClientApi::Anthropic;
         if !(anthropic_client && headers.has(names::ANTHROPIC_VERSION)) {
-            set_request_header(h, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+            set_request_header(h, names::ANTHROPIC_VERSION, Some(translate::API_VERSION));
         }
         self.upstream.anthropic = true;
         if anthropic_client {
@@ -228,7 +233,11 @@ impl Exchange {
             // is read (translated on the side) for accounting only.
             wire::with_model(raw, &decision.upstream_model)
         } else {
-            anthropic::request(body, &decision.upstream_model, default_max_tokens)
+            let target = Target {
+                model: &decision.upstream_model,
+                default_max_tokens,
+            };
+            Ok(openai_to_anthropic::translate_request(body, &target)?.body)
         }
     }
 

@@ -13,11 +13,11 @@
 
 use super::outbound::journal;
 use super::Step;
-use crate::anthropic::{self, Translation};
 use crate::config::Format;
 use crate::failover::{Attempt, Outcome, Plan};
 use crate::host::{self, Buffer, Host, Map};
 use crate::names;
+use crate::translate::{self, Direction, ResponseContext, ResponseTranslator};
 
 /// Headers one provider or another reads: reset on every attempt (every credential header a
 /// client could send, though the gateway filter removed those already, and the version).
@@ -38,7 +38,7 @@ pub struct AttemptFilter {
     started_ms: u64,
     expected_ms: Option<u64>,
     answered: bool,
-    translation: Option<Translation>,
+    translation: Option<ResponseTranslator>,
 }
 
 fn record(h: &mut impl Host, n: u64, provider: &str, outcome: &Outcome) {
@@ -86,7 +86,7 @@ impl AttemptFilter {
             h.set_header(r, name, Some(&value));
         }
         if attempt.format == Format::Anthropic {
-            h.set_header(r, names::ANTHROPIC_VERSION, Some(anthropic::API_VERSION));
+            h.set_header(r, names::ANTHROPIC_VERSION, Some(translate::API_VERSION));
         }
         // The body is rewritten below; its length is not known yet.
         h.set_header(r, names::CONTENT_LENGTH, None);
@@ -128,9 +128,17 @@ impl AttemptFilter {
         self.answered = true;
         record(h, n, &provider, &Outcome::Status(status));
         if format == Format::Anthropic && h.header(r, names::CONTENT_ENCODING).is_none() {
-            h.set_header(r, names::CONTENT_LENGTH, None);
             let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();
-            self.translation = Some(Translation::new(&ct, status, h.now_ms() / 1000));
+            let context = ResponseContext {
+                status,
+                created: h.now_ms() / 1000,
+                counted_input: 0,
+            };
+            let t = ResponseTranslator::new(Direction::OpenaiToAnthropic, &ct, context);
+            for (name, value) in t.headers() {
+                h.set_header(r, name, value.as_deref());
+            }
+            self.translation = Some(t);
         }
         Step::Continue
     }

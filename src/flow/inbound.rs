@@ -1,7 +1,6 @@
 //! Stage 1: the request headers (and, without body routing, the body as it passes).
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
-use crate::anthropic;
 use crate::error::HttpError;
 use crate::host::{Buffer, Host};
 use crate::limits::Cost;
@@ -9,6 +8,7 @@ use crate::models;
 use crate::names;
 use crate::request::{Endpoint, Request};
 use crate::route;
+use crate::translate;
 
 /// Whether a request is an Anthropic client's call to the Messages API.
 pub fn is_messages(method: &str, path: &str) -> bool {
@@ -16,7 +16,7 @@ pub fn is_messages(method: &str, path: &str) -> bool {
     method == "POST"
         && path
             .trim_end_matches('/')
-            .ends_with(anthropic::MESSAGES_PATH)
+            .ends_with(translate::MESSAGES_PATH)
 }
 
 impl Exchange {

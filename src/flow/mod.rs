@@ -23,9 +23,10 @@ use crate::meter::Meter;
 use crate::names;
 use crate::record::Record;
 use crate::request::Endpoint;
+use crate::rls;
 use crate::tokens::Encoding;
+use crate::translate::{anthropic_to_openai, ResponseTranslator};
 use crate::usage::Exporter;
-use crate::{anthropic, rls};
 
 pub mod admit;
 pub mod attempt;
@@ -187,9 +188,9 @@ pub struct Holding {
 pub struct Outbound {
     pub meter: Option<Meter>,
     /// An Anthropic provider's answer, translated to OpenAI's format.
-    pub from_anthropic: Option<anthropic::Translation>,
+    pub from_anthropic: Option<ResponseTranslator>,
     /// An OpenAI answer to an Anthropic client, translated to Anthropic's format.
-    pub to_anthropic: Option<anthropic::Reverse>,
+    pub to_anthropic: Option<ResponseTranslator>,
     /// The body that replaces the answer (an error the gateway makes of it).
     pub replacement: Option<Vec<u8>>,
     /// Without body routing: the request body seen so far (bounded), read for accounting.
@@ -234,7 +235,7 @@ impl Exchange {
     /// A local error in the client's API's shape.
     pub fn error_body(&self, e: &HttpError) -> Vec<u8> {
         match self.inbound.client {
-            ClientApi::Anthropic => anthropic::local_error_body(e),
+            ClientApi::Anthropic => anthropic_to_openai::local_error_body(e),
             ClientApi::OpenAi => e.body(),
         }
     }

@@ -3,12 +3,12 @@
 //! chunk, never held longer than a translator needs.
 
 use super::{ClientApi, Exchange, Step};
-use crate::anthropic::{self, Translation};
 use crate::error::HttpError;
 use crate::failover::Journal;
 use crate::host::{self, Buffer, Host, Map};
 use crate::meter::{ChunkAction, Meter};
 use crate::names;
+use crate::translate::{Direction, ResponseContext, ResponseTranslator};
 
 /// What the attempts of the request's failover chain recorded so far.
 pub fn journal(h: &impl Host) -> Journal {
@@ -107,17 +107,30 @@ impl Exchange {
         let passthrough = self.passthrough();
         if self.inbound.client == ClientApi::Anthropic && !passthrough {
             // An OpenAI answer for an Anthropic client: translated back as it passes.
-            h.set_header(r, names::CONTENT_LENGTH, None);
-            let counted = self.record.counted_prompt.map_or(0, |c| c.tokens);
-            self.outbound.to_anthropic = Some(anthropic::Reverse::new(content_type, counted));
+            let context = ResponseContext {
+                status: self.record.status,
+                created: h.now_ms() / 1000,
+                counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
+            };
+            let t = ResponseTranslator::new(Direction::AnthropicToOpenai, content_type, context);
+            for (name, value) in t.headers() {
+                h.set_header(r, name, value.as_deref());
+            }
+            self.outbound.to_anthropic = Some(t);
         }
         if self.upstream.anthropic {
-            // Translated: the length changes.
+            let context = ResponseContext {
+                status: self.record.status,
+                created: h.now_ms() / 1000,
+                counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
+            };
+            let t = ResponseTranslator::new(Direction::OpenaiToAnthropic, content_type, context);
+            // Passed through, the answer keeps its headers.
             if !passthrough {
-                h.set_header(r, names::CONTENT_LENGTH, None);
+                for (name, value) in t.headers() {
+                    h.set_header(r, name, value.as_deref());
+                }
             }
-            let created = h.now_ms() / 1000;
-            let t = Translation::new(content_type, self.record.status, created);
             self.outbound.from_anthropic = Some(t);
         }
     }

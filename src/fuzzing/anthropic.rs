@@ -4,25 +4,31 @@ use super::{chunks, Input};
 
 /// Both directions of the Anthropic request translation, and the model lookup.
 pub fn anthropic_request(data: &[u8]) {
-    use crate::anthropic;
+    use crate::translate::{anthropic_to_openai, openai_to_anthropic, Target};
     let mut input = Input::new(data);
     let default_max = input.number();
     let body = input.rest();
-    if let Ok(out) = anthropic::request(body, "claude-fuzz", default_max) {
-        let _ = anthropic::model_of(&out);
+    let target = |model| Target {
+        model,
+        default_max_tokens: default_max,
+    };
+    if let Ok(out) = openai_to_anthropic::translate_request(body, &target("claude-fuzz")) {
+        let _ = anthropic_to_openai::model_of(&out.body);
     }
-    let _ = anthropic::model_of(body);
-    if let Ok(out) = anthropic::request_to_openai(body, "gpt-fuzz") {
+    let _ = anthropic_to_openai::model_of(body);
+    if let Ok(out) = anthropic_to_openai::translate_request(body, &target("gpt-fuzz")) {
         // What the reverse translation produces is an OpenAI request the filter goes on with.
-        let _ = crate::request::Request::parse(crate::request::Endpoint::ChatCompletions, &out);
+        let _ =
+            crate::request::Request::parse(crate::request::Endpoint::ChatCompletions, &out.body);
     }
 }
 
 /// An Anthropic answer (a JSON body with any status, or an SSE stream cut into chunks)
 /// translated to OpenAI's format, then read by the usage meter as the filter does.
 pub fn anthropic_translation(data: &[u8]) {
-    use crate::anthropic::{self, StreamTranslator, Translation};
     use crate::meter::Meter;
+    use crate::translate::openai_to_anthropic::{self, Stream};
+    use crate::translate::{Direction, ResponseContext, ResponseTranslator, StreamTranslate};
     let mut input = Input::new(data);
     let flags = input.byte();
     let seed = u64::from(input.u16());
@@ -45,7 +51,12 @@ pub fn anthropic_translation(data: &[u8]) {
     } else {
         "application/json"
     };
-    let mut t = Translation::new(ct, status, u64::from(flags));
+    let context = ResponseContext {
+        status,
+        created: u64::from(flags),
+        counted_input: 0,
+    };
+    let mut t = ResponseTranslator::new(Direction::OpenaiToAnthropic, ct, context);
     let mut meter = Meter::new(ct, None, flags & 16 != 0, None, 1 << 20);
     if t.buffers() {
         let out = t.chunk(body);
@@ -59,13 +70,18 @@ pub fn anthropic_translation(data: &[u8]) {
         }
     }
     let _ = meter.finish();
-    let _ = anthropic::response(body, 0);
+    let answered = ResponseContext {
+        status: 200,
+        created: 0,
+        counted_input: 0,
+    };
+    let _ = openai_to_anthropic::translate_response(body, &answered);
     if let Ok(v) = serde_json::from_slice(body) {
-        let _ = anthropic::error(&v).body();
-        let _ = anthropic::usage(&v);
+        let _ = openai_to_anthropic::translate_error(&v).body();
+        let _ = crate::translate::usage_to_openai(&v);
     }
     // The stream translator on the body as one event, under every name.
-    let mut st = StreamTranslator::new(0, flags & 32 != 0);
+    let mut st = Stream::new(0, flags & 32 != 0);
     for name in [
         "message_start",
         "content_block_delta",
@@ -80,7 +96,8 @@ pub fn anthropic_translation(data: &[u8]) {
 /// Anthropic usage figures (any numbers a provider may send) through the JSON and the stream
 /// translation: OpenAI's figures are the sums, never wrapped.
 fn anthropic_usage(input: &mut Input<'_>) {
-    use crate::anthropic::{usage, StreamTranslator};
+    use crate::translate::openai_to_anthropic::Stream;
+    use crate::translate::{usage_to_openai, StreamTranslate};
     use serde_json::{json, Map, Value};
     let mut u = Map::new();
     for k in [
@@ -109,8 +126,11 @@ fn anthropic_usage(input: &mut Input<'_>) {
             "total_tokens wrapped: {o}"
         );
     };
-    check(&usage(&Value::Object(u.clone())), n("output_tokens"));
-    let mut st = StreamTranslator::new(0, true);
+    check(
+        &usage_to_openai(&Value::Object(u.clone())),
+        n("output_tokens"),
+    );
+    let mut st = Stream::new(0, true);
     let start = json!({"type": "message_start", "message": {"id": "m", "usage": u}});
     let _ = st.event("message_start", start.to_string().as_bytes());
     let delta = json!({"type": "message_delta", "usage": {"output_tokens": n("output_tokens")}});
@@ -132,7 +152,8 @@ fn anthropic_usage(input: &mut Input<'_>) {
 /// An OpenAI answer (a JSON body, or an SSE stream cut into chunks) translated for an
 /// Anthropic client.
 pub fn anthropic_reverse(data: &[u8]) {
-    use crate::anthropic::{self, Reverse, ReverseStream};
+    use crate::translate::anthropic_to_openai::{self, Stream};
+    use crate::translate::{Direction, ResponseContext, ResponseTranslator, StreamTranslate};
     let mut input = Input::new(data);
     let flags = input.byte();
     let seed = u64::from(input.u16());
@@ -142,7 +163,12 @@ pub fn anthropic_reverse(data: &[u8]) {
     } else {
         "application/json"
     };
-    let mut r = Reverse::new(ct, seed);
+    let context = ResponseContext {
+        status: 200,
+        created: 0,
+        counted_input: seed,
+    };
+    let mut r = ResponseTranslator::new(Direction::AnthropicToOpenai, ct, context);
     if r.buffers() {
         let _ = r.chunk(body);
     } else {
@@ -150,12 +176,12 @@ pub fn anthropic_reverse(data: &[u8]) {
             let _ = r.chunk(c);
         }
     }
-    let _ = anthropic::response_to_anthropic(body);
+    let _ = anthropic_to_openai::translate_response(body, &context);
     if let Ok(v) = serde_json::from_slice(body) {
-        let _ = anthropic::error_to_anthropic(&v);
-        let _ = anthropic::usage_to_anthropic(&v);
+        let _ = anthropic_to_openai::translate_error(&v);
+        let _ = crate::translate::usage_to_anthropic(&v);
     }
-    let mut s = ReverseStream::new(u64::MAX);
+    let mut s = Stream::new(u64::MAX);
     let _ = s.data(body);
     let _ = s.data(b"[DONE]");
     assert!(s.finished(), "[DONE] did not finish the stream");

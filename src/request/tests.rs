@@ -1,6 +1,15 @@
 //! Request parsing, counting and rewriting against OpenAI's behaviour.
 
 use super::*;
+use crate::translate::{anthropic_to_openai, openai_to_anthropic, Target};
+
+fn target(model: &str, default_max_tokens: u64) -> Target<'_> {
+    Target {
+        model,
+        default_max_tokens,
+    }
+}
+
 use crate::tokens::{Count, Encoding};
 use serde_json::json;
 
@@ -322,8 +331,8 @@ fn paths(body: &[u8]) -> Vec<(&'static str, bool)> {
         ("parse", parsed.is_ok()),
         ("rewrite", rewritten),
         (
-            "anthropic::request",
-            crate::anthropic::request(body, "claude", 16).is_ok(),
+            "openai_to_anthropic::translate_request",
+            openai_to_anthropic::translate_request(body, &target("claude", 16)).is_ok(),
         ),
         (
             "failover with_model",
@@ -338,20 +347,20 @@ fn paths(body: &[u8]) -> Vec<(&'static str, bool)> {
 
 /// The same for a body an Anthropic client sent.
 fn anthropic_paths(body: &[u8]) -> Vec<(&'static str, bool)> {
-    let model = crate::anthropic::model_of(body);
+    let model = anthropic_to_openai::model_of(body);
     if let Err(e) = &model {
         assert_eq!(e.code, "invalid_json", "{e:?}");
     }
-    let translated = crate::anthropic::request_to_openai(body, "gpt");
+    let translated = anthropic_to_openai::translate_request(body, &target("gpt", 16));
     if let Err(e) = &translated {
         assert_eq!(e.code, "invalid_json", "{e:?}");
     }
     let reparsed = translated
         .as_ref()
-        .is_ok_and(|b| Request::parse(Endpoint::ChatCompletions, b).is_ok());
+        .is_ok_and(|t| Request::parse(Endpoint::ChatCompletions, &t.body).is_ok());
     vec![
         ("model_of", model.is_ok()),
-        ("request_to_openai", translated.is_ok()),
+        ("anthropic_to_openai::translate_request", translated.is_ok()),
         ("parse of the translation", reparsed),
         (
             "anthropic to anthropic with_model",
@@ -404,7 +413,7 @@ fn one_json_rule_on_every_path() {
     assert_eq!((e.status, e.code), (400, "invalid_json"));
     assert!(e.message.contains("number out of range"), "{}", e.message);
     assert_eq!(
-        crate::anthropic::model_of(claude("1e999").as_bytes())
+        anthropic_to_openai::model_of(claude("1e999").as_bytes())
             .unwrap_err()
             .code,
         "invalid_json"

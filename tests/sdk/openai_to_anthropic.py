@@ -1,5 +1,5 @@
 """The official openai Python SDK, unchanged, talking to an Anthropic-format provider through the
-gateway: it must get ordinary OpenAI objects. Run by tests/anthropic.rs."""
+gateway: it must get ordinary OpenAI objects. Run by tests/providers.rs."""
 import json
 import sys
 

@@ -1,0 +1,258 @@
+//! Translators between the API a client speaks and the one its provider speaks, one module per
+//! direction:
+//! - [`openai_to_anthropic`]: an OpenAI chat client in front of an Anthropic Messages provider;
+//! - [`anthropic_to_openai`]: a Messages API client (Claude Code, the anthropic SDKs) in front
+//!   of an OpenAI-format provider.
+//!
+//! Every direction has the same four verbs: `translate_request` (the client's request body as
+//! the provider takes it, with the request header changes), `translate_response` (a whole JSON
+//! answer, a message or an error), `translate_stream` (the state machine that translates an SSE
+//! answer event by event, keeping only the ids and counters it needs: bounded memory, whatever
+//! the stream's length) and `translate_error` (a provider's error in the client's shape).
+//! [`Direction`] dispatches by direction; [`ResponseTranslator`] drives the response side for
+//! the filters: JSON or SSE by content type, whether it needs the whole body, and the header
+//! changes the answer needs. A new provider or client API is one module with the four verbs
+//! and one [`Direction`] arm.
+//!
+//! The request's flow uses them: `flow::admit` translates requests, `flow::outbound` the
+//! answers, and `flow::attempt` each attempt of a failover chain that reaches an Anthropic
+//! provider.
+
+use serde_json::{json, Map, Value};
+
+use crate::error::HttpError;
+use crate::names;
+use crate::sse;
+
+pub mod anthropic_to_openai;
+pub mod openai_to_anthropic;
+#[cfg(test)]
+mod tests;
+
+/// The `anthropic-version` header value the translation targets.
+pub const API_VERSION: &str = "2023-06-01";
+/// The Messages API's path.
+pub const MESSAGES_PATH: &str = "/v1/messages";
+
+/// Largest single SSE event a stream translator holds (a tool call's input arrives in many
+/// small deltas; a bigger event is cut and flagged by the parser).
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// A header change: set to the value, or removed (`None`).
+pub type HeaderChange = (&'static str, Option<String>);
+
+/// A translated request: its body and the request header changes it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translated {
+    pub headers: Vec<HeaderChange>,
+    pub body: Vec<u8>,
+}
+
+impl Translated {
+    /// `body` with `headers`, and its `content-length`.
+    fn new(body: Vec<u8>, mut headers: Vec<HeaderChange>) -> Translated {
+        headers.push((names::CONTENT_LENGTH, Some(body.len().to_string())));
+        Translated { headers, body }
+    }
+}
+
+/// Where a translated request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The model name the provider receives.
+    pub model: &'a str,
+    /// `max_tokens` for a provider that requires it when the client set none.
+    pub default_max_tokens: u64,
+}
+
+/// What a response translation knows of the answer it translates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseContext {
+    /// The provider's status.
+    pub status: u32,
+    /// The Unix time (seconds) a translated OpenAI answer states as `created`.
+    pub created: u64,
+    /// The prompt's tokens as the gateway counted them (a translated Messages stream announces
+    /// them in `message_start`, before the provider's own figures).
+    pub counted_input: u64,
+}
+
+/// A direction's stream state machine: one SSE event of the provider's in, the client's SSE
+/// text to send in its place out (possibly empty).
+pub trait StreamTranslate: std::fmt::Debug {
+    /// Translate one event: its `event:` name (empty when absent) and its `data:`.
+    fn event(&mut self, name: &str, data: &[u8]) -> String;
+    /// Whether the provider's stream has ended (its last event was translated).
+    fn finished(&self) -> bool;
+}
+
+/// Which API the client speaks and which its provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// An OpenAI client, an Anthropic Messages provider.
+    OpenaiToAnthropic,
+    /// A Messages API client, an OpenAI-format provider.
+    AnthropicToOpenai,
+}
+
+impl Direction {
+    /// The client's request body as the provider takes it.
+    pub fn translate_request(
+        self,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<Translated, HttpError> {
+        match self {
+            Direction::OpenaiToAnthropic => openai_to_anthropic::translate_request(body, target),
+            Direction::AnthropicToOpenai => anthropic_to_openai::translate_request(body, target),
+        }
+    }
+
+    /// A whole JSON answer in the client's API; `None` when it cannot be read.
+    pub fn translate_response(self, body: &[u8], context: &ResponseContext) -> Option<Vec<u8>> {
+        match self {
+            Direction::OpenaiToAnthropic => openai_to_anthropic::translate_response(body, context),
+            Direction::AnthropicToOpenai => anthropic_to_openai::translate_response(body, context),
+        }
+    }
+
+    /// The state machine for an SSE answer.
+    pub fn translate_stream(self, context: &ResponseContext) -> Box<dyn StreamTranslate> {
+        match self {
+            Direction::OpenaiToAnthropic => {
+                Box::new(openai_to_anthropic::translate_stream(context))
+            }
+            Direction::AnthropicToOpenai => {
+                Box::new(anthropic_to_openai::translate_stream(context))
+            }
+        }
+    }
+}
+
+/// One provider answer translated into the client's API as it passes, chosen by its content
+/// type: an SSE stream event by event, anything else as one JSON body once it has all arrived.
+#[derive(Debug)]
+pub struct ResponseTranslator {
+    direction: Direction,
+    context: ResponseContext,
+    /// For an SSE answer: its parser and the direction's state machine.
+    stream: Option<(sse::Parser, Box<dyn StreamTranslate>)>,
+}
+
+impl ResponseTranslator {
+    pub fn new(
+        direction: Direction,
+        content_type: &str,
+        context: ResponseContext,
+    ) -> ResponseTranslator {
+        let ct = content_type.split(';').next().unwrap_or("").trim();
+        let stream = ct.eq_ignore_ascii_case("text/event-stream").then(|| {
+            (
+                sse::Parser::new(MAX_EVENT_BYTES),
+                direction.translate_stream(&context),
+            )
+        });
+        ResponseTranslator {
+            direction,
+            context,
+            stream,
+        }
+    }
+
+    /// Whether the whole body must be held before it can be translated.
+    pub fn buffers(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    /// The response header changes a translated answer needs: its length changes.
+    pub fn headers(&self) -> Vec<HeaderChange> {
+        vec![(names::CONTENT_LENGTH, None)]
+    }
+
+    /// Translate the next piece of the body (for JSON: the whole body, once). What cannot be
+    /// read as JSON passes unchanged.
+    pub fn chunk(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let Some((parser, stream)) = self.stream.as_mut() else {
+            return self
+                .direction
+                .translate_response(chunk, &self.context)
+                .unwrap_or_else(|| chunk.to_vec());
+        };
+        let mut out = String::new();
+        parser.feed(chunk, |_, e| {
+            out.push_str(&stream.event(&String::from_utf8_lossy(e.name), e.data));
+        });
+        out.into_bytes()
+    }
+}
+
+/// The text of an OpenAI or Anthropic `content` (a string, or the text parts of an array, one
+/// per line).
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// An Anthropic `tool_use` block as an OpenAI tool call (arguments as JSON text).
+fn openai_tool_call(b: &Value) -> Value {
+    json!({
+        "id": b.get("id").cloned().unwrap_or_default(),
+        "type": "function",
+        "function": {
+            "name": b.get("name").cloned().unwrap_or_default(),
+            "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+        },
+    })
+}
+
+/// OpenAI usage from an Anthropic usage object: `input_tokens + cache_read + cache_creation`
+/// is `prompt_tokens`, cache reads `prompt_tokens_details.cached_tokens`, `output_tokens`
+/// `completion_tokens`.
+pub fn usage_to_openai(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(crate::wire::count).unwrap_or(0);
+    let cached = n("cache_read_input_tokens");
+    let written = n("cache_creation_input_tokens");
+    // A provider's figures may be anything a u64 holds: sums saturate rather than wrap.
+    let prompt = n("input_tokens")
+        .saturating_add(cached)
+        .saturating_add(written);
+    let completion = n("output_tokens");
+    let mut details = Map::new();
+    details.insert("cached_tokens".into(), cached.into());
+    if written > 0 {
+        // Not an OpenAI field: cache writes are priced apart (1.25 × input at Anthropic).
+        details.insert("cache_creation_tokens".into(), written.into());
+    }
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt.saturating_add(completion),
+        "prompt_tokens_details": details,
+    })
+}
+
+/// Anthropic usage from an OpenAI usage object (the inverse of [`usage_to_openai`]).
+pub fn usage_to_anthropic(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(crate::wire::count).unwrap_or(0);
+    let detail = |k: &str| {
+        u.get("prompt_tokens_details")
+            .and_then(|d| d.get(k))
+            .and_then(crate::wire::count)
+            .unwrap_or(0)
+    };
+    let cached = detail("cached_tokens");
+    let written = detail("cache_creation_tokens");
+    json!({
+        "input_tokens": n("prompt_tokens").saturating_sub(cached).saturating_sub(written),
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
+        "output_tokens": n("completion_tokens"),
+    })
+}
