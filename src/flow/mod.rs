@@ -36,6 +36,8 @@ pub mod inbound;
 pub mod limits;
 pub mod outbound;
 pub mod semantic;
+#[cfg(test)]
+mod tests;
 pub mod vm;
 
 /// What the shell does next with the request.

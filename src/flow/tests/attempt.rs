@@ -1,0 +1,185 @@
+//! The failover chain's upstream filter: attempt n adapts the gateway's request to provider n
+//! of the plan, and journals how it ended.
+
+use serde_json::json;
+
+use super::support::*;
+use crate::flow::attempt::AttemptFilter;
+use crate::flow::Step;
+use crate::host::fake::FakeHost;
+use crate::host::Buffer;
+
+/// The request as the gateway filter sends it down the chain (plan in the filter state), seen
+/// by attempt `n`.
+fn attempt_host(n: u64) -> FakeHost {
+    let mut g = host(&chat());
+    let vm = vm(&g, &config());
+    let mut ex = vm.exchange().unwrap();
+    assert_eq!(send(&mut ex, &mut g, &hello("gpt-4.1")), Step::Continue);
+    let mut h = host(&[]);
+    h.request_headers = g.request_headers.clone();
+    h.request_headers
+        .push(("x-envoy-expected-rq-timeout-ms".into(), "1000".into()));
+    h.request_body = g.request_body.clone();
+    h.properties = g.properties.clone();
+    h.properties.insert(
+        "upstream.request_attempt_count".into(),
+        n.to_le_bytes().to_vec(),
+    );
+    h
+}
+
+fn journal(h: &FakeHost) -> serde_json::Value {
+    parsed(&h.properties["llm.journal"])
+}
+
+#[test]
+fn the_first_attempt_goes_to_the_first_provider_with_its_key() {
+    let mut h = attempt_host(1);
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    assert_eq!(
+        h.request_header(":path").as_deref(),
+        Some("/v1/chat/completions")
+    );
+    assert_eq!(
+        h.request_header("authorization").as_deref(),
+        Some("Bearer sk-openai")
+    );
+    assert_eq!(h.request_header("anthropic-version"), None);
+    assert_eq!(h.request_header("content-length"), None);
+    let body = h.request_body.clone();
+    assert_eq!(a.on_request_body(&mut h, body.len(), true), Step::Continue);
+    // Already naming the attempt's model: the same bytes.
+    assert_eq!(h.bodies_set, vec![(Buffer::RequestBody, body.len(), body)]);
+    answer_attempt(&mut a, &mut h, 200, &JSON, &completion("Hi!"));
+    assert_eq!(journal(&h), json!([["openai", "200"]]));
+    assert_eq!(h.response_body, completion("Hi!"));
+    assert_eq!(h.bodies_set.len(), 1);
+    // Answered: nothing more to journal when it ends.
+    a.on_done(&mut h);
+    assert_eq!(journal(&h), json!([["openai", "200"]]));
+}
+
+fn answer_attempt(
+    a: &mut AttemptFilter,
+    h: &mut FakeHost,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    h.respond(status, headers, body);
+    assert_eq!(a.on_response_headers(h), Step::Continue);
+    let n = h.response_body.len();
+    assert_eq!(a.on_response_body(h, n, true), Step::Continue);
+}
+
+#[test]
+fn the_second_attempt_is_adapted_to_an_anthropic_provider_and_its_answer_translated() {
+    let mut h = attempt_host(2);
+    // What the first attempt left behind: its credential header and its journal entry.
+    h.request_headers
+        .push(("authorization".into(), "Bearer sk-openai".into()));
+    h.properties
+        .insert("llm.journal".into(), br#"[["openai","503"]]"#.to_vec());
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    assert_eq!(h.request_header(":path").as_deref(), Some("/v1/messages"));
+    assert_eq!(h.request_header("authorization"), None);
+    assert_eq!(h.request_header("x-api-key").as_deref(), Some("sk-ant"));
+    assert_eq!(
+        h.request_header("anthropic-version").as_deref(),
+        Some("2023-06-01")
+    );
+    let n = h.request_body.len();
+    assert_eq!(a.on_request_body(&mut h, n, false), Step::Pause);
+    assert_eq!(a.on_request_body(&mut h, n, true), Step::Continue);
+    assert_eq!(
+        parsed(&h.request_body),
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 4096,
+               "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]})
+    );
+    let message = json!({"id": "msg_2", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                         "content": [{"type": "text", "text": "Hi!"}], "stop_reason": "max_tokens",
+                         "usage": {"input_tokens": 9, "output_tokens": 2, "cache_read_input_tokens": 3}})
+    .to_string()
+    .into_bytes();
+    h.respond(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("content-length", "180"),
+        ],
+        &message,
+    );
+    assert_eq!(a.on_response_headers(&mut h), Step::Continue);
+    assert_eq!(h.response_header("content-length"), None);
+    assert_eq!(journal(&h), json!([["openai", "503"], ["claude", "200"]]));
+    assert_eq!(a.on_response_body(&mut h, 5, false), Step::Pause);
+    assert_eq!(
+        a.on_response_body(&mut h, message.len(), true),
+        Step::Continue
+    );
+    assert_eq!(
+        parsed(&h.response_body),
+        json!({"id": "msg_2", "object": "chat.completion", "created": NOW_MS / 1000, "model": "claude-sonnet-4-5",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "length"}],
+               "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14,
+                         "prompt_tokens_details": {"cached_tokens": 3}}})
+    );
+}
+
+#[test]
+fn an_attempt_without_an_answer_journals_why() {
+    for (failure, waited_ms, outcome) in [
+        (Some("delayed connect error: 111"), 5, "connect_failure"),
+        (None, 950, "timeout"),
+        (None, 10, "reset"),
+    ] {
+        let mut h = attempt_host(1);
+        if let Some(f) = failure {
+            h.properties.insert(
+                "upstream.transport_failure_reason".into(),
+                f.as_bytes().to_vec(),
+            );
+        }
+        let mut a = AttemptFilter::default();
+        assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+        h.advance_ms(waited_ms);
+        a.on_done(&mut h);
+        assert_eq!(journal(&h), json!([["openai", outcome]]), "{outcome}");
+    }
+}
+
+#[test]
+fn an_attempt_whose_key_the_vm_cannot_read_goes_without_a_credential() {
+    let mut h = attempt_host(1);
+    h.env.clear();
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    assert_eq!(h.request_header("authorization"), None);
+    assert_eq!(
+        h.request_header(":path").as_deref(),
+        Some("/v1/chat/completions")
+    );
+}
+
+#[test]
+fn a_request_without_a_plan_or_past_the_chain_is_left_alone() {
+    for plan in [false, true] {
+        let mut h = attempt_host(3);
+        if !plan {
+            h.properties.remove("llm.plan");
+        }
+        let before = h.request_headers.clone();
+        let mut a = AttemptFilter::default();
+        assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+        let n = h.request_body.len();
+        assert_eq!(a.on_request_body(&mut h, n, true), Step::Continue);
+        answer_attempt(&mut a, &mut h, 503, &JSON, b"{}");
+        a.on_done(&mut h);
+        assert_eq!(h.request_headers, before);
+        assert!(h.bodies_set.is_empty());
+        assert!(!h.properties.contains_key("llm.journal"));
+    }
+}

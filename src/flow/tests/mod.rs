@@ -1,0 +1,13 @@
+//! The flow driven natively through the `FakeHost`, stage by stage: each test asserts what the
+//! flow asked the host to do (headers set and removed, bodies replaced, callouts, replies,
+//! resumes, metrics and properties).
+
+mod admit;
+mod attempt;
+mod cache;
+mod finish;
+mod inbound;
+mod limits;
+mod outbound;
+mod support;
+mod vm;
