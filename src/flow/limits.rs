@@ -166,12 +166,13 @@ impl Exchange {
         status: u32,
         size: usize,
     ) -> Step {
-        let Some((pending, described)) = self.holding.global_call.take() else {
-            return Step::Pause;
-        };
-        if pending != token {
+        // Only this request's own call is answered here; any other token leaves it pending.
+        if self.holding.global_call.as_ref().map(|(t, _)| *t) != Some(token) {
             return Step::Pause;
         }
+        let Some((_, described)) = self.holding.global_call.take() else {
+            return Step::Pause;
+        };
         if status != 0 {
             // Envoy reports its own deadline as UNAVAILABLE, like a refused connection: tell
             // them apart by the time the answer took. (Envoy arms the deadline on the event

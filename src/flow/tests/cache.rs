@@ -7,8 +7,8 @@ use super::support::*;
 use crate::cache::{self, RouteSemantic};
 use crate::flow::{self, Step};
 use crate::host::fake::FakeHost;
+use crate::metrics::stat_name;
 use crate::names::metric;
-use crate::report::stat_name;
 
 /// `config()` with a caching route for gpt-4o-mini first, and `store` as the cache section.
 fn caching(route_cache: Value, store: Value) -> Value {

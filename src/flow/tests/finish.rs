@@ -9,8 +9,8 @@ use crate::failover::{Journal, Outcome};
 use crate::flow::vm::Vm;
 use crate::flow::{Exchange, Step};
 use crate::host::fake::FakeHost;
+use crate::metrics::stat_name;
 use crate::names::metric;
-use crate::report::stat_name;
 
 fn base(model: &str, extra: (&'static str, &'static str)) -> String {
     stat_name(

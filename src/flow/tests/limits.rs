@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use super::support::*;
 use crate::flow::{self, Exchange, Step};
 use crate::host::fake::FakeHost;
+use crate::metrics::stat_name;
 use crate::names::metric;
-use crate::report::stat_name;
 use crate::rls::{
     self, Code, DescriptorStatus, RateLimit, RateLimitRequest, RateLimitResponse, Unit,
 };

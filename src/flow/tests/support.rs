@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use crate::flow::vm::Vm;
 use crate::flow::{Exchange, Step};
 use crate::host::fake::FakeHost;
+use crate::metrics::stat_name;
 use crate::names::metric;
-use crate::report::stat_name;
 
 /// The key consumer `team-a` calls with.
 pub const KEY: &str = "sk-team-a";

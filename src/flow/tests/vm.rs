@@ -9,8 +9,8 @@ use super::support::*;
 use crate::flow::vm::{Role, Vm, REPORT_PERIOD};
 use crate::flow::{self, Step};
 use crate::host::fake::FakeHost;
+use crate::metrics::stat_name;
 use crate::names::metric;
-use crate::report::stat_name;
 use crate::rls;
 
 fn configure(h: &FakeHost, cfg: &str) -> Result<Duration, String> {
