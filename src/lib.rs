@@ -1,34 +1,54 @@
 //! llm-gateway: an LLM gateway that runs inside Envoy as a proxy-wasm HTTP filter.
 //!
-//! The pure core (everything but `filter`) compiles and is tested natively; `filter` is the thin
-//! proxy-wasm shell that reads from the host, calls the core and applies its decisions.
+//! A request's journey is [`flow`]: inbound headers → admit (parse, route, cache, limits, the
+//! upstream request) → outbound (response, translators, meter) → finish (settle, price,
+//! metrics, access log, usage event). The flow asks everything of Envoy through one trait,
+//! [`host::Host`]; `shell` (wasm32 only) implements it over proxy-wasm and only adapts Envoy's
+//! callbacks to the flow's stages, and [`host::fake::FakeHost`] implements it natively, so the
+//! whole flow runs in `cargo test`.
+//!
+//! The modules, in the order a request meets them:
 
+// What the flow stands on.
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod names;
+
+// The journey, and the shell that runs it in Envoy.
+pub mod flow;
+#[cfg(target_arch = "wasm32")]
+mod shell;
+
+// Inbound and admit: what the client sent, who sent it, where it goes.
+pub mod models;
+pub mod request;
+pub mod route;
+pub mod tokens;
+pub mod wire;
+
+// The response cache and its stores.
 pub mod cache;
 pub mod chroma;
 pub mod completion;
-pub mod config;
-pub mod cost;
-pub mod error;
+
+// Limits: local windows in shared data, the global rate limit service.
+pub mod limits;
+pub mod rls;
+
+// The upstream request and the answer: translation between client APIs and providers,
+// failover chains, reading provider responses.
 pub mod failover;
-pub mod flow;
+pub mod meter;
+pub mod sse;
+pub mod translate;
+
+// Finish: the per-request record, its price, metrics and usage events.
+pub mod cost;
+pub mod metrics;
+pub mod record;
+pub mod usage;
+
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod host;
-pub mod limits;
-pub mod meter;
-pub mod metrics;
-pub mod models;
-pub mod names;
-pub mod record;
-pub mod request;
-pub mod rls;
-pub mod route;
-pub mod sse;
-pub mod tokens;
-pub mod translate;
-pub mod usage;
-pub mod wire;
-
-#[cfg(target_arch = "wasm32")]
-mod shell;
