@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::{bounded, err, non_empty, ConfigError, MAX_TIMEOUT_MS};
+use crate::config::check::{bounded, err, non_empty, ConfigError, MAX_TIMEOUT_MS};
 use crate::limits::Store;
 
 pub const DEFAULT_MAX_ENTRIES: u32 = 4096;

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::anthropic;
-use crate::config::{AuthStyle, Format, Provider};
+use crate::config::providers::{AuthStyle, Format, Provider};
 use crate::error::HttpError;
 
 /// One attempt of a chain: where it goes and how the request must look there.

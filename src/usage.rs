@@ -13,7 +13,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::config::{at_most, bounded, err, ConfigError, MAX_TIMEOUT_MS};
+use crate::config::check::{at_most, bounded, err, ConfigError, MAX_TIMEOUT_MS};
 use crate::report::{Record, Tokens};
 
 /// Posts a VM has in flight at most; further batches wait in the buffer.
