@@ -206,18 +206,8 @@ impl Config {
         if !raw.body_routing {
             headers_only(&routes, default.as_ref().map(|d| &d.target), &providers)?;
         }
-        let max_request_body_bytes = bounded(
-            "max_request_body_bytes",
-            raw.max_request_body_bytes,
-            DEFAULT_MAX_REQUEST_BODY_BYTES,
-            MAX_BODY_BYTES,
-        )?;
-        let max_response_body_bytes = at_most(
-            "max_response_body_bytes",
-            raw.max_response_body_bytes
-                .unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES),
-            MAX_BODY_BYTES,
-        )?;
+        let (max_request_body_bytes, max_response_body_bytes) =
+            body_sizes(raw.max_request_body_bytes, raw.max_response_body_bytes)?;
         let limits = match raw.limits {
             Some(l) => Some(limits(
                 l,
@@ -328,6 +318,26 @@ fn headers_only(
         ));
     }
     Ok(())
+}
+
+/// The caps on the bodies the filter holds: `max_request_body_bytes` and
+/// `max_response_body_bytes`.
+fn body_sizes(
+    request: Option<usize>,
+    response: Option<usize>,
+) -> Result<(usize, usize), ConfigError> {
+    let request = bounded(
+        "max_request_body_bytes",
+        request,
+        DEFAULT_MAX_REQUEST_BODY_BYTES,
+        MAX_BODY_BYTES,
+    )?;
+    let response = at_most(
+        "max_response_body_bytes",
+        response.unwrap_or(DEFAULT_MAX_RESPONSE_BODY_BYTES),
+        MAX_BODY_BYTES,
+    )?;
+    Ok((request, response))
 }
 
 /// `limits`, whose consumers must be known (listed, anonymous and allowed, or named by a
