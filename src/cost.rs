@@ -17,7 +17,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use wildmatch::WildMatch;
 
-use crate::config::{err, ConfigError};
+use crate::config::check::{err, ConfigError};
 use crate::record::Tokens;
 
 /// Prices of one model, in picodollars per token.

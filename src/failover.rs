@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AuthStyle, Format, Provider};
+use crate::config::providers::{AuthStyle, Format, Provider};
 use crate::error::HttpError;
 use crate::translate::{openai_to_anthropic, Target};
 

@@ -15,11 +15,15 @@ use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
+use std::collections::BTreeMap;
+
 use hashbrown::HashMap;
+use serde::Deserialize;
 use tiktoken_rs::tokenizer::{get_tokenizer, Tokenizer};
 use tiktoken_rs::CoreBPE;
+use wildmatch::WildMatch;
 
-use crate::config::TokenizerConfig;
+use crate::config::check::{bounded, err, ConfigError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
@@ -117,6 +121,78 @@ impl Counter {
 pub const DEFAULT_MAX_EXACT_BYTES: usize = 64 * 1024;
 /// Largest `tokenizer.max_exact_bytes` accepted.
 pub const MAX_EXACT_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+
+/// `tokenizer` in the plugin configuration.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenizer {
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    models: BTreeMap<String, String>,
+    #[serde(default)]
+    preload: Vec<String>,
+    #[serde(default)]
+    max_exact_bytes: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct TokenizerConfig {
+    /// Encoding for models tiktoken does not know; `None` means "do not count".
+    pub fallback: Option<Encoding>,
+    /// Explicit model → encoding overrides, tried first, in order.
+    pub models: Vec<(WildMatch, Option<Encoding>)>,
+    /// Encodings to load right after configuration rather than on first use.
+    pub preload: Vec<Encoding>,
+    /// Prompt text counted exactly per request; beyond it, bounded (see `Counter`).
+    pub max_exact_bytes: usize,
+}
+
+impl TokenizerConfig {
+    /// Validate `tokenizer`.
+    pub fn parse(t: RawTokenizer) -> Result<TokenizerConfig, ConfigError> {
+        let fallback = match t.fallback {
+            Some(f) => configured("tokenizer.fallback", &f)?,
+            None => Some(Encoding::O200kBase),
+        };
+        let mut models = Vec::with_capacity(t.models.len());
+        for (pat, enc) in t.models {
+            let e = configured(&format!("tokenizer.models.{pat}"), &enc)?;
+            models.push((WildMatch::new(&pat), e));
+        }
+        let max_exact_bytes = bounded(
+            "tokenizer.max_exact_bytes",
+            t.max_exact_bytes,
+            DEFAULT_MAX_EXACT_BYTES,
+            MAX_EXACT_BYTES_LIMIT,
+        )?;
+        let mut preload = Vec::new();
+        for (i, name) in t.preload.iter().enumerate() {
+            if let Some(e) = configured(&format!("tokenizer.preload[{i}]"), name)? {
+                preload.push(e);
+            }
+        }
+        Ok(TokenizerConfig {
+            fallback,
+            models,
+            preload,
+            max_exact_bytes,
+        })
+    }
+}
+
+/// The encoding a configuration field names; `none` (do not count) is `None`.
+fn configured(field: &str, name: &str) -> Result<Option<Encoding>, ConfigError> {
+    if name == "none" {
+        return Ok(None);
+    }
+    Encoding::from_name(name).map(Some).ok_or_else(|| {
+        err(
+            field,
+            format!("unknown encoding \"{name}\" (o200k_base, cl100k_base or none)"),
+        )
+    })
+}
 
 /// Texts shorter than this are tokenized every time; longer ones are remembered.
 pub const CACHE_MIN_BYTES: usize = 256;
@@ -247,8 +323,6 @@ pub const TOOL_OVERHEAD: u64 = 1;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TokenizerConfig;
-    use wildmatch::WildMatch;
 
     fn cfg() -> TokenizerConfig {
         TokenizerConfig {

@@ -1,0 +1,182 @@
+//! One scope's slot in shared data, and the GCRA arithmetic on it.
+
+use std::time::Duration;
+
+use super::{Cost, Reason, Remaining, Snapshot, Spec, Window};
+
+/// Who a slot belongs to: the first 16 bytes of the sha256 of the scope's name.
+pub(super) type Owner = [u8; 16];
+pub(super) const EMPTY: Owner = [0; 16];
+
+/// One slot's state as stored: owner, in-flight count, one TAT per window (ns since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Slot {
+    pub(super) owner: Owner,
+    pub(super) in_flight: u32,
+    /// In the order of `Window::ALL`.
+    pub(super) tat: [u64; 3],
+}
+
+const SLOT_VERSION: u8 = 1;
+pub(super) const SLOT_LEN: usize = 1 + 16 + 4 + 24;
+
+impl Slot {
+    pub(super) fn empty() -> Slot {
+        Slot {
+            owner: EMPTY,
+            in_flight: 0,
+            tat: [0; 3],
+        }
+    }
+
+    pub(super) fn encode(&self) -> [u8; SLOT_LEN] {
+        let mut b = [0u8; SLOT_LEN];
+        b[0] = SLOT_VERSION;
+        b[1..17].copy_from_slice(&self.owner);
+        b[17..21].copy_from_slice(&self.in_flight.to_le_bytes());
+        for (at, t) in b[21..].chunks_exact_mut(8).zip(self.tat) {
+            at.copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+
+    /// The TAT of window `w`.
+    pub(super) fn tat(&self, w: Window) -> u64 {
+        let [rpm, tpm, tpd] = self.tat;
+        match w {
+            Window::RequestsPerMinute => rpm,
+            Window::TokensPerMinute => tpm,
+            Window::TokensPerDay => tpd,
+        }
+    }
+
+    pub(super) fn tat_mut(&mut self, w: Window) -> &mut u64 {
+        let [rpm, tpm, tpd] = &mut self.tat;
+        match w {
+            Window::RequestsPerMinute => rpm,
+            Window::TokensPerMinute => tpm,
+            Window::TokensPerDay => tpd,
+        }
+    }
+
+    /// A value that is not a slot of this layout reads as empty (it is then overwritten).
+    /// Shared data is untrusted (another filter version or a dying worker may have written
+    /// it), so it is read through `get` only.
+    pub(super) fn decode(b: &[u8]) -> Slot {
+        Self::read(b).unwrap_or_else(Slot::empty)
+    }
+
+    fn read(b: &[u8]) -> Option<Slot> {
+        if b.len() != SLOT_LEN || *b.first()? != SLOT_VERSION {
+            return None;
+        }
+        let at = |i: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                b.get(21 + i * 8..29 + i * 8)?.try_into().ok()?,
+            ))
+        };
+        Some(Slot {
+            owner: b.get(1..17)?.try_into().ok()?,
+            in_flight: u32::from_le_bytes(b.get(17..21)?.try_into().ok()?),
+            tat: [at(0)?, at(1)?, at(2)?],
+        })
+    }
+
+    /// Nothing in flight and every window full again: the slot can be given to another scope.
+    pub(super) fn idle(&self, now: u64) -> bool {
+        self.in_flight == 0 && self.tat.iter().all(|&t| t <= now)
+    }
+}
+
+/// Nanoseconds of `period` that `amount` units cost under `limit` (rounded up).
+pub(super) fn cost_ns(amount: u64, limit: u64, period: Duration) -> u64 {
+    if limit == 0 {
+        return u64::MAX;
+    }
+    let ns = (amount as u128 * period.as_nanos()).div_ceil(limit as u128);
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
+fn remaining(tat: u64, now: u64, limit: u64, period: Duration) -> Remaining {
+    let period_ns = period.as_nanos() as u64;
+    let ahead = tat.saturating_sub(now).min(period_ns);
+    let left = ((period_ns - ahead) as u128 * limit as u128 / period_ns.max(1) as u128) as u64;
+    Remaining {
+        limit,
+        remaining: left.min(limit),
+        reset: Duration::from_nanos(ahead),
+    }
+}
+
+pub(super) fn snapshot(slot: &Slot, spec: &Spec, now: u64) -> Snapshot {
+    let mut s = Snapshot::default();
+    for w in Window::ALL {
+        if let Some(limit) = spec.limit(w) {
+            let r = remaining(slot.tat(w), now, limit, w.period());
+            s.merge(&Snapshot::of(w.counts_tokens(), r));
+        }
+    }
+    s
+}
+
+/// Charge `cost` to a slot, or say which window refuses it.
+pub(super) fn charge(
+    slot: &Slot,
+    spec: &Spec,
+    cost: Cost,
+    now: u64,
+) -> Result<Slot, (Reason, Option<Duration>)> {
+    let mut next = *slot;
+    if let Some(limit) = spec.concurrent {
+        if slot.in_flight >= limit {
+            return Err((Reason::Concurrency { limit }, Some(Duration::from_secs(1))));
+        }
+        next.in_flight = slot.in_flight + 1;
+    }
+    for w in Window::ALL {
+        let Some(limit) = spec.limit(w) else {
+            continue;
+        };
+        let amount = if w.counts_tokens() {
+            cost.tokens
+        } else {
+            cost.requests
+        };
+        let period = w.period().as_nanos() as u64;
+        let tat = slot.tat(w).max(now);
+        let new_tat = tat.saturating_add(cost_ns(amount, limit, w.period()));
+        if new_tat - now > period {
+            let left = remaining(slot.tat(w), now, limit, w.period()).remaining;
+            let retry = (amount <= limit).then(|| Duration::from_nanos(new_tat - now - period));
+            return Err((
+                Reason::Window {
+                    window: w,
+                    limit,
+                    remaining: left,
+                    requested: amount,
+                },
+                retry,
+            ));
+        }
+        *next.tat_mut(w) = new_tat;
+    }
+    Ok(next)
+}
+
+/// Correct the token windows from `reserved` to `actual` tokens.
+pub(super) fn correct_tokens(slot: &mut Slot, spec: &Spec, reserved: u64, actual: u64, now: u64) {
+    for w in Window::ALL.into_iter().filter(|w| w.counts_tokens()) {
+        let Some(limit) = spec.limit(w) else {
+            continue;
+        };
+        let t = slot.tat_mut(w);
+        if actual >= reserved {
+            let extra = cost_ns(actual - reserved, limit, w.period());
+            *t = (*t).max(now).saturating_add(extra);
+        } else {
+            // A refund cannot make a window fuller than full: a TAT at or before now is full.
+            let back = cost_ns(reserved - actual, limit, w.period());
+            *t = t.saturating_sub(back);
+        }
+    }
+}
