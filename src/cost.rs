@@ -18,7 +18,19 @@ use std::collections::BTreeMap;
 use wildmatch::WildMatch;
 
 use crate::config::check::{err, ConfigError};
-use crate::record::Tokens;
+
+/// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+    pub cached: u64,
+    /// Prompt tokens written to the provider's cache (priced apart).
+    pub cache_write: u64,
+    pub reasoning: u64,
+    pub estimated: bool,
+}
 
 /// Prices of one model, in picodollars per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,18 @@
 //!
 //! The modules, in the order a request meets them:
 
+// A panic kills the VM for every request on its worker: nothing outside tests may panic on what
+// it reads from the wire, shared data or configuration.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 // What the flow stands on.
 pub mod config;
 pub mod error;

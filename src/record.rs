@@ -4,6 +4,7 @@
 //! Built once per request when Envoy logs the stream (`on_log`), so every request is counted
 //! exactly once whether it succeeded, failed upstream, was reset or was refused by the filter.
 
+pub use crate::cost::Tokens;
 use crate::meter::{Learned, Usage};
 use crate::metrics::{stat_name, MetricUpdate};
 use crate::names::{metric, prop};
@@ -63,19 +64,6 @@ pub struct Record {
     pub semantic_failure: Option<&'static str>,
     /// Microseconds spent in cache lookups (the filter's own work, not the callouts).
     pub cache_lookup_us: Option<u64>,
-}
-
-/// Token figures as reported: the provider's usage where it sent one, else the filter's counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tokens {
-    pub prompt: u64,
-    pub completion: u64,
-    pub total: u64,
-    pub cached: u64,
-    /// Prompt tokens written to the provider's cache (priced apart).
-    pub cache_write: u64,
-    pub reasoning: u64,
-    pub estimated: bool,
 }
 
 impl Record {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::record::Record;
 use crate::meter::{Learned, Usage};
+use crate::record::Record;
 use serde_json::{json, Value};
 
 fn export(extra: Value) -> Export {
