@@ -338,8 +338,9 @@ fn parse_tool_choice(obj: &Map<String, Value>, tools: &[Tool]) -> Result<ToolCho
     Ok(choice)
 }
 
-/// `POST /v1/messages`.
-pub fn parse_messages(body: &[u8]) -> Result<MessagesRequest, Error> {
+/// `POST /v1/messages`; `POST /v1/messages/count_tokens` with `max_tokens` optional
+/// (`require_max_tokens` false).
+pub fn parse_messages(body: &[u8], require_max_tokens: bool) -> Result<MessagesRequest, Error> {
     let obj = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(Error::invalid("Input should be a valid dictionary")),
@@ -355,6 +356,7 @@ pub fn parse_messages(body: &[u8]) -> Result<MessagesRequest, Error> {
         None => return Err(required("model")),
     };
     let max_tokens = match field(&obj, "max_tokens") {
+        None if !require_max_tokens => 1,
         None => return Err(required("max_tokens")),
         Some(v) => match (v.as_i64(), v.as_u64()) {
             (_, Some(n)) if n >= 1 => n,
@@ -653,7 +655,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: Value) -> Result<MessagesRequest, Error> {
-        parse_messages(v.to_string().as_bytes())
+        parse_messages(v.to_string().as_bytes(), true)
     }
 
     #[test]
@@ -739,6 +741,12 @@ mod tests {
         assert!(err
             .message
             .starts_with("messages.0.content.0: Input tag 'video'"));
+        // count_tokens takes no max_tokens, and checks the rest alike.
+        let body = json!({"model": "m", "messages": msgs}).to_string();
+        assert!(parse_messages(body.as_bytes(), false).is_ok());
+        let body = json!({"model": "m", "messages": []}).to_string();
+        let err = parse_messages(body.as_bytes(), false).unwrap_err();
+        assert_eq!(err.message, "messages: at least one message is required");
     }
 
     #[test]

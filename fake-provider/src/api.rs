@@ -50,13 +50,13 @@ impl ApiError {
         self
     }
 
-    fn missing(param: &str) -> Self {
+    pub(crate) fn missing(param: &str) -> Self {
         Self::invalid(format!("Missing required parameter: '{param}'."))
             .param(param)
             .code("missing_required_parameter")
     }
 
-    fn bad_type(param: &str, expected: &str, got: &Value) -> Self {
+    pub(crate) fn bad_type(param: &str, expected: &str, got: &Value) -> Self {
         Self::invalid(format!(
             "Invalid type for '{param}': expected {expected}, but got {} instead.",
             type_name(got)
@@ -92,7 +92,7 @@ pub struct ErrorDetail<'a> {
     pub code: Option<&'static str>,
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -183,7 +183,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Present and not null.
-fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).filter(|v| !v.is_null())
 }
 
@@ -195,7 +195,7 @@ fn model(obj: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-fn opt_u64(obj: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn opt_u64(obj: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
     match field(obj, name) {
         None => Ok(None),
         Some(v) => v
@@ -236,7 +236,7 @@ fn stream_flags(obj: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
 }
 
 /// An optional integer within `min..=max`, with OpenAI's errors outside.
-fn int_in(
+pub(crate) fn int_in(
     obj: &Map<String, Value>,
     name: &str,
     min: i64,
@@ -301,7 +301,7 @@ fn chat_logprobs(obj: &Map<String, Value>) -> Result<Option<u32>, ApiError> {
 }
 
 /// `^[a-zA-Z0-9_-]{1,64}$`, the names OpenAI accepts for a schema.
-fn valid_schema_name(name: &str) -> bool {
+pub(crate) fn valid_schema_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -1,5 +1,6 @@
 //! The HTTP application: routing by path suffix, auth, control headers, echo
-//! headers and the OpenAI endpoints (the Anthropic Messages API is in [`messages`]).
+//! headers and the OpenAI endpoints (the Anthropic Messages API is in [`messages`], the
+//! Responses API in [`responses`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::Router;
 use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tiktoken_rs::tokenizer::Tokenizer;
 
 use crate::api::{
     self, ApiError, ChatUsage, EmbeddingsRequest, GenerationRequest, ResponseFormat, TextUsage,
@@ -20,6 +22,7 @@ use crate::api::{
 use crate::{anthropic, embed, logprobs, sse, tokens};
 
 mod messages;
+mod responses;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -37,6 +40,8 @@ pub struct Config {
     /// Control headers every request behaves as if it carried (they win over the request's
     /// own): one instance can play a provider that is down (`x-fake-status: 503`) or slow.
     pub forced_headers: HeaderMap,
+    /// The responses `POST /responses` stored.
+    pub store: responses::Store,
 }
 
 pub fn router(config: Config) -> Router {
@@ -46,20 +51,25 @@ pub fn router(config: Config) -> Router {
         .with_state(Arc::new(config))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
     /// Anthropic's `POST /v1/messages`.
     Messages,
+    /// Anthropic's `POST /v1/messages/count_tokens`.
+    CountTokens,
     Chat,
     Completions,
     Embeddings,
     Models,
+    Responses(responses::Op),
 }
 
 /// Matches the path's suffix, so any prefix (`/v1`, `/openai/v1`, ...) works.
 fn route(method: &Method, path: &str) -> Option<Endpoint> {
     let path = path.trim_end_matches('/');
-    let endpoint = if path.ends_with("/v1/messages") {
+    let endpoint = if path.ends_with("/v1/messages/count_tokens") {
+        Endpoint::CountTokens
+    } else if path.ends_with("/v1/messages") {
         Endpoint::Messages
     } else if path.ends_with("/chat/completions") {
         Endpoint::Chat
@@ -70,7 +80,7 @@ fn route(method: &Method, path: &str) -> Option<Endpoint> {
     } else if path.ends_with("/models") {
         Endpoint::Models
     } else {
-        return None;
+        return responses::route(method, path).map(Endpoint::Responses);
     };
     let expected = match endpoint {
         Endpoint::Models => Method::GET,
@@ -178,37 +188,55 @@ impl Controls {
 
 /// A request parsed for its endpoint.
 enum Parsed {
-    /// Anthropic errors have their own shape, so they travel inside.
-    Messages(Result<anthropic::MessagesRequest, anthropic::Error>),
+    /// Anthropic errors have their own shape, so they travel inside; `count_only` for
+    /// `/v1/messages/count_tokens`.
+    Messages {
+        req: Result<anthropic::MessagesRequest, anthropic::Error>,
+        count_only: bool,
+    },
     Chat(GenerationRequest),
     Completion(GenerationRequest),
     Embeddings(EmbeddingsRequest),
     Models,
+    Responses(responses::Request),
 }
 
 impl Parsed {
     fn prompt_tokens(&self) -> u64 {
         match self {
-            Parsed::Messages(r) => r.as_ref().map_or(0, |r| r.prompt_tokens),
+            Parsed::Messages { req, .. } => req.as_ref().map_or(0, |r| r.prompt_tokens),
             Parsed::Chat(r) | Parsed::Completion(r) => r.prompt_tokens,
             Parsed::Embeddings(r) => r.prompt_tokens,
             Parsed::Models => 0,
+            Parsed::Responses(r) => r.prompt_tokens(),
         }
     }
 }
 
-fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ApiError> {
-    match endpoint {
-        Endpoint::Models => return Ok(Parsed::Models),
-        Endpoint::Messages => return Ok(Parsed::Messages(anthropic::parse_messages(body))),
-        _ => {}
-    }
-    let obj = api::parse_object(body)?;
+fn parse(
+    endpoint: Endpoint,
+    uri: &Uri,
+    body: &[u8],
+    store: &responses::Store,
+) -> Result<Parsed, ApiError> {
+    let generation = |parse: fn(&serde_json::Map<String, serde_json::Value>) -> _| {
+        api::parse_object(body).and_then(|obj| parse(&obj))
+    };
     Ok(match endpoint {
-        Endpoint::Chat => Parsed::Chat(api::parse_chat(&obj)?),
-        Endpoint::Completions => Parsed::Completion(api::parse_completion(&obj)?),
-        Endpoint::Embeddings => Parsed::Embeddings(api::parse_embeddings(&obj)?),
-        Endpoint::Models | Endpoint::Messages => unreachable!(),
+        Endpoint::Models => Parsed::Models,
+        Endpoint::Messages | Endpoint::CountTokens => {
+            let count_only = endpoint == Endpoint::CountTokens;
+            Parsed::Messages {
+                req: anthropic::parse_messages(body, !count_only),
+                count_only,
+            }
+        }
+        Endpoint::Chat => Parsed::Chat(generation(api::parse_chat)?),
+        Endpoint::Completions => Parsed::Completion(generation(api::parse_completion)?),
+        Endpoint::Embeddings => {
+            Parsed::Embeddings(api::parse_object(body).and_then(|o| api::parse_embeddings(&o))?)
+        }
+        Endpoint::Responses(op) => Parsed::Responses(responses::parse(op, uri, body, store)?),
     })
 }
 
@@ -440,11 +468,21 @@ fn complete(req: &GenerationRequest, ctl: &Controls, choice: u32) -> Result<Comp
         }
     };
     if let Some(json) = json {
-        return Ok(tokenized(req, &sse_data(&json)));
+        return Ok(tokenized(req.tokenizer, req.max_tokens, &sse_data(&json)));
     }
-    let mut n = ctl.completion_tokens;
+    Ok(words(
+        req.tokenizer,
+        choice,
+        ctl.completion_tokens,
+        req.max_tokens,
+    ))
+}
+
+/// Choice `choice`'s `n` one-token words, cut after `max_tokens` (finish reason `length`).
+fn words(tokenizer: Tokenizer, choice: u32, n: u64, max_tokens: Option<u64>) -> Completion {
+    let mut n = n;
     let mut finish_reason = "stop";
-    if let Some(max) = req.max_tokens {
+    if let Some(max) = max_tokens {
         if max < n {
             n = max;
             finish_reason = "length";
@@ -458,22 +496,22 @@ fn complete(req: &GenerationRequest, ctl: &Controls, choice: u32) -> Result<Comp
         })
         .collect();
     let text: String = pieces.iter().map(|p| p.text.as_str()).collect();
-    let content_tokens = tokens::count(req.tokenizer, &text);
-    Ok(Completion {
+    let content_tokens = tokens::count(tokenizer, &text);
+    Completion {
         pieces,
         text,
         finish_reason,
         content_tokens,
-    })
+    }
 }
 
 /// A completion whose text is `text` cut after `max_tokens` tokens, streamed one token a
 /// piece (a few when a character spans tokens).
-fn tokenized(req: &GenerationRequest, text: &str) -> Completion {
-    let bpe = tokens::bpe(req.tokenizer);
+fn tokenized(tokenizer: Tokenizer, max_tokens: Option<u64>, text: &str) -> Completion {
+    let bpe = tokens::bpe(tokenizer);
     let mut ids = bpe.encode_ordinary(text);
     let mut finish_reason = "stop";
-    if let Some(max) = req.max_tokens.and_then(|m| usize::try_from(m).ok()) {
+    if let Some(max) = max_tokens.and_then(|m| usize::try_from(m).ok()) {
         if max < ids.len() {
             ids.truncate(max);
             finish_reason = "length";
@@ -836,7 +874,7 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
         .collect();
     let error_after = ctl
         .stream_error_after_events
-        .map(|n| (n, openai_stream_error_frame()));
+        .map(|n| (n, vec![openai_stream_error_frame()]));
     Ok(sse::frames_response(
         frames,
         "text/event-stream",
@@ -989,12 +1027,13 @@ async fn handle(
         headers.insert(k, v.clone());
     }
     let endpoint = route(&method, uri.path());
-    let anthropic = endpoint == Some(Endpoint::Messages);
+    let anthropic = matches!(endpoint, Some(Endpoint::Messages | Endpoint::CountTokens));
     let (parsed, echo) = {
         let (uri, headers, body) = (uri.clone(), headers.clone(), body.clone());
+        let store = config.store.clone();
         // Tokenising can take a while on big bodies: keep it off the reactor.
         tokio::task::spawn_blocking(move || {
-            let parsed = endpoint.map(|e| parse(e, &body));
+            let parsed = endpoint.map(|e| parse(e, &uri, &body, &store));
             let prompt_tokens = match &parsed {
                 Some(Ok(p)) => p.prompt_tokens(),
                 _ => 0,
@@ -1011,9 +1050,9 @@ async fn handle(
             tokio::time::sleep(c.delay).await;
         }
     }
-    if let Some(Ok(Parsed::Messages(req))) = parsed {
+    if let Some(Ok(Parsed::Messages { req, count_only })) = parsed {
         let request_id = messages::request_id();
-        let response = messages::respond(&config, &headers, controls, req, &request_id);
+        let response = messages::respond(&config, &headers, controls, req, count_only, &request_id);
         return finish(&config, &method, &uri, response, echo, request_id);
     }
     let result = (|| {
@@ -1036,7 +1075,8 @@ async fn handle(
             Parsed::Completion(req) => text_completion(&req, &ctl)?,
             Parsed::Embeddings(req) => embeddings(&req, &ctl),
             Parsed::Models => json_response(StatusCode::OK, &api::models_list()),
-            Parsed::Messages(_) => unreachable!("answered above"),
+            Parsed::Responses(req) => responses::respond(&config.store, req, &ctl)?,
+            Parsed::Messages { .. } => unreachable!("answered above"),
         })
     })();
     let response = result.unwrap_or_else(|e| error_response(&e));

@@ -1,5 +1,6 @@
-//! A fake OpenAI provider for the gateway's integration tests and demo, which also speaks
-//! Anthropic's Messages API (`POST /v1/messages`).
+//! A fake OpenAI provider for the gateway's integration tests and demo (chat completions,
+//! completions, embeddings, models and the Responses API), which also speaks Anthropic's
+//! Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`).
 //!
 //! `fake-provider [--listen 127.0.0.1:0] [--require-key KEY] [--verbose]`
 //! prints `listening on http://ADDR` once bound.
@@ -9,6 +10,7 @@ mod api;
 mod app;
 mod embed;
 mod logprobs;
+mod responses;
 mod schema;
 mod sse;
 mod tokens;
@@ -20,8 +22,8 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::watch;
 
-/// A fake OpenAI provider (chat, completions, embeddings, models) and Anthropic provider
-/// (messages).
+/// A fake OpenAI provider (chat, completions, embeddings, models, responses) and Anthropic
+/// provider (messages, count_tokens).
 #[derive(Debug, Parser)]
 #[command(name = "fake-provider", version)]
 struct Cli {
@@ -94,6 +96,7 @@ async fn main() -> ExitCode {
         require_key: cli.require_key,
         verbose: cli.verbose,
         forced_headers,
+        store: Default::default(),
     });
     let mut graceful = stop_rx.clone();
     // Small SSE events go out at once, as from a real provider's edge (no Nagle delay).

@@ -28,20 +28,20 @@ pub fn response(
     frames_response(frames, "text/event-stream", chunk_delay, abort_after, None)
 }
 
-/// An SSE response sending whole `frames`. `error_after = Some((n, frame))` sends only the
-/// first `n` frames (never the last one) followed by `frame`, and ends the stream cleanly, as
-/// a provider reporting an error in-band. `abort_after` then applies to that sequence as in
-/// [`response`].
+/// An SSE response sending whole `frames`. `error_after = Some((n, error))` sends only the
+/// first `n` frames (never the last one) followed by the `error` frames, and ends the stream
+/// cleanly, as a provider reporting an error in-band. `abort_after` then applies to that
+/// sequence as in [`response`].
 pub fn frames_response(
     mut frames: Vec<String>,
     content_type: &'static str,
     chunk_delay: Duration,
     abort_after: Option<usize>,
-    error_after: Option<(usize, String)>,
+    error_after: Option<(usize, Vec<String>)>,
 ) -> Response {
     if let Some((n, error)) = error_after {
         frames.truncate(n.min(frames.len().saturating_sub(1)));
-        frames.push(error);
+        frames.extend(error);
     }
     let send = match abort_after {
         Some(n) => n.min(frames.len().saturating_sub(1)),

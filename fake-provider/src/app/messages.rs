@@ -1,4 +1,6 @@
-//! `POST /v1/messages`: Anthropic's Messages API, answered in its JSON and SSE formats.
+//! `POST /v1/messages`: Anthropic's Messages API, answered in its JSON and SSE formats; and
+//! `POST /v1/messages/count_tokens`, answered `{"input_tokens": N}` with N the `input_tokens`
+//! a message to the same body reports (without cache controls).
 //!
 //! Order of checks: `x-api-key` (with `--require-key`), `anthropic-version`, the control
 //! headers, `x-fake-status`, then the body. The completion is the same deterministic text as
@@ -70,12 +72,20 @@ fn error_response(err: &Error, request_id: &str) -> Response {
     resp
 }
 
-/// The answer to a `/v1/messages` request (`parsed` is the body's parse), with `request-id`.
+/// `{"input_tokens": N}` of `/v1/messages/count_tokens`.
+#[derive(serde::Serialize)]
+struct TokenCount {
+    input_tokens: u64,
+}
+
+/// The answer to a `/v1/messages` request (`parsed` is the body's parse; `count_only` for
+/// `/v1/messages/count_tokens`), with `request-id`.
 pub(super) fn respond(
     config: &Config,
     headers: &HeaderMap,
     controls: Result<Controls, ApiError>,
     parsed: Result<MessagesRequest, Error>,
+    count_only: bool,
     request_id: &str,
 ) -> Response {
     let result = (|| {
@@ -94,6 +104,12 @@ pub(super) fn respond(
             return Err(Error::simulated(status));
         }
         let req = parsed?;
+        if count_only {
+            let count = TokenCount {
+                input_tokens: req.prompt_tokens,
+            };
+            return Ok(json_response(StatusCode::OK, &count));
+        }
         message(&req, &ctl)
     })();
     let mut response = result.unwrap_or_else(|e| error_response(&e, request_id));
@@ -326,7 +342,7 @@ fn message(req: &MessagesRequest, ctl: &Controls) -> Result<Response, Error> {
     let frames = events.iter().map(StreamEvent::frame).collect();
     let error_after = ctl
         .stream_error_after_events
-        .map(|n| (n, anthropic::error_frame(&Error::overloaded())));
+        .map(|n| (n, vec![anthropic::error_frame(&Error::overloaded())]));
     Ok(sse::frames_response(
         frames,
         STREAM_CONTENT_TYPE,

@@ -1107,3 +1107,4 @@ async fn stream_options_require_stream() {
 
 mod anthropic;
 mod params;
+mod responses;
