@@ -2,7 +2,10 @@
 //! direction:
 //! - [`openai_to_anthropic`]: an OpenAI chat client in front of an Anthropic Messages provider;
 //! - [`anthropic_to_openai`]: a Messages API client (Claude Code, the anthropic SDKs) in front
-//!   of an OpenAI-format provider.
+//!   of an OpenAI-format provider;
+//! - [`responses_to_chat`]: a Responses API client (the Agents SDK, Codex) in front of a
+//!   provider that serves only chat completions. An Anthropic provider is reached through two
+//!   directions: Responses → chat → Messages, and back.
 //!
 //! Every direction has the same four verbs: `translate_request` (the client's request body as
 //! the provider takes it, with the request header changes), `translate_response` (a whole JSON
@@ -12,7 +15,9 @@
 //! [`Direction`] dispatches by direction; [`ResponseTranslator`] drives the response side for
 //! the filters: JSON or SSE by content type, whether it needs the whole body, and the header
 //! changes the answer needs. A new provider or client API is one module with the four verbs
-//! and one [`Direction`] arm.
+//! and one [`Direction`] arm. A Responses answer repeats its request's settings: the request's
+//! translation keeps them ([`Translated::echo`]) and the response side is built with them
+//! ([`ResponseTranslator::with_echo`]).
 //!
 //! The request's flow uses them: `flow::admit` translates requests, `flow::outbound` the
 //! answers, and `flow::attempt` each attempt of a failover chain that reaches an Anthropic
@@ -23,9 +28,11 @@ use serde_json::{json, Map, Value};
 use crate::error::HttpError;
 use crate::names;
 use crate::sse;
+use responses_to_chat::ResponsesEcho;
 
 pub mod anthropic_to_openai;
 pub mod openai_to_anthropic;
+pub mod responses_to_chat;
 #[cfg(test)]
 mod tests;
 
@@ -46,13 +53,20 @@ pub type HeaderChange = (&'static str, Option<String>);
 pub struct Translated {
     pub headers: Vec<HeaderChange>,
     pub body: Vec<u8>,
+    /// For a Responses request: the settings its answer repeats, for the answer's translator
+    /// ([`ResponseTranslator::with_echo`]). `None` for the other directions.
+    pub echo: Option<ResponsesEcho>,
 }
 
 impl Translated {
     /// `body` with `headers`, and its `content-length`.
     fn new(body: Vec<u8>, mut headers: Vec<HeaderChange>) -> Translated {
         headers.push((names::CONTENT_LENGTH, Some(body.len().to_string())));
-        Translated { headers, body }
+        Translated {
+            headers,
+            body,
+            echo: None,
+        }
     }
 }
 
@@ -93,6 +107,8 @@ pub enum Direction {
     OpenaiToAnthropic,
     /// A Messages API client, an OpenAI-format provider.
     AnthropicToOpenai,
+    /// A Responses API client, a provider that serves chat completions.
+    ResponsesToChat,
 }
 
 impl Direction {
@@ -105,25 +121,42 @@ impl Direction {
         match self {
             Direction::OpenaiToAnthropic => openai_to_anthropic::translate_request(body, target),
             Direction::AnthropicToOpenai => anthropic_to_openai::translate_request(body, target),
+            Direction::ResponsesToChat => responses_to_chat::translate_request(body, target),
         }
     }
 
-    /// A whole JSON answer in the client's API; `None` when it cannot be read.
-    pub fn translate_response(self, body: &[u8], context: &ResponseContext) -> Option<Vec<u8>> {
+    /// A whole JSON answer in the client's API; `None` when it cannot be read. `echo` is what
+    /// a Responses request asked (only that direction reads it).
+    pub fn translate_response(
+        self,
+        body: &[u8],
+        context: &ResponseContext,
+        echo: &ResponsesEcho,
+    ) -> Option<Vec<u8>> {
         match self {
             Direction::OpenaiToAnthropic => openai_to_anthropic::translate_response(body, context),
             Direction::AnthropicToOpenai => anthropic_to_openai::translate_response(body, context),
+            Direction::ResponsesToChat => {
+                responses_to_chat::translate_response(body, context, echo)
+            }
         }
     }
 
-    /// The state machine for an SSE answer.
-    pub fn translate_stream(self, context: &ResponseContext) -> Box<dyn StreamTranslate> {
+    /// The state machine for an SSE answer (`echo` as for [`Direction::translate_response`]).
+    pub fn translate_stream(
+        self,
+        context: &ResponseContext,
+        echo: ResponsesEcho,
+    ) -> Box<dyn StreamTranslate> {
         match self {
             Direction::OpenaiToAnthropic => {
                 Box::new(openai_to_anthropic::translate_stream(context))
             }
             Direction::AnthropicToOpenai => {
                 Box::new(anthropic_to_openai::translate_stream(context))
+            }
+            Direction::ResponsesToChat => {
+                Box::new(responses_to_chat::translate_stream(context, echo))
             }
         }
     }
@@ -135,6 +168,8 @@ impl Direction {
 pub struct ResponseTranslator {
     direction: Direction,
     context: ResponseContext,
+    /// What a Responses request asked, for a JSON answer (a stream's state machine holds it).
+    echo: ResponsesEcho,
     /// For an SSE answer: its parser and the direction's state machine.
     stream: Option<(sse::Parser, Box<dyn StreamTranslate>)>,
 }
@@ -145,16 +180,28 @@ impl ResponseTranslator {
         content_type: &str,
         context: ResponseContext,
     ) -> ResponseTranslator {
+        ResponseTranslator::with_echo(direction, content_type, context, ResponsesEcho::default())
+    }
+
+    /// [`ResponseTranslator::new`] for the answer to a Responses request: `echo` is what the
+    /// request asked ([`Translated::echo`]), which the `response` object repeats.
+    pub fn with_echo(
+        direction: Direction,
+        content_type: &str,
+        context: ResponseContext,
+        mut echo: ResponsesEcho,
+    ) -> ResponseTranslator {
         let ct = content_type.split(';').next().unwrap_or("").trim();
         let stream = ct.eq_ignore_ascii_case("text/event-stream").then(|| {
             (
                 sse::Parser::new(MAX_EVENT_BYTES),
-                direction.translate_stream(&context),
+                direction.translate_stream(&context, std::mem::take(&mut echo)),
             )
         });
         ResponseTranslator {
             direction,
             context,
+            echo,
             stream,
         }
     }
@@ -175,7 +222,7 @@ impl ResponseTranslator {
         let Some((parser, stream)) = self.stream.as_mut() else {
             return self
                 .direction
-                .translate_response(chunk, &self.context)
+                .translate_response(chunk, &self.context, &self.echo)
                 .unwrap_or_else(|| chunk.to_vec());
         };
         let mut out = String::new();

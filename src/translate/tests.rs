@@ -82,11 +82,14 @@ const GOLDEN_MODEL: &str = "claude-sonnet-4-5";
 const GOLDEN_DEFAULT_MAX_TOKENS: u64 = 1024;
 const GOLDEN_CREATED: u64 = 1_700_000_000;
 const GOLDEN_COUNTED_INPUT: u64 = 29;
+/// The model a Responses client's request goes to.
+const GOLDEN_CHAT_MODEL: &str = "gpt-4o-mini";
 
 fn golden_dir(direction: Direction) -> PathBuf {
     let name = match direction {
         Direction::OpenaiToAnthropic => "openai_to_anthropic",
         Direction::AnthropicToOpenai => "anthropic_to_openai",
+        Direction::ResponsesToChat => "responses_to_chat",
     };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -132,25 +135,40 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 },
             )
         }),
+        Direction::ResponsesToChat => direction.translate_request(
+            body,
+            &Target {
+                model: GOLDEN_CHAT_MODEL,
+                default_max_tokens: GOLDEN_DEFAULT_MAX_TOKENS,
+            },
+        ),
     };
     match translated {
         Ok(t) => {
-            let version = match direction {
-                Direction::OpenaiToAnthropic => Some(API_VERSION.to_string()),
-                Direction::AnthropicToOpenai => None,
-            };
+            let length = (names::CONTENT_LENGTH, Some(t.body.len().to_string()));
+            match direction {
+                Direction::OpenaiToAnthropic => assert_eq!(
+                    t.headers,
+                    [
+                        (names::ANTHROPIC_VERSION, Some(API_VERSION.to_string())),
+                        length
+                    ]
+                ),
+                Direction::AnthropicToOpenai => {
+                    assert_eq!(t.headers, [(names::ANTHROPIC_VERSION, None), length])
+                }
+                Direction::ResponsesToChat => assert_eq!(t.headers, [length]),
+            }
             assert_eq!(
-                t.headers,
-                [
-                    (names::ANTHROPIC_VERSION, version),
-                    (names::CONTENT_LENGTH, Some(t.body.len().to_string())),
-                ]
+                t.echo.is_some(),
+                direction == Direction::ResponsesToChat,
+                "only a Responses request has an echo"
             );
             as_json(&t.body)
         }
         Err(e) => {
             let body = match direction {
-                Direction::OpenaiToAnthropic => e.body(),
+                Direction::OpenaiToAnthropic | Direction::ResponsesToChat => e.body(),
                 Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
             };
             json!({"status": e.status, "body": as_json(&body)})
@@ -167,18 +185,24 @@ fn context(status: u32) -> ResponseContext {
 }
 
 /// A JSON answer through the response translator, as the filter drives it.
-fn golden_json_answer(direction: Direction, status: u32, body: &[u8]) -> Value {
-    let mut t = ResponseTranslator::new(direction, "application/json", context(status));
+fn golden_json_answer(
+    direction: Direction,
+    status: u32,
+    body: &[u8],
+    echo: &ResponsesEcho,
+) -> Value {
+    let mut t =
+        ResponseTranslator::with_echo(direction, "application/json", context(status), echo.clone());
     assert!(t.buffers());
     assert_eq!(t.headers(), [(names::CONTENT_LENGTH, None)]);
     as_json(&t.chunk(body))
 }
 
 /// An SSE answer through the response translator, whole and in 7-byte pieces (the same text).
-fn golden_stream(direction: Direction, body: &[u8]) -> Vec<u8> {
+fn golden_stream(direction: Direction, body: &[u8], echo: &ResponsesEcho) -> Vec<u8> {
     let translate = |pieces: &mut dyn Iterator<Item = &[u8]>| {
-        let mut t =
-            ResponseTranslator::new(direction, "text/event-stream; charset=utf-8", context(200));
+        let ct = "text/event-stream; charset=utf-8";
+        let mut t = ResponseTranslator::with_echo(direction, ct, context(200), echo.clone());
         assert!(!t.buffers());
         pieces.flat_map(|p| t.chunk(p)).collect::<Vec<u8>>()
     };
@@ -187,8 +211,14 @@ fn golden_stream(direction: Direction, body: &[u8]) -> Vec<u8> {
     whole
 }
 
-/// One case's input file: its translation, and the extension of its expected file.
-fn golden_case(direction: Direction, kind: &str, input: &[u8]) -> (Vec<u8>, &'static str) {
+/// One case's input file: its translation, and the extension of its expected file. `echo` is
+/// what the Responses request of an answer case asked.
+fn golden_case(
+    direction: Direction,
+    kind: &str,
+    input: &[u8],
+    echo: &ResponsesEcho,
+) -> (Vec<u8>, &'static str) {
     let pretty = |v: &Value| {
         let mut out = serde_json::to_vec_pretty(v).unwrap();
         out.push(b'\n');
@@ -196,7 +226,10 @@ fn golden_case(direction: Direction, kind: &str, input: &[u8]) -> (Vec<u8>, &'st
     };
     match kind {
         "request.json" => (pretty(&golden_request(direction, input)), "json"),
-        "response.json" => (pretty(&golden_json_answer(direction, 200, input)), "json"),
+        "response.json" => (
+            pretty(&golden_json_answer(direction, 200, input, echo)),
+            "json",
+        ),
         "error.json" => {
             let v: Value = serde_json::from_slice(input).unwrap();
             let status = u32::try_from(v["status"].as_u64().unwrap()).unwrap();
@@ -205,27 +238,44 @@ fn golden_case(direction: Direction, kind: &str, input: &[u8]) -> (Vec<u8>, &'st
                 b => b.to_string().into_bytes(),
             };
             (
-                pretty(&golden_json_answer(direction, status, &body)),
+                pretty(&golden_json_answer(direction, status, &body, echo)),
                 "json",
             )
         }
-        "stream.sse" => (golden_stream(direction, input), "sse"),
+        "stream.sse" => (golden_stream(direction, input, echo), "sse"),
         other => panic!("unknown golden input kind '{other}'"),
     }
 }
 
-/// Every case of one direction. `GOLDEN_BLESS=1` writes the expected files instead (then read
-/// every change: it is a change of behaviour).
-fn golden(direction: Direction) {
-    let dir = golden_dir(direction);
-    let bless = std::env::var_os("GOLDEN_BLESS").is_some();
+/// The echo of an answer case: its `<case>.echo.json` (the Responses request the answer is
+/// for) as `translate_request` keeps it, or a request that set nothing.
+fn golden_echo(dir: &Path, case: &str) -> ResponsesEcho {
+    let Ok(request) = std::fs::read(dir.join(format!("{case}.echo.json"))) else {
+        return ResponsesEcho::default();
+    };
+    let target = Target {
+        model: GOLDEN_CHAT_MODEL,
+        default_max_tokens: GOLDEN_DEFAULT_MAX_TOKENS,
+    };
+    responses_to_chat::translate_request(&request, &target)
+        .unwrap_or_else(|e| panic!("{case}.echo.json: {}", e.message))
+        .echo
+        .unwrap()
+}
+
+/// A direction's cases: each expected file's name and its input file's. An answer case may
+/// have a `<case>.echo.json` beside it.
+fn golden_inputs(dir: &Path) -> BTreeMap<String, String> {
     let mut inputs = BTreeMap::new();
     let mut expected = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    let mut echoes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let (case, kind) = name.split_once('.').unwrap();
         if kind.starts_with("expected.") {
             expected.push(name.clone());
+        } else if kind == "echo.json" {
+            echoes.push(case.to_string());
         } else if kind != "md" {
             let ext = if kind.ends_with(".sse") {
                 "sse"
@@ -242,10 +292,27 @@ fn golden(direction: Direction) {
     for e in &expected {
         assert!(inputs.contains_key(e), "{e}: no input for it");
     }
+    for case in &echoes {
+        let answer = ["response.json", "error.json", "stream.sse"]
+            .iter()
+            .any(|k| inputs.values().any(|n| *n == format!("{case}.{k}")));
+        assert!(answer, "{case}.echo.json: no answer case for it");
+    }
+    inputs
+}
+
+/// Every case of one direction. `GOLDEN_BLESS=1` writes the expected files instead (then read
+/// every change: it is a change of behaviour).
+fn golden(direction: Direction) {
+    let dir = golden_dir(direction);
+    let bless = std::env::var_os("GOLDEN_BLESS").is_some();
+    let inputs = golden_inputs(&dir);
     assert!(inputs.len() >= 20, "{}: too few cases", dir.display());
     for (out_name, name) in &inputs {
-        let kind = name.split_once('.').unwrap().1;
-        let (out, ext) = golden_case(direction, kind, &std::fs::read(dir.join(name)).unwrap());
+        let (case, kind) = name.split_once('.').unwrap();
+        let echo = golden_echo(&dir, case);
+        let input = std::fs::read(dir.join(name)).unwrap();
+        let (out, ext) = golden_case(direction, kind, &input, &echo);
         let out_path = dir.join(out_name);
         if bless {
             std::fs::write(&out_path, &out).unwrap();
@@ -274,4 +341,52 @@ fn golden_openai_to_anthropic() {
 #[test]
 fn golden_anthropic_to_openai() {
     golden(Direction::AnthropicToOpenai);
+}
+
+#[test]
+fn golden_responses_to_chat() {
+    golden(Direction::ResponsesToChat);
+}
+
+/// Every answer of the Responses direction, as the translator makes it now, read by
+/// openai-python's own types: each `response` by `Response.model_validate`, each stream event
+/// by `ResponseStreamEvent`, and each stream through the SDK's `responses.stream` accumulator
+/// (`tests/golden/validate_responses.py`).
+#[test]
+fn responses_answers_are_what_openai_python_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "SKIPPED: {} is absent, so openai-python cannot check the Responses answers",
+            python.display()
+        );
+        return;
+    }
+    let dir = golden_dir(Direction::ResponsesToChat);
+    let out = tempfile::tempdir().unwrap();
+    let mut answers = 0;
+    for (out_name, name) in golden_inputs(&dir) {
+        let (case, kind) = name.split_once('.').unwrap();
+        if kind == "request.json" {
+            continue;
+        }
+        let input = std::fs::read(dir.join(&name)).unwrap();
+        let echo = golden_echo(&dir, case);
+        let (answer, _) = golden_case(Direction::ResponsesToChat, kind, &input, &echo);
+        std::fs::write(out.path().join(out_name), answer).unwrap();
+        answers += 1;
+    }
+    assert!(answers >= 10, "too few answer cases: {answers}");
+    let run = std::process::Command::new(&python)
+        .arg(root.join("tests/golden/validate_responses.py"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "openai-python refused the answers:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
