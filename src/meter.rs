@@ -8,20 +8,28 @@
 //! filter itself added `stream_options.include_usage`, the usage-only chunk the client did not ask
 //! for is cut out; to do that, the bytes of an event still arriving are held until the event is
 //! complete (a client cannot act on half an event anyway), and everything else flows on at once.
+//!
+//! The Responses API's answers have their own shapes, read by [`responses`]: the meter is told
+//! which endpoint's answer it reads. Nothing is ever cut from those.
 
 use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use crate::request::Endpoint;
 use crate::sse;
 use crate::tokens::{Count, Encoding};
 use crate::wire::ToolCall;
 
+mod responses;
+
 /// Largest SSE event (or line) the parser keeps; bigger ones pass through unparsed.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
-/// OpenAI's `usage` object (chat, completions and embeddings).
+/// OpenAI's `usage` object (chat, completions and embeddings; the Responses API's is read into
+/// it: `input_tokens` as `prompt_tokens`, `output_tokens` as `completion_tokens`, their details
+/// as these details).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
     #[serde(default, deserialize_with = "crate::wire::de_count")]
@@ -155,11 +163,15 @@ pub struct Learned {
     /// Time (ms, host clock) of the first generated token in a stream.
     pub first_token_ms: Option<u64>,
     pub model: Option<String>,
-    /// The response's `id` (`chatcmpl-...`, `msg_...`), at most `MAX_ID_BYTES`.
+    /// The response's `id` (`chatcmpl-...`, `msg_...`, `resp_...`), at most `MAX_ID_BYTES`.
     pub id: Option<String>,
-    /// A stream ended with `[DONE]` (or a JSON body was complete and parsed).
+    /// The answer reached its end: a stream ended with `[DONE]`, or a JSON body was complete and
+    /// parsed. For the Responses API: a stream's terminal event arrived (`response.completed`,
+    /// `response.incomplete`, `response.failed`, or an `error` event), a JSON body's `status`
+    /// is `completed` or `incomplete`.
     pub complete: bool,
-    /// The provider reported an error inside a 200 stream.
+    /// The provider reported an error inside a 200 stream (for the Responses API,
+    /// `response.failed` or `error`).
     pub stream_error: bool,
 }
 
@@ -177,6 +189,8 @@ enum Mode {
 
 struct SseState {
     parser: sse::Parser,
+    /// A Responses API stream.
+    responses: bool,
     strip_usage: bool,
     /// Bytes of the unfinished event from earlier chunks (only while stripping).
     held: Vec<u8>,
@@ -196,13 +210,19 @@ impl SseState {
     ) -> ChunkAction {
         let SseState {
             parser,
+            responses,
             strip_usage,
             held,
         } = self;
         let mut out: Option<Vec<u8>> = strip_usage.then(Vec::new);
         let mut start = 0;
         parser.feed(chunk, |event_end, ev| {
-            let drop = learn_event(learned, ev, encoding, now_ms) && *strip_usage;
+            let drop = if *responses {
+                responses::learn_event(learned, ev, encoding, now_ms);
+                false
+            } else {
+                learn_event(learned, ev, encoding, now_ms) && *strip_usage
+            };
             if let Some(out) = out.as_mut() {
                 if !drop {
                     out.extend_from_slice(held);
@@ -234,15 +254,20 @@ impl SseState {
 /// Follows one response as it passes to the client; [`Meter::finish`] gives what it learned.
 pub struct Meter {
     mode: Mode,
+    /// A Responses API answer.
+    responses: bool,
     encoding: Option<Encoding>,
     learned: Learned,
 }
 
 impl Meter {
+    /// `endpoint` whose answer this is (the Responses API's shapes, or the others'),
     /// `content_type` and `content_encoding` of the response; `strip_usage` when the filter
-    /// added `include_usage`. A compressed body cannot be read as it passes: it is left alone
-    /// (the filter asks providers for identity encoding, so this is the rare case).
+    /// added `include_usage` (never honoured for a Responses answer: nothing is cut from it). A
+    /// compressed body cannot be read as it passes: it is left alone (the filter asks providers
+    /// for identity encoding, so this is the rare case).
     pub fn new(
+        endpoint: Endpoint,
         content_type: &str,
         content_encoding: Option<&str>,
         strip_usage: bool,
@@ -258,12 +283,14 @@ impl Meter {
         let encoded = content_encoding
             .map(str::trim)
             .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        let responses = endpoint == Endpoint::Responses;
         let mode = if encoded {
             Mode::Ignore
         } else if ct == "text/event-stream" {
             Mode::Sse(Box::new(SseState {
                 parser: sse::Parser::new(MAX_EVENT_BYTES),
-                strip_usage,
+                responses,
+                strip_usage: strip_usage && !responses,
                 held: Vec::new(),
             }))
         } else if ct == "application/json" || ct.ends_with("+json") {
@@ -278,6 +305,7 @@ impl Meter {
         };
         Meter {
             mode,
+            responses,
             encoding,
             learned: Learned::default(),
         }
@@ -291,6 +319,7 @@ impl Meter {
     /// One response chunk; `end` on the last; `now_ms` the host clock.
     pub fn on_chunk(&mut self, chunk: &[u8], end: bool, now_ms: u64) -> ChunkAction {
         let encoding = self.encoding;
+        let responses = self.responses;
         let learned = &mut self.learned;
         match &mut self.mode {
             Mode::Ignore => ChunkAction::Pass,
@@ -309,7 +338,7 @@ impl Meter {
                     }
                 }
                 if end && !*overflow {
-                    learn_json(learned, buf, encoding);
+                    learn_body(responses, learned, buf, encoding);
                     *done = true;
                 }
                 ChunkAction::Pass
@@ -328,9 +357,18 @@ impl Meter {
             ..
         } = &self.mode
         {
-            learn_json(&mut self.learned, buf, self.encoding);
+            learn_body(self.responses, &mut self.learned, buf, self.encoding);
         }
         self.learned
+    }
+}
+
+/// Learn from a whole JSON body, a Responses API answer or another.
+fn learn_body(responses: bool, learned: &mut Learned, buf: &[u8], encoding: Option<Encoding>) {
+    if responses {
+        responses::learn_json(learned, buf, encoding);
+    } else {
+        learn_json(learned, buf, encoding);
     }
 }
 
@@ -438,6 +476,7 @@ mod tests {
 
     fn run(stream: &[u8], cuts: &[usize], strip: bool) -> (Vec<u8>, Learned) {
         let mut meter = Meter::new(
+            Endpoint::ChatCompletions,
             "text/event-stream; charset=utf-8",
             None,
             strip,
@@ -515,6 +554,7 @@ mod tests {
     fn json_body() {
         let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}}}"#;
         let mut meter = Meter::new(
+            Endpoint::ChatCompletions,
             "application/json",
             None,
             false,
@@ -536,6 +576,7 @@ mod tests {
         // No usage: completion estimated from the message.
         let body = br#"{"choices":[{"message":{"role":"assistant","content":"Hello, world!"}}]}"#;
         let mut meter = Meter::new(
+            Endpoint::ChatCompletions,
             "application/json",
             None,
             false,
@@ -547,19 +588,47 @@ mod tests {
         assert_eq!((l.usage, l.completion_estimate.tokens), (None, 4));
 
         // Over the cap: nothing learned, nothing held.
-        let mut meter = Meter::new("application/json", None, false, None, 10);
+        let mut meter = Meter::new(
+            Endpoint::ChatCompletions,
+            "application/json",
+            None,
+            false,
+            None,
+            10,
+        );
         meter.on_chunk(body, true, 0);
         assert_eq!(meter.finish().usage, None);
     }
 
     #[test]
     fn compressed_bodies_are_left_alone_and_unflagged_ends_are_read() {
-        let meter = Meter::new("text/event-stream", Some("gzip"), true, None, 1 << 20);
+        let meter = Meter::new(
+            Endpoint::ChatCompletions,
+            "text/event-stream",
+            Some("gzip"),
+            true,
+            None,
+            1 << 20,
+        );
         assert!(!meter.wants_body());
-        let meter = Meter::new("application/json", Some(" identity "), false, None, 1 << 20);
+        let meter = Meter::new(
+            Endpoint::ChatCompletions,
+            "application/json",
+            Some(" identity "),
+            false,
+            None,
+            1 << 20,
+        );
         assert!(meter.wants_body());
         // The body never came with end-of-stream (trailers ended it): read at finish.
-        let mut meter = Meter::new("application/json", None, false, None, 1 << 20);
+        let mut meter = Meter::new(
+            Endpoint::ChatCompletions,
+            "application/json",
+            None,
+            false,
+            None,
+            1 << 20,
+        );
         meter.on_chunk(
             br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
             false,
@@ -599,7 +668,14 @@ mod tests {
             let body = format!(
                 r#"{{"model":"m","choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#
             );
-            let mut meter = Meter::new("application/json", None, false, None, 1 << 20);
+            let mut meter = Meter::new(
+                Endpoint::ChatCompletions,
+                "application/json",
+                None,
+                false,
+                None,
+                1 << 20,
+            );
             meter.on_chunk(body.as_bytes(), true, 0);
             meter.finish()
         };

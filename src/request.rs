@@ -6,10 +6,12 @@
 //! a `serde_json::Value` tree. Duplicate top-level keys keep the last value, as OpenAI's own
 //! parser does, and the rewritten body carries just that one, so the provider and the filter can
 //! never disagree about which `model` was asked for. Only the fields that are counted
-//! (`messages`, `prompt`, `input`) are decoded further, into borrowed typed structs.
+//! (`messages`, `prompt`, `input`; a Responses request's `instructions` and `input`) are decoded
+//! further, into borrowed typed structs.
 //!
-//! `endpoint` tells the endpoint from the path, `parse` reads a body, `prompt` decodes and
-//! counts the prompt, `rewrite` writes the body sent upstream.
+//! `endpoint` tells the endpoint from the path (and the Responses API's other paths), `parse`
+//! reads a body, `prompt` decodes and counts the prompt, `responses` does both for the Responses
+//! API and answers its counting endpoint, `rewrite` writes the body sent upstream.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -21,10 +23,12 @@ use serde_json::value::RawValue;
 mod endpoint;
 mod parse;
 mod prompt;
+mod responses;
 mod rewrite;
 
-pub use endpoint::Endpoint;
+pub use endpoint::{responses_path, Endpoint, ResponsesPath, MAX_RESPONSE_ID_BYTES};
 use prompt::Prompt;
+pub use responses::input_tokens_answer;
 
 /// The top level of a JSON object as borrowed raw members, in order, last duplicate winning.
 struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -69,15 +73,19 @@ pub struct Request<'a> {
     pub endpoint: Endpoint,
     pub model: Cow<'a, str>,
     pub stream: bool,
-    /// `stream_options.include_usage` as the client sent it.
+    /// Whether the client's stream carries usage: `stream_options.include_usage` as the client
+    /// sent it; always for the Responses API, whose streams end with usage.
     pub include_usage: bool,
     top: TopLevel<'a>,
     prompt: Prompt<'a>,
 }
 
 impl Request<'_> {
-    /// How many answers the request asks for (`n`, at least 1).
+    /// How many answers the request asks for (`n`, at least 1; the Responses API has no `n`).
     pub fn choices(&self) -> u64 {
+        if self.endpoint == Endpoint::Responses {
+            return 1;
+        }
         self.top
             .get("n")
             .filter(|v| !is_null(v))
@@ -87,8 +95,9 @@ impl Request<'_> {
     }
 
     /// The most completion tokens the request allows: `max_completion_tokens` (or the older
-    /// `max_tokens`) times `n`. `None` when the request sets no cap. Embeddings produce none;
-    /// legacy completions default to 16 as OpenAI documents.
+    /// `max_tokens`) times `n`, a Responses request's `max_output_tokens`. `None` when the
+    /// request sets no cap. Embeddings produce none; legacy completions default to 16 as OpenAI
+    /// documents.
     pub fn max_output_tokens(&self) -> Option<u64> {
         let num = |k: &str| {
             self.top
@@ -101,6 +110,7 @@ impl Request<'_> {
             Endpoint::Embeddings => return Some(0),
             Endpoint::ChatCompletions => num("max_completion_tokens").or_else(|| num("max_tokens")),
             Endpoint::Completions => Some(num("max_tokens").unwrap_or(16)),
+            Endpoint::Responses => num("max_output_tokens"),
         };
         cap.map(|c| c.saturating_mul(n))
     }

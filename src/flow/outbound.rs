@@ -25,9 +25,9 @@ impl Exchange {
             .header(r, names::STATUS)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if self.inbound.endpoint.is_none() {
+        let Some(endpoint) = self.inbound.endpoint else {
             return Step::Continue;
-        }
+        };
         if let Some(id) = &self.record.request_id {
             h.set_header(r, names::RESPONSE_REQUEST_ID, Some(id));
         }
@@ -54,6 +54,7 @@ impl Exchange {
         }
         let cfg = self.config();
         let meter = Meter::new(
+            endpoint,
             &ct,
             ce.as_deref(),
             self.upstream.strip_usage,

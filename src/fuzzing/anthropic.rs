@@ -57,7 +57,14 @@ pub fn anthropic_translation(data: &[u8]) {
         counted_input: 0,
     };
     let mut t = ResponseTranslator::new(Direction::OpenaiToAnthropic, ct, context);
-    let mut meter = Meter::new(ct, None, flags & 16 != 0, None, 1 << 20);
+    let mut meter = Meter::new(
+        crate::request::Endpoint::ChatCompletions,
+        ct,
+        None,
+        flags & 16 != 0,
+        None,
+        1 << 20,
+    );
     if t.buffers() {
         let out = t.chunk(body);
         let _ = meter.on_chunk(&out, true, 0);

@@ -3,7 +3,8 @@
 use super::{encoding, Input};
 
 /// `Request::parse` on each endpoint, the counts, and the rewrite, whose output must parse
-/// again with the new model and `include_usage`.
+/// again with the new model and `include_usage`; the same body as a Responses request too, and
+/// the body as a path of the Responses API.
 pub fn request(data: &[u8]) {
     use crate::request::{Endpoint, Request};
     let mut input = Input::new(data);
@@ -16,6 +17,8 @@ pub fn request(data: &[u8]) {
     };
     let path = String::from_utf8_lossy(body);
     let _ = Endpoint::from_request("POST", &path);
+    responses_paths(&path);
+    responses_request(flags, body);
     let _ = crate::wire::with_model(body, "fuzz-model");
     let Ok(req) = Request::parse(endpoint, body) else {
         return;
@@ -50,6 +53,89 @@ pub fn request(data: &[u8]) {
         assert!(again.include_usage, "the rewrite lost include_usage");
     }
     assert_eq!(again.stream, req.stream, "the rewrite changed stream");
+}
+
+/// The Responses API's paths: `Create` exactly where the endpoint is `Responses`, ids only of
+/// the allowed characters and length.
+fn responses_paths(path: &str) {
+    use crate::request::{responses_path, Endpoint, ResponsesPath, MAX_RESPONSE_ID_BYTES};
+    assert_eq!(
+        responses_path("POST", path) == Some(ResponsesPath::Create),
+        Endpoint::from_request("POST", path) == Some(Endpoint::Responses),
+        "the create path and the endpoint disagree on {path:?}"
+    );
+    for method in ["GET", "POST", "DELETE"] {
+        let id = match responses_path(method, path) {
+            Some(
+                ResponsesPath::Retrieve(id)
+                | ResponsesPath::Delete(id)
+                | ResponsesPath::InputItems(id)
+                | ResponsesPath::Cancel(id),
+            ) => id,
+            _ => continue,
+        };
+        assert!(
+            (1..=MAX_RESPONSE_ID_BYTES).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "a response id out of bounds: {id:?}"
+        );
+    }
+}
+
+/// A body as a Responses request: parse, count, the counting endpoint (which takes every body
+/// the parser takes, with the same count), and the rewrite, which changes the model and nothing
+/// else (no `stream_options`, whatever is asked).
+fn responses_request(flags: u8, body: &[u8]) {
+    use crate::request::{input_tokens_answer, Endpoint, Request};
+    let enc = encoding(flags >> 2);
+    if let Some(enc) = enc {
+        let _ = input_tokens_answer(body, enc, 1 << 10);
+    }
+    let Ok(req) = Request::parse(Endpoint::Responses, body) else {
+        return;
+    };
+    let _ = req.max_output_tokens();
+    assert_eq!(req.choices(), 1, "a Responses request asks for one answer");
+    if let Some(enc) = enc {
+        let n = req.count_prompt(enc).tokens;
+        let answer = input_tokens_answer(body, enc, usize::MAX).map_err(|e| e.message);
+        let expected = format!(r#"{{"object":"response.input_tokens","input_tokens":{n}}}"#);
+        assert_eq!(
+            answer.as_deref(),
+            Ok(expected.as_bytes()),
+            "the counting endpoint disagrees with the request's count"
+        );
+    }
+    let new_model = ((flags >> 4) % 2 == 1).then_some("m\"\\\u{1}é");
+    let Some(out) = req.rewrite(new_model, true) else {
+        assert!(
+            new_model.is_none_or(|m| m == req.model),
+            "the model was not rewritten"
+        );
+        return;
+    };
+    let again = Request::parse(Endpoint::Responses, &out).map_err(|e| e.message);
+    assert!(
+        again
+            .as_ref()
+            .is_ok_and(|a| Some(a.model.as_ref()) == new_model),
+        "the rewrite of an accepted Responses body is refused or lost its model ({:?}): {}",
+        again.as_ref().err(),
+        String::from_utf8_lossy(&out)
+    );
+    let members = |b: &[u8]| {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(b).unwrap_or_default();
+        v.remove("model");
+        v
+    };
+    assert_eq!(
+        members(body),
+        members(&out),
+        "the rewrite changed more than the model"
+    );
 }
 
 /// The response cache's keys of a request body and the client's `Cache-Control`.

@@ -41,9 +41,11 @@ pub fn sse(data: &[u8]) {
 }
 
 /// The usage meter (usage, estimates, usage-chunk stripping) on a body cut into chunks.
-/// Without stripping every chunk passes unchanged.
+/// Without stripping every chunk passes unchanged. The same body read as a Responses answer:
+/// every chunk passes unchanged, and the chunks teach what the whole body does.
 pub fn meter(data: &[u8]) {
     use crate::meter::{ChunkAction, Meter};
+    use crate::request::Endpoint;
     let mut input = Input::new(data);
     let flags = input.byte();
     let seed = u64::from(input.u16());
@@ -58,6 +60,7 @@ pub fn meter(data: &[u8]) {
     let strip = flags & 4 != 0;
     let cap = if flags & 8 != 0 { 64 } else { 1 << 20 };
     let mut meter = Meter::new(
+        Endpoint::ChatCompletions,
         content_type,
         content_encoding,
         strip,
@@ -78,6 +81,28 @@ pub fn meter(data: &[u8]) {
         }
     }
     let _ = meter.finish();
+    let responses = || {
+        Meter::new(
+            Endpoint::Responses,
+            content_type,
+            content_encoding,
+            strip,
+            encoding(flags >> 4),
+            cap,
+        )
+    };
+    let mut split = responses();
+    for (i, c) in pieces.iter().enumerate() {
+        let action = split.on_chunk(c, i == last, i as u64);
+        assert_eq!(action, ChunkAction::Pass, "a Responses answer was changed");
+    }
+    let mut whole = responses();
+    let _ = whole.on_chunk(body, true, 0);
+    let (mut split, mut whole) = (split.finish(), whole.finish());
+    // The time of the first token is the chunk's it came in.
+    split.first_token_ms = split.first_token_ms.map(|_| 0);
+    whole.first_token_ms = whole.first_token_ms.map(|_| 0);
+    assert_eq!(split, whole, "a Responses answer read in chunks differs");
 }
 
 /// The cache's stream assembler on a stream cut into chunks, the replay of what it assembled,

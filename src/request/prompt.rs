@@ -1,5 +1,6 @@
-//! The counted part of a request (`messages`, `prompt`, `input`): decoded once into borrowed
-//! typed structs, and counted as the provider will count it.
+//! The counted part of a request (`messages`, `prompt`, `input`; the Responses API's in
+//! [`super::responses`]): decoded once into borrowed typed structs, and counted as the provider
+//! will count it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -8,6 +9,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::responses::Conversation;
 use super::{is_null, Request};
 use crate::error::HttpError;
 use crate::tokens::{self, Count, Encoding};
@@ -17,6 +19,7 @@ use crate::wire::{Function, ToolCall};
 pub(super) enum Prompt<'a> {
     Chat(Vec<Message<'a>>),
     Texts(Texts<'a>),
+    Responses(Conversation<'a>),
 }
 
 pub(super) fn parse_messages<'a>(raw: Option<&'a RawValue>) -> Result<Vec<Message<'a>>, HttpError> {
@@ -69,17 +72,29 @@ impl Request<'_> {
                     count.add(m.count(enc));
                 }
                 count.tokens += tokens::REPLY_PRIMING;
-                if let Some(raw) = self.top.get("tools").filter(|v| !is_null(v)) {
-                    // Tool definitions are rendered by OpenAI into a private format; counting
-                    // their JSON is the usual approximation.
-                    count.add(Count {
-                        tokens: enc.count(raw.get()) + tokens::TOOL_OVERHEAD,
-                        estimated: true,
-                    });
-                }
+                count.add(self.count_tools(enc));
                 count
             }
             Prompt::Texts(t) => t.count(enc),
+            Prompt::Responses(c) => {
+                let mut count = c.count(enc);
+                if c.has_tools {
+                    count.add(self.count_tools(enc));
+                }
+                count
+            }
+        }
+    }
+
+    /// The `tools` definitions. OpenAI renders them into a private format; counting their JSON
+    /// text (plus [`tokens::TOOL_OVERHEAD`]) is the usual approximation, flagged as estimated.
+    fn count_tools(&self, enc: &tokens::Counter) -> Count {
+        match self.top.get("tools").filter(|v| !is_null(v)) {
+            Some(raw) => Count {
+                tokens: enc.count(raw.get()) + tokens::TOOL_OVERHEAD,
+                estimated: true,
+            },
+            None => Count::default(),
         }
     }
 }
@@ -132,21 +147,22 @@ impl Message<'_> {
 
 /// `content`: a string, null, or an array of parts.
 #[derive(Default)]
-enum Content<'a> {
+pub(super) enum Content<'a> {
     #[default]
     None,
     Text(Cow<'a, str>),
     Parts(Vec<Part<'a>>),
 }
 
+/// A content part: its type and the texts counted.
 #[derive(Deserialize)]
-struct Part<'a> {
+pub(super) struct Part<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    pub(super) kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    pub(super) text: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    refusal: Option<Cow<'a, str>>,
+    pub(super) refusal: Option<Cow<'a, str>>,
 }
 
 impl Content<'_> {

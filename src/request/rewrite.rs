@@ -1,14 +1,17 @@
-//! The body sent upstream: the client's body with `model` replaced and `include_usage` set,
-//! spliced from the raw members rather than re-serialised.
+//! The body sent upstream: the client's body with `model` replaced and `include_usage` set (never
+//! for the Responses API), spliced from the raw members rather than re-serialised.
 
 use serde_json::value::RawValue;
 
-use super::{Request, TopLevel};
+use super::{Endpoint, Request, TopLevel};
 
 impl Request<'_> {
     /// The body to send upstream, if it must change: `model` replaced by `new_model`, and
     /// `stream_options.include_usage` set when `add_include_usage`. `None` means "send as is".
+    /// A Responses body only ever has its model replaced: its streams end with usage anyway,
+    /// and its `stream_options` has no `include_usage`.
     pub fn rewrite(&self, new_model: Option<&str>, add_include_usage: bool) -> Option<Vec<u8>> {
+        let add_include_usage = add_include_usage && self.endpoint != Endpoint::Responses;
         let model_changes = new_model.is_some_and(|m| m != self.model);
         if !model_changes && !add_include_usage {
             return None;
