@@ -24,7 +24,7 @@ mod routes;
 
 pub use check::{ConfigError, MAX_LABEL_BYTES, MAX_TIMEOUT_MS};
 pub use consumers::{Consumer, ANONYMOUS};
-pub use providers::{AuthStyle, Format, Provider, DEFAULT_AZURE_API_VERSION};
+pub use providers::{AuthStyle, Format, Provider, ResponsesApi, DEFAULT_AZURE_API_VERSION};
 pub use routes::{is_glob, Dest, HeaderMatch, Match, Route, Target, MAX_CHAIN};
 
 pub use crate::limits::{

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use super::check::{err, label_name, non_empty, required, ConfigError};
 use crate::names;
 
+/// The path suffix of the Responses API (`Endpoint::path_suffix`).
+const RESPONSES_SUFFIX: &str = "responses";
+
 /// Default `api-version` for Azure OpenAI providers.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
@@ -27,6 +30,18 @@ pub(super) struct RawProvider {
     api_key_env: Option<String>,
     #[serde(default)]
     models: BTreeMap<String, String>,
+    #[serde(default)]
+    responses: Option<ResponsesApi>,
+}
+
+/// How a provider serves the OpenAI Responses API (`/v1/responses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponsesApi {
+    /// It serves it itself: Responses requests pass through (OpenAI, Azure OpenAI).
+    Native,
+    /// It serves chat completions (or Messages) only: the gateway translates.
+    Translate,
 }
 
 /// The API a provider speaks.
@@ -83,12 +98,19 @@ pub struct Provider {
     pub key_env: Option<String>,
     /// Model name mapping applied last, after the route's own rewrite.
     pub models: HashMap<String, String>,
+    /// How Responses API requests reach it.
+    pub responses: ResponsesApi,
 }
 
 impl Provider {
     /// The request path for `endpoint` (`chat/completions`...) and `model`, when this provider's
     /// API puts it somewhere else than the client's path.
     pub fn path(&self, endpoint: &str, model: &str) -> Option<String> {
+        if endpoint == RESPONSES_SUFFIX && self.format == Format::Azure {
+            // Azure serves the Responses API on its v1 surface only: the deployment is the
+            // body's `model`, and the path carries no api-version.
+            return Some("/openai/v1/responses".to_string());
+        }
         match self.format {
             Format::Openai => None,
             Format::Anthropic => Some(crate::translate::MESSAGES_PATH.to_string()),
@@ -158,6 +180,16 @@ fn provider(
         }
         (_, None) => None,
     };
+    let responses = match (format, p.responses) {
+        (Format::Anthropic, Some(ResponsesApi::Native)) => {
+            return Err(err(
+                format!("{field}.responses"),
+                "an anthropic provider has no Responses API: only \"translate\"",
+            ))
+        }
+        (Format::Anthropic, _) => ResponsesApi::Translate,
+        (_, r) => r.unwrap_or(ResponsesApi::Native),
+    };
     label_name(&field, &name)?;
     Ok(Provider {
         name,
@@ -168,6 +200,7 @@ fn provider(
         credential,
         key_env: p.api_key_env,
         models: p.models.into_iter().collect(),
+        responses,
     })
 }
 

@@ -2,7 +2,7 @@
 //! limits, and make the upstream request (provider, path, credential, body, cluster).
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
-use crate::config::{Format, DEFAULT_MAX_TOKENS};
+use crate::config::{Format, ResponsesApi, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::failover::Plan;
 use crate::host::{Buffer, Host};
@@ -11,16 +11,18 @@ use crate::names;
 use crate::request::{Endpoint, Request};
 use crate::route::{self, Decision};
 use crate::tokens;
-use crate::translate::{self, anthropic_to_openai, openai_to_anthropic, Target};
+use crate::translate::{self, anthropic_to_openai, openai_to_anthropic, responses_to_chat, Target};
 use crate::wire;
 
-/// The OpenAI chat path for an Anthropic client's Messages path (`/x/v1/messages?beta=true`
-/// becomes `/x/v1/chat/completions`).
+/// The OpenAI chat path for a Messages or Responses path (`/x/v1/messages?beta=true` becomes
+/// `/x/v1/chat/completions`).
 pub fn openai_path_for(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or(path);
+    let path = path.trim_end_matches('/');
     let prefix = path
-        .trim_end_matches('/')
-        .trim_end_matches(translate::MESSAGES_PATH);
+        .strip_suffix(translate::MESSAGES_PATH)
+        .or_else(|| path.strip_suffix(translate::RESPONSES_PATH))
+        .unwrap_or(path);
     format!("{prefix}/v1/chat/completions")
 }
 
@@ -57,7 +59,7 @@ impl Exchange {
                 translated = anthropic_to_openai::translate_request(raw, &target)?.body;
                 &translated[..]
             }
-            ClientApi::OpenAi => raw,
+            ClientApi::OpenAi | ClientApi::Responses => raw,
         };
         let req = Request::parse(endpoint, body)?;
         self.record.request_model = Some(req.model.to_string());
@@ -90,7 +92,14 @@ impl Exchange {
             };
             self.limit_locally(h, Some(&req.model), cost)?;
         }
-        let out = self.upstream_request(h, endpoint, raw, body, &req, &decision, &headers)?;
+        let translate = self.inbound.client == ClientApi::Responses
+            && (decision.failover.is_some()
+                || decision.provider.responses == ResponsesApi::Translate);
+        let out = if translate {
+            self.responses_as_chat(h, raw, &req, &decision, &headers)?
+        } else {
+            self.upstream_request(h, endpoint, raw, body, &req, &decision, &headers)?
+        };
         if let Some(new_body) = out.body {
             replace_request_body(h, raw.len(), &new_body);
         }
@@ -100,6 +109,35 @@ impl Exchange {
         // The model descriptor is the request's label, never the client's own string.
         let waiting = self.limit_globally(h, Some(&decision.model_label), prompt.max(1))?;
         Ok(if waiting { Step::Pause } else { Step::Continue })
+    }
+
+    /// A Responses request to a provider without the Responses API (or down a failover
+    /// chain, whose attempts speak chat): it goes on as the chat request it translates to, and
+    /// its answer is translated back (`outbound`).
+    fn responses_as_chat<'d>(
+        &mut self,
+        h: &mut impl Host,
+        raw: &[u8],
+        req: &Request,
+        decision: &'d Decision,
+        headers: &RequestHeaders,
+    ) -> Result<Outgoing<'d>, HttpError> {
+        let target = Target {
+            model: &req.model,
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+        };
+        let chat = responses_to_chat::translate_request(raw, &target)?;
+        let chat_req = Request::parse(Endpoint::ChatCompletions, &chat.body)?;
+        self.upstream.responses_translated = true;
+        self.upstream.responses_echo = chat.echo.clone();
+        let endpoint = Endpoint::ChatCompletions;
+        let out = self.upstream_request(
+            h, endpoint, &chat.body, &chat.body, &chat_req, decision, headers,
+        )?;
+        Ok(Outgoing {
+            body: out.body.or_else(|| Some(chat.body.clone())),
+            chain: out.chain,
+        })
     }
 
     /// Route the request; routing again after a semantic miss makes the same (random) choices.
@@ -147,12 +185,13 @@ impl Exchange {
     ) -> Result<Outgoing<'d>, HttpError> {
         let cfg = self.config();
         let anthropic_client = self.inbound.client == ClientApi::Anthropic;
-        // An Anthropic client's stream needs the usage chunk (its message_delta carries it).
-        self.upstream.strip_usage = req.stream && !req.include_usage && !anthropic_client;
-        let client_path = if anthropic_client {
-            openai_path_for(&self.inbound.path)
-        } else {
-            self.inbound.path.clone()
+        // A translated answer needs the usage chunk (an Anthropic client's message_delta and a
+        // Responses client's response.completed carry it): only an OpenAI client's is removed.
+        self.upstream.strip_usage =
+            req.stream && !req.include_usage && self.inbound.client == ClientApi::OpenAi;
+        let client_path = match (self.inbound.client, endpoint) {
+            (ClientApi::OpenAi, _) | (_, Endpoint::Responses) => self.inbound.path.clone(),
+            _ => openai_path_for(&self.inbound.path),
         };
         // What the client sent when the provider does not take it as is.
         let as_sent = || anthropic_client.then(|| body.to_vec());

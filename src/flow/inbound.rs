@@ -40,6 +40,10 @@ impl Exchange {
         if let Some(q) = models::Query::from_request(&method, &self.inbound.path) {
             return self.answer_models(&q, &headers);
         }
+        let headers = match self.side_headers(h, &method, headers, end_of_stream) {
+            Ok(step) => return step,
+            Err(headers) => headers,
+        };
         let anthropic = is_messages(&method, &self.inbound.path);
         let endpoint = if anthropic {
             self.inbound.client = ClientApi::Anthropic;
@@ -50,6 +54,9 @@ impl Exchange {
             };
             endpoint
         };
+        if endpoint == Endpoint::Responses {
+            self.inbound.client = ClientApi::Responses;
+        }
         self.inbound.endpoint = Some(endpoint);
         self.record.request_id = headers
             .get(names::REQUEST_ID)
@@ -106,6 +113,9 @@ impl Exchange {
 
     /// A piece of the request body arrived.
     pub fn on_request_body(&mut self, h: &mut impl Host, size: usize, end_of_stream: bool) -> Step {
+        if let Some(side) = self.inbound.side {
+            return self.side_body(h, side, size, end_of_stream);
+        }
         let Some(endpoint) = self.inbound.endpoint else {
             return Step::Continue;
         };

@@ -36,6 +36,7 @@ pub mod inbound;
 pub mod limits;
 pub mod outbound;
 pub mod semantic;
+pub mod side;
 #[cfg(test)]
 mod tests;
 pub mod vm;
@@ -86,6 +87,9 @@ pub enum ClientApi {
     OpenAi,
     /// Anthropic's Messages API (`/v1/messages`), read as the chat request it translates to.
     Anthropic,
+    /// OpenAI's Responses API (`/v1/responses`): passed through to a provider that serves it,
+    /// else sent on as the chat request it translates to.
+    Responses,
 }
 
 /// The request headers, read from the host once.
@@ -154,6 +158,8 @@ pub struct Inbound {
     /// The draws routing made (weighted splits), replayed when routing runs again after a
     /// semantic cache miss.
     pub draws: Vec<u32>,
+    /// A request beside the model calls, waiting for its body (see `side`).
+    pub side: Option<side::Side>,
 }
 
 /// Where the request went.
@@ -167,6 +173,10 @@ pub struct Upstream {
     pub strip_usage: bool,
     /// The encoding the prompt was counted with (the meter counts the answer with it).
     pub encoding: Option<Encoding>,
+    /// A Responses request went on as a chat request: the answer is translated back.
+    pub responses_translated: bool,
+    /// The request settings a translated Responses answer repeats.
+    pub responses_echo: Option<crate::translate::responses_to_chat::ResponsesEcho>,
 }
 
 /// What the request holds in the limits.
@@ -191,8 +201,9 @@ pub struct Outbound {
     pub meter: Option<Meter>,
     /// An Anthropic provider's answer, translated to OpenAI's format.
     pub from_anthropic: Option<ResponseTranslator>,
-    /// An OpenAI answer to an Anthropic client, translated to Anthropic's format.
-    pub to_anthropic: Option<ResponseTranslator>,
+    /// An OpenAI chat answer translated to the client's API (Anthropic's, or the Responses
+    /// API's).
+    pub to_client: Option<ResponseTranslator>,
     /// The body that replaces the answer (an error the gateway makes of it).
     pub replacement: Option<Vec<u8>>,
     /// Without body routing: the request body seen so far (bounded), read for accounting.
@@ -238,7 +249,7 @@ impl Exchange {
     pub fn error_body(&self, e: &HttpError) -> Vec<u8> {
         match self.inbound.client {
             ClientApi::Anthropic => anthropic_to_openai::local_error_body(e),
-            ClientApi::OpenAi => e.body(),
+            ClientApi::OpenAi | ClientApi::Responses => e.body(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::failover::Journal;
 use crate::host::{self, Buffer, Host, Map};
 use crate::meter::{ChunkAction, Meter};
 use crate::names;
+use crate::request::Endpoint;
 use crate::translate::{Direction, ResponseContext, ResponseTranslator};
 
 /// What the attempts of the request's failover chain recorded so far.
@@ -53,8 +54,14 @@ impl Exchange {
             self.choose_translators(h, &ct);
         }
         let cfg = self.config();
+        // A translated Responses answer is read in chat's format, before it is translated.
+        let read_as = if self.upstream.responses_translated {
+            Endpoint::ChatCompletions
+        } else {
+            endpoint
+        };
         let meter = Meter::new(
-            endpoint,
+            read_as,
             &ct,
             ce.as_deref(),
             self.upstream.strip_usage,
@@ -102,38 +109,79 @@ impl Exchange {
     }
 
     /// The translators an uncompressed answer passes through: from an Anthropic provider to
-    /// OpenAI's format, and from OpenAI's format to an Anthropic client.
+    /// OpenAI's chat format (what the meter and the cache read), and from that to the client's
+    /// API when it is not chat (an Anthropic client, or a Responses client on a translated
+    /// route).
     fn choose_translators(&mut self, h: &mut impl Host, content_type: &str) {
         let r = Map::ResponseHeaders;
         let passthrough = self.passthrough();
-        if self.inbound.client == ClientApi::Anthropic && !passthrough {
-            // An OpenAI answer for an Anthropic client: translated back as it passes.
-            let context = ResponseContext {
-                status: self.record.status,
-                created: h.now_ms() / 1000,
-                counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
-            };
-            let t = ResponseTranslator::new(Direction::AnthropicToOpenai, content_type, context);
-            for (name, value) in t.headers() {
+        let context = || ResponseContext {
+            status: self.record.status,
+            created: h.now_ms() / 1000,
+            counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
+        };
+        let to_client = match self.inbound.client {
+            ClientApi::Anthropic if !passthrough => Some(Direction::AnthropicToOpenai),
+            ClientApi::Responses if self.upstream.responses_translated => {
+                Some(Direction::ResponsesToChat)
+            }
+            _ => None,
+        };
+        let from_provider = self
+            .upstream
+            .anthropic
+            .then_some(Direction::OpenaiToAnthropic);
+        let echo = self.upstream.responses_echo.take().unwrap_or_default();
+        let to_client =
+            to_client.map(|d| ResponseTranslator::with_echo(d, content_type, context(), echo));
+        let from_provider =
+            from_provider.map(|d| ResponseTranslator::new(d, content_type, context()));
+        // Passed through, the answer keeps its headers.
+        if !passthrough {
+            let changes = to_client
+                .iter()
+                .chain(&from_provider)
+                .flat_map(|t| t.headers());
+            for (name, value) in changes {
                 h.set_header(r, name, value.as_deref());
             }
-            self.outbound.to_anthropic = Some(t);
         }
-        if self.upstream.anthropic {
-            let context = ResponseContext {
-                status: self.record.status,
-                created: h.now_ms() / 1000,
-                counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
-            };
-            let t = ResponseTranslator::new(Direction::OpenaiToAnthropic, content_type, context);
-            // Passed through, the answer keeps its headers.
-            if !passthrough {
-                for (name, value) in t.headers() {
-                    h.set_header(r, name, value.as_deref());
-                }
+        self.outbound.to_client = to_client;
+        self.outbound.from_anthropic = from_provider;
+    }
+
+    /// A translated answer's next piece: into chat's format (captured for the cache and
+    /// metered there), then into the client's API; `None` while a translator needs the whole
+    /// body.
+    fn translate_chunk(&mut self, h: &mut impl Host, size: usize, end: bool) -> Option<()> {
+        let buffers = |t: &Option<ResponseTranslator>| t.as_ref().is_some_and(|t| t.buffers());
+        if (buffers(&self.outbound.from_anthropic) || buffers(&self.outbound.to_client)) && !end {
+            return None;
+        }
+        let now = h.now_ms();
+        let raw = h.body(Buffer::ResponseBody, size);
+        let mut chat = match self.outbound.from_anthropic.as_mut() {
+            Some(t) => t.chunk(&raw),
+            None => raw,
+        };
+        if self.outbound.from_anthropic.is_some() {
+            self.cache_capture(&chat);
+        }
+        if let Some(m) = self.outbound.meter.as_mut().filter(|m| m.wants_body()) {
+            // Only an OpenAI client's stream has a usage chunk stripped (see `strip_usage`).
+            if let ChunkAction::Replace(o) = m.on_chunk(&chat, end, now) {
+                chat = o;
             }
-            self.outbound.from_anthropic = Some(t);
         }
+        if self.passthrough() {
+            return Some(());
+        }
+        let out = match self.outbound.to_client.as_mut() {
+            Some(t) => t.chunk(&chat),
+            None => chat,
+        };
+        h.set_body(Buffer::ResponseBody, size, &out);
+        Some(())
     }
 
     /// A piece of the response body passed.
@@ -148,37 +196,13 @@ impl Exchange {
             h.set_body(Buffer::ResponseBody, size, out);
             return Step::Continue;
         }
+        if self.outbound.from_anthropic.is_some() || self.outbound.to_client.is_some() {
+            return match self.translate_chunk(h, size, end_of_stream) {
+                Some(()) => Step::Continue,
+                None => Step::Pause,
+            };
+        }
         let now = h.now_ms();
-        if let Some(t) = self.outbound.from_anthropic.as_mut() {
-            if t.buffers() && !end_of_stream {
-                return Step::Pause;
-            }
-            let chunk = h.body(Buffer::ResponseBody, size);
-            let mut out = t.chunk(&chunk);
-            self.cache_capture(&out);
-            if let Some(m) = self.outbound.meter.as_mut().filter(|m| m.wants_body()) {
-                if let ChunkAction::Replace(o) = m.on_chunk(&out, end_of_stream, now) {
-                    out = o;
-                }
-            }
-            if !self.passthrough() {
-                h.set_body(Buffer::ResponseBody, size, &out);
-            }
-            return Step::Continue;
-        }
-        if let Some(r) = self.outbound.to_anthropic.as_mut() {
-            if r.buffers() && !end_of_stream {
-                return Step::Pause;
-            }
-            let chunk = h.body(Buffer::ResponseBody, size);
-            if let Some(m) = self.outbound.meter.as_mut().filter(|m| m.wants_body()) {
-                // Nothing is stripped for an Anthropic client: the answer is only read.
-                let _ = m.on_chunk(&chunk, end_of_stream, now);
-            }
-            let out = r.chunk(&chunk);
-            h.set_body(Buffer::ResponseBody, size, &out);
-            return Step::Continue;
-        }
         let capturing = self.cache.as_ref().is_some_and(|c| c.capturing());
         let metering = self.outbound.meter.as_ref().is_some_and(|m| m.wants_body());
         if !capturing && !metering {

@@ -41,6 +41,9 @@ pub const API_VERSION: &str = "2023-06-01";
 /// The Messages API's path.
 pub const MESSAGES_PATH: &str = "/v1/messages";
 
+/// The path of the Responses API (after any prefix).
+pub const RESPONSES_PATH: &str = "/v1/responses";
+
 /// Largest single SSE event a stream translator holds (a tool call's input arrives in many
 /// small deltas; a bigger event is cut and flagged by the parser).
 const MAX_EVENT_BYTES: usize = 1 << 20;

@@ -1,0 +1,335 @@
+//! The OpenAI Responses API in real Envoy: passed through to a provider that serves it (byte
+//! for byte, JSON and stream), translated for a chat-only provider and for an Anthropic one
+//! (JSON, stream, function-call round trips), usage in the access log equal to the provider's,
+//! the refusals of the translated path, the counting endpoints, and the openai Python SDK.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+const CLAUDE_KEY: &str = "sk-ant-test-key";
+
+fn config() -> Value {
+    json!({
+        "providers": {
+            "openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
+            "chat-only": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY", "responses": "translate"},
+            "claude": {"cluster": "backup", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"}
+        },
+        "routes": [
+            {"name": "claude", "match": {"model": "claude-*"}, "to": {"provider": "claude"}},
+            {"name": "chat-only", "match": {"model": "llama-3"}, "to": {"provider": "chat-only", "model": "gpt-4o-mini"}},
+            {"name": "stored", "match": {"path": "/v1/responses/*"}, "to": {"provider": "openai"}}
+        ],
+        "default": {"to": {"provider": "openai"}},
+        "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}],
+        "tokenizer": {"preload": ["o200k_base"]}
+    })
+}
+
+fn gateway(fake: &Fake) -> Gateway {
+    let mut opts = Options {
+        plugin_config: Some(config()),
+        ..Options::default()
+    };
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
+    Gateway::start(fake, opts)
+}
+
+fn auth() -> String {
+    format!("Bearer {DEMO_KEY}")
+}
+
+fn responses(gw: &Gateway, body: &Value, extra: &[(&str, &str)]) -> Resp {
+    let auth = auth();
+    let mut h: Vec<(&str, &str)> = vec![
+        ("content-type", "application/json"),
+        ("authorization", &auth),
+    ];
+    h.extend_from_slice(extra);
+    post(&gw.url("/v1/responses"), &h, body.to_string().as_bytes())
+}
+
+/// The same request sent to the fake directly, with the provider's key.
+fn direct(fake: &Fake, body: &Value, extra: &[(&str, &str)]) -> Resp {
+    let auth = format!("Bearer {OPENAI_KEY}");
+    let mut h: Vec<(&str, &str)> = vec![
+        ("content-type", "application/json"),
+        ("authorization", &auth),
+    ];
+    h.extend_from_slice(extra);
+    post(
+        &format!("http://127.0.0.1:{}/v1/responses", fake.port),
+        &h,
+        body.to_string().as_bytes(),
+    )
+}
+
+fn events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{d}: {e}")))
+        .collect()
+}
+
+/// The text with `created_at` (seconds, which may tick between two answers) blanked.
+fn timeless(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("\"created_at\":") {
+        let (head, tail) = rest.split_at(i + "\"created_at\":".len());
+        out.push_str(head);
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push('0');
+    }
+    out.push_str(rest);
+    out
+}
+
+fn last_log(gw: &Gateway, n: usize) -> Value {
+    gw.access_log(n).pop().expect("an access log line")
+}
+
+#[test]
+fn responses_pass_through_byte_for_byte_with_usage_accounted() {
+    let fake = Fake::start(Some(OPENAI_KEY));
+    let gw = gateway(&fake);
+    let body = json!({"model": "gpt-4o-mini", "input": "Hello there", "instructions": "Be brief."});
+    let id = [("x-fake-id", "pass1")];
+    let r = responses(&gw, &body, &id);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fake-received-path"), Some("/v1/responses"));
+    let d = direct(&fake, &body, &id);
+    assert_eq!(
+        timeless(&r.text()),
+        timeless(&d.text()),
+        "the answer passes unchanged"
+    );
+    let v = r.json();
+    assert_eq!(v["object"], "response");
+    let log = last_log(&gw, 1);
+    assert_eq!(log["endpoint"], "responses");
+    assert_eq!(log["provider"], "openai");
+    assert_eq!(log["outcome"], "ok");
+    let u = &v["usage"];
+    assert_eq!(log["prompt_tokens"], u["input_tokens"].to_string());
+    assert_eq!(log["completion_tokens"], u["output_tokens"].to_string());
+    assert_eq!(log["total_tokens"], u["total_tokens"].to_string());
+
+    // A stream: unchanged too, its usage read from response.completed.
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let r = responses(&gw, &sbody, &id);
+    assert_eq!(r.status, 200);
+    let d = direct(&fake, &sbody, &id);
+    assert_eq!(timeless(&r.text()), timeless(&d.text()));
+    let evs = events(&r.text());
+    let done = evs.last().expect("events");
+    assert_eq!(done["type"], "response.completed");
+    let log = last_log(&gw, 2);
+    assert_eq!(log["stream"], "true");
+    assert_eq!(
+        log["prompt_tokens"],
+        done["response"]["usage"]["input_tokens"].to_string()
+    );
+    assert_eq!(
+        log["completion_tokens"],
+        done["response"]["usage"]["output_tokens"].to_string()
+    );
+    assert_eq!(log["usage_estimated"], "false");
+}
+
+fn translated_text(gw: &Gateway, model: &str, path: &str) {
+    let body = json!({"model": model, "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hello"}]}],
+                      "instructions": "Be brief.", "max_output_tokens": 64});
+    let r = responses(gw, &body, &[("x-fake-completion-tokens", "5")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fake-received-path"), Some(path));
+    let v = r.json();
+    assert_eq!(v["object"], "response", "{v}");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"][0]["type"], "message");
+    assert_eq!(v["output"][0]["content"][0]["type"], "output_text");
+    assert_eq!(v["usage"]["output_tokens"], 5);
+    let log = gw.access_log(1).pop().expect("log");
+    assert_eq!(log["endpoint"], "responses");
+    assert_eq!(log["prompt_tokens"], v["usage"]["input_tokens"].to_string());
+    assert_eq!(log["completion_tokens"], "5");
+
+    // The stream, event by event in the Responses sequence.
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let r = responses(gw, &sbody, &[("x-fake-completion-tokens", "5")]);
+    assert_eq!(r.status, 200);
+    let evs = events(&r.text());
+    let types: Vec<&str> = evs.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.first(), Some(&"response.created"), "{types:?}");
+    assert!(types.contains(&"response.output_text.delta"), "{types:?}");
+    assert_eq!(types.last(), Some(&"response.completed"), "{types:?}");
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{e}");
+    }
+    let done = evs.last().expect("completed");
+    assert_eq!(done["response"]["usage"]["output_tokens"], 5);
+    let log = gw.access_log(2).pop().expect("log");
+    assert_eq!(log["completion_tokens"], "5");
+    assert_eq!(log["usage_estimated"], "false");
+}
+
+#[test]
+fn responses_are_translated_for_chat_only_and_anthropic_providers() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    translated_text(&gw, "llama-3", "/v1/chat/completions");
+    let gw2 = gateway(&fake);
+    translated_text(&gw2, "claude-sonnet-4-5", "/v1/messages");
+}
+
+#[test]
+fn function_calls_round_trip_on_the_translated_paths() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let tools = json!([{"type": "function", "name": "weather", "description": "Weather in a city",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                       "required": ["city"]}}]);
+    for model in ["llama-3", "claude-sonnet-4-5"] {
+        let body = json!({"model": model, "input": "Weather in Oslo?", "tools": tools});
+        let r = responses(&gw, &body, &[("x-fake-tool-call", "weather")]);
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let v = r.json();
+        let call = v["output"]
+            .as_array()
+            .and_then(|o| o.iter().find(|i| i["type"] == "function_call"))
+            .unwrap_or_else(|| panic!("{model}: no function_call in {v}"))
+            .clone();
+        assert_eq!(call["name"], "weather");
+        let next = json!({"model": model, "tools": tools, "input": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"type": "function_call", "call_id": call["call_id"], "name": "weather", "arguments": call["arguments"]},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny, 21 C"}]});
+        let r = responses(&gw, &next, &[]);
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["output"][0]["type"], "message", "{model}: {v}");
+    }
+}
+
+#[test]
+fn the_translated_path_refuses_what_it_cannot_do() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    for (body, param) in [
+        (
+            json!({"model": "llama-3", "input": "Hi", "previous_response_id": "resp_1"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "claude-sonnet-4-5", "input": "Hi", "tools": [{"type": "web_search"}]}),
+            "tools",
+        ),
+    ] {
+        let r = responses(&gw, &body, &[]);
+        assert_eq!(r.status, 400, "{}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["type"], "invalid_request_error", "{e}");
+        assert_eq!(e["param"], param, "{e}");
+    }
+    // Bad bodies, on any route: OpenAI-format 400s.
+    for body in [
+        json!({"input": "Hi"}),
+        json!({"model": "gpt-4o-mini", "input": 7}),
+    ] {
+        let r = responses(&gw, &body, &[]);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.json()["error"]["message"].is_string());
+    }
+    // The pass-through route keeps previous_response_id (the provider stores responses).
+    let r = responses(
+        &gw,
+        &json!({"model": "gpt-4o-mini", "input": "Hi", "previous_response_id": "resp_nope"}),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "previous_response_not_found");
+}
+
+#[test]
+fn stored_responses_and_counting_endpoints() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let r = responses(&gw, &json!({"model": "gpt-4o-mini", "input": "Hello"}), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    let auth = auth();
+    let h = [("authorization", auth.as_str())];
+    let got = get_with(&gw.url(&format!("/v1/responses/{id}")), &h);
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["id"], id.as_str());
+    let items = get_with(&gw.url(&format!("/v1/responses/{id}/input_items")), &h);
+    assert_eq!(items.status, 200, "{}", items.text());
+    // With the provider's key, never the client's.
+    assert_eq!(
+        got.header("x-fake-received-authorization"),
+        Some(fingerprint(&format!("Bearer {OPENAI_KEY}")).as_str())
+    );
+    let anon = get_with(&gw.url(&format!("/v1/responses/{id}")), &[]);
+    assert_eq!(anon.status, 401);
+
+    // input_tokens for an OpenAI model: answered by the gateway.
+    let count = post(
+        &gw.url("/v1/responses/input_tokens"),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+        ],
+        json!({"model": "gpt-4o-mini", "input": "Hello"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(count.status, 200, "{}", count.text());
+    let v = count.json();
+    assert_eq!(v["object"], "response.input_tokens");
+    assert!(v["input_tokens"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(
+        count.header("x-fake-received-path").is_none(),
+        "answered by the gateway"
+    );
+    // Not for a Claude model.
+    let count = post(
+        &gw.url("/v1/responses/input_tokens"),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+        ],
+        json!({"model": "claude-sonnet-4-5", "input": "Hello"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(count.status, 400, "{}", count.text());
+    // Anthropic's count_tokens: forwarded to the Anthropic provider.
+    let count = post(
+        &gw.url("/v1/messages/count_tokens"),
+        &[
+            ("content-type", "application/json"),
+            ("x-api-key", DEMO_KEY),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hello"}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(count.status, 200, "{}", count.text());
+    assert_eq!(
+        count.header("x-fake-received-path"),
+        Some("/v1/messages/count_tokens")
+    );
+    assert!(count.json()["input_tokens"].as_u64().is_some());
+}
+
+#[test]
+fn the_openai_python_sdk_uses_the_responses_api_on_both_paths() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    run_sdk_script(&gw, "openai_responses.py", "openai responses: ok");
+}
