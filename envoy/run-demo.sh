@@ -33,6 +33,11 @@ llm-gateway demo is up: http://127.0.0.1:10000  (admin http://127.0.0.1:9901)
 Try:
   curl -s http://127.0.0.1:10000/v1/chat/completions -H 'authorization: Bearer sk-gateway-demo' \\
        -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
+The Responses API, passed through, and translated to chat (the x-llm-responses route):
+  curl -s http://127.0.0.1:10000/v1/responses -H 'authorization: Bearer sk-gateway-demo' \\
+       -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","input":"Hello"}'
+  curl -s http://127.0.0.1:10000/v1/responses -H 'authorization: Bearer sk-gateway-demo' \\
+       -H 'x-llm-responses: translate' -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","input":"Hello"}'
 Ctrl-C stops everything.
 
 MSG

@@ -333,3 +333,95 @@ fn the_openai_python_sdk_uses_the_responses_api_on_both_paths() {
     let gw = gateway(&fake);
     run_sdk_script(&gw, "openai_responses.py", "openai responses: ok");
 }
+
+#[test]
+fn the_demo_serves_responses_passed_through_and_translated() {
+    let fake = Fake::start(Some(OPENAI_KEY));
+    let gw = Gateway::start(&fake, Options::default());
+    let body = json!({"model": "gpt-4o-mini", "input": "Hello"});
+    let r = responses(&gw, &body, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fake-received-path"), Some("/v1/responses"));
+    let r = responses(&gw, &body, &[("x-llm-responses", "translate")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some("/v1/chat/completions")
+    );
+    assert_eq!(r.json()["object"], "response");
+    let id = r.json()["id"].as_str().map(str::to_string);
+    assert!(id.is_some_and(|i| i.starts_with("resp_")));
+}
+
+/// A gateway whose consumer `team-a` (the trusted `x-team` header) has a daily token budget.
+fn limited(fake: &Fake, tpd: u64) -> Gateway {
+    let mut c = config();
+    c["consumers"] = json!([{"name": "team-a"}]);
+    c["consumer_header"] = json!("x-team");
+    c["limits"] = json!({"default": {"tpd": tpd}});
+    let mut opts = Options {
+        plugin_config: Some(c),
+        ..Options::default()
+    };
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
+    Gateway::start(fake, opts)
+}
+
+#[test]
+fn token_limits_reserve_settle_and_refund_as_for_chat() {
+    let fake = Fake::start(None);
+    let gw = limited(&fake, 100_000);
+    let team = [("x-team", "team-a"), ("x-fake-completion-tokens", "7")];
+    let send = |model: &str, max: u64, extra: &[(&str, &str)]| {
+        let body = json!({"model": model, "input": "Hello", "max_output_tokens": max});
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(extra);
+        post(&gw.url("/v1/responses"), &h, body.to_string().as_bytes())
+    };
+    // Passed through: reserved 8 (the prompt) + 1000, settled to the provider's 8 + 7.
+    let r = send("gpt-4o-mini", 1000, &team);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["total_tokens"], 15);
+    assert_eq!(r.num("x-ratelimit-remaining-tokens"), 100_000 - (8 + 1000));
+    // Translated: the same reservation and settlement.
+    let r = send("llama-3", 1000, &team);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["total_tokens"], 15);
+    assert_eq!(
+        r.num("x-ratelimit-remaining-tokens"),
+        100_000 - 15 - (8 + 1000)
+    );
+    // A provider error is refunded: nothing charged.
+    let r = send(
+        "llama-3",
+        20,
+        &[("x-team", "team-a"), ("x-fake-status", "500")],
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    let r = send("gpt-4o-mini", 16, &team);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.num("x-ratelimit-remaining-tokens"),
+        100_000 - 15 - 15 - (8 + 16)
+    );
+    let log = gw.access_log(4);
+    let totals: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l["total_tokens"].as_str())
+        .collect();
+    assert_eq!(totals, ["15", "15", "0", "15"], "{log:?}");
+
+    // Over the budget: refused before the provider, in OpenAI's shape.
+    let gw = limited(&fake, 100);
+    let r = {
+        let body = json!({"model": "llama-3", "input": "Hello", "max_output_tokens": 1000});
+        post(
+            &gw.url("/v1/responses"),
+            &[("content-type", "application/json"), ("x-team", "team-a")],
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    assert!(r.header("x-fake-received-path").is_none());
+}
