@@ -425,3 +425,38 @@ fn token_limits_reserve_settle_and_refund_as_for_chat() {
     assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
     assert!(r.header("x-fake-received-path").is_none());
 }
+
+#[test]
+fn the_openai_agents_sdk_runs_an_agent_with_a_tool_on_both_paths() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let out = run_sdk_script(&gw, "openai_agents.py", "openai agents: ok");
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("agents usage: "))
+        .expect("the SDK's usage totals");
+    let sdk: Value = serde_json::from_str(line).expect("usage JSON");
+    // Two calls per run (the tool call, then the answer), four runs: the SDK's totals are the
+    // gateway's, request for request.
+    let log = gw.access_log(8);
+    assert_eq!(log.len(), 8, "{log:?}");
+    let sum = |field: &str| -> u64 {
+        log.iter()
+            .map(|l| {
+                l[field]
+                    .as_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    assert_eq!(sdk["requests"], 8);
+    assert_eq!(sdk["input"], sum("prompt_tokens"), "{log:?}");
+    assert_eq!(sdk["output"], sum("completion_tokens"), "{log:?}");
+    assert_eq!(sdk["total"], sum("total_tokens"), "{log:?}");
+    assert!(
+        log.iter()
+            .all(|l| l["endpoint"] == "responses" && l["outcome"] == "ok"),
+        "{log:?}"
+    );
+}

@@ -148,6 +148,20 @@ pub struct MessagesRequest {
     /// thinking text), of its o200k_base token count. Images and documents count 0; roles,
     /// framing and `tools` are not counted. Deterministic, but not Claude's tokenizer.
     pub prompt_tokens: u64,
+    /// The last message hands back tool results: the model answers them (as a real model
+    /// does) instead of calling a tool again.
+    pub answers_tool_results: bool,
+}
+
+/// Whether a message's content holds a `tool_result` block.
+fn has_tool_result(msg: &Map<String, Value>) -> bool {
+    field(msg, "content")
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| {
+            blocks
+                .iter()
+                .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        })
 }
 
 /// Present and not null.
@@ -438,6 +452,11 @@ pub fn parse_messages(body: &[u8], require_max_tokens: bool) -> Result<MessagesR
     }
     let tools = parse_tools(&obj)?;
     let tool_choice = parse_tool_choice(&obj, &tools)?;
+    let answers_tool_results = field(&obj, "messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(Value::as_object)
+        .is_some_and(has_tool_result);
     Ok(MessagesRequest {
         model,
         max_tokens,
@@ -446,6 +465,7 @@ pub fn parse_messages(body: &[u8], require_max_tokens: bool) -> Result<MessagesR
         tools,
         tool_choice,
         prompt_tokens,
+        answers_tool_results,
     })
 }
 

@@ -195,6 +195,9 @@ fn tool_call<'a>(req: &'a MessagesRequest, ctl: &Controls) -> Result<Option<Tool
         return Ok(None);
     }
     let name = match (&ctl.tool_call, &req.tool_choice) {
+        // `x-fake-tool-call` makes the model call the tool once: results handed back get an
+        // answer, as a real model gives (an agent loop ends).
+        (Some(_), ToolChoice::Auto) if req.answers_tool_results => return Ok(None),
         (Some(name), _) => name.as_str(),
         (None, ToolChoice::Tool(name)) => name.as_str(),
         (None, ToolChoice::Any) => req.tools[0].name.as_str(),
