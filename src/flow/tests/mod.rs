@@ -9,5 +9,6 @@ mod finish;
 mod inbound;
 mod limits;
 mod outbound;
+mod responses;
 mod support;
 mod vm;
