@@ -520,3 +520,37 @@ fn codex_completes_a_turn_through_the_gateway() {
         .sum();
     assert_eq!(used, total.to_string(), "{text}\n{log:?}");
 }
+
+/// A streamed Responses request over a raw connection: what arrived before the end.
+fn raw_stream(gw: &Gateway, model: &str, extra: &str) -> String {
+    let body = json!({"model": model, "input": "Hello", "stream": true}).to_string();
+    let req = format!(
+        "POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {DEMO_KEY}\r\nconnection: close\r\n{extra}\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    String::from_utf8_lossy(&raw(gw.port, req.as_bytes())).into_owned()
+}
+
+#[test]
+fn a_cut_stream_is_counted_once_on_both_paths() {
+    let fake = Fake::start(None);
+    let gw = gateway(&fake);
+    let cut = "x-fake-abort-after-events: 4\r\nx-fake-completion-tokens: 20\r\n";
+    for model in ["gpt-4o-mini", "llama-3"] {
+        let text = raw_stream(&gw, model, cut);
+        assert!(text.starts_with("HTTP/1.1 200"), "{model}: {text}");
+        assert!(!text.contains("response.completed"), "{model}: {text}");
+    }
+    let log = gw.access_log(2);
+    assert_eq!(log.len(), 2, "{log:?}");
+    for l in &log {
+        assert_eq!(l["endpoint"], "responses", "{l}");
+        assert_eq!(l["outcome"], "stream_incomplete", "{l}");
+    }
+    // One request each in the metrics, whatever the outcome.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let requests = prom_sum(&gw.prometheus(), "llm_gateway_requests_total", &[]);
+    assert_eq!(requests, 2.0, "{}", gw.prometheus());
+}
