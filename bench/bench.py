@@ -268,14 +268,17 @@ def start_fake(procs):
 HEADERS = ["-H", f"authorization: Bearer {KEY}", "-H", "content-type: application/json"]
 
 
-def wrk(envoy, content_file, concurrency, duration, unique=True):
+def wrk(envoy, content_file, concurrency, duration, unique=True, api="chat", header=""):
     """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs) and requests/s.
-    `unique`: every request's prompt differs (nothing can be served from a cache)."""
+    `unique`: every request's prompt differs (nothing can be served from a cache). `api`:
+    `chat` or `responses` (the same prompt as a Responses request); `header`: one more."""
     threads = min(concurrency, 2)
-    env = dict(os.environ, CONTENT=content_file, UNIQUE="1" if unique else "0", RUN_ID=str(time.time_ns()))
+    env = dict(os.environ, CONTENT=content_file, UNIQUE="1" if unique else "0", RUN_ID=str(time.time_ns()),
+               API=api, HEADER=header)
+    path = "/v1/responses" if api == "responses" else "/v1/chat/completions"
     out = subprocess.run(
         [WRK, "-t", str(threads), "-c", str(concurrency), "-d", duration, "--timeout", "30s",
-         "-s", os.path.join(ROOT, "bench", "wrk.lua"), f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
+         "-s", os.path.join(ROOT, "bench", "wrk.lua"), f"http://127.0.0.1:{envoy['port']}{path}"],
         check=True, capture_output=True, text=True, env=env).stdout
     r = json.loads(out.strip().splitlines()[-1])
     if r["non2xx"] or r["errors"] or not r["requests"]:
@@ -458,6 +461,21 @@ def main():
                     b = statistics.median(x[stat] for x in lim[v])
                     rows.append((f"chat 1KB, {label} vs no limits, c=1, {stat}", f"filter {fmt_us(a)}",
                                  f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
+            # The Responses API: the same 1 KB prompt as a Responses request, passed through to
+            # the OpenAI provider, and translated to chat (the demo's x-llm-responses route),
+            # against the chat request (A), on the same Envoy.
+            api = {}
+            for r in range(rounds):
+                for v, kind, header in (("chat", "chat", ""), ("pass", "responses", ""),
+                                        ("translated", "responses", "x-llm-responses: translate")):
+                    api.setdefault(v, []).append(
+                        wrk(lat["filter"], body_files["1KB"], 1, lat_time, api=kind, header=header))
+            for v, label in (("pass", "passed through"), ("translated", "translated to chat")):
+                for stat in ("p50", "p99"):
+                    a = statistics.median(x[stat] for x in api["chat"])
+                    b = statistics.median(x[stat] for x in api[v])
+                    rows.append((f"Responses 1KB, {label}, vs the chat request, c=1, {stat}",
+                                 f"chat {fmt_us(a)}", f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
             # Providers: the filter alone (A) against a failover chain whose first provider
             # answers (the upstream filter adapts the attempt), and an Anthropic-format provider
             # (request and answer translated) (B).

@@ -1,4 +1,4 @@
--- wrk script for bench/bench.py. POSTs a chat request whose prompt is the JSON-escaped text in
+-- wrk script for bench/bench.py. POSTs a chat (or Responses) request whose prompt is the JSON-escaped text in
 -- $CONTENT; with UNIQUE=1 every request's prompt starts with a fresh number, so no cache (the
 -- gateway's token-count cache included) ever sees the same prompt twice. Prints the figures as
 -- one JSON line (latency in microseconds) for the driver to read.
@@ -10,11 +10,22 @@ local unique = os.getenv("UNIQUE") == "1"
 local run = os.getenv("RUN_ID") or "0"
 local head = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"'
 local tail = '"}]}'
+-- API=responses: the same prompt as a Responses API request (`input`).
+if os.getenv("API") == "responses" then
+  head = '{"model":"gpt-4o-mini","input":"'
+  tail = '"}'
+end
 local headers = {
   ["content-type"] = "application/json",
   ["authorization"] = "Bearer sk-gateway-demo",
   ["x-fake-completion-tokens"] = "16",
 }
+-- HEADER="name: value": one more request header (a route the demo selects by header).
+local extra = os.getenv("HEADER")
+if extra and extra ~= "" then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  headers[name] = value
+end
 local fixed
 
 function init(args)
