@@ -449,6 +449,7 @@ fn replay_of_a_provider_response() {
         status: 200,
         created: 1700000000,
         counted_input: 0,
+        nonce: 0,
     };
     let translated =
         crate::translate::openai_to_anthropic::translate_response(anthropic, &answered).unwrap();

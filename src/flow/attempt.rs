@@ -133,6 +133,7 @@ impl AttemptFilter {
                 status,
                 created: h.now_ms() / 1000,
                 counted_input: 0,
+                nonce: h.now_ns(),
             };
             let t = ResponseTranslator::new(Direction::OpenaiToAnthropic, &ct, context);
             for (name, value) in t.headers() {

@@ -115,10 +115,12 @@ impl Exchange {
     fn choose_translators(&mut self, h: &mut impl Host, content_type: &str) {
         let r = Map::ResponseHeaders;
         let passthrough = self.passthrough();
+        let nonce = answer_nonce(self.record.request_id.as_deref(), h.now_ns());
         let context = || ResponseContext {
             status: self.record.status,
             created: h.now_ms() / 1000,
             counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
+            nonce,
         };
         let to_client = match self.inbound.client {
             ClientApi::Anthropic if !passthrough => Some(Direction::AnthropicToOpenai),
@@ -220,4 +222,16 @@ impl Exchange {
         }
         Step::Continue
     }
+}
+
+/// A number for the ids a translated answer needs when its provider gives none: the request's
+/// id hashed (Envoy's `x-request-id` is unique per request), else the time.
+fn answer_nonce(request_id: Option<&str>, now_ns: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(id) = request_id else {
+        return now_ns;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }

@@ -55,6 +55,7 @@ pub fn anthropic_translation(data: &[u8]) {
         status,
         created: u64::from(flags),
         counted_input: 0,
+        nonce: 0,
     };
     let mut t = ResponseTranslator::new(Direction::OpenaiToAnthropic, ct, context);
     let mut meter = Meter::new(
@@ -81,6 +82,7 @@ pub fn anthropic_translation(data: &[u8]) {
         status: 200,
         created: 0,
         counted_input: 0,
+        nonce: 0,
     };
     let _ = openai_to_anthropic::translate_response(body, &answered);
     if let Ok(v) = serde_json::from_slice(body) {
@@ -174,6 +176,7 @@ pub fn anthropic_reverse(data: &[u8]) {
         status: 200,
         created: 0,
         counted_input: seed,
+        nonce: 0,
     };
     let mut r = ResponseTranslator::new(Direction::AnthropicToOpenai, ct, context);
     if r.buffers() {

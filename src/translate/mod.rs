@@ -92,6 +92,9 @@ pub struct ResponseContext {
     /// The prompt's tokens as the gateway counted them (a translated Messages stream announces
     /// them in `message_start`, before the provider's own figures).
     pub counted_input: u64,
+    /// A number unique to the answer, for the ids a translated answer must have when its
+    /// provider gives none (`chatcmpl-{nonce:016x}`, tool call ids).
+    pub nonce: u64,
 }
 
 /// A direction's stream state machine: one SSE event of the provider's in, the client's SSE

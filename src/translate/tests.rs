@@ -13,6 +13,7 @@ const ANSWERED_AT_1: ResponseContext = ResponseContext {
     status: 200,
     created: 1,
     counted_input: 0,
+    nonce: 0,
 };
 
 #[test]
@@ -181,6 +182,7 @@ fn context(status: u32) -> ResponseContext {
         status,
         created: GOLDEN_CREATED,
         counted_input: GOLDEN_COUNTED_INPUT,
+        nonce: 0,
     }
 }
 

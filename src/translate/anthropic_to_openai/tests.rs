@@ -16,6 +16,7 @@ const ANSWERED: ResponseContext = ResponseContext {
     status: 200,
     created: 0,
     counted_input: 29,
+    nonce: 0,
 };
 
 #[test]

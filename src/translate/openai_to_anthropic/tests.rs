@@ -19,6 +19,7 @@ fn answered(created: u64) -> ResponseContext {
         status: 200,
         created,
         counted_input: 0,
+        nonce: 0,
     }
 }
 

@@ -18,6 +18,7 @@ const ANSWERED: ResponseContext = ResponseContext {
     status: 200,
     created: 1_700_000_000,
     counted_input: 0,
+    nonce: 0,
 };
 
 fn request(v: Value) -> (Value, ResponsesEcho) {
