@@ -108,7 +108,7 @@ fn pipeline(c: &mut Criterion) {
                 nonce += 1;
                 let mut h = host(&json);
                 h.request_body = body(&text, nonce);
-                (h, vm.exchange().expect("the gateway role"))
+                (h, vm.exchange(1).expect("the gateway role"))
             };
             bench.iter_batched_ref(
                 &mut setup,

@@ -130,6 +130,18 @@ impl HttpError {
         .msg("The rate limit service is unavailable; the request was not sent. Please retry.")
     }
 
+    /// 503: the provider's access token could not be had in time (the metadata server did
+    /// not give one); nothing was sent.
+    pub fn credential_unavailable() -> Self {
+        Self::new(
+            503,
+            "server_error",
+            "provider_credential_unavailable",
+            "credential_unavailable",
+        )
+        .msg("The gateway could not obtain the provider's access token in time; the request was not sent. Please retry.")
+    }
+
     /// 502: the provider failed in a way the client's API has no closer word for.
     pub fn provider_error(message: impl Into<String>) -> Self {
         Self::new(502, "server_error", "provider_error", "upstream_error").msg(message)

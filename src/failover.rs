@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::providers::{AuthStyle, Format, Provider};
+use crate::config::providers::{AuthStyle, Format, Provider, Wire};
 use crate::error::HttpError;
 use crate::translate::{openai_to_anthropic, Target};
 
@@ -52,6 +52,7 @@ impl Plan {
         chain: &[(&Provider, String)],
         client_path: &str,
         suffix: &str,
+        stream: bool,
         default_max_tokens: u64,
     ) -> Plan {
         Plan {
@@ -62,7 +63,7 @@ impl Plan {
                     provider: p.name.clone(),
                     format: p.format,
                     path: p
-                        .path(suffix, model)
+                        .path(suffix, model, stream)
                         .unwrap_or_else(|| client_path.to_string()),
                     model: model.clone(),
                     auth: p.auth,
@@ -93,17 +94,25 @@ impl Attempt {
         self.auth.header(key)
     }
 
+    /// The wire this attempt speaks.
+    pub fn wire(&self) -> Wire {
+        Wire::of(self.format, &self.model)
+    }
+
     /// The OpenAI-format request `body` as this provider takes it.
     pub fn body(&self, body: &[u8], default_max_tokens: u64) -> Result<Vec<u8>, HttpError> {
-        match self.format {
-            Format::Anthropic => {
-                let target = Target {
-                    model: &self.model,
-                    default_max_tokens,
-                };
-                openai_to_anthropic::translate_request(body, &target).map(|t| t.body)
-            }
-            Format::Openai | Format::Azure => crate::wire::with_model(body, &self.model),
+        let target = Target {
+            model: &self.model,
+            default_max_tokens,
+        };
+        let wire = self.wire();
+        let Some(direction) = wire.direction() else {
+            return crate::wire::with_model(body, &self.model);
+        };
+        let translated = direction.translate_request(body, &target)?.body;
+        match wire {
+            Wire::Anthropic { vertex: true } => openai_to_anthropic::for_vertex(&translated),
+            _ => Ok(translated),
         }
     }
 }
@@ -263,7 +272,13 @@ mod tests {
             .unwrap();
         let (cluster, chain) = d.failover.clone().unwrap();
         assert_eq!(cluster, "gpt4o-failover");
-        let plan = Plan::new(&chain, "/v1/chat/completions", "chat/completions", 4096);
+        let plan = Plan::new(
+            &chain,
+            "/v1/chat/completions",
+            "chat/completions",
+            false,
+            4096,
+        );
         let paths: Vec<&str> = plan.attempts.iter().map(|a| a.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -301,6 +316,7 @@ mod tests {
             &d.failover.unwrap().1,
             "/v1/chat/completions",
             "chat/completions",
+            false,
             77,
         );
         let body = br#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#;

@@ -30,9 +30,11 @@ pub enum Buffer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError(pub String);
 
-/// An HTTP callout: a JSON POST.
+/// An HTTP callout: a JSON POST, or a GET (`method`, with an empty body).
 #[derive(Debug, Clone, Copy)]
 pub struct Post<'a> {
+    /// `POST` (the body is JSON) or `GET` (no body, no content type).
+    pub method: &'a str,
     pub cluster: &'a str,
     pub authority: &'a str,
     pub path: &'a str,
@@ -98,6 +100,11 @@ pub trait Host: Store {
 
     /// Let a paused request go on (a stream already gone is not an error).
     fn resume_request(&mut self);
+
+    /// From the VM's root context: act on another request of this VM (`Some(context id)`, a
+    /// request paused waiting for the VM) until switched back (`None`). `false` when that
+    /// request is gone.
+    fn switch_context(&mut self, context_id: Option<u32>) -> bool;
 
     /// Whether one more metric series may be defined (the VM bounds how many it keeps).
     fn metric_room(&self, name: &str) -> bool;

@@ -48,9 +48,10 @@ pub mod completion;
 pub mod limits;
 pub mod rls;
 
-// The upstream request and the answer: translation between client APIs and providers,
-// failover chains, reading provider responses.
+// The upstream request and the answer: provider credentials the VM fetches, translation
+// between client APIs and providers, failover chains, reading provider responses.
 pub mod failover;
+pub mod gcp_token;
 pub mod meter;
 pub mod sse;
 pub mod translate;

@@ -15,12 +15,16 @@ pub const API_KEY: &str = "api-key";
 pub const X_API_KEY: &str = "x-api-key";
 /// Google's (Gemini) key header.
 pub const X_GOOG_API_KEY: &str = "x-goog-api-key";
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 5] = [
+/// An AWS session token: Envoy's SigV4 signer sets its own only when its credentials have
+/// one, so a client's must never pass.
+pub const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] = [
     AUTHORIZATION,
     PROXY_AUTHORIZATION,
     API_KEY,
     X_API_KEY,
     X_GOOG_API_KEY,
+    X_AMZ_SECURITY_TOKEN,
 ];
 
 pub const METHOD: &str = ":method";
@@ -211,6 +215,10 @@ pub mod metric {
     /// Semantic lookups that could not be made, by `reason` (`embedding_unavailable`,
     /// `embedding_error`, `store_unavailable`, `store_error`).
     pub const CACHE_SEMANTIC_FAILURES: &str = "llm_gateway_cache_semantic_failures_total";
+
+    /// Access token fetches from the GCP metadata server, by provider and `outcome` (`ok`,
+    /// `error`, `dispatch`).
+    pub const CREDENTIAL_REFRESHES: &str = "llm_gateway_credential_refreshes_total";
 
     /// The label value of whatever the configuration does not name.
     pub const OTHER: &str = "other";

@@ -24,7 +24,9 @@ mod routes;
 
 pub use check::{ConfigError, MAX_LABEL_BYTES, MAX_TIMEOUT_MS};
 pub use consumers::{Consumer, ANONYMOUS};
-pub use providers::{AuthStyle, Format, Provider, ResponsesApi, DEFAULT_AZURE_API_VERSION};
+pub use providers::{
+    AuthStyle, Format, Provider, ResponsesApi, VertexSite, Wire, DEFAULT_AZURE_API_VERSION,
+};
 pub use routes::{is_glob, Dest, HeaderMatch, Match, Route, Target, MAX_CHAIN};
 
 pub use crate::limits::{
@@ -258,7 +260,7 @@ fn cache(
     let cache = match raw {
         Some(c) => Some(CacheConfig::parse(c, &|name| {
             let i = providers.iter().position(|p| p.name == name)?;
-            let serves = providers.get(i)?.format != Format::Anthropic;
+            let serves = providers.get(i)?.format.serves_embeddings();
             Some((i, serves))
         })?),
         None if any_route_caches => Some(CacheConfig::default()),

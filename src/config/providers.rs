@@ -32,6 +32,18 @@ pub(super) struct RawProvider {
     models: BTreeMap<String, String>,
     #[serde(default)]
     responses: Option<ResponsesApi>,
+    #[serde(default)]
+    vertex: Option<VertexSite>,
+    #[serde(default)]
+    token_cluster: Option<String>,
+}
+
+/// Where a Vertex AI provider's models live: `/v1/projects/{project}/locations/{location}/...`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VertexSite {
+    pub project: String,
+    pub location: String,
 }
 
 /// How a provider serves the OpenAI Responses API (`/v1/responses`).
@@ -56,6 +68,67 @@ pub enum Format {
     /// Azure OpenAI: OpenAI's bodies on `/openai/deployments/{deployment}/...?api-version=`,
     /// the deployment being the (mapped) model name.
     Azure,
+    /// AWS Bedrock's Converse API (`/model/{modelId}/converse`, `/converse-stream`): requests
+    /// and answers translated, the request signed by Envoy's SigV4 filter on the cluster (or a
+    /// Bedrock API key as a bearer token).
+    Bedrock,
+    /// The Google Gemini API (`/v1beta/models/{model}:generateContent`,
+    /// `:streamGenerateContent?alt=sse`), its key in `x-goog-api-key`.
+    Gemini,
+    /// Vertex AI: Gemini models on the Gemini wire and Claude models (a model whose name
+    /// starts with `claude`) on Anthropic's, under the project and location of `vertex`, with an
+    /// OAuth access token.
+    Vertex,
+}
+
+/// The wire a request to a provider speaks, once the model is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// OpenAI's (OpenAI, Azure, compatible servers).
+    Openai,
+    /// Anthropic's Messages (Anthropic; Claude on Vertex with its own body version).
+    Anthropic { vertex: bool },
+    /// Bedrock's Converse.
+    Bedrock,
+    /// Gemini's `generateContent` (the Gemini API; Gemini on Vertex).
+    Gemini,
+}
+
+impl Wire {
+    /// The wire of a provider of `format` for `model` (the name the provider gets).
+    pub fn of(format: Format, model: &str) -> Wire {
+        match format {
+            Format::Openai | Format::Azure => Wire::Openai,
+            Format::Anthropic => Wire::Anthropic { vertex: false },
+            Format::Bedrock => Wire::Bedrock,
+            Format::Gemini => Wire::Gemini,
+            Format::Vertex if model.starts_with("claude") => Wire::Anthropic { vertex: true },
+            Format::Vertex => Wire::Gemini,
+        }
+    }
+
+    /// The translation from OpenAI chat into this wire (`None`: it is OpenAI's).
+    pub fn direction(self) -> Option<crate::translate::Direction> {
+        use crate::translate::Direction;
+        match self {
+            Wire::Openai => None,
+            Wire::Anthropic { .. } => Some(Direction::OpenaiToAnthropic),
+            Wire::Bedrock => Some(Direction::OpenaiToBedrock),
+            Wire::Gemini => Some(Direction::OpenaiToGemini),
+        }
+    }
+}
+
+impl Format {
+    /// Whether the provider serves OpenAI's embeddings endpoint.
+    pub fn serves_embeddings(self) -> bool {
+        matches!(self, Format::Openai | Format::Azure)
+    }
+
+    /// Whether the provider speaks OpenAI's API, so that requests to it pass with their body.
+    pub fn is_openai(self) -> bool {
+        matches!(self, Format::Openai | Format::Azure)
+    }
 }
 
 /// How a provider expects its credential.
@@ -68,6 +141,15 @@ pub enum AuthStyle {
     ApiKey,
     /// `x-api-key: <key>` (Anthropic).
     XApiKey,
+    /// `x-goog-api-key: <key>` (the Gemini API).
+    XGoogApiKey,
+    /// Signed with AWS SigV4 by Envoy's `aws_request_signing` filter on the provider's
+    /// cluster: the gateway sets no credential (Bedrock).
+    AwsSigv4,
+    /// `Authorization: Bearer <token>` with an OAuth access token the gateway fetches from the
+    /// GCP metadata server on `token_cluster` (GKE workload identity, GCE), cached and
+    /// refreshed before it expires (Vertex AI).
+    GcpMetadata,
     /// No credential (a local vLLM or Ollama).
     None,
 }
@@ -79,7 +161,9 @@ impl AuthStyle {
             AuthStyle::Bearer => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
             AuthStyle::ApiKey => Some((names::API_KEY, key.to_string())),
             AuthStyle::XApiKey => Some((names::X_API_KEY, key.to_string())),
-            AuthStyle::None => None,
+            AuthStyle::XGoogApiKey => Some((names::X_GOOG_API_KEY, key.to_string())),
+            AuthStyle::GcpMetadata => Some((names::AUTHORIZATION, format!("Bearer {key}"))),
+            AuthStyle::AwsSigv4 | AuthStyle::None => None,
         }
     }
 }
@@ -100,17 +184,32 @@ pub struct Provider {
     pub models: HashMap<String, String>,
     /// How Responses API requests reach it.
     pub responses: ResponsesApi,
+    /// A Vertex AI provider's project and location.
+    pub vertex: Option<VertexSite>,
+    /// The cluster of the GCP metadata server (`auth: gcp-metadata`).
+    pub token_cluster: Option<String>,
 }
 
 impl Provider {
-    /// The request path for `endpoint` (`chat/completions`...) and `model`, when this provider's
-    /// API puts it somewhere else than the client's path.
-    pub fn path(&self, endpoint: &str, model: &str) -> Option<String> {
+    /// The wire a request for `model` (the name the provider gets) speaks.
+    pub fn wire(&self, model: &str) -> Wire {
+        Wire::of(self.format, model)
+    }
+
+    /// The request path for `endpoint` (`chat/completions`...), `model` and whether the
+    /// answer streams, when this provider's API puts it somewhere else than the client's path.
+    pub fn path(&self, endpoint: &str, model: &str, stream: bool) -> Option<String> {
         if endpoint == RESPONSES_SUFFIX && self.format == Format::Azure {
             // Azure serves the Responses API on its v1 surface only: the deployment is the
             // body's `model`, and the path carries no api-version.
             return Some("/openai/v1/responses".to_string());
         }
+        let model_segment = percent_encode(model.strip_prefix("models/").unwrap_or(model));
+        let gemini_method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
         match self.format {
             Format::Openai => None,
             Format::Anthropic => Some(crate::translate::MESSAGES_PATH.to_string()),
@@ -121,6 +220,28 @@ impl Provider {
                     .as_deref()
                     .unwrap_or(DEFAULT_AZURE_API_VERSION)
             )),
+            Format::Bedrock => Some(format!(
+                "/model/{model_segment}/{}",
+                if stream {
+                    "converse-stream"
+                } else {
+                    "converse"
+                }
+            )),
+            Format::Gemini => Some(format!("/v1beta/models/{model_segment}:{gemini_method}")),
+            Format::Vertex => {
+                let site = self.vertex.as_ref()?;
+                let (publisher, method) = match self.wire(model) {
+                    Wire::Anthropic { .. } if stream => ("anthropic", "streamRawPredict"),
+                    Wire::Anthropic { .. } => ("anthropic", "rawPredict"),
+                    _ => ("google", gemini_method),
+                };
+                Some(format!(
+                    "/v1/projects/{}/locations/{}/publishers/{publisher}/models/{model_segment}:{method}",
+                    percent_encode(&site.project),
+                    percent_encode(&site.location),
+                ))
+            }
         }
     }
 
@@ -155,12 +276,55 @@ fn provider(
     required(&format!("{field}.cluster"), &p.cluster)?;
     let format = p.format.unwrap_or_default();
     let auth = p.auth.unwrap_or(match (&p.api_key_env, format) {
+        (None, Format::Bedrock) => AuthStyle::AwsSigv4,
+        (None, Format::Vertex) => AuthStyle::GcpMetadata,
         (None, _) => AuthStyle::None,
         (Some(_), Format::Anthropic) => AuthStyle::XApiKey,
         (Some(_), Format::Azure) => AuthStyle::ApiKey,
-        (Some(_), Format::Openai) => AuthStyle::Bearer,
+        (Some(_), Format::Gemini) => AuthStyle::XGoogApiKey,
+        (Some(_), Format::Openai | Format::Bedrock | Format::Vertex) => AuthStyle::Bearer,
     });
+    check_auth(&field, format, auth)?;
     let credential = credential(&field, auth, p.api_key_env.as_deref(), env)?;
+    let token_cluster = match (
+        auth,
+        non_empty(&format!("{field}.token_cluster"), p.token_cluster)?,
+    ) {
+        (AuthStyle::GcpMetadata, Some(c)) => Some(c),
+        (AuthStyle::GcpMetadata, None) => {
+            return Err(err(
+                format!("{field}.token_cluster"),
+                "is required with auth \"gcp-metadata\" (the cluster of the metadata server)",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(err(
+                format!("{field}.token_cluster"),
+                "applies with auth \"gcp-metadata\" only",
+            ))
+        }
+        (_, None) => None,
+    };
+    let vertex = match (format, p.vertex) {
+        (Format::Vertex, Some(v)) => {
+            required(&format!("{field}.vertex.project"), &v.project)?;
+            required(&format!("{field}.vertex.location"), &v.location)?;
+            Some(v)
+        }
+        (Format::Vertex, None) => {
+            return Err(err(
+                format!("{field}.vertex"),
+                "is required for a vertex provider ({project, location})",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(err(
+                format!("{field}.vertex"),
+                "applies to vertex providers only",
+            ))
+        }
+        (_, None) => None,
+    };
     if format != Format::Openai && !body_routing {
         return Err(err(
             format!("{field}.format"),
@@ -180,15 +344,15 @@ fn provider(
         }
         (_, None) => None,
     };
-    let responses = match (format, p.responses) {
-        (Format::Anthropic, Some(ResponsesApi::Native)) => {
+    let responses = match (format.is_openai(), p.responses) {
+        (false, Some(ResponsesApi::Native)) => {
             return Err(err(
                 format!("{field}.responses"),
-                "an anthropic provider has no Responses API: only \"translate\"",
+                "only OpenAI-format providers serve the Responses API: only \"translate\"",
             ))
         }
-        (Format::Anthropic, _) => ResponsesApi::Translate,
-        (_, r) => r.unwrap_or(ResponsesApi::Native),
+        (false, _) => ResponsesApi::Translate,
+        (true, r) => r.unwrap_or(ResponsesApi::Native),
     };
     label_name(&field, &name)?;
     Ok(Provider {
@@ -201,7 +365,36 @@ fn provider(
         key_env: p.api_key_env,
         models: p.models.into_iter().collect(),
         responses,
+        vertex,
+        token_cluster,
     })
+}
+
+/// The credential styles that fit only one format.
+fn check_auth(field: &str, format: Format, auth: AuthStyle) -> Result<(), ConfigError> {
+    let only = match auth {
+        AuthStyle::AwsSigv4 => Format::Bedrock,
+        AuthStyle::GcpMetadata => Format::Vertex,
+        _ => return Ok(()),
+    };
+    if format == only {
+        return Ok(());
+    }
+    Err(err(
+        format!("{field}.auth"),
+        format!("applies to {} providers only", format_name(only)),
+    ))
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Openai => "openai",
+        Format::Anthropic => "anthropic",
+        Format::Azure => "azure",
+        Format::Bedrock => "bedrock",
+        Format::Gemini => "gemini",
+        Format::Vertex => "vertex",
+    }
 }
 
 /// The credential of a provider (`field`) in the variable `var`, as its `auth` needs it.
@@ -212,10 +405,10 @@ fn credential(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, ConfigError> {
     match (auth, var) {
-        (AuthStyle::None, None) => Ok(None),
-        (AuthStyle::None, Some(_)) => Err(err(
+        (AuthStyle::None | AuthStyle::AwsSigv4 | AuthStyle::GcpMetadata, None) => Ok(None),
+        (AuthStyle::None | AuthStyle::AwsSigv4 | AuthStyle::GcpMetadata, Some(_)) => Err(err(
             format!("{field}.api_key_env"),
-            "is set but auth is \"none\"",
+            "is set but the auth style takes no key (\"none\", \"aws-sigv4\", \"gcp-metadata\")",
         )),
         (_, None) => Err(err(
             format!("{field}.api_key_env"),

@@ -349,13 +349,13 @@ fn provider_formats_and_paths() {
     let az = c.providers.iter().find(|p| p.name == "az").unwrap();
     assert_eq!(az.auth, AuthStyle::ApiKey);
     assert_eq!(
-        az.path("chat/completions", "gpt 4o/x").as_deref(),
+        az.path("chat/completions", "gpt 4o/x", false).as_deref(),
         Some("/openai/deployments/gpt%204o%2Fx/chat/completions?api-version=2024-10-21")
     );
     let claude = c.providers.iter().find(|p| p.name == "claude").unwrap();
     assert_eq!(claude.credential_header().unwrap().0, "x-api-key");
     assert_eq!(
-        claude.path("chat/completions", "m").as_deref(),
+        claude.path("chat/completions", "m", false).as_deref(),
         Some("/v1/messages")
     );
 

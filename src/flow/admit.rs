@@ -2,7 +2,7 @@
 //! limits, and make the upstream request (provider, path, credential, body, cluster).
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
-use crate::config::{Format, ResponsesApi, DEFAULT_MAX_TOKENS};
+use crate::config::{AuthStyle, ResponsesApi, Wire, DEFAULT_MAX_TOKENS};
 use crate::error::HttpError;
 use crate::failover::Plan;
 use crate::host::{Buffer, Host};
@@ -11,7 +11,9 @@ use crate::names;
 use crate::request::{Endpoint, Request};
 use crate::route::{self, Decision};
 use crate::tokens;
-use crate::translate::{self, anthropic_to_openai, openai_to_anthropic, responses_to_chat, Target};
+use crate::translate::{
+    self, anthropic_to_openai, openai_to_anthropic, responses_to_chat, Direction, Target,
+};
 use crate::wire;
 
 /// The OpenAI chat path for a Messages or Responses path (`/x/v1/messages?beta=true` becomes
@@ -108,7 +110,11 @@ impl Exchange {
         // (its protocol cannot give back an unused reservation).
         // The model descriptor is the request's label, never the client's own string.
         let waiting = self.limit_globally(h, Some(&decision.model_label), prompt.max(1))?;
-        Ok(if waiting { Step::Pause } else { Step::Continue })
+        Ok(if waiting {
+            Step::Pause
+        } else {
+            self.await_credential(h)
+        })
     }
 
     /// A Responses request to a provider without the Responses API (or down a failover
@@ -203,7 +209,7 @@ impl Exchange {
             Some((cluster, chain)) => {
                 // Each attempt is adapted to its provider by the upstream filter; the request
                 // leaves here in OpenAI's format, naming the client's model.
-                let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), max);
+                let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), req.stream, max);
                 h.set_property(names::prop::PLAN, &plan.encode());
                 self.upstream.chain_len = chain.len();
                 // Exactly one attempt per provider of the chain.
@@ -217,26 +223,44 @@ impl Exchange {
                     chain: Some(cluster),
                 });
             }
-            None if decision.provider.format == Format::Anthropic => {
-                let body = self.anthropic_body(h, endpoint, raw, body, decision, headers, max)?;
-                Outgoing {
-                    body: Some(body),
-                    chain: None,
-                }
-            }
             None => {
-                if anthropic_client {
-                    set_request_header(h, names::ANTHROPIC_VERSION, None);
-                }
-                let body = req
-                    .rewrite(Some(&decision.upstream_model), self.upstream.strip_usage)
-                    .or_else(as_sent);
+                let wire = decision.provider.wire(&decision.upstream_model);
+                let body = match wire {
+                    Wire::Openai => {
+                        if anthropic_client {
+                            set_request_header(h, names::ANTHROPIC_VERSION, None);
+                        }
+                        req.rewrite(Some(&decision.upstream_model), self.upstream.strip_usage)
+                            .or_else(as_sent)
+                    }
+                    Wire::Anthropic { vertex } => {
+                        let b =
+                            self.anthropic_body(h, endpoint, raw, body, decision, headers, max)?;
+                        Some(if vertex {
+                            set_request_header(h, names::ANTHROPIC_VERSION, None);
+                            openai_to_anthropic::for_vertex(&b)?
+                        } else {
+                            b
+                        })
+                    }
+                    Wire::Bedrock | Wire::Gemini => {
+                        if anthropic_client {
+                            set_request_header(h, names::ANTHROPIC_VERSION, None);
+                        }
+                        let direction = if wire == Wire::Bedrock {
+                            Direction::OpenaiToBedrock
+                        } else {
+                            Direction::OpenaiToGemini
+                        };
+                        Some(self.translated_body(endpoint, body, decision, direction, max)?)
+                    }
+                };
                 Outgoing { body, chain: None }
             }
         };
         let path = decision
             .provider
-            .path(endpoint.path_suffix(), &decision.upstream_model)
+            .path(endpoint.path_suffix(), &decision.upstream_model, req.stream)
             .or_else(|| (client_path != self.inbound.path).then(|| client_path.clone()));
         if let Some(path) = path {
             set_request_header(h, names::PATH, Some(&path));
@@ -266,7 +290,7 @@ impl Exchange {
         if !(anthropic_client && headers.has(names::ANTHROPIC_VERSION)) {
             set_request_header(h, names::ANTHROPIC_VERSION, Some(translate::API_VERSION));
         }
-        self.upstream.anthropic = true;
+        self.upstream.provider_wire = Some(Direction::OpenaiToAnthropic);
         if anthropic_client {
             // Anthropic to Anthropic: the client's own request, the model mapped; the answer
             // is read (translated on the side) for accounting only.
@@ -278,6 +302,30 @@ impl Exchange {
             };
             Ok(openai_to_anthropic::translate_request(body, &target)?.body)
         }
+    }
+
+    /// The chat request `body` in the API of a provider that is reached through `direction`
+    /// (Bedrock's Converse, Gemini's generateContent); its answer is translated back.
+    fn translated_body(
+        &mut self,
+        endpoint: Endpoint,
+        body: &[u8],
+        decision: &Decision,
+        direction: Direction,
+        default_max_tokens: u64,
+    ) -> Result<Vec<u8>, HttpError> {
+        if endpoint != Endpoint::ChatCompletions {
+            return Err(HttpError::invalid_param(
+                "model",
+                "This model's provider serves chat completions only.",
+            ));
+        }
+        let target = Target {
+            model: &decision.upstream_model,
+            default_max_tokens,
+        };
+        self.upstream.provider_wire = Some(direction);
+        Ok(direction.translate_request(body, &target)?.body)
     }
 
     /// Count the prompt for `model` into the record.
@@ -311,7 +359,10 @@ impl Exchange {
             set_request_header(h, names::ACCEPT_ENCODING, None);
         }
         if chain.is_none() {
-            if let Some((name, value)) = decision.provider.credential_header() {
+            if decision.provider.auth == AuthStyle::GcpMetadata {
+                // Set once the VM has a token (`await_credential`).
+                self.upstream.token_provider = Some(decision.provider.name.clone());
+            } else if let Some((name, value)) = decision.provider.credential_header() {
                 set_request_header(h, name, Some(&value));
             }
         }

@@ -4,8 +4,9 @@
 //! It reads the chain the gateway filter put in the request's filter state, finds the provider
 //! this attempt reaches from Envoy's attempt number, and adapts the request to it: path,
 //! credential (read here from the VM environment, by the variable name in the plan), version
-//! header, model name and body format. An Anthropic provider's answer is translated back to
-//! OpenAI's format here, so the gateway filter sees the same API whichever provider answered.
+//! header, model name and body format. An answer that is not in OpenAI's format (Anthropic,
+//! Bedrock, Gemini) is translated back to it here, so the gateway filter sees the same API
+//! whichever provider answered.
 //! Every attempt writes its outcome to the journal the gateway filter reads at the end.
 //!
 //! Header changes made by one attempt persist into the next (Envoy reuses the request header
@@ -13,11 +14,12 @@
 
 use super::outbound::journal;
 use super::Step;
-use crate::config::Format;
+use crate::config::{AuthStyle, Wire};
 use crate::failover::{Attempt, Outcome, Plan};
+use crate::gcp_token;
 use crate::host::{self, Buffer, Host, Map};
 use crate::names;
-use crate::translate::{self, Direction, ResponseContext, ResponseTranslator};
+use crate::translate::{self, ResponseContext, ResponseTranslator};
 
 /// Headers one provider or another reads: reset on every attempt (every credential header a
 /// client could send, though the gateway filter removed those already, and the version).
@@ -85,7 +87,19 @@ impl AttemptFilter {
         if let Some((name, value)) = key.and_then(|k| attempt.credential_header(&k)) {
             h.set_header(r, name, Some(&value));
         }
-        if attempt.format == Format::Anthropic {
+        if attempt.auth == AuthStyle::GcpMetadata {
+            // The token the gateway VMs keep fresh in shared data; without one (the first
+            // moments after start) the attempt fails and the chain moves on.
+            let now = h.now_ms();
+            if let Some(t) = gcp_token::read(h, &attempt.provider).filter(|t| t.usable(now)) {
+                h.set_header(
+                    r,
+                    names::AUTHORIZATION,
+                    Some(&format!("Bearer {}", t.value)),
+                );
+            }
+        }
+        if attempt.wire() == (Wire::Anthropic { vertex: false }) {
             h.set_header(r, names::ANTHROPIC_VERSION, Some(translate::API_VERSION));
         }
         // The body is rewritten below; its length is not known yet.
@@ -114,12 +128,13 @@ impl AttemptFilter {
         Step::Continue
     }
 
-    /// The provider answered: journal it, and translate an Anthropic answer.
+    /// The provider answered: journal it, and translate an answer that is not in OpenAI's
+    /// format.
     pub fn on_response_headers(&mut self, h: &mut impl Host) -> Step {
         let Some((n, _, attempt)) = self.active.as_ref() else {
             return Step::Continue;
         };
-        let (n, provider, format) = (*n, attempt.provider.clone(), attempt.format);
+        let (n, provider, direction) = (*n, attempt.provider.clone(), attempt.wire().direction());
         let r = Map::ResponseHeaders;
         let status = h
             .header(r, names::STATUS)
@@ -127,7 +142,8 @@ impl AttemptFilter {
             .unwrap_or(0);
         self.answered = true;
         record(h, n, &provider, &Outcome::Status(status));
-        if format == Format::Anthropic && h.header(r, names::CONTENT_ENCODING).is_none() {
+        let direction = direction.filter(|_| h.header(r, names::CONTENT_ENCODING).is_none());
+        if let Some(direction) = direction {
             let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();
             let context = ResponseContext {
                 status,
@@ -135,7 +151,7 @@ impl AttemptFilter {
                 counted_input: 0,
                 nonce: h.now_ns(),
             };
-            let t = ResponseTranslator::new(Direction::OpenaiToAnthropic, &ct, context);
+            let t = ResponseTranslator::new(direction, &ct, context);
             for (name, value) in t.headers() {
                 h.set_header(r, name, value.as_deref());
             }
@@ -144,7 +160,7 @@ impl AttemptFilter {
         Step::Continue
     }
 
-    /// A piece of an Anthropic provider's answer, translated.
+    /// A piece of a translated answer.
     pub fn on_response_body(
         &mut self,
         h: &mut impl Host,

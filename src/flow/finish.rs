@@ -34,6 +34,7 @@ impl Exchange {
         if self.inbound.endpoint.is_none() {
             return;
         }
+        self.take_credential_refusal();
         let now = h.now_ms();
         if let Some(m) = self.outbound.meter.take() {
             self.record.learned = m.finish();

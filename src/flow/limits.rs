@@ -150,10 +150,10 @@ impl Exchange {
     }
 
     /// The global service did not answer the pending call: go on or refuse, as configured.
-    fn global_failed(&mut self, h: &impl Host, reason: &'static str) -> Step {
+    fn global_failed(&mut self, h: &mut impl Host, reason: &'static str) -> Step {
         match self.without_global(h, reason) {
             Some(refusal) => Step::Reply(self.reject(refusal)),
-            None => Step::Continue,
+            None => self.await_credential(h),
         }
     }
 
@@ -201,7 +201,7 @@ impl Exchange {
             .get_or_insert_with(Snapshot::default)
             .merge(&verdict.snapshot);
         match verdict.over_limit {
-            None => Step::Continue,
+            None => self.await_credential(h),
             Some(o) => {
                 self.release_local(h);
                 self.record.limited = Some("global");

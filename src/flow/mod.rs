@@ -25,12 +25,13 @@ use crate::record::Record;
 use crate::request::Endpoint;
 use crate::rls;
 use crate::tokens::Encoding;
-use crate::translate::{anthropic_to_openai, ResponseTranslator};
+use crate::translate::{anthropic_to_openai, Direction, ResponseTranslator};
 use crate::usage::Exporter;
 
 pub mod admit;
 pub mod attempt;
 pub mod cache;
+pub mod credentials;
 pub mod finish;
 pub mod inbound;
 pub mod limits;
@@ -121,6 +122,8 @@ pub struct Shared {
     pub exporter: Option<Rc<RefCell<Exporter>>>,
     /// The response cache's stores, when a route caches.
     pub caches: Option<Rc<cache::Stores>>,
+    /// The access tokens the VM fetches, and the requests waiting for them.
+    pub tokens: Option<Rc<RefCell<credentials::Tokens>>>,
 }
 
 impl Shared {
@@ -135,12 +138,14 @@ impl Shared {
             .cache
             .as_ref()
             .map(|c| Rc::new(cache::Stores::new(c)));
+        let tokens = credentials::Tokens::new(&config).map(|t| Rc::new(RefCell::new(t)));
         Shared {
             config: Rc::new(config),
             limiter,
             reports: Rc::default(),
             exporter: None,
             caches,
+            tokens,
         }
     }
 }
@@ -165,8 +170,15 @@ pub struct Inbound {
 /// Where the request went.
 #[derive(Default)]
 pub struct Upstream {
-    /// The provider speaks Anthropic's Messages API (a direct route, not a chain).
-    pub anthropic: bool,
+    /// How the request was translated into its provider's API from OpenAI chat (a direct
+    /// route, not a chain; `None`: the provider speaks OpenAI's); its answer is translated
+    /// back the same way.
+    pub provider_wire: Option<Direction>,
+    /// The provider takes an access token the VM fetches (`auth: gcp-metadata`): the request
+    /// waits for it when there is none yet.
+    pub token_provider: Option<String>,
+    /// Set by the root context when it refused the request waiting for that token.
+    pub credential_refused: Option<Rc<std::cell::Cell<Option<&'static str>>>>,
     /// Providers in the request's failover chain (0: no chain).
     pub chain_len: usize,
     /// The client did not ask for the stream's usage chunk: it is removed from the answer.
@@ -199,8 +211,9 @@ pub struct Holding {
 #[derive(Default)]
 pub struct Outbound {
     pub meter: Option<Meter>,
-    /// An Anthropic provider's answer, translated to OpenAI's format.
-    pub from_anthropic: Option<ResponseTranslator>,
+    /// The provider's answer translated to OpenAI chat's format (from Anthropic's Messages,
+    /// Bedrock's Converse, Gemini's generateContent).
+    pub from_provider: Option<ResponseTranslator>,
     /// An OpenAI chat answer translated to the client's API (Anthropic's, or the Responses
     /// API's).
     pub to_client: Option<ResponseTranslator>,
@@ -220,6 +233,8 @@ pub struct Exchange {
     pub outbound: Outbound,
     /// The response cache's part in this request, on a caching route.
     pub cache: Option<Box<cache::State>>,
+    /// The request's context in its VM (the root context resumes it by this id).
+    pub context_id: u32,
 }
 
 impl Exchange {
@@ -232,6 +247,7 @@ impl Exchange {
             holding: Holding::default(),
             outbound: Outbound::default(),
             cache: None,
+            context_id: 0,
         }
     }
 
@@ -242,7 +258,8 @@ impl Exchange {
     /// Anthropic client and provider: the answer passes unchanged (translated on the side for
     /// accounting).
     pub fn passthrough(&self) -> bool {
-        self.inbound.client == ClientApi::Anthropic && self.upstream.anthropic
+        self.inbound.client == ClientApi::Anthropic
+            && self.upstream.provider_wire == Some(Direction::OpenaiToAnthropic)
     }
 
     /// A local error in the client's API's shape.

@@ -32,6 +32,7 @@ impl Exchange {
         if let Some(id) = &self.record.request_id {
             h.set_header(r, names::RESPONSE_REQUEST_ID, Some(id));
         }
+        self.take_credential_refusal();
         if self.record.local_outcome.is_some() || self.record.cache_hit() {
             return Step::Continue;
         }
@@ -45,13 +46,18 @@ impl Exchange {
         }
         let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();
         let ce = h.header(r, names::CONTENT_ENCODING);
+        // A translated answer is metered and cached in OpenAI chat's format (an event stream
+        // becomes SSE).
+        let mut read_ct = ct.clone();
+        if ce.is_none() {
+            if let Some(translated) = self.choose_translators(h, &ct) {
+                read_ct = translated.to_string();
+            }
+        }
         if self.record.cache.is_some() {
             // A compressed answer cannot be read: not stored.
-            let ct = if ce.is_some() { "" } else { ct.as_str() };
+            let ct = if ce.is_some() { "" } else { read_ct.as_str() };
             self.cache_response_headers(h, self.record.status, ct);
-        }
-        if ce.is_none() {
-            self.choose_translators(h, &ct);
         }
         let cfg = self.config();
         // A translated Responses answer is read in chat's format, before it is translated.
@@ -62,7 +68,7 @@ impl Exchange {
         };
         let meter = Meter::new(
             read_as,
-            &ct,
+            &read_ct,
             ce.as_deref(),
             self.upstream.strip_usage,
             self.upstream.encoding,
@@ -108,11 +114,15 @@ impl Exchange {
         self.outbound.replacement = Some(self.error_body(e));
     }
 
-    /// The translators an uncompressed answer passes through: from an Anthropic provider to
-    /// OpenAI's chat format (what the meter and the cache read), and from that to the client's
-    /// API when it is not chat (an Anthropic client, or a Responses client on a translated
-    /// route).
-    fn choose_translators(&mut self, h: &mut impl Host, content_type: &str) {
+    /// The translators an uncompressed answer passes through: from a provider that does not
+    /// speak OpenAI's API to OpenAI's chat format (what the meter and the cache read), and from
+    /// that to the client's API when it is not chat (an Anthropic client, or a Responses client
+    /// on a translated route). The content type the meter reads when translation changes it.
+    fn choose_translators(
+        &mut self,
+        h: &mut impl Host,
+        content_type: &str,
+    ) -> Option<&'static str> {
         let r = Map::ResponseHeaders;
         let passthrough = self.passthrough();
         let nonce = answer_nonce(self.record.request_id.as_deref(), h.now_ns());
@@ -131,13 +141,15 @@ impl Exchange {
         };
         let from_provider = self
             .upstream
-            .anthropic
-            .then_some(Direction::OpenaiToAnthropic);
+            .provider_wire
+            .map(|d| ResponseTranslator::new(d, content_type, context()));
+        let read_as = from_provider
+            .as_ref()
+            .and_then(ResponseTranslator::output_content_type);
         let echo = self.upstream.responses_echo.take().unwrap_or_default();
+        let chat_type = read_as.unwrap_or(content_type);
         let to_client =
-            to_client.map(|d| ResponseTranslator::with_echo(d, content_type, context(), echo));
-        let from_provider =
-            from_provider.map(|d| ResponseTranslator::new(d, content_type, context()));
+            to_client.map(|d| ResponseTranslator::with_echo(d, chat_type, context(), echo));
         // Passed through, the answer keeps its headers.
         if !passthrough {
             let changes = to_client
@@ -149,7 +161,8 @@ impl Exchange {
             }
         }
         self.outbound.to_client = to_client;
-        self.outbound.from_anthropic = from_provider;
+        self.outbound.from_provider = from_provider;
+        read_as
     }
 
     /// A translated answer's next piece: into chat's format (captured for the cache and
@@ -157,16 +170,16 @@ impl Exchange {
     /// body.
     fn translate_chunk(&mut self, h: &mut impl Host, size: usize, end: bool) -> Option<()> {
         let buffers = |t: &Option<ResponseTranslator>| t.as_ref().is_some_and(|t| t.buffers());
-        if (buffers(&self.outbound.from_anthropic) || buffers(&self.outbound.to_client)) && !end {
+        if (buffers(&self.outbound.from_provider) || buffers(&self.outbound.to_client)) && !end {
             return None;
         }
         let now = h.now_ms();
         let raw = h.body(Buffer::ResponseBody, size);
-        let mut chat = match self.outbound.from_anthropic.as_mut() {
+        let mut chat = match self.outbound.from_provider.as_mut() {
             Some(t) => t.chunk(&raw),
             None => raw,
         };
-        if self.outbound.from_anthropic.is_some() {
+        if self.outbound.from_provider.is_some() {
             self.cache_capture(&chat);
         }
         if let Some(m) = self.outbound.meter.as_mut().filter(|m| m.wants_body()) {
@@ -198,7 +211,7 @@ impl Exchange {
             h.set_body(Buffer::ResponseBody, size, out);
             return Step::Continue;
         }
-        if self.outbound.from_anthropic.is_some() || self.outbound.to_client.is_some() {
+        if self.outbound.from_provider.is_some() || self.outbound.to_client.is_some() {
             return match self.translate_chunk(h, size, end_of_stream) {
                 Some(()) => Step::Continue,
                 None => Step::Pause,

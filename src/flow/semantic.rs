@@ -56,7 +56,7 @@ impl Exchange {
         let e = &sem.embeddings;
         let provider = cfg.providers.get(e.provider)?;
         let path = provider
-            .path(Endpoint::Embeddings.path_suffix(), &e.model)
+            .path(Endpoint::Embeddings.path_suffix(), &e.model, false)
             .unwrap_or_else(|| "/v1/embeddings".to_string());
         let mut req =
             serde_json::json!({"model": e.model, "input": text, "encoding_format": "float"});
@@ -67,6 +67,7 @@ impl Exchange {
         let extra: Vec<(&str, &str)> = credential.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let body = req.to_string();
         let post = Post {
+            method: "POST",
             cluster: &provider.cluster,
             authority: e.authority.as_deref().unwrap_or(&provider.cluster),
             path: &path,
@@ -208,6 +209,7 @@ impl Exchange {
         phase: fn(u32) -> Phase,
     ) -> Step {
         let post = Post {
+            method: "POST",
             cluster: &ch.cluster,
             authority: &ch.authority,
             path: &r.path,

@@ -98,10 +98,15 @@ impl Vm {
         }
     }
 
-    /// A new request's exchange; `None` for the upstream role.
-    pub fn exchange(&self) -> Option<Exchange> {
+    /// A new request's exchange (`context_id`: its context in this VM); `None` for the
+    /// upstream role.
+    pub fn exchange(&self, context_id: u32) -> Option<Exchange> {
         match &self.role {
-            Role::Gateway(s) => Some(Exchange::new(s.clone())),
+            Role::Gateway(s) => {
+                let mut x = Exchange::new(s.clone());
+                x.context_id = context_id;
+                Some(x)
+            }
             Role::Upstream => None,
         }
     }
@@ -119,7 +124,8 @@ impl Vm {
             return Duration::ZERO;
         };
         let c = &s.config;
-        if c.global().is_some() || s.exporter.is_some() || c.chroma().is_some() {
+        let ticks = c.global().is_some() || s.exporter.is_some() || c.chroma().is_some();
+        if ticks || s.tokens.is_some() {
             REPORT_PERIOD
         } else {
             Duration::ZERO
@@ -137,6 +143,9 @@ impl Vm {
                 None
             }
             None => {
+                if let Some(t) = self.shared().and_then(|s| s.tokens.clone()) {
+                    t.borrow_mut().on_tick(h);
+                }
                 self.flush_reports(h);
                 self.flush_usage(h, false);
                 self.flush_vector_adds(h);
@@ -163,6 +172,7 @@ impl Vm {
             .collect();
         for b in batches {
             let post = Post {
+                method: "POST",
                 cluster: &cfg.cluster,
                 authority: &cfg.authority,
                 path: &cfg.path,
@@ -218,6 +228,7 @@ impl Vm {
         let adds = std::mem::take(&mut *stores.adds.borrow_mut());
         for (path, body) in adds {
             let post = Post {
+                method: "POST",
                 cluster: &ch.cluster,
                 authority: &ch.authority,
                 path: &path,
@@ -237,8 +248,14 @@ impl Vm {
         }
     }
 
-    /// A callout the VM made answered: a vector-store add or a usage post.
-    pub fn on_call_answer(&mut self, h: &mut impl Host, token: u32) {
+    /// A callout the VM made answered (its body `size` bytes): a token fetch, a vector-store
+    /// add or a usage post.
+    pub fn on_call_answer(&mut self, h: &mut impl Host, token: u32, size: usize) {
+        if let Some(t) = self.shared().and_then(|s| s.tokens.clone()) {
+            if t.borrow_mut().on_call_answer(h, token, size) {
+                return;
+            }
+        }
         if self.vector_adds.remove(&token) {
             let status = status_of_call(h);
             if status != Some(200) && status != Some(201) {

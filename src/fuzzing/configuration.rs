@@ -34,6 +34,7 @@ pub fn config(data: &[u8]) {
                     chain,
                     "/v1/chat/completions",
                     "chat/completions",
+                    true,
                     16,
                 );
                 assert_eq!(
@@ -41,7 +42,9 @@ pub fn config(data: &[u8]) {
                     Some(plan)
                 );
             }
-            let _ = d.provider.path("chat/completions", &d.upstream_model);
+            let _ = d
+                .provider
+                .path("chat/completions", &d.upstream_model, false);
             let _ = d.provider.credential_header();
         }
         if let (Some(l), Ok(id)) = (&cfg.limits, &identity) {

@@ -67,6 +67,14 @@ pub struct FakeHost {
     pub refuse_callouts: bool,
     pub replies: Vec<Reply>,
     pub resumed: usize,
+    /// The request a root-context callback acts on (`switch_context`), if any.
+    pub effective: Option<u32>,
+    /// Requests resumed from the root context, by context id.
+    pub resumed_contexts: Vec<u32>,
+    /// Context ids `switch_context` finds gone.
+    pub gone_contexts: Vec<u32>,
+    /// Replies sent from the root context, by context id.
+    pub replied_contexts: Vec<u32>,
     /// Counters summed and gauges/histograms last value, by full stat name.
     pub metrics: BTreeMap<String, i64>,
     /// Every update, in order.
@@ -231,11 +239,13 @@ impl Host for FakeHost {
         }
         let token = self.token();
         let mut headers = vec![
-            (":method".to_string(), "POST".to_string()),
+            (":method".to_string(), post.method.to_string()),
             (":path".to_string(), post.path.to_string()),
             (":authority".to_string(), post.authority.to_string()),
-            ("content-type".to_string(), "application/json".to_string()),
         ];
+        if post.method == "POST" {
+            headers.push(("content-type".to_string(), "application/json".to_string()));
+        }
         headers.extend(
             post.headers
                 .iter()
@@ -279,10 +289,24 @@ impl Host for FakeHost {
                 .collect(),
             body: body.to_vec(),
         });
+        if let Some(id) = self.effective {
+            self.replied_contexts.push(id);
+        }
     }
 
     fn resume_request(&mut self) {
         self.resumed += 1;
+        if let Some(id) = self.effective {
+            self.resumed_contexts.push(id);
+        }
+    }
+
+    fn switch_context(&mut self, context_id: Option<u32>) -> bool {
+        if context_id.is_some_and(|id| self.gone_contexts.contains(&id)) {
+            return false;
+        }
+        self.effective = context_id;
+        true
     }
 
     fn metric_room(&self, name: &str) -> bool {

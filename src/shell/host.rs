@@ -49,6 +49,8 @@ impl MetricIds {
 #[derive(Clone, Default)]
 pub struct WasmHost {
     pub metrics: Rc<RefCell<MetricIds>>,
+    /// The context whose callback this host serves (the root context's, for `switch_context`).
+    pub context_id: u32,
 }
 
 fn map(m: Map) -> MapType {
@@ -71,6 +73,7 @@ fn buffer(b: Buffer) -> BufferType {
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
 }
 
 impl Store for WasmHost {
@@ -136,16 +139,18 @@ impl Host for WasmHost {
 
     fn post(&mut self, p: &Post<'_>) -> Result<u32, CallError> {
         let mut headers = vec![
-            (":method", "POST"),
+            (":method", p.method),
             (":path", p.path),
             (":authority", p.authority),
-            (names::CONTENT_TYPE, "application/json"),
         ];
+        if p.method == "POST" {
+            headers.push((names::CONTENT_TYPE, "application/json"));
+        }
         headers.extend_from_slice(p.headers);
         hostcalls::dispatch_http_call(
             p.cluster,
             headers,
-            Some(p.body),
+            (p.method == "POST").then_some(p.body),
             Vec::new(),
             Duration::from_millis(p.timeout_ms),
         )
@@ -177,6 +182,14 @@ impl Host for WasmHost {
         if status != 0 {
             log::debug!("llm-gateway: could not resume the request (status {status})");
         }
+    }
+
+    fn switch_context(&mut self, context_id: Option<u32>) -> bool {
+        // The SDK's `set_effective_context` panics on a status other than BadArgument; a
+        // request gone meanwhile must not.
+        // SAFETY: a host call with no pointers.
+        let status = unsafe { proxy_set_effective_context(context_id.unwrap_or(self.context_id)) };
+        status == 0
     }
 
     fn metric_room(&self, name: &str) -> bool {

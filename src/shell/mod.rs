@@ -16,7 +16,11 @@ use host::WasmHost;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        let mut root = Root::default();
+        root.host.context_id = context_id;
+        Box::new(root)
+    });
 }}
 
 /// An HTTP callback's answer: send the reply (then hold the request), or go on, or wait.
@@ -42,11 +46,11 @@ impl Context for Root {
         &mut self,
         token: u32,
         _headers: usize,
-        _size: usize,
+        size: usize,
         _trailers: usize,
     ) {
         if let Some(vm) = self.vm.as_mut() {
-            vm.on_call_answer(&mut self.host, token);
+            vm.on_call_answer(&mut self.host, token, size);
         }
     }
 
@@ -89,9 +93,10 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let vm = self.vm.as_ref()?;
-        let host = self.host.clone();
+        let mut host = self.host.clone();
+        host.context_id = context_id;
         match vm.role {
             Role::Upstream => Some(Box::new(Attempt {
                 host,
@@ -99,7 +104,7 @@ impl RootContext for Root {
             })),
             Role::Gateway(_) => Some(Box::new(Gateway {
                 host,
-                exchange: vm.exchange()?,
+                exchange: vm.exchange(context_id)?,
             })),
         }
     }

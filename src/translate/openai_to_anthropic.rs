@@ -230,6 +230,19 @@ fn finish_reason(stop: Option<&str>) -> Value {
     }
 }
 
+/// The `anthropic_version` Claude on Vertex AI takes in the body (instead of the header).
+pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
+
+/// A Messages request `body` as Claude on Vertex AI takes it: the model is in the path, not
+/// the body, and the API version is in the body.
+pub fn for_vertex(body: &[u8]) -> Result<Vec<u8>, HttpError> {
+    let mut req: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| HttpError::invalid_json(&e.to_string()))?;
+    req.remove("model");
+    req.insert("anthropic_version".into(), VERTEX_VERSION.into());
+    serde_json::to_vec(&req).map_err(|e| HttpError::invalid_json(&e.to_string()))
+}
+
 /// Translate an Anthropic answer body into OpenAI's format: a message (2xx) into a
 /// `chat.completion`, an error (any other status, or a 2xx body of type `error`) into an
 /// OpenAI-format error. `None` when the body is not JSON.

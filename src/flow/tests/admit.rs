@@ -14,7 +14,7 @@ use crate::host::Buffer;
 fn admit(headers: &[(&str, &str)], body: &[u8]) -> (Step, FakeHost) {
     let mut h = host(headers);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let step = send_raw(&mut ex, &mut h, body);
     (step, h)
 }
@@ -239,7 +239,7 @@ fn a_weighted_split_follows_the_draw() {
     for (draw, cluster) in [(89, "openai"), (90, "azure"), (99, "azure"), (0, "openai")] {
         let mut h = host(&chat());
         h.draws.push_back(draw);
-        let mut ex = vm.exchange().unwrap();
+        let mut ex = vm.exchange(1).unwrap();
         assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o")), Step::Continue);
         assert_eq!(
             header(&h, "x-llm-gateway-cluster").as_deref(),
@@ -255,7 +255,7 @@ fn a_header_route_wins_over_the_model() {
     let headers = post("/v1/chat/completions", &[("x-llm-tier", "fast")]);
     let mut h = host(&headers);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(
         send(&mut ex, &mut h, &hello("claude-sonnet-4-5")),
         Step::Continue

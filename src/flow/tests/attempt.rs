@@ -14,7 +14,7 @@ use crate::host::Buffer;
 fn attempt_host(n: u64) -> FakeHost {
     let mut g = host(&chat());
     let vm = vm(&g, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut g, &hello("gpt-4.1")), Step::Continue);
     let mut h = host(&[]);
     h.request_headers = g.request_headers.clone();

@@ -60,7 +60,7 @@ fn a_stored_answer_is_served_to_the_same_request_as_json() {
     assert_eq!(h.metric_value(&lookup_metric("miss")), 1);
 
     let mut h2 = next(&h, &chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(send(&mut ex, &mut h2, &hello("gpt-4o-mini")));
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -104,7 +104,7 @@ fn a_stored_answer_is_served_to_a_stream_as_sse() {
     let vm = vm(&h, &exact());
     run(&vm, &mut h, &hello("gpt-4o-mini"), &completion("Hi!"));
     let mut h2 = next(&h, &chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let mut body = hello("gpt-4o-mini");
     body["stream"] = json!(true);
     let r = reply(send(&mut ex, &mut h2, &body));
@@ -135,7 +135,7 @@ fn no_cache_from_the_client_bypasses_the_lookup() {
         "/v1/chat/completions",
         &[("cache-control", "no-cache")],
     ));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o-mini")), Step::Continue);
     // No embedding asked for: the request went straight on.
     assert!(h.callouts.is_empty());
@@ -170,7 +170,7 @@ fn answer_call(ex: &mut crate::flow::Exchange, h: &mut FakeHost, token: u32, bod
 fn a_semantic_miss_asks_for_the_embedding_then_forwards_the_request() {
     let mut h = host(&chat());
     let vm = vm(&h, &semantic(Value::Null));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let q = "What is the capital of France?";
     assert_eq!(send(&mut ex, &mut h, &question(q)), Step::Pause);
     let [call] = h.callouts.as_slice() else {
@@ -223,7 +223,7 @@ fn a_semantic_miss_asks_for_the_embedding_then_forwards_the_request() {
 
     // A paraphrase with the same vector is a semantic hit.
     let mut h2 = next(&h, &chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(
         send(&mut ex, &mut h2, &question("What's the capital of France?")),
         Step::Pause
@@ -247,7 +247,7 @@ fn a_semantic_miss_asks_for_the_embedding_then_forwards_the_request() {
 fn an_embeddings_service_that_fails_lets_the_request_go_on() {
     let mut h = host(&chat());
     let vm = vm(&h, &semantic(Value::Null));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &question("Why?")), Step::Pause);
     let token = h.callouts[0].token;
     h.answer_call(503, b"no healthy upstream");
@@ -272,7 +272,7 @@ fn with_chroma_a_miss_asks_for_the_collection_then_queries_it() {
         json!({"chroma": {"cluster": "chroma", "collection": "gateway-test", "timeout_ms": 2000}});
     let mut h = host(&chat());
     let mut vm = vm(&h, &semantic(chroma));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let body = question("What is the capital of France?");
     assert_eq!(send(&mut ex, &mut h, &body), Step::Pause);
     let token = h.callouts[0].token;

@@ -28,7 +28,7 @@ fn base(model: &str, extra: (&'static str, &'static str)) -> String {
 fn an_answered_request_writes_its_usage_properties_and_metrics() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o-mini")), Step::Continue);
     let headers = [
         ("content-type", "application/json"),
@@ -99,7 +99,7 @@ fn an_answered_request_writes_its_usage_properties_and_metrics() {
 fn a_provider_error_passes_and_bills_nothing() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o-mini")), Step::Continue);
     h.properties
         .insert("response.code_details".into(), b"via_upstream".to_vec());
@@ -132,7 +132,7 @@ fn envoy_error(
 ) -> FakeHost {
     let mut h = host(headers);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, body), Step::Continue);
     h.properties
         .insert("response.code_details".into(), details.as_bytes().to_vec());
@@ -195,7 +195,7 @@ fn an_envoy_timeout_reaches_an_anthropic_client_in_its_shape() {
 fn a_stream_cut_before_done_is_incomplete_and_estimated() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let mut body = hello("gpt-4o-mini");
     body["stream"] = json!(true);
     assert_eq!(send(&mut ex, &mut h, &body), Step::Continue);
@@ -233,7 +233,7 @@ fn a_stream_cut_before_done_is_incomplete_and_estimated() {
 fn a_client_gone_before_any_answer_is_no_response() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o-mini")), Step::Continue);
     h.properties
         .insert("response.code".into(), 0u64.to_le_bytes().to_vec());
@@ -255,7 +255,7 @@ fn a_client_gone_before_any_answer_is_no_response() {
 fn a_local_reply_reports_its_outcome_and_no_tokens() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(send(&mut ex, &mut h, &hello("llama-3")));
     assert_eq!(r.status, 404);
     ex.finish(&mut h);
@@ -294,7 +294,7 @@ fn journal(attempts: &[(&str, u32)]) -> Vec<u8> {
 
 fn chain(h: &mut FakeHost) -> (Vm, Exchange) {
     let vm = vm(h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, h, &hello("gpt-4.1")), Step::Continue);
     (vm, ex)
 }
@@ -402,7 +402,7 @@ fn every_outcome_is_counted_exactly_once() {
     let vm = vm(&host(&[]), &config());
     for (outcome, scenario) in scenarios {
         let mut h = host(&chat());
-        let mut ex = vm.exchange().unwrap();
+        let mut ex = vm.exchange(1).unwrap();
         scenario(&mut ex, &mut h);
         ex.finish(&mut h);
         ex.abandon(&h);
@@ -416,7 +416,7 @@ fn every_outcome_is_counted_exactly_once() {
     }
     // A request that is not the gateway's writes nothing.
     let mut h = host(&post("/v1/files", &[]));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(ex.on_request_headers(&mut h, false), Step::Continue);
     ex.finish(&mut h);
     assert!(h.updates.is_empty() && h.set_properties.is_empty());

@@ -29,7 +29,7 @@ fn a_path_the_gateway_does_not_serve_passes_with_only_the_client_credential_remo
     let sent = post("/v1/files", &[]);
     let mut h = host(&sent);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(ex.on_request_headers(&mut h, false), Step::Continue);
     let kept: Vec<_> = sent
         .iter()
@@ -56,7 +56,7 @@ fn a_path_the_gateway_does_not_serve_passes_with_only_the_client_credential_remo
 fn an_unknown_key_is_refused_with_401_before_the_body() {
     let mut h = host(&replaced(chat(), "authorization", "Bearer sk-stranger"));
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, false));
     assert_eq!(r.status, 401);
     assert_eq!(
@@ -84,7 +84,7 @@ fn a_missing_key_is_refused_in_the_messages_api_shape_for_an_anthropic_client() 
         .collect();
     let mut h = host(&headers);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, false));
     assert_eq!(r.status, 401);
     assert_eq!(
@@ -104,7 +104,7 @@ const TOO_LARGE: &str = "The request body is larger than this gateway accepts (1
 fn a_declared_length_over_the_limit_is_413_at_the_headers() {
     let mut h = host(&post("/v1/chat/completions", &[("content-length", "1025")]));
     let vm = vm(&h, &small());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, false));
     assert_eq!(r.status, 413);
     assert_eq!(
@@ -118,7 +118,7 @@ fn a_declared_length_over_the_limit_is_413_at_the_headers() {
 fn a_body_growing_over_the_limit_is_413_before_its_end() {
     let mut h = host(&chat());
     let vm = vm(&h, &small());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(ex.on_request_headers(&mut h, false), Step::Pause);
     assert_eq!(ex.on_request_body(&mut h, 1024, false), Step::Pause);
     let r = reply(ex.on_request_body(&mut h, 1025, false));
@@ -133,7 +133,7 @@ fn a_body_growing_over_the_limit_is_413_before_its_end() {
 fn a_request_without_a_body_is_400() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, true));
     assert_eq!(r.status, 400);
     assert_eq!(
@@ -147,7 +147,7 @@ fn a_request_without_a_body_is_400() {
 fn a_body_that_is_not_a_json_object_is_400() {
     let vm = vm(&host(&[]), &config());
     let mut h = host(&chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(send_raw(&mut ex, &mut h, b"[1, 2]"));
     assert_eq!(r.status, 400);
     assert_eq!(
@@ -156,7 +156,7 @@ fn a_body_that_is_not_a_json_object_is_400() {
                          "type": "invalid_request_error", "param": null, "code": "invalid_json"}})
     );
     let mut h = host(&chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(send_raw(
         &mut ex,
         &mut h,
@@ -182,7 +182,7 @@ fn get(path: &'static str, extra: &[(&'static str, &'static str)]) -> FakeHost {
 fn models_are_listed_from_the_routes_and_nothing_goes_upstream() {
     let mut h = get("/v1/models", &[]);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, true));
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -211,7 +211,7 @@ fn a_model_is_retrieved_in_anthropic_shape_for_an_anthropic_client() {
     let version = [("anthropic-version", "2023-06-01")];
     let mut h = get("/v1/models/claude-sonnet-4-5", &version);
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, true));
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -220,7 +220,7 @@ fn a_model_is_retrieved_in_anthropic_shape_for_an_anthropic_client() {
                "created_at": "1970-01-01T00:00:00Z"})
     );
     let mut h = get("/v1/models/claude-opus-9", &version);
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, true));
     assert_eq!(r.status, 404);
     assert_eq!(
@@ -246,7 +246,7 @@ fn headers_only() -> serde_json::Value {
 fn without_body_routing_the_request_is_routed_on_its_headers_and_its_body_counted_as_it_passes() {
     let mut h = host(&chat());
     let vm = vm(&h, &headers_only());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(ex.on_request_headers(&mut h, false), Step::Continue);
     assert_eq!(
         h.request_header("x-llm-gateway-cluster").as_deref(),
@@ -292,7 +292,7 @@ fn without_body_routing_the_request_is_routed_on_its_headers_and_its_body_counte
 fn without_body_routing_an_anthropic_client_is_refused() {
     let mut h = host(&messages());
     let vm = vm(&h, &headers_only());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(ex.on_request_headers(&mut h, false));
     assert_eq!(r.status, 400);
     assert_eq!(

@@ -74,7 +74,7 @@ fn rpm_headers() -> Vec<(&'static str, String)> {
 fn over_the_local_limit_an_openai_client_gets_429_in_openai_shape() {
     let (vm, h1) = one_rpm_used();
     let mut h = next(&h1, &chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(send(&mut ex, &mut h, &hello("gpt-4o-mini")));
     assert_eq!(r.status, 429);
     assert_eq!(header(&r, "x-llm-gateway-request-id"), Some("req-1"));
@@ -101,7 +101,7 @@ fn over_the_local_limit_an_openai_client_gets_429_in_openai_shape() {
 fn over_the_local_limit_an_anthropic_client_gets_429_in_messages_shape() {
     let (vm, h1) = one_rpm_used();
     let mut h = next(&h1, &messages());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let body = json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]});
     let r = reply(send(&mut ex, &mut h, &body));
     assert_eq!(r.status, 429);
@@ -119,7 +119,7 @@ fn a_request_larger_than_the_token_limit_is_refused_without_retry_after() {
         &h,
         &limited(json!({"default": {"tpm": 1000}, "max_tracked": 16})),
     );
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let mut body = hello("gpt-4o-mini");
     body["max_tokens"] = json!(5000);
     let r = reply(send(&mut ex, &mut h, &body));
@@ -188,7 +188,7 @@ fn verdict(
 fn the_global_service_is_asked_and_its_ok_resumes_the_request() {
     let mut h = host(&chat());
     let vm = vm(&h, &global("open"));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let token = pending(&mut ex, &mut h);
     let [call] = h.callouts.as_slice() else {
         panic!("one callout: {:?}", h.callouts);
@@ -238,7 +238,7 @@ fn the_global_service_is_asked_and_its_ok_resumes_the_request() {
 fn over_the_global_limit_the_request_is_refused_with_429() {
     let mut h = host(&chat());
     let vm = vm(&h, &global("open"));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let token = pending(&mut ex, &mut h);
     let step = verdict(
         &mut ex,
@@ -275,7 +275,7 @@ fn global_failures(reason: &str) -> String {
 fn a_failed_global_service_lets_the_request_through_when_open() {
     let mut h = host(&chat());
     let vm = vm(&h, &global("open"));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let token = pending(&mut ex, &mut h);
     // UNAVAILABLE at once: the service could not be reached.
     let step = ex.on_global_answer(&mut h, token, 14, 0);
@@ -293,7 +293,7 @@ fn a_global_service_that_times_out_refuses_the_request_when_closed_and_gives_bac
     cfg["limits"]["max_tracked"] = json!(16);
     let mut h = host(&chat());
     let vm = vm(&h, &cfg);
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let token = pending(&mut ex, &mut h);
     h.advance_ms(95);
     let r = reply(ex.on_global_answer(&mut h, token, 14, 0));
@@ -316,7 +316,7 @@ fn a_global_service_that_times_out_refuses_the_request_when_closed_and_gives_bac
     );
     // The one request a minute was given back: the next request is admitted locally.
     let mut h2 = next(&h, &chat());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     pending(&mut ex, &mut h2);
     assert!(h2.replies.is_empty());
 }
@@ -326,7 +326,7 @@ fn a_global_service_that_cannot_be_called_refuses_at_once_when_closed() {
     let mut h = host(&chat());
     let vm = vm(&h, &global("closed"));
     h.refuse_callouts = true;
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let r = reply(send(&mut ex, &mut h, &hello("gpt-4o-mini")));
     assert_eq!(r.status, 503);
     assert_eq!(

@@ -23,7 +23,7 @@ fn streamed(vm: &crate::flow::vm::Vm, h: &mut FakeHost, include_usage: bool) -> 
     if include_usage {
         body["stream_options"] = json!({"include_usage": true});
     }
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, h, &body), Step::Continue);
     ex
 }
@@ -84,7 +84,7 @@ fn message(text: &str) -> Vec<u8> {
 fn an_anthropic_providers_answer_reaches_an_openai_client_as_a_chat_completion() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(
         send(&mut ex, &mut h, &hello("claude-sonnet-4-5")),
         Step::Continue
@@ -133,7 +133,7 @@ fn anthropic_request() -> serde_json::Value {
 fn an_openai_answer_reaches_an_anthropic_client_as_a_message() {
     let mut h = host(&messages());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &anthropic_request()), Step::Continue);
     let body = completion("Hi!");
     h.respond(
@@ -167,7 +167,7 @@ fn an_openai_answer_reaches_an_anthropic_client_as_a_message() {
 fn an_anthropic_answer_passes_unchanged_to_an_anthropic_client_and_is_still_counted() {
     let mut h = host(&messages());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let mut body = anthropic_request();
     body["model"] = json!("claude-sonnet-4-5");
     assert_eq!(send(&mut ex, &mut h, &body), Step::Continue);
@@ -199,7 +199,7 @@ fn an_anthropic_answer_passes_unchanged_to_an_anthropic_client_and_is_still_coun
 fn every_answer_carries_the_request_id_and_the_provider_id_is_recorded() {
     let mut h = host(&chat());
     let vm = vm(&h, &config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o-mini")), Step::Continue);
     answer(
         &mut ex,

@@ -24,7 +24,7 @@ fn responses_config() -> serde_json::Value {
 fn admit(path: &'static str, body: &serde_json::Value) -> (Step, FakeHost) {
     let mut h = host(&post(path, &[]));
     let vm = vm(&h, &responses_config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let step = send(&mut ex, &mut h, body);
     (step, h)
 }
@@ -101,7 +101,7 @@ fn the_translated_path_refuses_previous_response_id() {
 fn input_tokens_is_answered_here_for_openai_models_only() {
     let mut h = host(&post("/v1/responses/input_tokens", &[]));
     let vm = vm(&h, &responses_config());
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let step = send(
         &mut ex,
         &mut h,
@@ -118,7 +118,7 @@ fn input_tokens_is_answered_here_for_openai_models_only() {
     );
     // Not for a model it cannot count exactly.
     let mut h = host(&post("/v1/responses/input_tokens", &[]));
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     let step = send(
         &mut ex,
         &mut h,

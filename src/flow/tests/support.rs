@@ -148,7 +148,7 @@ pub const SSE: [(&str, &str); 1] = [("content-type", "text/event-stream")];
 
 /// A whole request: admitted and forwarded, answered 200 with `response` (JSON), finished.
 pub fn run(vm: &Vm, h: &mut FakeHost, body: &Value, response: &[u8]) -> Exchange {
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, h, body), Step::Continue);
     answer(&mut ex, h, 200, &JSON, response);
     ex.finish(h);

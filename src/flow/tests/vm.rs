@@ -53,7 +53,7 @@ fn the_upstream_role_makes_no_exchanges_and_never_ticks() {
     let (mut vm, tick) = Vm::configure(&h, br#"{"role": "upstream"}"#).unwrap();
     assert!(matches!(vm.role, Role::Upstream));
     assert_eq!(tick, Duration::ZERO);
-    assert!(vm.exchange().is_none());
+    assert!(vm.exchange(1).is_none());
     assert_eq!(vm.on_tick(&mut h), Some(Duration::ZERO));
     assert!(vm.on_done(&mut h));
     assert!(h.callouts.is_empty() && h.updates.is_empty());
@@ -129,7 +129,7 @@ fn usage_events_are_posted_from_the_tick_and_counted_once_delivered() {
     }
     let token = post.token;
     h.answer_call(200, b"");
-    vm.on_call_answer(&mut h, token);
+    vm.on_call_answer(&mut h, token, 0);
     assert_eq!(h.metric_value(metric::USAGE_SENT), 1);
     assert_eq!(buffered(&h), 0);
 }
@@ -143,7 +143,7 @@ fn a_failed_usage_post_is_counted_and_kept_for_a_retry() {
     vm.on_tick(&mut h);
     let token = h.callouts[0].token;
     h.answer_call(503, b"no healthy upstream");
-    vm.on_call_answer(&mut h, token);
+    vm.on_call_answer(&mut h, token, 0);
     let failures = stat_name(metric::USAGE_POST_FAILURES, &[(metric::TAG_REASON, "503")]);
     assert_eq!(h.metric_value(&failures), 1);
     assert_eq!(h.metric_value(metric::USAGE_SENT), 0);
@@ -166,7 +166,7 @@ fn a_stopping_vm_posts_what_is_left_and_says_when_it_is_done() {
     assert!(!h.done_called);
     let token = h.callouts[0].token;
     h.answer_call(200, b"");
-    vm.on_call_answer(&mut h, token);
+    vm.on_call_answer(&mut h, token, 0);
     assert!(h.done_called);
 }
 
@@ -175,7 +175,7 @@ fn the_tokens_a_request_used_beyond_its_admission_are_reported_to_the_global_ser
     let cfg = config_with(json!({"limits": {"global": {"cluster": "ratelimit", "domain": "gw"}}}));
     let mut h = host(&chat());
     let mut vm = vm(&h, &cfg);
-    let mut ex = vm.exchange().unwrap();
+    let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut h, &hello("gpt-4o-mini")), Step::Pause);
     // The service's answer: OK, nothing else said.
     let token = h.callouts[0].token;
