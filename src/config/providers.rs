@@ -434,14 +434,17 @@ pub(super) fn index(providers: &[Provider], field: &str, name: &str) -> Result<u
         .ok_or_else(|| err(field, format!("unknown provider \"{name}\"")))
 }
 
-/// Bytes kept as they are in a path segment: the unreserved characters (RFC 3986).
+/// Bytes kept as they are in a path segment: the unreserved characters (RFC 3986) and `@`
+/// (Vertex AI's model versions, `claude-sonnet-4-5@20250929`, as Google's own URLs write them).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
-    .remove(b'~');
+    .remove(b'~')
+    .remove(b'@');
 
-/// A model name as one path segment: unreserved characters kept, the rest percent-encoded.
+/// A model name as one path segment: unreserved characters and `@` kept, the rest
+/// percent-encoded (a Bedrock model id's `:` becomes `%3A`, as the AWS SDKs send it).
 fn percent_encode(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }

@@ -5,6 +5,7 @@
 mod admit;
 mod attempt;
 mod cache;
+mod credentials;
 mod finish;
 mod inbound;
 mod limits;
