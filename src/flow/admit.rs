@@ -71,6 +71,13 @@ impl Exchange {
         let decision = self.route(h, &cfg, &req, &headers)?;
         if !resumed {
             self.count(h, &req, &decision.upstream_model);
+            if !decision.provider.format.is_openai() {
+                // Claude's and Gemini's tokenizers are not public: the gateway's count is an
+                // estimate (the provider's usage is what is charged).
+                if let Some(c) = self.record.counted_prompt.as_mut() {
+                    c.estimated = true;
+                }
+            }
         }
 
         let prompt = self.record.counted_prompt.map(|c| c.tokens).unwrap_or(0);

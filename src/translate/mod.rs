@@ -115,6 +115,8 @@ pub enum Direction {
     AnthropicToOpenai,
     /// A Responses API client, a provider that serves chat completions.
     ResponsesToChat,
+    OpenaiToBedrock,
+    OpenaiToGemini,
 }
 
 impl Direction {
@@ -128,6 +130,7 @@ impl Direction {
             Direction::OpenaiToAnthropic => openai_to_anthropic::translate_request(body, target),
             Direction::AnthropicToOpenai => anthropic_to_openai::translate_request(body, target),
             Direction::ResponsesToChat => responses_to_chat::translate_request(body, target),
+            _ => Err(HttpError::provider_error("placeholder")),
         }
     }
 
@@ -145,6 +148,7 @@ impl Direction {
             Direction::ResponsesToChat => {
                 responses_to_chat::translate_response(body, context, echo)
             }
+            _ => None,
         }
     }
 
@@ -164,6 +168,7 @@ impl Direction {
             Direction::ResponsesToChat => {
                 Box::new(responses_to_chat::translate_stream(context, echo))
             }
+            _ => Box::new(openai_to_anthropic::translate_stream(context)),
         }
     }
 }
@@ -210,6 +215,10 @@ impl ResponseTranslator {
             echo,
             stream,
         }
+    }
+
+    pub fn output_content_type(&self) -> Option<&'static str> {
+        None
     }
 
     /// Whether the whole body must be held before it can be translated.

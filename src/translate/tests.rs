@@ -91,6 +91,7 @@ fn golden_dir(direction: Direction) -> PathBuf {
         Direction::OpenaiToAnthropic => "openai_to_anthropic",
         Direction::AnthropicToOpenai => "anthropic_to_openai",
         Direction::ResponsesToChat => "responses_to_chat",
+        _ => "x",
     };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -136,7 +137,7 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 },
             )
         }),
-        Direction::ResponsesToChat => direction.translate_request(
+        _ => direction.translate_request(
             body,
             &Target {
                 model: GOLDEN_CHAT_MODEL,
@@ -158,7 +159,7 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 Direction::AnthropicToOpenai => {
                     assert_eq!(t.headers, [(names::ANTHROPIC_VERSION, None), length])
                 }
-                Direction::ResponsesToChat => assert_eq!(t.headers, [length]),
+                _ => assert_eq!(t.headers, [length]),
             }
             assert_eq!(
                 t.echo.is_some(),
@@ -169,7 +170,9 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
         }
         Err(e) => {
             let body = match direction {
-                Direction::OpenaiToAnthropic | Direction::ResponsesToChat => e.body(),
+                Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
+                _ => e.body(),
+                #[allow(unreachable_patterns)]
                 Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
             };
             json!({"status": e.status, "body": as_json(&body)})
