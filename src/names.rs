@@ -85,6 +85,9 @@ pub mod prop {
     pub const CACHED_TOKENS: &str = "llm.cached_tokens";
     pub const REASONING_TOKENS: &str = "llm.reasoning_tokens";
     pub const COUNTED_PROMPT_TOKENS: &str = "llm.counted_prompt_tokens";
+    /// Whether that count is an estimate (the model's tokenizer is not public, or the prompt
+    /// was beyond `tokenizer.max_exact_bytes`).
+    pub const COUNTED_PROMPT_ESTIMATED: &str = "llm.counted_prompt_estimated";
     pub const USAGE_ESTIMATED: &str = "llm.usage_estimated";
     pub const TTFT_MS: &str = "llm.ttft_ms";
     pub const OUTCOME: &str = "llm.outcome";
@@ -111,7 +114,7 @@ pub mod prop {
     /// The response's `id` (`chatcmpl-...`, `msg_...`).
     pub const RESPONSE_ID: &str = "llm.response_id";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         CONSUMER,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
@@ -125,6 +128,7 @@ pub mod prop {
         CACHED_TOKENS,
         REASONING_TOKENS,
         COUNTED_PROMPT_TOKENS,
+        COUNTED_PROMPT_ESTIMATED,
         USAGE_ESTIMATED,
         TTFT_MS,
         OUTCOME,
@@ -166,6 +170,9 @@ pub mod metric {
     pub const DURATION: &str = "gen_ai_server_request_duration_ms";
     pub const TTFT: &str = "gen_ai_server_time_to_first_token_ms";
     pub const ESTIMATED: &str = "llm_gateway_usage_estimated_total";
+    /// Requests whose prompt the gateway could only estimate (a model whose tokenizer is not
+    /// public, or a prompt beyond `tokenizer.max_exact_bytes`), by model, provider, consumer.
+    pub const PROMPT_ESTIMATED: &str = "llm_gateway_counted_prompt_estimated_total";
     /// Time the filter spends on a request before forwarding it (µs), without labels.
     pub const FILTER_TIME: &str = "llm_gateway_filter_request_us";
     /// Linear memory of the wasm VM that last finished a request (bytes), without labels.

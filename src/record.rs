@@ -203,6 +203,7 @@ impl Record {
         }
         if let Some(c) = self.counted_prompt {
             p.push((prop::COUNTED_PROMPT_TOKENS, c.tokens.to_string()));
+            p.push((prop::COUNTED_PROMPT_ESTIMATED, c.estimated.to_string()));
         }
         if let Some(ms) = self.ttft_ms {
             p.push((prop::TTFT_MS, ms.to_string()));
@@ -302,6 +303,12 @@ impl Record {
         }
         if t.estimated {
             out.push(MetricUpdate::counter(stat_name(metric::ESTIMATED, base), 1));
+        }
+        if self.counted_prompt.is_some_and(|c| c.estimated) && self.local_outcome.is_none() {
+            out.push(MetricUpdate::counter(
+                stat_name(metric::PROMPT_ESTIMATED, base),
+                1,
+            ));
         }
     }
 

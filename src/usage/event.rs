@@ -146,6 +146,11 @@ fn usage(f: &mut Fields, r: &Record) {
             "counted_prompt_tokens",
             Val::Int(c.tokens),
         ));
+        f.push((
+            "llm_gateway.usage.counted_prompt_estimated",
+            "counted_prompt_estimated",
+            Val::Bool(c.estimated),
+        ));
     }
     if let Some(c) = r.cost {
         f.push((

@@ -56,6 +56,7 @@ fn an_answered_request_writes_its_usage_properties_and_metrics() {
         // gpt-4o-mini: 8 × $0.15 + 5 × $0.60 per million tokens.
         ("llm.cost_usd", "0.0000042"),
         ("llm.counted_prompt_tokens", "8"),
+        ("llm.counted_prompt_estimated", "false"),
         ("llm.gateway_us", "0"),
         ("llm.tokenize_us", "0"),
     ]
