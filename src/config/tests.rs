@@ -364,6 +364,122 @@ fn provider_formats_and_paths() {
     assert!(field_of(v).starts_with("providers.openai.api_version: applies to azure"));
 }
 
+#[test]
+fn cloud_providers_paths_and_credentials() {
+    use super::providers::Wire;
+    let mut v = base();
+    v["providers"]["bedrock"] = serde_json::json!({"cluster": "bedrock", "format": "bedrock"});
+    v["providers"]["bedrock-key"] =
+        serde_json::json!({"cluster": "bedrock", "format": "bedrock", "api_key_env": "AZURE_KEY"});
+    v["providers"]["gemini"] =
+        serde_json::json!({"cluster": "gemini", "format": "gemini", "api_key_env": "AZURE_KEY"});
+    v["providers"]["vertex"] = serde_json::json!({"cluster": "vertex", "format": "vertex",
+        "vertex": {"project": "p 1", "location": "us-east5"}, "token_cluster": "metadata"});
+    let c = parse(v).unwrap();
+    let p = |n: &str| c.providers.iter().find(|p| p.name == n).unwrap();
+    let bedrock = p("bedrock");
+    assert_eq!(bedrock.auth, AuthStyle::AwsSigv4);
+    assert_eq!(bedrock.credential_header(), None, "Envoy's signer signs");
+    assert_eq!(
+        bedrock
+            .path(
+                "chat/completions",
+                "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                true
+            )
+            .as_deref(),
+        Some("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream")
+    );
+    assert_eq!(
+        bedrock
+            .path("chat/completions", "us.amazon.nova-pro-v1:0", false)
+            .as_deref(),
+        Some("/model/us.amazon.nova-pro-v1%3A0/converse")
+    );
+    assert_eq!(
+        p("bedrock-key").credential_header(),
+        Some(("authorization", "Bearer az-key".to_string()))
+    );
+    let gemini = p("gemini");
+    assert_eq!(
+        gemini.credential_header(),
+        Some(("x-goog-api-key", "az-key".to_string()))
+    );
+    assert_eq!(
+        gemini
+            .path("chat/completions", "models/gemini-2.5-flash", true)
+            .as_deref(),
+        Some("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+    );
+    assert_eq!(gemini.wire("gemini-2.5-flash"), Wire::Gemini);
+    let vertex = p("vertex");
+    assert_eq!(vertex.auth, AuthStyle::GcpMetadata);
+    assert_eq!(vertex.token_cluster.as_deref(), Some("metadata"));
+    assert_eq!(
+        vertex.path("chat/completions", "gemini-2.5-pro", false).as_deref(),
+        Some("/v1/projects/p%201/locations/us-east5/publishers/google/models/gemini-2.5-pro:generateContent")
+    );
+    assert_eq!(
+        vertex.path("chat/completions", "claude-sonnet-4-5@20250929", true).as_deref(),
+        Some("/v1/projects/p%201/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict")
+    );
+    assert_eq!(
+        vertex.wire("claude-sonnet-4-5@20250929"),
+        Wire::Anthropic { vertex: true }
+    );
+    for p in ["bedrock", "gemini", "vertex"] {
+        assert_eq!(
+            c.providers.iter().find(|x| x.name == p).unwrap().responses,
+            ResponsesApi::Translate
+        );
+    }
+
+    for (provider, want) in [
+        (
+            serde_json::json!({"cluster": "v", "format": "vertex", "token_cluster": "m"}),
+            "providers.x.vertex: is required",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "format": "vertex", "vertex": {"project": "p", "location": "l"}}),
+            "providers.x.token_cluster: is required",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "format": "vertex", "vertex": {"project": "", "location": "l"},
+                            "token_cluster": "m"}),
+            "providers.x.vertex.project",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "vertex": {"project": "p", "location": "l"}}),
+            "providers.x.vertex: applies to vertex",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "auth": "aws-sigv4"}),
+            "providers.x.auth: applies to bedrock",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "format": "gemini", "auth": "gcp-metadata", "token_cluster": "m"}),
+            "providers.x.auth: applies to vertex",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "format": "bedrock", "auth": "aws-sigv4", "api_key_env": "AZURE_KEY"}),
+            "providers.x.api_key_env: is set but",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "format": "gemini", "responses": "native", "api_key_env": "AZURE_KEY"}),
+            "providers.x.responses: only OpenAI-format",
+        ),
+        (
+            serde_json::json!({"cluster": "v", "api_key_env": "AZURE_KEY", "token_cluster": "m"}),
+            "providers.x.token_cluster: applies with",
+        ),
+    ] {
+        let mut v = base();
+        v["providers"]["x"] = provider;
+        let e = field_of(v);
+        assert!(e.starts_with(want), "{e}");
+    }
+}
+
 /// A configuration with every size and count at its maximum (what tests/bounds.rs loads
 /// in Envoy).
 fn at_maxima() -> serde_json::Value {
