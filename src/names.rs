@@ -37,6 +37,10 @@ pub const ACCEPT_ENCODING: &str = "accept-encoding";
 pub const STATUS: &str = ":status";
 /// Sent to Anthropic providers with the API version the translation targets.
 pub const ANTHROPIC_VERSION: &str = "anthropic-version";
+/// Set by the failover upstream filter on every attempt to the provider it reaches, for an
+/// Envoy matcher after it (the composite filter that runs the SigV4 signer on the Bedrock
+/// attempts only). A client's is removed.
+pub const ATTEMPT_PROVIDER: &str = "x-llm-attempt-provider";
 /// Envoy's per-request retry count (a failover chain makes one attempt per provider).
 pub const ENVOY_MAX_RETRIES: &str = "x-envoy-max-retries";
 

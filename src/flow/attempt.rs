@@ -76,6 +76,7 @@ impl AttemptFilter {
             h.set_header(r, name, None);
         }
         h.set_header(r, names::PATH, Some(&attempt.path));
+        h.set_header(r, names::ATTEMPT_PROVIDER, Some(&attempt.provider));
         let key = attempt.key_env.as_deref().and_then(|v| h.env(v));
         if attempt.key_env.is_some() && key.is_none() {
             log::error!(

@@ -25,13 +25,14 @@ impl Exchange {
         self.inbound.start_ms = h.now_ms();
         let headers = RequestHeaders(h.request_headers());
         let cfg = self.config();
-        // Whatever the request is, a client never chooses the cluster, and its credentials
-        // (read from the copy above) go nowhere: a provider gets only its own.
+        // Whatever the request is, a client never chooses the cluster or which signer an
+        // attempt gets, and its credentials (read from the copy above) go nowhere: a provider
+        // gets only its own.
         let client_only = names::CLIENT_CREDENTIAL_HEADERS
             .iter()
             .copied()
             .chain(cfg.consumer_header.as_deref())
-            .chain([cfg.cluster_header.as_str()]);
+            .chain([cfg.cluster_header.as_str(), names::ATTEMPT_PROVIDER]);
         for name in client_only.filter(|n| headers.has(n)) {
             set_request_header(h, name, None);
         }
