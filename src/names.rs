@@ -29,6 +29,10 @@ pub const CLIENT_CREDENTIAL_HEADERS: [&str; 6] = [
 
 pub const METHOD: &str = ":method";
 pub const PATH: &str = ":path";
+pub const AUTHORITY: &str = ":authority";
+/// What Envoy's SigV4 signer adds besides `authorization` and `x-amz-security-token`.
+pub const X_AMZ_DATE: &str = "x-amz-date";
+pub const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
 pub const CONTENT_LENGTH: &str = "content-length";
 pub const CONTENT_TYPE: &str = "content-type";
 pub const CONTENT_ENCODING: &str = "content-encoding";
@@ -152,6 +156,9 @@ pub mod prop {
     /// (see `failover`): the request's chain, and what each attempt did.
     pub const PLAN: &str = "llm.plan";
     pub const JOURNAL: &str = "llm.journal";
+    /// The request's `:authority` before its first attempt (a Bedrock attempt's signer
+    /// rewrites it; the next attempt restores it).
+    pub const AUTHORITY: &str = "llm.authority";
 }
 
 /// Envoy properties read by the filter.

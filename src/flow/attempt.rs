@@ -22,11 +22,15 @@ use crate::names;
 use crate::translate::{self, ResponseContext, ResponseTranslator};
 
 /// Headers one provider or another reads: reset on every attempt (every credential header a
-/// client could send, though the gateway filter removed those already, and the version).
+/// client could send, though the gateway filter removed those already, the version, and what
+/// Envoy's SigV4 signer left on a Bedrock attempt: its date and body hash; its session token
+/// is among the credential headers).
 fn provider_headers() -> impl Iterator<Item = &'static str> {
-    names::CLIENT_CREDENTIAL_HEADERS
-        .into_iter()
-        .chain([names::ANTHROPIC_VERSION])
+    names::CLIENT_CREDENTIAL_HEADERS.into_iter().chain([
+        names::ANTHROPIC_VERSION,
+        names::X_AMZ_DATE,
+        names::X_AMZ_CONTENT_SHA256,
+    ])
 }
 
 /// Envoy's header telling the upstream how long this attempt may take.
@@ -74,6 +78,18 @@ impl AttemptFilter {
             .and_then(|v| v.trim().parse::<u64>().ok());
         for name in provider_headers() {
             h.set_header(r, name, None);
+        }
+        // The signer rewrites the host of a Bedrock attempt: every attempt starts from the
+        // request's own.
+        match h.property(&[names::prop::AUTHORITY]) {
+            Some(a) => {
+                let a = String::from_utf8_lossy(&a).into_owned();
+                h.set_header(r, names::AUTHORITY, Some(&a));
+            }
+            None => {
+                let a = h.header(r, names::AUTHORITY).unwrap_or_default();
+                h.set_property(names::prop::AUTHORITY, &a);
+            }
         }
         h.set_header(r, names::PATH, Some(&attempt.path));
         h.set_header(r, names::ATTEMPT_PROVIDER, Some(&attempt.provider));
