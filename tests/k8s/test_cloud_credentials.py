@@ -147,7 +147,7 @@ def test_bedrock_fragment_loads_into_the_gateway():
     names = [f["name"] for f in upstream_filters(chain)]
     assert names == ["envoy.filters.http.wasm", "envoy.filters.http.composite", CODEC]
     tree = upstream_filters(chain)[1]["typed_config"]["xds_matcher"]["matcher_tree"]
-    assert tree["input"]["typed_config"]["header_name"] == "x-llm-attempt-format"
+    assert tree["input"]["typed_config"]["header_name"] == "x-llm-attempt-provider"
     action = tree["exact_match_map"]["map"]["bedrock"]["action"]["typed_config"]["typed_config"]
     assert action["name"] == SIGNER
     check_bedrock_signer(action, signer["typed_config"]["host_rewrite"])
