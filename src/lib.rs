@@ -49,7 +49,8 @@ pub mod limits;
 pub mod rls;
 
 // The upstream request and the answer: translation between client APIs and providers,
-// failover chains, reading provider responses.
+// failover chains, reading provider responses (SSE and AWS event-stream framing).
+pub mod eventstream;
 pub mod failover;
 pub mod meter;
 pub mod sse;
