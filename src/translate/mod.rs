@@ -5,7 +5,8 @@
 //!   of an OpenAI-format provider;
 //! - [`responses_to_chat`]: a Responses API client (the Agents SDK, Codex) in front of a
 //!   provider that serves only chat completions. An Anthropic provider is reached through two
-//!   directions: Responses → chat → Messages, and back.
+//!   directions: Responses → chat → Messages, and back;
+//! - [`openai_to_bedrock`]: an OpenAI chat client in front of AWS Bedrock's Converse API.
 //!
 //! Every direction has the same four verbs: `translate_request` (the client's request body as
 //! the provider takes it, with the request header changes), `translate_response` (a whole JSON
@@ -13,7 +14,8 @@
 //! answer event by event, keeping only the ids and counters it needs: bounded memory, whatever
 //! the stream's length) and `translate_error` (a provider's error in the client's shape).
 //! [`Direction`] dispatches by direction; [`ResponseTranslator`] drives the response side for
-//! the filters: JSON or SSE by content type, whether it needs the whole body, and the header
+//! the filters: JSON, SSE or AWS event-stream frames ([`crate::eventstream`], read into the same
+//! [`StreamTranslate::event`]) by content type, whether it needs the whole body, and the header
 //! changes the answer needs. A new provider or client API is one module with the four verbs
 //! and one [`Direction`] arm. A Responses answer repeats its request's settings: the request's
 //! translation keeps them ([`Translated::echo`]) and the response side is built with them
@@ -26,12 +28,14 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::HttpError;
+use crate::eventstream;
 use crate::names;
 use crate::sse;
 use responses_to_chat::ResponsesEcho;
 
 pub mod anthropic_to_openai;
 pub mod openai_to_anthropic;
+pub mod openai_to_bedrock;
 pub mod responses_to_chat;
 #[cfg(test)]
 mod tests;
@@ -45,8 +49,16 @@ pub const MESSAGES_PATH: &str = "/v1/messages";
 pub const RESPONSES_PATH: &str = "/v1/responses";
 
 /// Largest single SSE event a stream translator holds (a tool call's input arrives in many
-/// small deltas; a bigger event is cut and flagged by the parser).
+/// small deltas; a bigger event is cut and flagged by the parser), and largest event-stream
+/// frame (a bigger one ends the stream with an error).
 const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// The content type of an AWS event stream (Bedrock's ConverseStream).
+pub const EVENTSTREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
+/// The content type of an SSE stream.
+const SSE_CONTENT_TYPE: &str = "text/event-stream";
+/// The exception kind a stream translator is given when the event stream cannot be read on.
+pub const UNREADABLE_STREAM: &str = "unreadableEventStream";
 
 /// A header change: set to the value, or removed (`None`).
 pub type HeaderChange = (&'static str, Option<String>);
@@ -100,8 +112,15 @@ pub struct ResponseContext {
 /// A direction's stream state machine: one SSE event of the provider's in, the client's SSE
 /// text to send in its place out (possibly empty).
 pub trait StreamTranslate: std::fmt::Debug {
-    /// Translate one event: its `event:` name (empty when absent) and its `data:`.
+    /// Translate one event: its `event:` name (empty when absent) and its `data:` (for an
+    /// event stream: its `:event-type` and payload).
     fn event(&mut self, name: &str, data: &[u8]) -> String;
+    /// Translate an exception an event stream reports: its `:exception-type` and payload, or
+    /// [`UNREADABLE_STREAM`] and `{"message"}` when a frame cannot be read. Read as an event of
+    /// that name unless the direction says otherwise.
+    fn exception(&mut self, kind: &str, data: &[u8]) -> String {
+        self.event(kind, data)
+    }
     /// Whether the provider's stream has ended (its last event was translated).
     fn finished(&self) -> bool;
 }
@@ -115,8 +134,8 @@ pub enum Direction {
     AnthropicToOpenai,
     /// A Responses API client, a provider that serves chat completions.
     ResponsesToChat,
+    /// An OpenAI client, an AWS Bedrock (Converse) provider.
     OpenaiToBedrock,
-    OpenaiToGemini,
 }
 
 impl Direction {
@@ -130,7 +149,7 @@ impl Direction {
             Direction::OpenaiToAnthropic => openai_to_anthropic::translate_request(body, target),
             Direction::AnthropicToOpenai => anthropic_to_openai::translate_request(body, target),
             Direction::ResponsesToChat => responses_to_chat::translate_request(body, target),
-            _ => Err(HttpError::provider_error("placeholder")),
+            Direction::OpenaiToBedrock => openai_to_bedrock::translate_request(body, target),
         }
     }
 
@@ -148,11 +167,12 @@ impl Direction {
             Direction::ResponsesToChat => {
                 responses_to_chat::translate_response(body, context, echo)
             }
-            _ => None,
+            Direction::OpenaiToBedrock => openai_to_bedrock::translate_response(body, context),
         }
     }
 
-    /// The state machine for an SSE answer (`echo` as for [`Direction::translate_response`]).
+    /// The state machine for a streamed answer (`echo` as for
+    /// [`Direction::translate_response`]).
     pub fn translate_stream(
         self,
         context: &ResponseContext,
@@ -168,21 +188,30 @@ impl Direction {
             Direction::ResponsesToChat => {
                 Box::new(responses_to_chat::translate_stream(context, echo))
             }
-            _ => Box::new(openai_to_anthropic::translate_stream(context)),
+            Direction::OpenaiToBedrock => Box::new(openai_to_bedrock::translate_stream(context)),
         }
     }
 }
 
+/// How a streamed answer is framed.
+#[derive(Debug)]
+enum Framing {
+    Sse(sse::Parser),
+    /// AWS event-stream frames; `None` once a frame could not be read (the rest is dropped).
+    EventStream(Option<eventstream::Decoder>),
+}
+
 /// One provider answer translated into the client's API as it passes, chosen by its content
-/// type: an SSE stream event by event, anything else as one JSON body once it has all arrived.
+/// type: an SSE stream or an AWS event stream event by event (both become SSE), anything else
+/// as one JSON body once it has all arrived.
 #[derive(Debug)]
 pub struct ResponseTranslator {
     direction: Direction,
     context: ResponseContext,
     /// What a Responses request asked, for a JSON answer (a stream's state machine holds it).
     echo: ResponsesEcho,
-    /// For an SSE answer: its parser and the direction's state machine.
-    stream: Option<(sse::Parser, Box<dyn StreamTranslate>)>,
+    /// For a streamed answer: its framing and the direction's state machine.
+    stream: Option<(Framing, Box<dyn StreamTranslate>)>,
 }
 
 impl ResponseTranslator {
@@ -203,9 +232,18 @@ impl ResponseTranslator {
         mut echo: ResponsesEcho,
     ) -> ResponseTranslator {
         let ct = content_type.split(';').next().unwrap_or("").trim();
-        let stream = ct.eq_ignore_ascii_case("text/event-stream").then(|| {
+        let framing = if ct.eq_ignore_ascii_case(SSE_CONTENT_TYPE) {
+            Some(Framing::Sse(sse::Parser::new(MAX_EVENT_BYTES)))
+        } else if ct.eq_ignore_ascii_case(EVENTSTREAM_CONTENT_TYPE) {
+            Some(Framing::EventStream(Some(eventstream::Decoder::new(
+                MAX_EVENT_BYTES,
+            ))))
+        } else {
+            None
+        };
+        let stream = framing.map(|f| {
             (
-                sse::Parser::new(MAX_EVENT_BYTES),
+                f,
                 direction.translate_stream(&context, std::mem::take(&mut echo)),
             )
         });
@@ -217,33 +255,63 @@ impl ResponseTranslator {
         }
     }
 
-    pub fn output_content_type(&self) -> Option<&'static str> {
-        None
-    }
-
     /// Whether the whole body must be held before it can be translated.
     pub fn buffers(&self) -> bool {
         self.stream.is_none()
     }
 
-    /// The response header changes a translated answer needs: its length changes.
+    /// The response header changes a translated answer needs: its length changes, and an
+    /// event stream becomes SSE.
     pub fn headers(&self) -> Vec<HeaderChange> {
-        vec![(names::CONTENT_LENGTH, None)]
+        let mut h = vec![(names::CONTENT_LENGTH, None)];
+        if let Some(ct) = self.output_content_type() {
+            h.push((names::CONTENT_TYPE, Some(ct.to_string())));
+        }
+        h
+    }
+
+    /// The content type of what the translator emits, when it differs from the provider's
+    /// (an event stream becomes `text/event-stream`).
+    pub fn output_content_type(&self) -> Option<&'static str> {
+        match &self.stream {
+            Some((Framing::EventStream(_), _)) => Some(SSE_CONTENT_TYPE),
+            _ => None,
+        }
     }
 
     /// Translate the next piece of the body (for JSON: the whole body, once). What cannot be
     /// read as JSON passes unchanged.
     pub fn chunk(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let Some((parser, stream)) = self.stream.as_mut() else {
+        let Some((framing, stream)) = self.stream.as_mut() else {
             return self
                 .direction
                 .translate_response(chunk, &self.context, &self.echo)
                 .unwrap_or_else(|| chunk.to_vec());
         };
         let mut out = String::new();
-        parser.feed(chunk, |_, e| {
-            out.push_str(&stream.event(&String::from_utf8_lossy(e.name), e.data));
-        });
+        match framing {
+            Framing::Sse(parser) => parser.feed(chunk, |_, e| {
+                out.push_str(&stream.event(&String::from_utf8_lossy(e.name), e.data));
+            }),
+            Framing::EventStream(decoder) => {
+                let Some(d) = decoder.as_mut() else {
+                    return Vec::new();
+                };
+                let fed = d.feed(chunk, |m| {
+                    let text = if m.is_exception() {
+                        stream.exception(&m.event_type, &m.payload)
+                    } else {
+                        stream.event(&m.event_type, &m.payload)
+                    };
+                    out.push_str(&text);
+                });
+                if let Err(e) = fed {
+                    *decoder = None;
+                    let why = json!({"message": format!("The provider's answer could not be read: {e}.")});
+                    out.push_str(&stream.exception(UNREADABLE_STREAM, why.to_string().as_bytes()));
+                }
+            }
+        }
         out.into_bytes()
     }
 }

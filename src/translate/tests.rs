@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use aws_smithy_eventstream::frame::write_message_to;
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message as Frame};
 use serde_json::{json, Value};
 
 use super::*;
@@ -91,7 +93,7 @@ fn golden_dir(direction: Direction) -> PathBuf {
         Direction::OpenaiToAnthropic => "openai_to_anthropic",
         Direction::AnthropicToOpenai => "anthropic_to_openai",
         Direction::ResponsesToChat => "responses_to_chat",
-        _ => "x",
+        Direction::OpenaiToBedrock => "openai_to_bedrock",
     };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -120,7 +122,7 @@ fn sse_events(text: &[u8]) -> Vec<(String, Value)> {
 /// translation refuses it. The header changes are checked here for every case.
 fn golden_request(direction: Direction, body: &[u8]) -> Value {
     let translated = match direction {
-        Direction::OpenaiToAnthropic => direction.translate_request(
+        Direction::OpenaiToAnthropic | Direction::OpenaiToBedrock => direction.translate_request(
             body,
             &Target {
                 model: GOLDEN_MODEL,
@@ -137,7 +139,7 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 },
             )
         }),
-        _ => direction.translate_request(
+        Direction::ResponsesToChat => direction.translate_request(
             body,
             &Target {
                 model: GOLDEN_CHAT_MODEL,
@@ -159,7 +161,9 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 Direction::AnthropicToOpenai => {
                     assert_eq!(t.headers, [(names::ANTHROPIC_VERSION, None), length])
                 }
-                _ => assert_eq!(t.headers, [length]),
+                Direction::ResponsesToChat | Direction::OpenaiToBedrock => {
+                    assert_eq!(t.headers, [length])
+                }
             }
             assert_eq!(
                 t.echo.is_some(),
@@ -170,9 +174,9 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
         }
         Err(e) => {
             let body = match direction {
-                Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
-                _ => e.body(),
-                #[allow(unreachable_patterns)]
+                Direction::OpenaiToAnthropic
+                | Direction::ResponsesToChat
+                | Direction::OpenaiToBedrock => e.body(),
                 Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
             };
             json!({"status": e.status, "body": as_json(&body)})
@@ -216,6 +220,53 @@ fn golden_stream(direction: Direction, body: &[u8], echo: &ResponsesEcho) -> Vec
     whole
 }
 
+/// An AWS event-stream answer (`<case>.eventstream.json`: its frames as a JSON list, each
+/// `{"headers": {name: string value}, "payload": JSON (sent as its text) or a string (sent as
+/// it is), "corrupt": "message_crc" to flip the frame's last CRC byte}`), encoded by
+/// aws-smithy-eventstream's own encoder, through the response translator, whole and in 7-byte
+/// pieces (the same text).
+fn golden_eventstream(direction: Direction, input: &[u8], echo: &ResponsesEcho) -> Vec<u8> {
+    let frames: Vec<Value> = serde_json::from_slice(input).unwrap();
+    let mut bytes = Vec::new();
+    for f in &frames {
+        let payload = match &f["payload"] {
+            Value::String(s) => s.clone().into_bytes(),
+            Value::Null => Vec::new(),
+            p => p.to_string().into_bytes(),
+        };
+        let mut frame = Frame::new(payload);
+        for (name, value) in f["headers"].as_object().unwrap() {
+            let value = HeaderValue::String(value.as_str().unwrap().to_string().into());
+            frame = frame.add_header(Header::new(name.clone(), value));
+        }
+        let mut one = Vec::new();
+        write_message_to(&frame, &mut one).unwrap();
+        match f.get("corrupt").and_then(Value::as_str) {
+            Some("message_crc") => *one.last_mut().unwrap() ^= 0xff,
+            None => {}
+            Some(other) => panic!("unknown corruption '{other}'"),
+        }
+        bytes.extend(one);
+    }
+    let translate = |pieces: &mut dyn Iterator<Item = &[u8]>| {
+        let ct = EVENTSTREAM_CONTENT_TYPE;
+        let mut t = ResponseTranslator::with_echo(direction, ct, context(200), echo.clone());
+        assert!(!t.buffers());
+        assert_eq!(t.output_content_type(), Some("text/event-stream"));
+        assert_eq!(
+            t.headers(),
+            [
+                (names::CONTENT_LENGTH, None),
+                (names::CONTENT_TYPE, Some("text/event-stream".into()))
+            ]
+        );
+        pieces.flat_map(|p| t.chunk(p)).collect::<Vec<u8>>()
+    };
+    let whole = translate(&mut std::iter::once(&bytes[..]));
+    assert_eq!(translate(&mut bytes.chunks(7)), whole, "split into pieces");
+    whole
+}
+
 /// One case's input file: its translation, and the extension of its expected file. `echo` is
 /// what the Responses request of an answer case asked.
 fn golden_case(
@@ -248,6 +299,7 @@ fn golden_case(
             )
         }
         "stream.sse" => (golden_stream(direction, input, echo), "sse"),
+        "eventstream.json" => (golden_eventstream(direction, input, echo), "sse"),
         other => panic!("unknown golden input kind '{other}'"),
     }
 }
@@ -282,7 +334,7 @@ fn golden_inputs(dir: &Path) -> BTreeMap<String, String> {
         } else if kind == "echo.json" {
             echoes.push(case.to_string());
         } else if kind != "md" {
-            let ext = if kind.ends_with(".sse") {
+            let ext = if kind.ends_with(".sse") || kind == "eventstream.json" {
                 "sse"
             } else {
                 "json"
@@ -298,9 +350,14 @@ fn golden_inputs(dir: &Path) -> BTreeMap<String, String> {
         assert!(inputs.contains_key(e), "{e}: no input for it");
     }
     for case in &echoes {
-        let answer = ["response.json", "error.json", "stream.sse"]
-            .iter()
-            .any(|k| inputs.values().any(|n| *n == format!("{case}.{k}")));
+        let answer = [
+            "response.json",
+            "error.json",
+            "stream.sse",
+            "eventstream.json",
+        ]
+        .iter()
+        .any(|k| inputs.values().any(|n| *n == format!("{case}.{k}")));
         assert!(answer, "{case}.echo.json: no answer case for it");
     }
     inputs
@@ -351,6 +408,11 @@ fn golden_anthropic_to_openai() {
 #[test]
 fn golden_responses_to_chat() {
     golden(Direction::ResponsesToChat);
+}
+
+#[test]
+fn golden_openai_to_bedrock() {
+    golden(Direction::OpenaiToBedrock);
 }
 
 /// Every answer of the Responses direction, as the translator makes it now, read by
