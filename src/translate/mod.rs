@@ -3,6 +3,8 @@
 //! - [`openai_to_anthropic`]: an OpenAI chat client in front of an Anthropic Messages provider;
 //! - [`anthropic_to_openai`]: a Messages API client (Claude Code, the anthropic SDKs) in front
 //!   of an OpenAI-format provider;
+//! - [`openai_to_gemini`]: an OpenAI chat client in front of Google Gemini (the Gemini API, or
+//!   Vertex AI's `publishers/google` models);
 //! - [`responses_to_chat`]: a Responses API client (the Agents SDK, Codex) in front of a
 //!   provider that serves only chat completions. An Anthropic provider is reached through two
 //!   directions: Responses → chat → Messages, and back.
@@ -32,6 +34,7 @@ use responses_to_chat::ResponsesEcho;
 
 pub mod anthropic_to_openai;
 pub mod openai_to_anthropic;
+pub mod openai_to_gemini;
 pub mod responses_to_chat;
 #[cfg(test)]
 mod tests;
@@ -115,6 +118,8 @@ pub enum Direction {
     AnthropicToOpenai,
     /// A Responses API client, a provider that serves chat completions.
     ResponsesToChat,
+    /// An OpenAI client, a Google Gemini provider (the Gemini API or Vertex AI).
+    OpenaiToGemini(openai_to_gemini::Dialect),
 }
 
 impl Direction {
@@ -128,6 +133,9 @@ impl Direction {
             Direction::OpenaiToAnthropic => openai_to_anthropic::translate_request(body, target),
             Direction::AnthropicToOpenai => anthropic_to_openai::translate_request(body, target),
             Direction::ResponsesToChat => responses_to_chat::translate_request(body, target),
+            Direction::OpenaiToGemini(dialect) => {
+                openai_to_gemini::translate_request(body, target, dialect)
+            }
         }
     }
 
@@ -145,6 +153,7 @@ impl Direction {
             Direction::ResponsesToChat => {
                 responses_to_chat::translate_response(body, context, echo)
             }
+            Direction::OpenaiToGemini(_) => openai_to_gemini::translate_response(body, context),
         }
     }
 
@@ -164,6 +173,7 @@ impl Direction {
             Direction::ResponsesToChat => {
                 Box::new(responses_to_chat::translate_stream(context, echo))
             }
+            Direction::OpenaiToGemini(_) => Box::new(openai_to_gemini::translate_stream(context)),
         }
     }
 }

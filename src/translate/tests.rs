@@ -85,12 +85,15 @@ const GOLDEN_CREATED: u64 = 1_700_000_000;
 const GOLDEN_COUNTED_INPUT: u64 = 29;
 /// The model a Responses client's request goes to.
 const GOLDEN_CHAT_MODEL: &str = "gpt-4o-mini";
+/// The model an OpenAI client's request to Gemini goes to.
+const GOLDEN_GEMINI_MODEL: &str = "gemini-3-flash-preview";
 
 fn golden_dir(direction: Direction) -> PathBuf {
     let name = match direction {
         Direction::OpenaiToAnthropic => "openai_to_anthropic",
         Direction::AnthropicToOpenai => "anthropic_to_openai",
         Direction::ResponsesToChat => "responses_to_chat",
+        Direction::OpenaiToGemini(_) => "openai_to_gemini",
     };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -143,6 +146,13 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 default_max_tokens: GOLDEN_DEFAULT_MAX_TOKENS,
             },
         ),
+        Direction::OpenaiToGemini(_) => direction.translate_request(
+            body,
+            &Target {
+                model: GOLDEN_GEMINI_MODEL,
+                default_max_tokens: GOLDEN_DEFAULT_MAX_TOKENS,
+            },
+        ),
     };
     match translated {
         Ok(t) => {
@@ -158,7 +168,9 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 Direction::AnthropicToOpenai => {
                     assert_eq!(t.headers, [(names::ANTHROPIC_VERSION, None), length])
                 }
-                Direction::ResponsesToChat => assert_eq!(t.headers, [length]),
+                Direction::ResponsesToChat | Direction::OpenaiToGemini(_) => {
+                    assert_eq!(t.headers, [length])
+                }
             }
             assert_eq!(
                 t.echo.is_some(),
@@ -169,7 +181,9 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
         }
         Err(e) => {
             let body = match direction {
-                Direction::OpenaiToAnthropic | Direction::ResponsesToChat => e.body(),
+                Direction::OpenaiToAnthropic
+                | Direction::ResponsesToChat
+                | Direction::OpenaiToGemini(_) => e.body(),
                 Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
             };
             json!({"status": e.status, "body": as_json(&body)})
@@ -348,6 +362,13 @@ fn golden_anthropic_to_openai() {
 #[test]
 fn golden_responses_to_chat() {
     golden(Direction::ResponsesToChat);
+}
+
+#[test]
+fn golden_openai_to_gemini() {
+    golden(Direction::OpenaiToGemini(
+        openai_to_gemini::Dialect::GeminiApi,
+    ));
 }
 
 /// Every answer of the Responses direction, as the translator makes it now, read by
