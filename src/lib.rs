@@ -48,14 +48,10 @@ pub mod completion;
 pub mod limits;
 pub mod rls;
 
-<<<<<<< HEAD
 // The upstream request and the answer: provider credentials the VM fetches, translation
-// between client APIs and providers, failover chains, reading provider responses.
-=======
-// The upstream request and the answer: translation between client APIs and providers,
-// failover chains, reading provider responses (SSE and AWS event-stream framing).
+// between client APIs and providers, failover chains, reading provider responses (SSE and
+// AWS event-stream framing).
 pub mod eventstream;
->>>>>>> h-bedrock
 pub mod failover;
 pub mod gcp_token;
 pub mod meter;

@@ -90,8 +90,9 @@ pub enum Wire {
     Anthropic { vertex: bool },
     /// Bedrock's Converse.
     Bedrock,
-    /// Gemini's `generateContent` (the Gemini API; Gemini on Vertex).
-    Gemini,
+    /// Gemini's `generateContent` (the Gemini API; Gemini on Vertex, whose body differs a
+    /// little).
+    Gemini { vertex: bool },
 }
 
 impl Wire {
@@ -101,20 +102,25 @@ impl Wire {
             Format::Openai | Format::Azure => Wire::Openai,
             Format::Anthropic => Wire::Anthropic { vertex: false },
             Format::Bedrock => Wire::Bedrock,
-            Format::Gemini => Wire::Gemini,
+            Format::Gemini => Wire::Gemini { vertex: false },
             Format::Vertex if model.starts_with("claude") => Wire::Anthropic { vertex: true },
-            Format::Vertex => Wire::Gemini,
+            Format::Vertex => Wire::Gemini { vertex: true },
         }
     }
 
     /// The translation from OpenAI chat into this wire (`None`: it is OpenAI's).
     pub fn direction(self) -> Option<crate::translate::Direction> {
+        use crate::translate::openai_to_gemini::Dialect;
         use crate::translate::Direction;
         match self {
             Wire::Openai => None,
             Wire::Anthropic { .. } => Some(Direction::OpenaiToAnthropic),
             Wire::Bedrock => Some(Direction::OpenaiToBedrock),
-            Wire::Gemini => Some(Direction::OpenaiToGemini),
+            Wire::Gemini { vertex } => Some(Direction::OpenaiToGemini(if vertex {
+                Dialect::VertexAi
+            } else {
+                Dialect::GeminiApi
+            })),
         }
     }
 }

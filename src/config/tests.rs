@@ -364,6 +364,11 @@ fn provider_formats_and_paths() {
     assert!(field_of(v).starts_with("providers.openai.api_version: applies to azure"));
 }
 
+fn vertex_wire(c: &Config) -> super::providers::Wire {
+    let p = c.providers.iter().find(|p| p.name == "vertex").unwrap();
+    p.wire("gemini-2.5-pro")
+}
+
 #[test]
 fn cloud_providers_paths_and_credentials() {
     use super::providers::Wire;
@@ -411,7 +416,11 @@ fn cloud_providers_paths_and_credentials() {
             .as_deref(),
         Some("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
     );
-    assert_eq!(gemini.wire("gemini-2.5-flash"), Wire::Gemini);
+    assert_eq!(
+        gemini.wire("gemini-2.5-flash"),
+        Wire::Gemini { vertex: false }
+    );
+    assert_eq!(vertex_wire(&c), Wire::Gemini { vertex: true });
     let vertex = p("vertex");
     assert_eq!(vertex.auth, AuthStyle::GcpMetadata);
     assert_eq!(vertex.token_cluster.as_deref(), Some("metadata"));

@@ -250,16 +250,16 @@ impl Exchange {
                             b
                         })
                     }
-                    Wire::Bedrock | Wire::Gemini => {
+                    Wire::Bedrock | Wire::Gemini { .. } => {
                         if anthropic_client {
                             set_request_header(h, names::ANTHROPIC_VERSION, None);
                         }
-                        let direction = if wire == Wire::Bedrock {
-                            Direction::OpenaiToBedrock
-                        } else {
-                            Direction::OpenaiToGemini
-                        };
-                        Some(self.translated_body(endpoint, body, decision, direction, max)?)
+                        match wire.direction() {
+                            Some(d) => {
+                                Some(self.translated_body(endpoint, body, decision, d, max)?)
+                            }
+                            None => None,
+                        }
                     }
                 };
                 Outgoing { body, chain: None }

@@ -3,6 +3,8 @@
 //! - [`openai_to_anthropic`]: an OpenAI chat client in front of an Anthropic Messages provider;
 //! - [`anthropic_to_openai`]: a Messages API client (Claude Code, the anthropic SDKs) in front
 //!   of an OpenAI-format provider;
+//! - [`openai_to_gemini`]: an OpenAI chat client in front of Google Gemini (the Gemini API, or
+//!   Vertex AI's `publishers/google` models);
 //! - [`responses_to_chat`]: a Responses API client (the Agents SDK, Codex) in front of a
 //!   provider that serves only chat completions. An Anthropic provider is reached through two
 //!   directions: Responses → chat → Messages, and back;
@@ -36,6 +38,7 @@ use responses_to_chat::ResponsesEcho;
 pub mod anthropic_to_openai;
 pub mod openai_to_anthropic;
 pub mod openai_to_bedrock;
+pub mod openai_to_gemini;
 pub mod responses_to_chat;
 #[cfg(test)]
 mod tests;
@@ -136,6 +139,8 @@ pub enum Direction {
     ResponsesToChat,
     /// An OpenAI client, an AWS Bedrock (Converse) provider.
     OpenaiToBedrock,
+    /// An OpenAI client, a Google Gemini provider (the Gemini API or Vertex AI).
+    OpenaiToGemini(openai_to_gemini::Dialect),
 }
 
 impl Direction {
@@ -150,6 +155,9 @@ impl Direction {
             Direction::AnthropicToOpenai => anthropic_to_openai::translate_request(body, target),
             Direction::ResponsesToChat => responses_to_chat::translate_request(body, target),
             Direction::OpenaiToBedrock => openai_to_bedrock::translate_request(body, target),
+            Direction::OpenaiToGemini(dialect) => {
+                openai_to_gemini::translate_request(body, target, dialect)
+            }
         }
     }
 
@@ -168,6 +176,7 @@ impl Direction {
                 responses_to_chat::translate_response(body, context, echo)
             }
             Direction::OpenaiToBedrock => openai_to_bedrock::translate_response(body, context),
+            Direction::OpenaiToGemini(_) => openai_to_gemini::translate_response(body, context),
         }
     }
 
@@ -189,6 +198,7 @@ impl Direction {
                 Box::new(responses_to_chat::translate_stream(context, echo))
             }
             Direction::OpenaiToBedrock => Box::new(openai_to_bedrock::translate_stream(context)),
+            Direction::OpenaiToGemini(_) => Box::new(openai_to_gemini::translate_stream(context)),
         }
     }
 }

@@ -87,6 +87,8 @@ const GOLDEN_CREATED: u64 = 1_700_000_000;
 const GOLDEN_COUNTED_INPUT: u64 = 29;
 /// The model a Responses client's request goes to.
 const GOLDEN_CHAT_MODEL: &str = "gpt-4o-mini";
+/// The model an OpenAI client's request to Gemini goes to.
+const GOLDEN_GEMINI_MODEL: &str = "gemini-3-flash-preview";
 
 fn golden_dir(direction: Direction) -> PathBuf {
     let name = match direction {
@@ -94,6 +96,7 @@ fn golden_dir(direction: Direction) -> PathBuf {
         Direction::AnthropicToOpenai => "anthropic_to_openai",
         Direction::ResponsesToChat => "responses_to_chat",
         Direction::OpenaiToBedrock => "openai_to_bedrock",
+        Direction::OpenaiToGemini(_) => "openai_to_gemini",
     };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -146,6 +149,13 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 default_max_tokens: GOLDEN_DEFAULT_MAX_TOKENS,
             },
         ),
+        Direction::OpenaiToGemini(_) => direction.translate_request(
+            body,
+            &Target {
+                model: GOLDEN_GEMINI_MODEL,
+                default_max_tokens: GOLDEN_DEFAULT_MAX_TOKENS,
+            },
+        ),
     };
     match translated {
         Ok(t) => {
@@ -161,7 +171,9 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
                 Direction::AnthropicToOpenai => {
                     assert_eq!(t.headers, [(names::ANTHROPIC_VERSION, None), length])
                 }
-                Direction::ResponsesToChat | Direction::OpenaiToBedrock => {
+                Direction::ResponsesToChat
+                | Direction::OpenaiToBedrock
+                | Direction::OpenaiToGemini(_) => {
                     assert_eq!(t.headers, [length])
                 }
             }
@@ -176,7 +188,8 @@ fn golden_request(direction: Direction, body: &[u8]) -> Value {
             let body = match direction {
                 Direction::OpenaiToAnthropic
                 | Direction::ResponsesToChat
-                | Direction::OpenaiToBedrock => e.body(),
+                | Direction::OpenaiToBedrock
+                | Direction::OpenaiToGemini(_) => e.body(),
                 Direction::AnthropicToOpenai => anthropic_to_openai::local_error_body(&e),
             };
             json!({"status": e.status, "body": as_json(&body)})
@@ -413,6 +426,13 @@ fn golden_responses_to_chat() {
 #[test]
 fn golden_openai_to_bedrock() {
     golden(Direction::OpenaiToBedrock);
+}
+
+#[test]
+fn golden_openai_to_gemini() {
+    golden(Direction::OpenaiToGemini(
+        openai_to_gemini::Dialect::GeminiApi,
+    ));
 }
 
 /// Every answer of the Responses direction, as the translator makes it now, read by
