@@ -4,7 +4,7 @@
 //! which take the same body but for what [`Dialect`] names. The model is in the path, not the
 //! body.
 //!
-//! Requests ([`request`]): system and developer messages become `systemInstruction`; the other
+//! Requests (`request`): system and developer messages become `systemInstruction`; the other
 //! turns become `contents` with roles `user` and `model`, consecutive turns of one role merged
 //! (a turn of `functionResponse` parts is never merged with other parts: Gemini wants the
 //! answers to a step's calls alone in their turn, in the calls' order). Text, images (`data:` URLs
@@ -20,15 +20,16 @@
 //! Thought signatures: Gemini 2.5 and 3 put an opaque `thoughtSignature` on the first
 //! `functionCall` part of a step, and Gemini 3 answers 400 when it does not come back on that
 //! part in the next request. The translation keeps no state, so the signature rides in the
-//! OpenAI tool call id, which every client echoes (in the assistant message and the `tool`
+//! OpenAI tool call id, which OpenAI clients echo (in the assistant message and the `tool`
 //! message's `tool_call_id`): `<id>__thought__<signature>`, the form LiteLLM and agentgateway
-//! use too. A request's tool call id is split again: the id goes back as the call's id, the
-//! signature as the part's `thoughtSignature`. A step whose first call carries none (history from
+//! use too (the signature in base64url, so the id stays `[A-Za-z0-9_-]`). A request's tool call
+//! id is split again: the id goes back as the call's id, the signature (standard base64 again) as
+//! the part's `thoughtSignature`. A step whose first call carries none (history from
 //! another model, a client that rewrote the ids) gets Google's documented placeholder
 //! (base64 of `skip_thought_signature_validator`) so Gemini 3 accepts it. Signatures on text
 //! parts have no OpenAI field to ride in and are dropped.
 //!
-//! Responses ([`response`], [`stream`]): each candidate becomes a choice; text parts are joined
+//! Responses (`response`, `stream`): each candidate becomes a choice; text parts are joined
 //! into `content`, `thought: true` parts into `reasoning_content` (where DeepSeek-style clients
 //! and LiteLLM read reasoning; asked for only when the request set `reasoning_effort`),
 //! `functionCall` parts into `tool_calls` (ids `call_{nonce:016x}_{choice}_{n}` when Gemini gives
@@ -111,18 +112,30 @@ const SIGNATURE_SEPARATOR: &str = "__thought__";
 /// base64 of `skip_thought_signature_validator`.
 const FOREIGN_SIGNATURE: &str = "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I=";
 
-/// An OpenAI tool call id split into the call's own id and the signature it carries.
-fn split_call_id(id: &str) -> (&str, Option<&str>) {
+/// An OpenAI tool call id split into the call's own id and the signature it carries (as the
+/// standard, padded base64 Gemini wrote).
+fn split_call_id(id: &str) -> (&str, Option<String>) {
     match id.split_once(SIGNATURE_SEPARATOR) {
-        Some((base, signature)) if !signature.is_empty() => (base, Some(signature)),
+        Some((base, signature)) if !signature.is_empty() => {
+            let mut s = signature.replace('-', "+").replace('_', "/");
+            while s.len() % 4 != 0 {
+                s.push('=');
+            }
+            (base, Some(s))
+        }
         _ => (id, None),
     }
 }
 
-/// The OpenAI tool call id for a call and the signature of its part.
+/// The OpenAI tool call id for a call and the signature of its part. The signature is written in
+/// base64url without padding, so the id keeps to `[A-Za-z0-9_-]` (what Anthropic's `tool_use` ids
+/// must match, should a Messages client's history reach Anthropic) when Gemini's id does.
 fn join_call_id(base: &str, signature: Option<&str>) -> String {
     match signature.filter(|s| !s.is_empty()) {
-        Some(s) => format!("{base}{SIGNATURE_SEPARATOR}{s}"),
+        Some(s) => {
+            let safe = s.trim_end_matches('=').replace('+', "-").replace('/', "_");
+            format!("{base}{SIGNATURE_SEPARATOR}{safe}")
+        }
         None => base.to_string(),
     }
 }

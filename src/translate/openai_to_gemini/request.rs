@@ -130,8 +130,9 @@ impl Conversation {
                 .or_else(|| {
                     call.pointer("/extra_content/google/thought_signature")
                         .and_then(Value::as_str)
+                        .map(str::to_string)
                 })
-                .or((i == 0).then_some(FOREIGN_SIGNATURE));
+                .or_else(|| (i == 0).then(|| FOREIGN_SIGNATURE.to_string()));
             let mut fc = Map::new();
             if self.dialect == Dialect::GeminiApi && !id.is_empty() {
                 fc.insert("id".into(), id.into());
@@ -152,11 +153,16 @@ impl Conversation {
         Ok(())
     }
 
-    /// A `tool` message: a `functionResponse` named after the call it answers.
+    /// A `tool` message: a `functionResponse` named after the call it answers (or, when no
+    /// earlier call has its id, after the message's own `name`, put after the known answers).
     fn tool(&mut self, m: &Value, content: &Value) -> Result<(), HttpError> {
         let raw = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
         let (id, _) = split_call_id(raw);
-        let Some((name, position)) = self.calls.get(id).cloned() else {
+        let named = || {
+            let name = m.get("name").and_then(Value::as_str)?;
+            Some((name.to_string(), u64::MAX))
+        };
+        let Some((name, position)) = self.calls.get(id).cloned().or_else(named) else {
             return Err(HttpError::invalid_param(
                 "messages",
                 format!(
