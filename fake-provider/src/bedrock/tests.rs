@@ -1,0 +1,3 @@
+//! Converse request parsing and validation.
+
+use super::*;

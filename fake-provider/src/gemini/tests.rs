@@ -1,0 +1,3 @@
+//! GenerateContentRequest parsing and validation.
+
+use super::*;
