@@ -352,13 +352,12 @@ fn content_block(block: &Value, at: &str, tokens: &mut u64) -> Result<Block, Err
 }
 
 /// Checks the roles, the content and the toolUse/toolResult pairing of `messages`; returns
-/// whether any toolUse or toolResult appears and whether the last message answers tool uses.
-fn parse_messages(messages: &Value, tokens: &mut u64) -> Result<(bool, bool), Error> {
+/// whether the last message answers tool uses.
+fn parse_messages(messages: &Value, tokens: &mut u64) -> Result<bool, Error> {
     let Value::Array(messages) = messages else {
         return Err(Error::malformed("messages", "a list"));
     };
     let mut pending: Vec<String> = Vec::new();
-    let mut uses_tools = false;
     let mut previous: Option<&str> = None;
     let mut last_answers = false;
     for (i, msg) in messages.iter().enumerate() {
@@ -402,7 +401,6 @@ fn parse_messages(messages: &Value, tokens: &mut u64) -> Result<(bool, bool), Er
                 Block::Other => {}
             }
         }
-        uses_tools |= !uses.is_empty() || !results.is_empty();
         if role == "user" {
             if results.len() > pending.len() {
                 return Err(Error::validation(format!("The number of toolResult blocks at {at}.content exceeds the number of toolUse blocks of previous turn.")));
@@ -431,7 +429,7 @@ fn parse_messages(messages: &Value, tokens: &mut u64) -> Result<(bool, bool), Er
     if previous.is_none() {
         return Err(Error::validation("A conversation must start with a user message. Try again with a conversation that starts with a user message."));
     }
-    Ok((uses_tools, last_answers))
+    Ok(last_answers)
 }
 
 fn number_in(config: &Map<String, Value>, name: &str, hi: f64) -> Result<(), Error> {
@@ -589,7 +587,18 @@ pub fn parse_converse(body: &[u8]) -> Result<ConverseRequest, Error> {
     let Some(messages) = field(&obj, "messages") else {
         return Err(Error::constraint("null", "messages", "not be null"));
     };
-    let (uses_tools, answers_tool_results) = parse_messages(messages, &mut prompt_tokens)?;
+    let has_tool_blocks = messages.as_array().into_iter().flatten().any(|m| {
+        m.get("content").and_then(Value::as_array).is_some_and(|c| {
+            c.iter()
+                .any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some())
+        })
+    });
+    if has_tool_blocks && field(&obj, "toolConfig").is_none() {
+        return Err(Error::validation(
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
+        ));
+    }
+    let answers_tool_results = parse_messages(messages, &mut prompt_tokens)?;
     if let Some(system) = field(&obj, "system") {
         let Value::Array(blocks) = system else {
             return Err(Error::malformed("system", "a list"));
@@ -605,13 +614,7 @@ pub fn parse_converse(body: &[u8]) -> Result<ConverseRequest, Error> {
         }
     }
     let (max_tokens, stop_sequences) = parse_inference(&obj)?;
-    let tool_config = parse_tool_config(&obj)?;
-    if uses_tools && tool_config.is_none() {
-        return Err(Error::validation(
-            "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
-        ));
-    }
-    let (tools, tool_choice) = tool_config.unwrap_or((Vec::new(), ToolChoice::Auto));
+    let (tools, tool_choice) = parse_tool_config(&obj)?.unwrap_or((Vec::new(), ToolChoice::Auto));
     Ok(ConverseRequest {
         max_tokens,
         stop_sequences,

@@ -104,13 +104,12 @@ impl Error {
 
     /// The body: `{"error": {"code", "message", "status", "details"?}}`.
     pub fn body(&self) -> Value {
-        let mut error = json!({
-            "code": self.status.as_u16(),
-            "message": self.message,
-            "status": Self::status_name(self.status),
-        });
+        let mut error = Map::new();
+        error.insert("code".to_owned(), json!(self.status.as_u16()));
+        error.insert("message".to_owned(), json!(self.message));
+        error.insert("status".to_owned(), json!(Self::status_name(self.status)));
         if !self.details.is_empty() {
-            error["details"] = Value::Array(self.details.clone());
+            error.insert("details".to_owned(), Value::Array(self.details.clone()));
         }
         json!({ "error": error })
     }

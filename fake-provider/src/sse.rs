@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 
 /// Message of the body error that truncates a stream.
@@ -60,12 +60,11 @@ pub fn frames_response<F: Into<Bytes> + Send + 'static>(
             yield Err(io::Error::other(ABORT_MESSAGE));
         }
     };
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("valid response")
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// Waits between events. Even without a delay it yields once, so the server

@@ -212,6 +212,13 @@ pub(super) async fn handle(
     }
 }
 
+/// Sets `key` of a JSON object (nothing on another value).
+pub(super) fn set(v: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(key.to_owned(), value);
+    }
+}
+
 /// `x-amzn-RequestId`-style id: a random UUID (version 4 layout).
 pub(super) fn uuid() -> String {
     let hex: String = std::iter::repeat_with(|| fastrand::u8(..16))

@@ -107,10 +107,9 @@ pub(super) fn respond(
         message(&req, &ctl, "msg_01")
     })();
     let mut response = result.unwrap_or_else(|e| error_response(&e, request_id));
-    response.headers_mut().insert(
-        "request-id",
-        HeaderValue::from_str(request_id).expect("ascii"),
-    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("request-id", v);
+    }
     response
 }
 

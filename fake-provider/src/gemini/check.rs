@@ -258,7 +258,7 @@ fn bytes(v: &Value, at: &str) -> Result<(), Error> {
 }
 
 /// An enum value (upper case, or lower case as Google also reads it).
-fn enum_value<'a>(v: &'a Value, at: &str, values: &[&str], proto: &str) -> Result<String, Error> {
+fn enum_value(v: &Value, at: &str, values: &[&str], proto: &str) -> Result<String, Error> {
     match v.as_str().map(str::to_ascii_uppercase) {
         Some(s) if values.contains(&s.as_str()) => Ok(s),
         _ if v.is_array() => Err(Error::invalid(
@@ -306,13 +306,7 @@ struct Turn<'a> {
     signatures: Vec<&'a str>,
 }
 
-fn part<'a>(
-    v: &'a Value,
-    at: &str,
-    vertex: bool,
-    tokens: &mut u64,
-    turn: &mut Turn<'a>,
-) -> Result<(), Error> {
+fn part<'a>(v: &'a Value, at: &str, tokens: &mut u64, turn: &mut Turn<'a>) -> Result<(), Error> {
     let obj = message_object(v, at)?;
     fields(obj, PART, &[], at)?;
     let mut data = PART_DATA.iter().filter(|name| get(obj, name).is_some());
@@ -380,11 +374,10 @@ fn part<'a>(
         }
         _ => turn.plain = true,
     }
-    let _ = vertex;
     Ok(())
 }
 
-fn content<'a>(v: &'a Value, at: &str, vertex: bool, tokens: &mut u64) -> Result<Turn<'a>, Error> {
+fn content<'a>(v: &'a Value, at: &str, tokens: &mut u64) -> Result<Turn<'a>, Error> {
     let obj = message_object(v, at)?;
     fields(obj, CONTENT, &[], at)?;
     let role = match get(obj, "role").and_then(Value::as_str) {
@@ -414,7 +407,7 @@ fn content<'a>(v: &'a Value, at: &str, vertex: bool, tokens: &mut u64) -> Result
         signatures: Vec::new(),
     };
     for (j, p) in parts.iter().enumerate() {
-        part(p, &format!("{at}.parts[{j}]"), vertex, tokens, &mut turn)?;
+        part(p, &format!("{at}.parts[{j}]"), tokens, &mut turn)?;
     }
     Ok(turn)
 }
@@ -675,7 +668,7 @@ pub(super) fn request(
     let turns = contents
         .iter()
         .enumerate()
-        .map(|(i, c)| content(c, &format!("contents[{i}]"), vertex, &mut prompt_tokens))
+        .map(|(i, c)| content(c, &format!("contents[{i}]"), &mut prompt_tokens))
         .collect::<Result<Vec<_>, _>>()?;
     check_turns(&turns, model)?;
     if let Some(system) = get(obj, "systemInstruction") {
@@ -700,7 +693,6 @@ pub(super) fn request(
             part(
                 p,
                 &format!("{at}.parts[{j}]"),
-                vertex,
                 &mut prompt_tokens,
                 &mut turn,
             )?;

@@ -36,7 +36,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{latency_ms, uuid, Answer, Exchange};
+use super::{latency_ms, set, uuid, Answer, Exchange};
 use crate::app::generate::{self, Call, Text};
 use crate::app::{json_response, Config, Controls};
 use crate::bedrock::{self, ConverseRequest, Error};
@@ -153,10 +153,10 @@ fn usage(req: &ConverseRequest, ctl: &Controls, output_tokens: u64) -> Value {
         "totalTokens": input + output_tokens + read + write,
     });
     if read > 0 {
-        usage["cacheReadInputTokens"] = json!(read);
+        set(&mut usage, "cacheReadInputTokens", json!(read));
     }
     if write > 0 {
-        usage["cacheWriteInputTokens"] = json!(write);
+        set(&mut usage, "cacheWriteInputTokens", json!(write));
     }
     usage
 }
@@ -231,7 +231,11 @@ fn converse(
         .into_iter()
         .enumerate()
         .map(|(i, (name, mut payload))| {
-            payload["p"] = json!(PADDING.get(..1 + (i * 7) % PADDING.len()).unwrap_or("a"));
+            set(
+                &mut payload,
+                "p",
+                json!(PADDING.get(..1 + (i * 7) % PADDING.len()).unwrap_or("a")),
+            );
             eventstream::event(name, &payload)
         })
         .collect::<Result<Vec<_>, _>>()

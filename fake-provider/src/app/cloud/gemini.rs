@@ -29,7 +29,7 @@ use axum::response::Response;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{Answer, Exchange};
+use super::{set, Answer, Exchange};
 use crate::app::generate::{self, Call};
 use crate::app::{json_response, tokenized, Config, Controls, FIXED_CREATED};
 use crate::gemini::{self, Error, GenerateRequest};
@@ -151,7 +151,7 @@ impl Meta {
             "responseId": self.response_id,
         });
         if vertex {
-            out["createTime"] = json!(self.create_time);
+            set(&mut out, "createTime", json!(self.create_time));
         }
         out
     }
@@ -239,34 +239,45 @@ impl<'a> Generated<'a> {
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
         });
         if candidates_tokens > 0 {
-            usage["candidatesTokenCount"] = json!(candidates_tokens);
+            set(&mut usage, "candidatesTokenCount", json!(candidates_tokens));
             if vertex {
-                usage["candidatesTokensDetails"] =
-                    json!([{"modality": "TEXT", "tokenCount": candidates_tokens}]);
+                set(
+                    &mut usage,
+                    "candidatesTokensDetails",
+                    json!([{"modality": "TEXT", "tokenCount": candidates_tokens}]),
+                );
             }
         }
         if cached > 0 {
-            usage["cachedContentTokenCount"] = json!(cached);
-            usage["cacheTokensDetails"] = json!([{"modality": "TEXT", "tokenCount": cached}]);
+            set(&mut usage, "cachedContentTokenCount", json!(cached));
+            set(
+                &mut usage,
+                "cacheTokensDetails",
+                json!([{"modality": "TEXT", "tokenCount": cached}]),
+            );
         }
         if self.thoughts > 0 {
-            usage["thoughtsTokenCount"] = json!(self.thoughts);
+            set(&mut usage, "thoughtsTokenCount", json!(self.thoughts));
         }
         if vertex {
-            usage["trafficType"] = json!("ON_DEMAND");
+            set(&mut usage, "trafficType", json!("ON_DEMAND"));
         }
         usage
     }
 
-    /// The parts of candidate `c`, one per stream event (a signature on the first call, else
-    /// on the last part).
-    fn parts(&self, c: &Candidate<'_>) -> Vec<(Value, u64)> {
+    /// The parts of candidate `c` with their tokens: one per stream event, or the text in one
+    /// part (`whole`); a signature on the first call, else on the last part.
+    fn parts(&self, c: &Candidate<'_>, whole: bool) -> Vec<(Value, u64)> {
         let mut parts = Vec::new();
         if self.summary {
             parts.push((json!({"text": THOUGHT_SUMMARY, "thought": true}), 0));
         }
         let first_visible = parts.len();
         match &c.body {
+            Body::Text(pieces) if whole => {
+                let text: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
+                parts.push((json!({ "text": text }), c.tokens));
+            }
             Body::Text(pieces) => {
                 parts.extend(pieces.iter().map(|(t, n)| (json!({"text": t}), *n)))
             }
@@ -282,7 +293,7 @@ impl<'a> Generated<'a> {
                 _ => parts.len().checked_sub(1),
             };
             if let Some((part, _)) = at.and_then(|i| parts.get_mut(i)) {
-                part["thoughtSignature"] = json!(sig);
+                set(part, "thoughtSignature", json!(sig));
             }
         }
         parts
@@ -291,52 +302,34 @@ impl<'a> Generated<'a> {
     fn candidate(c: &Candidate<'_>, index: usize, parts: Vec<Value>, finished: bool) -> Value {
         let mut content = json!({"role": "model"});
         if !parts.is_empty() {
-            content["parts"] = Value::Array(parts);
+            set(&mut content, "parts", Value::Array(parts));
         }
         let mut out = json!({"content": content, "index": index});
         if finished {
-            out["finishReason"] = json!(c.finish);
+            set(&mut out, "finishReason", json!(c.finish));
             if matches!(c.body, Body::Call(_)) {
-                out["finishMessage"] = json!("Model generated function call(s).");
+                set(
+                    &mut out,
+                    "finishMessage",
+                    json!("Model generated function call(s)."),
+                );
             }
         }
         out
     }
 
-    /// The whole answer, its text parts merged as Google returns them.
+    /// The whole answer, its text in one part as Google returns it.
     fn whole(&self, req: &GenerateRequest, ctl: &Controls, meta: &Meta, vertex: bool) -> Value {
-        let mut total = 0;
         let candidates = self
             .candidates
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                total += c.tokens;
-                let mut parts: Vec<Value> = Vec::new();
-                for (part, _) in self.parts(c) {
-                    let merge = part.get("thought").is_none() && part.get("functionCall").is_none();
-                    match parts.last_mut() {
-                        Some(last)
-                            if merge
-                                && last.get("thought").is_none()
-                                && last.get("text").is_some() =>
-                        {
-                            let text = format!(
-                                "{}{}",
-                                last["text"].as_str().unwrap_or_default(),
-                                part["text"].as_str().unwrap_or_default()
-                            );
-                            last["text"] = json!(text);
-                            if let Some(sig) = part.get("thoughtSignature") {
-                                last["thoughtSignature"] = sig.clone();
-                            }
-                        }
-                        _ => parts.push(part),
-                    }
-                }
+                let parts = self.parts(c, true).into_iter().map(|(p, _)| p).collect();
                 Self::candidate(c, i, parts, true)
             })
             .collect();
+        let total = self.candidates.iter().map(|c| c.tokens).sum();
         meta.wrap(candidates, self.usage(req, ctl, total, vertex), vertex)
     }
 
@@ -349,7 +342,11 @@ impl<'a> Generated<'a> {
         vertex: bool,
         sse_mode: bool,
     ) -> Response {
-        let per: Vec<Vec<(Value, u64)>> = self.candidates.iter().map(|c| self.parts(c)).collect();
+        let per: Vec<Vec<(Value, u64)>> = self
+            .candidates
+            .iter()
+            .map(|c| self.parts(c, false))
+            .collect();
         let steps = per.iter().map(|p| p.len().max(1)).max().unwrap_or(1);
         let mut so_far = 0;
         let mut chunks = Vec::new();

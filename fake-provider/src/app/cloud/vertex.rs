@@ -122,13 +122,12 @@ fn authenticate(
     ));
     echo.push(("x-fake-tokens-issued", HeaderValue::from(issued_count)));
     echo.push(("x-fake-tokens-used", HeaderValue::from(used as u64)));
-    if let Some(project) = config
+    if config
         .clouds
         .gcp_project
         .as_deref()
-        .filter(|p| *p != target.project)
+        .is_some_and(|p| p != target.project)
     {
-        let _ = project;
         return Err(Error::new(
             403,
             format!(
