@@ -21,6 +21,8 @@ use crate::api::{
 };
 use crate::{anthropic, embed, logprobs, sse, tokens};
 
+mod cloud;
+mod generate;
 mod messages;
 mod responses;
 
@@ -42,6 +44,46 @@ pub struct Config {
     pub forced_headers: HeaderMap,
     /// The responses `POST /responses` stored.
     pub store: responses::Store,
+    /// The credentials of the cloud providers' endpoints.
+    pub clouds: Clouds,
+}
+
+/// What the cloud endpoints accept (see [`cloud`]).
+#[derive(Debug, Clone)]
+pub struct Clouds {
+    /// The AWS credentials and region a Bedrock SigV4 signature must be made with.
+    pub aws: crate::sigv4::Keys,
+    /// A Bedrock API key accepted as `Authorization: Bearer` instead of a signature.
+    pub bedrock_api_key: Option<String>,
+    /// When set, the only Gemini API key accepted (else any key).
+    pub gemini_api_key: Option<String>,
+    /// The tokens the metadata server issued, which Vertex AI accepts.
+    pub gcp_tokens: crate::gcp::Tokens,
+    /// When set, the only project Vertex AI paths may name (the metadata server's project,
+    /// else `fake-project`).
+    pub gcp_project: Option<String>,
+}
+
+/// The AWS test credentials of AWS's documentation examples.
+pub const DEFAULT_AWS_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+pub const DEFAULT_AWS_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+pub const DEFAULT_AWS_REGION: &str = "us-east-1";
+
+impl Default for Clouds {
+    fn default() -> Self {
+        Clouds {
+            aws: crate::sigv4::Keys {
+                access_key_id: DEFAULT_AWS_ACCESS_KEY_ID.to_owned(),
+                secret_access_key: DEFAULT_AWS_SECRET_ACCESS_KEY.to_owned(),
+                session_token: None,
+                region: DEFAULT_AWS_REGION.to_owned(),
+            },
+            bedrock_api_key: None,
+            gemini_api_key: None,
+            gcp_tokens: Default::default(),
+            gcp_project: None,
+        }
+    }
 }
 
 pub fn router(config: Config) -> Router {
@@ -247,6 +289,7 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
     "api-key",
     "x-api-key",
     "x-goog-api-key",
+    "x-amz-security-token",
 ];
 
 /// `sha256:` and the first 16 hex digits of the SHA-256 of a credential header's whole value
@@ -1023,8 +1066,12 @@ async fn handle(
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let received = headers.clone();
     for (k, v) in &config.forced_headers {
         headers.insert(k, v.clone());
+    }
+    if let Some(cloud) = cloud::route(&method, uri.path()) {
+        return cloud::handle(config, cloud, method, uri, received, headers, body).await;
     }
     let endpoint = route(&method, uri.path());
     let anthropic = matches!(endpoint, Some(Endpoint::Messages | Endpoint::CountTokens));

@@ -1,17 +1,24 @@
 //! A fake OpenAI provider for the gateway's integration tests and demo (chat completions,
 //! completions, embeddings, models and the Responses API), which also speaks Anthropic's
-//! Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`).
+//! Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`), AWS Bedrock's
+//! Converse API, the Gemini API and Vertex AI (Gemini and Claude), and serves a GCE metadata
+//! server's tokens.
 //!
-//! `fake-provider [--listen 127.0.0.1:0] [--require-key KEY] [--verbose]`
+//! `fake-provider [--listen 127.0.0.1:0] [--require-key KEY] [--verbose] [cloud flags]`
 //! prints `listening on http://ADDR` once bound.
 
 mod anthropic;
 mod api;
 mod app;
+mod bedrock;
 mod embed;
+mod eventstream;
+mod gcp;
+mod gemini;
 mod logprobs;
 mod responses;
 mod schema;
+mod sigv4;
 mod sse;
 mod tokens;
 
@@ -41,6 +48,32 @@ struct Cli {
     /// e.g. `--force-header x-fake-status:503` for a provider that is down.
     #[arg(long, value_name = "NAME:VALUE")]
     force_header: Vec<String>,
+    /// The access key id Bedrock requests must be SigV4-signed with.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = app::DEFAULT_AWS_ACCESS_KEY_ID)]
+    aws_access_key_id: String,
+    /// The secret access key of that key id.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true,
+        default_value = app::DEFAULT_AWS_SECRET_ACCESS_KEY)]
+    aws_secret_access_key: String,
+    /// A session token (temporary credentials) signed requests must carry as
+    /// `x-amz-security-token`.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    aws_session_token: Option<String>,
+    /// The region of the signature's credential scope.
+    #[arg(long, env = "AWS_REGION", default_value = app::DEFAULT_AWS_REGION)]
+    aws_region: String,
+    /// A Bedrock API key accepted as `Authorization: Bearer KEY` instead of a signature.
+    #[arg(long, value_name = "KEY")]
+    bedrock_api_key: Option<String>,
+    /// The only Gemini API key accepted (`x-goog-api-key` or `?key=`); any key without it.
+    #[arg(long, value_name = "KEY")]
+    gemini_api_key: Option<String>,
+    /// Lifetime of the tokens the metadata server issues.
+    #[arg(long, default_value_t = 3600)]
+    gcp_token_ttl_secs: u64,
+    /// The metadata server's project, and the only one Vertex AI paths may name.
+    #[arg(long, value_name = "PROJECT")]
+    gcp_project: Option<String>,
 }
 
 /// How long in-flight responses may run on after SIGTERM/SIGINT.
@@ -97,6 +130,18 @@ async fn main() -> ExitCode {
         verbose: cli.verbose,
         forced_headers,
         store: Default::default(),
+        clouds: app::Clouds {
+            aws: sigv4::Keys {
+                access_key_id: cli.aws_access_key_id,
+                secret_access_key: cli.aws_secret_access_key,
+                session_token: cli.aws_session_token.filter(|t| !t.is_empty()),
+                region: cli.aws_region,
+            },
+            bedrock_api_key: cli.bedrock_api_key,
+            gemini_api_key: cli.gemini_api_key,
+            gcp_tokens: gcp::Tokens::new(Duration::from_secs(cli.gcp_token_ttl_secs)),
+            gcp_project: cli.gcp_project,
+        },
     });
     let mut graceful = stop_rx.clone();
     // Small SSE events go out at once, as from a real provider's edge (no Nagle delay).

@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 
 /// Message of the body error that truncates a stream.
@@ -28,16 +28,17 @@ pub fn response(
     frames_response(frames, "text/event-stream", chunk_delay, abort_after, None)
 }
 
-/// An SSE response sending whole `frames`. `error_after = Some((n, error))` sends only the
+/// A streamed response sending whole `frames` (SSE text, or any bytes: event-stream frames).
+/// `error_after = Some((n, error))` sends only the
 /// first `n` frames (never the last one) followed by the `error` frames, and ends the stream
 /// cleanly, as a provider reporting an error in-band. `abort_after` then applies to that
 /// sequence as in [`response`].
-pub fn frames_response(
-    mut frames: Vec<String>,
+pub fn frames_response<F: Into<Bytes> + Send + 'static>(
+    mut frames: Vec<F>,
     content_type: &'static str,
     chunk_delay: Duration,
     abort_after: Option<usize>,
-    error_after: Option<(usize, Vec<String>)>,
+    error_after: Option<(usize, Vec<F>)>,
 ) -> Response {
     if let Some((n, error)) = error_after {
         frames.truncate(n.min(frames.len().saturating_sub(1)));
@@ -52,19 +53,18 @@ pub fn frames_response(
             if i > 0 {
                 pace(chunk_delay).await;
             }
-            yield Ok::<Bytes, io::Error>(Bytes::from(frame));
+            yield Ok::<Bytes, io::Error>(frame.into());
         }
         if abort_after.is_some() {
             pace(chunk_delay).await;
             yield Err(io::Error::other(ABORT_MESSAGE));
         }
     };
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("valid response")
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// Waits between events. Even without a delay it yields once, so the server

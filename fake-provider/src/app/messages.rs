@@ -25,30 +25,24 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use super::generate::{self, Call};
 use super::{json_response, Config, Controls};
 use crate::anthropic::{
     self, CacheCreation, ContentBlock, Delta, DeltaUsage, Error, Message, MessageDeltaBody,
-    MessagesRequest, StreamEvent, ToolChoice, Usage,
+    MessagesRequest, StreamEvent, Usage,
 };
 use crate::api::ApiError;
-use crate::{sse, tokens};
+use crate::sse;
 
 /// `Content-Type` of a message stream, as Anthropic sends it.
 const STREAM_CONTENT_TYPE: &str = "text/event-stream; charset=utf-8";
 /// Largest `partial_json` piece of a streamed tool input.
 const JSON_PIECE_BYTES: usize = 12;
 
-fn alphanumeric(n: usize) -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(n)
-        .collect()
-}
-
 /// A request id in Anthropic's form (`req_011C...`), sent as `request-id` and in error bodies.
 pub(super) fn request_id() -> String {
-    format!("req_011C{}", alphanumeric(20))
+    format!("req_011C{}", generate::alphanumeric(20))
 }
 
 fn check_auth(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
@@ -63,7 +57,7 @@ fn check_auth(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
     }
 }
 
-fn error_response(err: &Error, request_id: &str) -> Response {
+pub(super) fn error_response(err: &Error, request_id: &str) -> Response {
     let mut resp = json_response(err.status, &err.body(Some(request_id)));
     if err.status == StatusCode::TOO_MANY_REQUESTS {
         resp.headers_mut()
@@ -110,72 +104,13 @@ pub(super) fn respond(
             };
             return Ok(json_response(StatusCode::OK, &count));
         }
-        message(&req, &ctl)
+        message(&req, &ctl, "msg_01")
     })();
     let mut response = result.unwrap_or_else(|e| error_response(&e, request_id));
-    response.headers_mut().insert(
-        "request-id",
-        HeaderValue::from_str(request_id).expect("ascii"),
-    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("request-id", v);
+    }
     response
-}
-
-/// The generated text: its stream pieces, why it stopped and how many tokens were generated.
-#[derive(Debug, PartialEq)]
-struct Text {
-    text: String,
-    pieces: Vec<String>,
-    stop_reason: &'static str,
-    stop_sequence: Option<String>,
-    output_tokens: u64,
-}
-
-/// `x-fake-completion-tokens` one-token pieces, capped by `max_tokens` (`max_tokens`), or cut
-/// before the first stop sequence to complete (`stop_sequence`; the tokens generated up to the
-/// end of the stop sequence are counted, and the sequence itself is not returned).
-fn generate_text(req: &MessagesRequest, ctl: &Controls) -> Text {
-    let mut n = ctl.completion_tokens;
-    let mut stop_reason = "end_turn";
-    if req.max_tokens < n {
-        n = req.max_tokens;
-        stop_reason = "max_tokens";
-    }
-    let pieces = tokens::completion_pieces(n as usize);
-    let full: String = pieces.concat();
-    let hit = req
-        .stop_sequences
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| full.find(s.as_str()).map(|at| (at + s.len(), at, s)))
-        .min();
-    let Some((end, at, seq)) = hit else {
-        return Text {
-            pieces: pieces.iter().map(|p| p.to_string()).collect(),
-            text: full,
-            stop_reason,
-            stop_sequence: None,
-            output_tokens: n,
-        };
-    };
-    let mut out = Vec::new();
-    let (mut pos, mut generated) = (0, 0);
-    for piece in &pieces {
-        if pos >= end {
-            break;
-        }
-        generated += 1;
-        if pos < at {
-            out.push(piece[..piece.len().min(at - pos)].to_string());
-        }
-        pos += piece.len();
-    }
-    Text {
-        text: full[..at].to_string(),
-        pieces: out,
-        stop_reason: "stop_sequence",
-        stop_sequence: Some(seq.clone()),
-        output_tokens: generated,
-    }
 }
 
 /// A tool call: an id, the tool and an input matching its schema.
@@ -187,59 +122,39 @@ struct ToolCall<'a> {
     output_tokens: u64,
 }
 
-/// The tool to call: `x-fake-tool-call` when the request has tools, else the tool that
-/// `tool_choice` forces (`{"type":"tool"}`, or the first tool for `{"type":"any"}`); none with
-/// `{"type":"none"}`.
+/// The tool to call (see [`generate::tool_call`]) and its id.
 fn tool_call<'a>(req: &'a MessagesRequest, ctl: &Controls) -> Result<Option<ToolCall<'a>>, Error> {
-    if req.tools.is_empty() || req.tool_choice == ToolChoice::None {
-        return Ok(None);
-    }
-    let name = match (&ctl.tool_call, &req.tool_choice) {
-        // `x-fake-tool-call` makes the model call the tool once: results handed back get an
-        // answer, as a real model gives (an agent loop ends).
-        (Some(_), ToolChoice::Auto) if req.answers_tool_results => return Ok(None),
-        (Some(name), _) => name.as_str(),
-        (None, ToolChoice::Tool(name)) => name.as_str(),
-        (None, ToolChoice::Any) => req.tools[0].name.as_str(),
-        (None, _) => return Ok(None),
-    };
-    let Some(tool) = req.tools.iter().find(|t| t.name == name) else {
-        return Err(Error::invalid(format!(
-            "fake-provider: x-fake-tool-call names tool '{name}', which the request's tools do \
-             not define"
-        )));
-    };
-    let input = anthropic::fake_value(&tool.input_schema, 0);
-    let input = if input.is_object() {
-        input
-    } else {
-        Value::Object(Default::default())
-    };
-    let json = input.to_string();
-    let id = match &ctl.fixed_id {
-        Some(fixed) => format!("toolu_01{}", &hex::encode(Sha256::digest(fixed))[..22]),
-        None => format!("toolu_01{}", alphanumeric(22)),
-    };
-    let output_tokens = tokens::count(anthropic::TOKENIZER, &tool.name)
-        + tokens::count(anthropic::TOKENIZER, &json);
-    Ok(Some(ToolCall {
-        id,
-        name: &tool.name,
-        input,
-        json,
-        output_tokens,
+    let call = generate::tool_call(&req.tools, &req.tool_choice, req.answers_tool_results, ctl)
+        .map_err(Error::invalid)?;
+    Ok(call.map(|c: Call<'a>| ToolCall {
+        id: format!("toolu_01{}", generate::fixed_or_random(ctl, 22)),
+        name: c.name,
+        input: c.input,
+        json: c.json,
+        output_tokens: c.output_tokens,
     }))
 }
 
-fn message(req: &MessagesRequest, ctl: &Controls) -> Result<Response, Error> {
+/// The message answering `req` (JSON, or its SSE events with `stream`), with an id of
+/// `id_prefix` and 22 random characters (or `x-fake-id`).
+pub(super) fn message(
+    req: &MessagesRequest,
+    ctl: &Controls,
+    id_prefix: &str,
+) -> Result<Response, Error> {
     let id = match &ctl.fixed_id {
         Some(id) => id.clone(),
-        None => format!("msg_01{}", alphanumeric(22)),
+        None => format!("{id_prefix}{}", generate::alphanumeric(22)),
     };
     let tool = tool_call(req, ctl)?;
     let text = match tool {
         Some(_) => None,
-        None => Some(generate_text(req, ctl)),
+        None => Some(generate::text(
+            0,
+            ctl.completion_tokens,
+            Some(req.max_tokens),
+            &req.stop_sequences,
+        )),
     };
     let (stop_reason, stop_sequence, output_tokens) = match (&tool, &text) {
         (Some(call), _) => ("tool_use", None, call.output_tokens),

@@ -1106,5 +1106,8 @@ async fn stream_options_require_stream() {
 }
 
 mod anthropic;
+mod bedrock;
+mod gemini;
 mod params;
 mod responses;
+mod vertex;
