@@ -153,10 +153,15 @@ impl AttemptFilter {
         };
         let (n, provider, direction) = (*n, attempt.provider.clone(), attempt.wire().direction());
         let r = Map::ResponseHeaders;
-        let status = h
+        let provider_status = h
             .header(r, names::STATUS)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        // Envoy's retry policy reads the status as it leaves here.
+        let status = direction.map_or(provider_status, |d| d.client_status(provider_status));
+        if status != provider_status {
+            h.set_header(r, names::STATUS, Some(&status.to_string()));
+        }
         self.answered = true;
         record(h, n, &provider, &Outcome::Status(status));
         let direction = direction.filter(|_| h.header(r, names::CONTENT_ENCODING).is_none());

@@ -44,6 +44,13 @@ impl Exchange {
             self.replace_with_error(h, &e);
             return Step::Continue;
         }
+        if let Some(d) = self.upstream.provider_wire {
+            let status = d.client_status(self.record.status);
+            if status != self.record.status {
+                h.set_header(r, names::STATUS, Some(&status.to_string()));
+                self.record.status = status;
+            }
+        }
         let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();
         let ce = h.header(r, names::CONTENT_ENCODING);
         // A translated answer is metered and cached in OpenAI chat's format (an event stream

@@ -180,6 +180,17 @@ impl Direction {
         }
     }
 
+    /// The status a client of this direction gets for a provider's `status`: Bedrock's that
+    /// OpenAI's clients do not know (424 for a model error, 5xx but 500 and 503) become 502.
+    pub fn client_status(self, status: u32) -> u32 {
+        match self {
+            Direction::OpenaiToBedrock if status >= 400 => {
+                openai_to_bedrock::translate_error(status, &Value::Null).status
+            }
+            _ => status,
+        }
+    }
+
     /// The state machine for a streamed answer (`echo` as for
     /// [`Direction::translate_response`]).
     pub fn translate_stream(
