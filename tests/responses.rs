@@ -92,6 +92,22 @@ fn last_log(gw: &Gateway, n: usize) -> Value {
     gw.access_log(n).pop().expect("an access log line")
 }
 
+/// The access-log line of the request sent with `x-request-id: id`, waiting (up to 10 s) for it.
+fn log_of(gw: &Gateway, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = gw.access_log(0);
+        if let Some(line) = log.iter().find(|l| l["request_id"] == id) {
+            return line.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line for {id}: {log:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn responses_pass_through_byte_for_byte_with_usage_accounted() {
     let fake = Fake::start(Some(OPENAI_KEY));
@@ -259,7 +275,6 @@ fn usage_in_metrics_events_and_access_log_is_the_providers_on_every_path() {
     let fake = Fake::start(None);
     let sink = Collector::start(&[]);
     let gw = exporting(&fake, &sink);
-    let mut seen = 0;
     for (model, provider, path) in [
         ("gpt-4o-mini", "openai", "/v1/responses"),
         ("llama-3", "chat-only", "/v1/chat/completions"),
@@ -315,12 +330,7 @@ fn usage_in_metrics_events_and_access_log_is_the_providers_on_every_path() {
             );
 
             // The access log.
-            seen += 1;
-            let log = gw.access_log(seen);
-            let line = log
-                .iter()
-                .find(|l| l["request_id"] == id.as_str())
-                .unwrap_or_else(|| panic!("{case}: no access-log line in {log:?}"));
+            let line = log_of(&gw, &id);
             let n = |k: &str| -> u64 {
                 line[k]
                     .as_str()
@@ -342,7 +352,12 @@ fn usage_in_metrics_events_and_access_log_is_the_providers_on_every_path() {
 fn translated_text(gw: &Gateway, model: &str, path: &str) {
     let body = json!({"model": model, "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hello"}]}],
                       "instructions": "Be brief.", "max_output_tokens": 64});
-    let r = responses(gw, &body, &[("x-fake-completion-tokens", "5")]);
+    let id = format!("text-{model}");
+    let r = responses(
+        gw,
+        &body,
+        &[("x-fake-completion-tokens", "5"), ("x-request-id", &id)],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-fake-received-path"), Some(path));
     let v = r.json();
@@ -351,7 +366,7 @@ fn translated_text(gw: &Gateway, model: &str, path: &str) {
     assert_eq!(v["output"][0]["type"], "message");
     assert_eq!(v["output"][0]["content"][0]["type"], "output_text");
     assert_eq!(v["usage"]["output_tokens"], 5);
-    let log = gw.access_log(1).pop().expect("log");
+    let log = log_of(gw, &id);
     assert_eq!(log["endpoint"], "responses");
     assert_eq!(log["prompt_tokens"], v["usage"]["input_tokens"].to_string());
     assert_eq!(log["completion_tokens"], "5");
@@ -359,7 +374,12 @@ fn translated_text(gw: &Gateway, model: &str, path: &str) {
     // The stream, event by event in the Responses sequence.
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
-    let r = responses(gw, &sbody, &[("x-fake-completion-tokens", "5")]);
+    let id = format!("text-stream-{model}");
+    let r = responses(
+        gw,
+        &sbody,
+        &[("x-fake-completion-tokens", "5"), ("x-request-id", &id)],
+    );
     assert_eq!(r.status, 200);
     let evs = events(&r.text());
     let types: Vec<&str> = evs.iter().filter_map(|e| e["type"].as_str()).collect();
@@ -371,7 +391,7 @@ fn translated_text(gw: &Gateway, model: &str, path: &str) {
     }
     let done = evs.last().expect("completed");
     assert_eq!(done["response"]["usage"]["output_tokens"], 5);
-    let log = gw.access_log(2).pop().expect("log");
+    let log = log_of(gw, &id);
     assert_eq!(log["completion_tokens"], "5");
     assert_eq!(log["usage_estimated"], "false");
 }
@@ -381,8 +401,7 @@ fn responses_are_translated_for_chat_only_and_anthropic_providers() {
     let fake = Fake::start(None);
     let gw = gateway(&fake);
     translated_text(&gw, "llama-3", "/v1/chat/completions");
-    let gw2 = gateway(&fake);
-    translated_text(&gw2, "claude-sonnet-4-5", "/v1/messages");
+    translated_text(&gw, "claude-sonnet-4-5", "/v1/messages");
 }
 
 #[test]
