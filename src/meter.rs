@@ -474,14 +474,22 @@ mod tests {
     use crate::sse::tests::RECORDED;
     use proptest::prelude::*;
 
+    /// A meter of `endpoint`'s answers of `content_type`, uncompressed, JSON held up to 1 MiB.
+    pub(in crate::meter) fn new_meter(
+        endpoint: Endpoint,
+        content_type: &str,
+        strip: bool,
+        encoding: Option<Encoding>,
+    ) -> Meter {
+        Meter::new(endpoint, content_type, None, strip, encoding, 1 << 20)
+    }
+
     fn run(stream: &[u8], cuts: &[usize], strip: bool) -> (Vec<u8>, Learned) {
-        let mut meter = Meter::new(
+        let mut meter = new_meter(
             Endpoint::ChatCompletions,
             "text/event-stream; charset=utf-8",
-            None,
             strip,
             Some(Encoding::O200kBase),
-            1 << 20,
         );
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
         cuts.sort_unstable();
@@ -553,13 +561,11 @@ mod tests {
     #[test]
     fn json_body() {
         let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}}}"#;
-        let mut meter = Meter::new(
+        let mut meter = new_meter(
             Endpoint::ChatCompletions,
             "application/json",
-            None,
             false,
             Some(Encoding::O200kBase),
-            1 << 20,
         );
         assert_eq!(meter.on_chunk(&body[..50], false, 1), ChunkAction::Pass);
         assert_eq!(meter.on_chunk(&body[50..], true, 2), ChunkAction::Pass);
@@ -575,13 +581,11 @@ mod tests {
 
         // No usage: completion estimated from the message.
         let body = br#"{"choices":[{"message":{"role":"assistant","content":"Hello, world!"}}]}"#;
-        let mut meter = Meter::new(
+        let mut meter = new_meter(
             Endpoint::ChatCompletions,
             "application/json",
-            None,
             false,
             Some(Encoding::O200kBase),
-            1 << 20,
         );
         meter.on_chunk(body, true, 0);
         let l = meter.finish();
@@ -621,14 +625,7 @@ mod tests {
         );
         assert!(meter.wants_body());
         // The body never came with end-of-stream (trailers ended it): read at finish.
-        let mut meter = Meter::new(
-            Endpoint::ChatCompletions,
-            "application/json",
-            None,
-            false,
-            None,
-            1 << 20,
-        );
+        let mut meter = new_meter(Endpoint::ChatCompletions, "application/json", false, None);
         meter.on_chunk(
             br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
             false,
@@ -668,14 +665,7 @@ mod tests {
             let body = format!(
                 r#"{{"model":"m","choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#
             );
-            let mut meter = Meter::new(
-                Endpoint::ChatCompletions,
-                "application/json",
-                None,
-                false,
-                None,
-                1 << 20,
-            );
+            let mut meter = new_meter(Endpoint::ChatCompletions, "application/json", false, None);
             meter.on_chunk(body.as_bytes(), true, 0);
             meter.finish()
         };

@@ -1,7 +1,8 @@
 //! The OpenAI Responses API in real Envoy: passed through to a provider that serves it (byte
 //! for byte, JSON and stream), translated for a chat-only provider and for an Anthropic one
-//! (JSON, stream, function-call round trips), usage in the access log equal to the provider's,
-//! the refusals of the translated path, the counting endpoints, and the openai Python SDK.
+//! (JSON, stream, function-call round trips), usage in the metrics, usage events and access log
+//! equal to the provider's on each path, the refusals of the translated path, the counting
+//! endpoints, and the openai Python SDK.
 
 mod support;
 
@@ -91,6 +92,22 @@ fn last_log(gw: &Gateway, n: usize) -> Value {
     gw.access_log(n).pop().expect("an access log line")
 }
 
+/// The access-log line of the request sent with `x-request-id: id`, waiting (up to 10 s) for it.
+fn log_of(gw: &Gateway, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = gw.access_log(0);
+        if let Some(line) = log.iter().find(|l| l["request_id"] == id) {
+            return line.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line for {id}: {log:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn responses_pass_through_byte_for_byte_with_usage_accounted() {
     let fake = Fake::start(Some(OPENAI_KEY));
@@ -140,10 +157,207 @@ fn responses_pass_through_byte_for_byte_with_usage_accounted() {
     assert_eq!(log["usage_estimated"], "false");
 }
 
+/// Token figures of one request: input (cached included), output (reasoning included), cached
+/// input, reasoning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Figures {
+    input: u64,
+    output: u64,
+    cached: u64,
+    reasoning: u64,
+}
+
+impl Figures {
+    fn minus(self, o: Figures) -> Figures {
+        Figures {
+            input: self.input - o.input,
+            output: self.output - o.output,
+            cached: self.cached - o.cached,
+            reasoning: self.reasoning - o.reasoning,
+        }
+    }
+}
+
+/// What the fake is told to use: 5 words, 3 cached input tokens (Anthropic: cache reads), 2
+/// reasoning tokens (OpenAI modes only).
+const USAGE_CONTROLS: [(&str, &str); 4] = [
+    ("x-fake-completion-tokens", "5"),
+    ("x-fake-cached-tokens", "3"),
+    ("x-fake-cache-read-tokens", "3"),
+    ("x-fake-reasoning-tokens", "2"),
+];
+
+/// The provider's figures, from the fake's own record: the prompt it counted (its
+/// `x-fake-prompt-tokens` echo, cache reads included in Anthropic mode) and what
+/// [`USAGE_CONTROLS`] make it report (its OpenAI modes count reasoning in the output; its
+/// Anthropic mode has no reasoning).
+fn provider_figures(r: &Resp, anthropic: bool) -> Figures {
+    Figures {
+        input: r.num("x-fake-prompt-tokens"),
+        output: if anthropic { 5 } else { 5 + 2 },
+        cached: 3,
+        reasoning: if anthropic { 0 } else { 2 },
+    }
+}
+
+/// The figures of a Responses `usage` object.
+fn usage_figures(u: &Value) -> Figures {
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("no figure in {u}"));
+    Figures {
+        input: n(&u["input_tokens"]),
+        output: n(&u["output_tokens"]),
+        cached: n(&u["input_tokens_details"]["cached_tokens"]),
+        reasoning: n(&u["output_tokens_details"]["reasoning_tokens"]),
+    }
+}
+
+/// The `llm_gateway_tokens_total` counters of one provider, by token type.
+fn metered(gw: &Gateway, provider: &str) -> Figures {
+    let prom = gw.prometheus();
+    let n = |ty: &str| {
+        prom_sum(
+            &prom,
+            "llm_gateway_tokens_total",
+            &[
+                ("gen_ai_provider_name", provider),
+                ("gen_ai_token_type", ty),
+            ],
+        ) as u64
+    };
+    Figures {
+        input: n("input"),
+        output: n("output"),
+        cached: n("cached_input"),
+        reasoning: n("reasoning"),
+    }
+}
+
+/// The test gateway, exporting usage events (JSON format) to `sink` as soon as each is queued.
+fn exporting(fake: &Fake, sink: &Collector) -> Gateway {
+    let mut c = config();
+    c["usage_export"] =
+        json!({"cluster": "usage", "format": "json", "batch_size": 1, "flush_interval_ms": 20});
+    let port = sink.port;
+    let mut opts = Options {
+        plugin_config: Some(c),
+        edit: Some(Box::new(move |b: &mut Value| {
+            b["static_resources"]["clusters"]
+                .as_array_mut()
+                .expect("clusters")
+                .push(http_cluster("usage", port));
+        })),
+        ..Options::default()
+    };
+    with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
+    Gateway::start(fake, opts)
+}
+
+/// The usage event of request `id`, waiting (up to 10 s) for it.
+fn event_of(sink: &Collector, id: &str) -> Value {
+    let events = |posts: &[Value]| -> Vec<Value> {
+        posts
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p["body"].as_str()?).ok())
+            .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let posts = sink.wait_for(10, |p| events(p).iter().any(|e| e["request_id"] == id));
+    let mut mine: Vec<Value> = events(&posts)
+        .into_iter()
+        .filter(|e| e["request_id"] == id)
+        .collect();
+    assert_eq!(mine.len(), 1, "one event for {id}: {posts:?}");
+    mine.remove(0)
+}
+
+#[test]
+fn usage_in_metrics_events_and_access_log_is_the_providers_on_every_path() {
+    let fake = Fake::start(None);
+    let sink = Collector::start(&[]);
+    let gw = exporting(&fake, &sink);
+    for (model, provider, path) in [
+        ("gpt-4o-mini", "openai", "/v1/responses"),
+        ("llama-3", "chat-only", "/v1/chat/completions"),
+        ("claude-sonnet-4-5", "claude", "/v1/messages"),
+    ] {
+        for stream in [false, true] {
+            let case = format!("{provider}, stream {stream}");
+            let id = format!("usage-{provider}-{stream}");
+            let body = json!({"model": model, "input": "Hello there", "instructions": "Be brief.",
+                              "stream": stream});
+            let before = metered(&gw, provider);
+            let mut h = USAGE_CONTROLS.to_vec();
+            h.push(("x-request-id", id.as_str()));
+            let r = responses(&gw, &body, &h);
+            assert_eq!(r.status, 200, "{case}: {}", r.text());
+            assert_eq!(r.header("x-fake-received-path"), Some(path), "{case}");
+            let want = provider_figures(&r, provider == "claude");
+            // The answer the client got says the same (on the pass-through path it is the
+            // provider's own).
+            let usage = if stream {
+                let evs = events(&r.text());
+                let done = evs.last().expect("events").clone();
+                assert_eq!(done["type"], "response.completed", "{case}");
+                done["response"]["usage"].clone()
+            } else {
+                r.json()["usage"].clone()
+            };
+            assert_eq!(usage_figures(&usage), want, "{case}: the client's usage");
+
+            // The usage event (queued after the metrics are written).
+            let e = event_of(&sink, &id);
+            let n = |k: &str| {
+                e[k].as_u64()
+                    .unwrap_or_else(|| panic!("{case}: no {k} in {e}"))
+            };
+            let event = Figures {
+                input: n("prompt_tokens"),
+                output: n("completion_tokens"),
+                cached: n("cached_tokens"),
+                reasoning: n("reasoning_tokens"),
+            };
+            assert_eq!(event, want, "{case}: the usage event {e}");
+            assert_eq!(n("total_tokens"), want.input + want.output, "{case}");
+            assert_eq!(e["endpoint"], "responses", "{case}");
+            assert_eq!(e["stream"], stream, "{case}");
+            assert_eq!(e["usage_estimated"], false, "{case}");
+
+            // The metrics: this request's increments of its provider's token counters.
+            assert_eq!(
+                metered(&gw, provider).minus(before),
+                want,
+                "{case}: the token counters"
+            );
+
+            // The access log.
+            let line = log_of(&gw, &id);
+            let n = |k: &str| -> u64 {
+                line[k]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{case}: no {k} in {line}"))
+            };
+            let logged = Figures {
+                input: n("prompt_tokens"),
+                output: n("completion_tokens"),
+                cached: n("cached_tokens"),
+                reasoning: n("reasoning_tokens"),
+            };
+            assert_eq!(logged, want, "{case}: the access log {line}");
+            assert_eq!(n("total_tokens"), want.input + want.output, "{case}");
+        }
+    }
+}
+
 fn translated_text(gw: &Gateway, model: &str, path: &str) {
     let body = json!({"model": model, "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hello"}]}],
                       "instructions": "Be brief.", "max_output_tokens": 64});
-    let r = responses(gw, &body, &[("x-fake-completion-tokens", "5")]);
+    let id = format!("text-{model}");
+    let r = responses(
+        gw,
+        &body,
+        &[("x-fake-completion-tokens", "5"), ("x-request-id", &id)],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-fake-received-path"), Some(path));
     let v = r.json();
@@ -152,7 +366,7 @@ fn translated_text(gw: &Gateway, model: &str, path: &str) {
     assert_eq!(v["output"][0]["type"], "message");
     assert_eq!(v["output"][0]["content"][0]["type"], "output_text");
     assert_eq!(v["usage"]["output_tokens"], 5);
-    let log = gw.access_log(1).pop().expect("log");
+    let log = log_of(gw, &id);
     assert_eq!(log["endpoint"], "responses");
     assert_eq!(log["prompt_tokens"], v["usage"]["input_tokens"].to_string());
     assert_eq!(log["completion_tokens"], "5");
@@ -160,7 +374,12 @@ fn translated_text(gw: &Gateway, model: &str, path: &str) {
     // The stream, event by event in the Responses sequence.
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
-    let r = responses(gw, &sbody, &[("x-fake-completion-tokens", "5")]);
+    let id = format!("text-stream-{model}");
+    let r = responses(
+        gw,
+        &sbody,
+        &[("x-fake-completion-tokens", "5"), ("x-request-id", &id)],
+    );
     assert_eq!(r.status, 200);
     let evs = events(&r.text());
     let types: Vec<&str> = evs.iter().filter_map(|e| e["type"].as_str()).collect();
@@ -172,7 +391,7 @@ fn translated_text(gw: &Gateway, model: &str, path: &str) {
     }
     let done = evs.last().expect("completed");
     assert_eq!(done["response"]["usage"]["output_tokens"], 5);
-    let log = gw.access_log(2).pop().expect("log");
+    let log = log_of(gw, &id);
     assert_eq!(log["completion_tokens"], "5");
     assert_eq!(log["usage_estimated"], "false");
 }
@@ -182,8 +401,7 @@ fn responses_are_translated_for_chat_only_and_anthropic_providers() {
     let fake = Fake::start(None);
     let gw = gateway(&fake);
     translated_text(&gw, "llama-3", "/v1/chat/completions");
-    let gw2 = gateway(&fake);
-    translated_text(&gw2, "claude-sonnet-4-5", "/v1/messages");
+    translated_text(&gw, "claude-sonnet-4-5", "/v1/messages");
 }
 
 #[test]

@@ -136,7 +136,8 @@ impl Exchange {
     }
 
     /// `POST /v1/responses/input_tokens`, answered as OpenAI does, for a model the gateway can
-    /// count exactly (an OpenAI encoding it knows, not a guess).
+    /// count exactly (an OpenAI encoding it knows, not a guess) and an input it counts exactly
+    /// (`Request::exact_input_tokens_answer`).
     fn count_input_tokens(
         &mut self,
         h: &mut impl Host,
@@ -160,19 +161,11 @@ impl Exchange {
                 "The gateway cannot count this model's tokens exactly.",
             ));
         };
-        let count = req.count_prompt_within(enc, cfg.tokenizer.max_exact_bytes);
-        if count.estimated {
-            return Err(HttpError::invalid_param(
-                "input",
-                "The input is too large to count exactly here.",
-            ));
-        }
-        let answer =
-            serde_json::json!({"object": "response.input_tokens", "input_tokens": count.tokens});
+        let answer = req.exact_input_tokens_answer(enc, cfg.tokenizer.max_exact_bytes)?;
         Ok(LocalReply {
             status: 200,
             headers: vec![(names::CONTENT_TYPE, "application/json".to_string())],
-            body: answer.to_string().into_bytes(),
+            body: answer,
         })
     }
 

@@ -354,7 +354,33 @@ pub fn input_tokens_answer(
         prompt,
     };
     let n = req.count_prompt_within(encoding, max_exact_bytes).tokens;
-    Ok(format!(r#"{{"object":"response.input_tokens","input_tokens":{n}}}"#).into_bytes())
+    Ok(input_tokens_body(n))
+}
+
+impl Request<'_> {
+    /// The answer of `POST .../v1/responses/input_tokens` for this request, as
+    /// [`input_tokens_answer`] gives it, but only for an exact count: one flagged as estimated
+    /// (text past `max_exact_bytes`, an image or file part, `tools`, context stored at the
+    /// provider) is refused, a 400 on `input`, rather than answered with a bound.
+    pub fn exact_input_tokens_answer(
+        &self,
+        encoding: Encoding,
+        max_exact_bytes: usize,
+    ) -> Result<Vec<u8>, HttpError> {
+        let count = self.count_prompt_within(encoding, max_exact_bytes);
+        if count.estimated {
+            return Err(HttpError::invalid_param(
+                "input",
+                "The input is too large to count exactly here.",
+            ));
+        }
+        Ok(input_tokens_body(count.tokens))
+    }
+}
+
+/// `{"object":"response.input_tokens","input_tokens":N}`, OpenAI's answer.
+fn input_tokens_body(n: u64) -> Vec<u8> {
+    format!(r#"{{"object":"response.input_tokens","input_tokens":{n}}}"#).into_bytes()
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for InputField<'a> {

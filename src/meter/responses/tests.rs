@@ -2,7 +2,8 @@
 
 use proptest::prelude::*;
 
-use super::super::{ChunkAction, Learned, Meter, Usage};
+use super::super::tests::new_meter;
+use super::super::{ChunkAction, Learned, Usage};
 use crate::request::Endpoint;
 use crate::tokens::Encoding;
 
@@ -100,13 +101,11 @@ fn stream(end: Option<&str>, usage: &str) -> String {
 
 /// The stream fed to a Responses meter in chunks cut at `cuts`; what passed and what it learned.
 fn run(stream: &[u8], cuts: &[usize], strip: bool) -> (Vec<u8>, Learned) {
-    let mut meter = Meter::new(
+    let mut meter = new_meter(
         Endpoint::Responses,
         "text/event-stream; charset=utf-8",
-        None,
         strip,
         Some(Encoding::O200kBase),
-        1 << 20,
     );
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
     cuts.sort_unstable();
@@ -306,14 +305,7 @@ fn a_function_call_stream() {
 #[test]
 fn a_chat_meter_does_not_read_a_responses_stream() {
     let s = stream(Some("response.completed"), USAGE);
-    let mut meter = Meter::new(
-        Endpoint::ChatCompletions,
-        "text/event-stream",
-        None,
-        false,
-        None,
-        1 << 20,
-    );
+    let mut meter = new_meter(Endpoint::ChatCompletions, "text/event-stream", false, None);
     meter.on_chunk(s.as_bytes(), true, 0);
     assert_eq!(meter.finish().usage, None);
 }
@@ -333,13 +325,11 @@ proptest! {
 }
 
 fn json(body: &str) -> Learned {
-    let mut meter = Meter::new(
+    let mut meter = new_meter(
         Endpoint::Responses,
         "application/json",
-        None,
         false,
         Some(Encoding::O200kBase),
-        1 << 20,
     );
     let (a, b) = body.as_bytes().split_at(body.len() / 2);
     assert_eq!(meter.on_chunk(a, false, 1), ChunkAction::Pass);

@@ -372,6 +372,26 @@ fn the_counting_endpoint_answers_in_openais_shape() {
 }
 
 #[test]
+fn the_exact_count_is_answered_and_an_estimate_refused() {
+    let b = body(json!({"model": "gpt-4o", "input": "Hello"}));
+    assert_eq!(
+        parse(&b)
+            .exact_input_tokens_answer(O200K, usize::MAX)
+            .unwrap(),
+        br#"{"object":"response.input_tokens","input_tokens":8}"#
+    );
+    // Past the exact budget, or with tools (only ever estimated): refused on `input`.
+    let e = parse(&b).exact_input_tokens_answer(O200K, 0).unwrap_err();
+    assert_eq!((e.status, e.param), (400, Some("input")));
+    let b = body(json!({"model": "gpt-4o", "input": "Hello",
+                        "tools": [{"type": "function", "name": "f", "parameters": {}}]}));
+    let e = parse(&b)
+        .exact_input_tokens_answer(O200K, usize::MAX)
+        .unwrap_err();
+    assert_eq!((e.status, e.param), (400, Some("input")));
+}
+
+#[test]
 fn the_create_endpoint() {
     for p in [
         "/v1/responses",
