@@ -198,7 +198,8 @@ def start_envoy(procs, variant, fake_port, workdir, concurrency, rls_port=None, 
         json.dump(bootstrap(variant, fake_port, workdir, rls_port, sink_port, direct_body), f)
     admin_path = os.path.join(workdir, f"admin-{variant}-{concurrency}.txt")
     log = open(os.path.join(workdir, f"envoy-{variant}-{concurrency}.log"), "w")
-    env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench"}
+    env = {"PATH": os.environ.get("PATH", ""), "OPENAI_API_KEY": "sk-bench", "BACKUP_API_KEY": "sk-bench",
+           "GEMINI_API_KEY": "sk-bench", "AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
     env.update({k: v for k, v in os.environ.items() if k.startswith("EXP_")})
     p = procs.start([ENVOY, "-c", cfg, "--concurrency", str(concurrency), "--use-dynamic-base-id",
                      "--log-level", "warn", "--admin-address-path", admin_path,
@@ -259,8 +260,13 @@ def start_collector(procs):
     return int(p.stdout.readline().strip().rsplit(":", 1)[1])
 
 
+# The credentials Envoy signs Bedrock requests with, and the fake checks.
+AWS_KEY_ID, AWS_SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+
+
 def start_fake(procs):
-    p = procs.start([FAKE, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    p = procs.start([FAKE, "--listen", "127.0.0.1:0", "--aws-access-key-id", AWS_KEY_ID,
+                     "--aws-secret-access-key", AWS_SECRET], stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     return int(line.strip().rsplit(":", 1)[1])
 

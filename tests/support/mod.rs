@@ -20,6 +20,11 @@ use serde_json::Value;
 pub const OPENAI_KEY: &str = "sk-test-openai-provider-key";
 pub const BACKUP_KEY: &str = "test-backup-api-key";
 pub const DEMO_KEY: &str = "sk-gateway-demo";
+/// The Gemini API key the gateway's VM holds (the fake takes any unless told one).
+pub const GEMINI_KEY: &str = "test-gemini-api-key";
+/// The AWS credentials Envoy signs Bedrock requests with, and the fake checks them against.
+pub const AWS_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+pub const AWS_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -197,6 +202,9 @@ impl Fake {
     pub fn start_with(require_key: Option<&str>, forced: &[(&str, &str)]) -> Fake {
         let mut cmd = Command::new(fake_bin());
         cmd.args(["--listen", "127.0.0.1:0"]);
+        cmd.args(["--aws-access-key-id", AWS_ACCESS_KEY_ID]);
+        cmd.args(["--aws-secret-access-key", AWS_SECRET_ACCESS_KEY]);
+        cmd.env_remove("AWS_SESSION_TOKEN").env_remove("AWS_REGION");
         if let Some(k) = require_key {
             cmd.args(["--require-key", k]);
         }
@@ -230,6 +238,12 @@ impl Default for Options {
             env: vec![
                 ("OPENAI_API_KEY".into(), OPENAI_KEY.into()),
                 ("BACKUP_API_KEY".into(), BACKUP_KEY.into()),
+                ("GEMINI_API_KEY".into(), GEMINI_KEY.into()),
+                // Envoy's SigV4 signer signs the Bedrock requests with the fake's own
+                // credentials (its defaults), and nothing else: a CI machine's real ones
+                // never reach the fake.
+                ("AWS_ACCESS_KEY_ID".into(), AWS_ACCESS_KEY_ID.into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), AWS_SECRET_ACCESS_KEY.into()),
             ],
         }
     }
