@@ -450,6 +450,7 @@ fn replay_of_a_provider_response() {
         created: 1700000000,
         counted_input: 0,
         nonce: 0,
+        model: String::new(),
     };
     let translated =
         crate::translate::openai_to_anthropic::translate_response(anthropic, &answered).unwrap();

@@ -152,6 +152,7 @@ impl AttemptFilter {
             return Step::Continue;
         };
         let (n, provider, direction) = (*n, attempt.provider.clone(), attempt.wire().direction());
+        let attempt_model = attempt.model.clone();
         let r = Map::ResponseHeaders;
         let provider_status = h
             .header(r, names::STATUS)
@@ -172,6 +173,7 @@ impl AttemptFilter {
                 created: h.now_ms() / 1000,
                 counted_input: 0,
                 nonce: h.now_ns(),
+                model: attempt_model.clone(),
             };
             let t = ResponseTranslator::new(direction, &ct, context);
             for (name, value) in t.headers() {

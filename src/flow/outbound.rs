@@ -138,6 +138,7 @@ impl Exchange {
             created: h.now_ms() / 1000,
             counted_input: self.record.counted_prompt.map_or(0, |c| c.tokens),
             nonce,
+            model: self.record.upstream_model.clone().unwrap_or_default(),
         };
         let to_client = match self.inbound.client {
             ClientApi::Anthropic if !passthrough => Some(Direction::AnthropicToOpenai),

@@ -56,6 +56,7 @@ pub fn anthropic_translation(data: &[u8]) {
         created: u64::from(flags),
         counted_input: 0,
         nonce: 0,
+        model: String::new(),
     };
     let mut t = ResponseTranslator::new(Direction::OpenaiToAnthropic, ct, context);
     let mut meter = Meter::new(
@@ -83,6 +84,7 @@ pub fn anthropic_translation(data: &[u8]) {
         created: 0,
         counted_input: 0,
         nonce: 0,
+        model: String::new(),
     };
     let _ = openai_to_anthropic::translate_response(body, &answered);
     if let Ok(v) = serde_json::from_slice(body) {
@@ -177,8 +179,9 @@ pub fn anthropic_reverse(data: &[u8]) {
         created: 0,
         counted_input: seed,
         nonce: 0,
+        model: String::new(),
     };
-    let mut r = ResponseTranslator::new(Direction::AnthropicToOpenai, ct, context);
+    let mut r = ResponseTranslator::new(Direction::AnthropicToOpenai, ct, context.clone());
     if r.buffers() {
         let _ = r.chunk(body);
     } else {

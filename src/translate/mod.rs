@@ -98,7 +98,7 @@ pub struct Target<'a> {
 }
 
 /// What a response translation knows of the answer it translates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseContext {
     /// The provider's status.
     pub status: u32,
@@ -110,6 +110,8 @@ pub struct ResponseContext {
     /// A number unique to the answer, for the ids a translated answer must have when its
     /// provider gives none (`chatcmpl-{nonce:016x}`, tool call ids).
     pub nonce: u64,
+    /// The model the request went to, for answers that do not name one (Bedrock's).
+    pub model: String,
 }
 
 /// A direction's stream state machine: one SSE event of the provider's in, the client's SSE

@@ -153,7 +153,7 @@ pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<
         "id": answer_id(context),
         "object": "chat.completion",
         "created": context.created,
-        "model": "",
+        "model": context.model,
         "choices": [{
             "index": 0,
             "message": out,
@@ -243,5 +243,5 @@ pub fn exception_error(kind: &str, e: &Value) -> HttpError {
 /// The stream translator for one answer. Its usage chunk is always produced: the meter reads
 /// it, and strips it when the client did not ask for it.
 pub fn translate_stream(context: &ResponseContext) -> Stream {
-    Stream::new(answer_id(context), context.created)
+    Stream::new(answer_id(context), context.created, context.model.clone())
 }

@@ -16,6 +16,7 @@ const ANSWERED_AT_1: ResponseContext = ResponseContext {
     created: 1,
     counted_input: 0,
     nonce: 0,
+    model: String::new(),
 };
 
 #[test]
@@ -203,6 +204,7 @@ fn context(status: u32) -> ResponseContext {
         created: GOLDEN_CREATED,
         counted_input: GOLDEN_COUNTED_INPUT,
         nonce: 0,
+        model: String::new(),
     }
 }
 

@@ -17,6 +17,7 @@ const ANSWERED: ResponseContext = ResponseContext {
     created: 0,
     counted_input: 29,
     nonce: 0,
+    model: String::new(),
 };
 
 #[test]

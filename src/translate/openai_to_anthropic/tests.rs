@@ -20,6 +20,7 @@ fn answered(created: u64) -> ResponseContext {
         created,
         counted_input: 0,
         nonce: 0,
+        model: String::new(),
     }
 }
 

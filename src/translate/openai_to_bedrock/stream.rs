@@ -18,6 +18,8 @@ use crate::translate::{usage_to_openai, StreamTranslate};
 pub struct Stream {
     id: String,
     created: u64,
+    /// The model the request went to (Converse does not name it).
+    model: String,
     /// The open `toolUse` block: its `contentBlockIndex` and its OpenAI tool call index.
     tool_block: Option<(u64, u64)>,
     tools_seen: u64,
@@ -70,21 +72,22 @@ impl StreamTranslate for Stream {
 
 impl Stream {
     /// A stream whose chunks have this id and `created`.
-    pub fn new(id: String, created: u64) -> Stream {
+    pub fn new(id: String, created: u64, model: String) -> Stream {
         Stream {
             id,
             created,
+            model,
             ..Stream::default()
         }
     }
 
-    /// One `chat.completion.chunk` event. Converse does not name the model in its answer.
+    /// One `chat.completion.chunk` event, naming the model the request went to.
     fn chunk(&self, delta: Value, finish: Value) -> String {
         let c = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
-            "model": "",
+            "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         });
         format!("data: {c}\n\n")
@@ -150,7 +153,7 @@ impl Stream {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
-            "model": "",
+            "model": self.model,
             "choices": [],
             "usage": usage,
         });

@@ -14,6 +14,7 @@ fn answered(status: u32) -> ResponseContext {
         created: 7,
         counted_input: 0,
         nonce: 0xabc,
+        model: String::new(),
     }
 }
 

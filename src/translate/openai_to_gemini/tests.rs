@@ -20,6 +20,7 @@ fn context(status: u32, nonce: u64) -> ResponseContext {
         created: 7,
         counted_input: 0,
         nonce,
+        model: String::new(),
     }
 }
 

@@ -19,6 +19,7 @@ const ANSWERED: ResponseContext = ResponseContext {
     created: 1_700_000_000,
     counted_input: 0,
     nonce: 0,
+    model: String::new(),
 };
 
 fn request(v: Value) -> (Value, ResponsesEcho) {
