@@ -183,3 +183,119 @@ fn a_request_without_a_plan_or_past_the_chain_is_left_alone() {
         assert!(!h.properties.contains_key("llm.journal"));
     }
 }
+
+/// `config()` with a chain openai → bedrock → gemini on model `resilient`.
+fn cloud_chain_host(n: u64) -> FakeHost {
+    let mut c = config();
+    c["providers"]["bedrock"] = json!({"cluster": "bedrock", "format": "bedrock"});
+    c["providers"]["gemini"] =
+        json!({"cluster": "gemini", "format": "gemini", "api_key_env": "OPENAI_API_KEY"});
+    if let Some(routes) = c["routes"].as_array_mut() {
+        routes.insert(
+            0,
+            json!({"name": "resilient", "match": {"model": "resilient"},
+            "to": {"provider": "openai", "model": "gpt-4o-mini"},
+            "fallback": {"cluster": "failover-clouds", "to": [
+                {"provider": "bedrock", "model": "anthropic.claude-sonnet-4-5-20250929-v1:0"},
+                {"provider": "gemini", "model": "gemini-2.5-flash"}]}}),
+        );
+    }
+    let mut g = host(&chat());
+    let vm = vm(&g, &c);
+    let mut ex = vm.exchange(1).unwrap();
+    assert_eq!(send(&mut ex, &mut g, &hello("resilient")), Step::Continue);
+    let mut h = host(&[]);
+    h.request_headers = g.request_headers.clone();
+    h.request_headers
+        .push((":authority".into(), "gateway".into()));
+    h.request_body = g.request_body.clone();
+    h.properties = g.properties.clone();
+    h.properties.insert(
+        "upstream.request_attempt_count".into(),
+        n.to_le_bytes().to_vec(),
+    );
+    h
+}
+
+#[test]
+fn a_bedrock_attempt_is_named_for_its_signer_and_the_next_drops_what_the_signer_left() {
+    let mut h = cloud_chain_host(1);
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    assert_eq!(
+        h.request_header("x-llm-attempt-provider").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(h.prop("llm.authority").as_deref(), Some("gateway"));
+
+    // Attempt 2 reaches Bedrock: its path and Converse body, no credential of the gateway's
+    // (Envoy's signer, matching the header, signs it).
+    let mut h = cloud_chain_host(2);
+    h.properties
+        .insert("llm.authority".into(), b"gateway".to_vec());
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    assert_eq!(
+        h.request_header(":path").as_deref(),
+        Some("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse")
+    );
+    assert_eq!(
+        h.request_header("x-llm-attempt-provider").as_deref(),
+        Some("bedrock")
+    );
+    assert_eq!(h.request_header("authorization"), None);
+    let body = h.request_body.clone();
+    assert_eq!(a.on_request_body(&mut h, body.len(), true), Step::Continue);
+    let converse = parsed(&h.request_body);
+    assert!(converse.get("model").is_none(), "{converse}");
+    assert_eq!(converse["messages"][0]["content"][0]["text"], "Hello");
+    // Bedrock's model error reaches the retry policy as a 502, and the answer is chat's.
+    let answer = json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hi"}]}},
+        "stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}});
+    h.respond(424, &JSON, br#"{"message":"model error"}"#);
+    assert_eq!(a.on_response_headers(&mut h), Step::Continue);
+    assert_eq!(h.response_header(":status").as_deref(), Some("502"));
+    answer_attempt(&mut a, &mut h, 200, &JSON, answer.to_string().as_bytes());
+    let chat = parsed(&h.response_body);
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(chat["model"], "anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert_eq!(chat["usage"]["prompt_tokens"], 3);
+
+    // Attempt 3 (Gemini) after the signer rewrote the host and added its headers.
+    let mut h = cloud_chain_host(3);
+    h.properties
+        .insert("llm.authority".into(), b"gateway".to_vec());
+    for (k, v) in [
+        (":authority", "bedrock-runtime.us-east-1.amazonaws.com"),
+        ("authorization", "AWS4-HMAC-SHA256 Credential=..."),
+        ("x-amz-date", "20260101T000000Z"),
+        ("x-amz-content-sha256", "abc"),
+        ("x-amz-security-token", "session"),
+    ] {
+        h.request_headers.retain(|(n, _)| n != k);
+        h.request_headers.push((k.into(), v.into()));
+    }
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    assert_eq!(h.request_header(":authority").as_deref(), Some("gateway"));
+    for gone in [
+        "authorization",
+        "x-amz-date",
+        "x-amz-content-sha256",
+        "x-amz-security-token",
+    ] {
+        assert_eq!(h.request_header(gone), None, "{gone}");
+    }
+    assert_eq!(
+        h.request_header("x-goog-api-key").as_deref(),
+        Some("sk-openai")
+    );
+    assert_eq!(
+        h.request_header(":path").as_deref(),
+        Some("/v1beta/models/gemini-2.5-flash:generateContent")
+    );
+    assert_eq!(
+        h.request_header("x-llm-attempt-provider").as_deref(),
+        Some("gemini")
+    );
+}
