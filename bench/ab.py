@@ -17,15 +17,6 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def start(procs, wasm, label, fake, wd):
     bench.WASM = wasm
     return bench.start_envoy(procs, label, fake, wd, 1)
@@ -53,10 +44,8 @@ def main():
             p50 = {k: [] for k in envoys}
             for _ in range(args.rounds):
                 for k, e in envoys.items():
-                    c0 = cpu_seconds(e["proc"].pid)
                     r = bench.wrk(e, body, 1, f"{args.seconds}s")
-                    used = cpu_seconds(e["proc"].pid) - c0
-                    cpu[k].append(used / (r["rps"] * args.seconds) * 1e6)
+                    cpu[k].append(r["cpu"])
                     p50[k].append(r["p50"])
             b, c = (statistics.median(cpu[k]) for k in ("base", "candidate"))
             bl, cl = (statistics.median(p50[k]) for k in ("base", "candidate"))

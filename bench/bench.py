@@ -6,7 +6,7 @@
 drift on the machine hits both alike, and each figure is the median over the rounds.
 
 Load comes from wrk (latency percentiles, throughput; bench/wrk.lua prints its figures as
-JSON) and curl (time to first byte of a stream). The native side is criterion (`cargo bench --bench core`), on the same prompt text.
+JSON; Envoy's CPU per request is read from /proc around each run) and curl (time to first byte of a stream). The native side is criterion (`cargo bench --bench core`), on the same prompt text.
 Results: a markdown table, printed and written to bench/results/latest.md.
 
   bench/bench.py            full run (several minutes)
@@ -274,30 +274,47 @@ def start_fake(procs):
 HEADERS = ["-H", f"authorization: Bearer {KEY}", "-H", "content-type: application/json"]
 
 
-def wrk(envoy, content_file, concurrency, duration, unique=True, api="chat", header=""):
-    """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs) and requests/s.
-    `unique`: every request's prompt differs (nothing can be served from a cache). `api`:
-    `chat` or `responses` (the same prompt as a Responses request); `header`: one more."""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """A process's user + system CPU time so far, in seconds (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wrk(envoy, content_file, concurrency, duration, unique=True, api="chat", header="", model=""):
+    """Run wrk for `duration` with `concurrency` connections: p50/p99 (µs), requests/s, and
+    Envoy's CPU per request (µs: the process's user + system time over the run / the requests
+    wrk completed). `unique`: every request's prompt differs (nothing can be served from a
+    cache). `api`: `chat` or `responses` (the same prompt as a Responses request); `header`:
+    one more; `model`: the request's model (default gpt-4o-mini)."""
     threads = min(concurrency, 2)
     env = dict(os.environ, CONTENT=content_file, UNIQUE="1" if unique else "0", RUN_ID=str(time.time_ns()),
-               API=api, HEADER=header)
+               API=api, HEADER=header, MODEL=model)
     path = "/v1/responses" if api == "responses" else "/v1/chat/completions"
+    cpu0 = cpu_seconds(envoy["proc"].pid)
     out = subprocess.run(
         [WRK, "-t", str(threads), "-c", str(concurrency), "-d", duration, "--timeout", "30s",
          "-s", os.path.join(ROOT, "bench", "wrk.lua"), f"http://127.0.0.1:{envoy['port']}{path}"],
         check=True, capture_output=True, text=True, env=env).stdout
+    cpu = cpu_seconds(envoy["proc"].pid) - cpu0
     r = json.loads(out.strip().splitlines()[-1])
     if r["non2xx"] or r["errors"] or not r["requests"]:
-        sys.exit(f"bad answers from {envoy['variant']}: {r}")
-    return {"p50": r["p50"], "p99": r["p99"], "rps": r["requests"] / (r["duration_us"] / 1e6)}
+        sys.exit(f"bad answers from {envoy['variant']}{f' ({model})' if model else ''}: {r}")
+    return {"p50": r["p50"], "p99": r["p99"], "rps": r["requests"] / (r["duration_us"] / 1e6),
+            "cpu": cpu / r["requests"] * 1e6}
 
 
-def stream_probe(envoy, body_file, n):
+def stream_probe(envoy, body_file, n, model=None):
     """Time to first byte and total time of streamed responses, with curl, one at a time.
-    Each request's prompt is new (no cache helps)."""
+    Each request's prompt is new (no cache helps); `model` replaces the body's."""
     ttfb, total = [], []
     for i in range(n):
         body = json.loads(open(body_file).read())
+        if model:
+            body["model"] = model
         body["messages"][0]["content"] = f"{i}-{time.time_ns()} " + body["messages"][0]["content"]
         with open(body_file + ".tmp", "w") as f:
             json.dump(body, f)
@@ -307,7 +324,7 @@ def stream_probe(envoy, body_file, n):
              f"http://127.0.0.1:{envoy['port']}/v1/chat/completions"],
             check=True, capture_output=True, text=True).stdout.split()
         if out[2] != "200":
-            sys.exit(f"stream answered {out[2]}")
+            sys.exit(f"stream ({envoy['variant']}, {body['model']}) answered {out[2]}")
         ttfb.append(float(out[0]) * 1e6)
         total.append(float(out[1]) * 1e6)
     return {"p50": statistics.median(ttfb), "total": statistics.median(total)}
@@ -443,6 +460,9 @@ def main():
                     a = statistics.median(x[stat] for x in results[(name, "plain")])
                     b = statistics.median(x[stat] for x in results[(name, "filter")])
                     rows.append((f"{label}, c=1, {stat}", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+            a = statistics.median(x["cpu"] for x in results[("1KB", "plain")])
+            b = statistics.median(x["cpu"] for x in results[("1KB", "filter")])
+            rows.append(("Envoy CPU per request, chat 1KB, c=1", fmt_us(a), fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
             stream = {}
             for r in range(rounds):
                 for v in ("plain", "filter"):
@@ -506,6 +526,39 @@ def main():
                     b = statistics.median(x[stat] for x in prov[v])
                     rows.append((f"chat 1KB, {label}, c=1, {stat}", f"filter {fmt_us(a)}",
                                  f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
+            # Cloud providers: the same 1 KB chat request, by model, through the demo's routes to
+            # Bedrock (Converse, the request signed by Envoy's SigV4 filter), Gemini, Vertex Gemini
+            # (its token from the metadata server, cached) and Vertex Claude (Anthropic's format),
+            # every one translated both ways, against the model routed to the OpenAI-format
+            # provider (A), on the same Envoy. Latency includes the fake's own work, which differs
+            # by provider (it verifies the signature, for one); the CPU rows are Envoy's alone.
+            clouds = (("openai", "gpt-4o-mini", ""),
+                      ("bedrock", "bedrock-claude-sonnet-4-5", "Bedrock provider (translated, SigV4-signed by Envoy)"),
+                      ("gemini", "gemini-2.5-flash", "Gemini provider (translated)"),
+                      ("vertex-gemini", "vertex-gemini-2.5-flash", "Vertex Gemini (translated, metadata-server token)"),
+                      ("vertex-claude", "vertex-claude-sonnet-4-5", "Vertex Claude (translated)"))
+            for _, model, _ in clouds[1:]:  # warm up (the Vertex token, connections)
+                wrk(lat["filter"], body_files["1KB"], 1, "1s", model=model)
+            cloud, cloud_stream = {}, {}
+            for r in range(rounds):
+                for v, model, _ in clouds:
+                    cloud.setdefault(v, []).append(wrk(lat["filter"], body_files["1KB"], 1, lat_time, model=model))
+                # A stream from Bedrock (its event stream translated to SSE) against the same
+                # stream from the OpenAI-format provider.
+                for v, model in (("openai", None), ("bedrock", "bedrock-claude-sonnet-4-5")):
+                    cloud_stream.setdefault(v, []).append(stream_probe(lat["filter"], stream_file, n_stream, model))
+            for v, _, label in clouds[1:]:
+                for stat in ("p50", "p99", "cpu"):
+                    a = statistics.median(x[stat] for x in cloud["openai"])
+                    b = statistics.median(x[stat] for x in cloud[v])
+                    name = (f"Envoy CPU per request, chat 1KB, {label}, c=1" if stat == "cpu"
+                            else f"chat 1KB, {label}, vs OpenAI format, c=1, {stat}")
+                    rows.append((name, f"OpenAI format {fmt_us(a)}", fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+            for stat, label in (("p50", "time to first byte"), ("total", "total")):
+                a = statistics.median(x[stat] for x in cloud_stream["openai"])
+                b = statistics.median(x[stat] for x in cloud_stream["bedrock"])
+                rows.append((f"stream 64 chunks, Bedrock (event stream translated to SSE) vs OpenAI format, {label}, p50",
+                             f"OpenAI format {fmt_us(a)}", fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
             # The response cache: a hit (the same prompt every time, served by the filter) against
             # Envoy's direct_response of the same body; and a miss (every prompt new: looked up,
             # captured and stored) against the filter without a cache.
@@ -636,6 +689,7 @@ def main():
         "",
         f"Machine: {cpu} ({machine}); Envoy {envoy_version()}; {rounds} alternating round(s) per workload, median shown.",
         "Latency: wrk, one connection, Envoy with 1 worker. Throughput: wrk, 16 connections, Envoy with 2 workers.",
+        "Envoy CPU per request: the Envoy process's user + system time over a latency run, divided by its requests.",
         "",
         "| workload | plain Envoy | with filter | added | ratio |",
         "|---|---|---|---|---|",

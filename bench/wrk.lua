@@ -1,18 +1,23 @@
 -- wrk script for bench/bench.py. POSTs a chat (or Responses) request whose prompt is the JSON-escaped text in
 -- $CONTENT; with UNIQUE=1 every request's prompt starts with a fresh number, so no cache (the
--- gateway's token-count cache included) ever sees the same prompt twice. Prints the figures as
--- one JSON line (latency in microseconds) for the driver to read.
+-- gateway's token-count cache included) ever sees the same prompt twice. MODEL: the request's
+-- model (default gpt-4o-mini; the demo routes other models to other providers). Prints the
+-- figures as one JSON line (latency in microseconds) for the driver to read.
 local f = assert(io.open(os.getenv("CONTENT"), "rb"))
 local content = f:read("*a")
 f:close()
 local unique = os.getenv("UNIQUE") == "1"
 -- Distinct per wrk run, so prompts never repeat across runs either.
 local run = os.getenv("RUN_ID") or "0"
-local head = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"'
+local model = os.getenv("MODEL")
+if not model or model == "" then
+  model = "gpt-4o-mini"
+end
+local head = '{"model":"' .. model .. '","messages":[{"role":"user","content":"'
 local tail = '"}]}'
 -- API=responses: the same prompt as a Responses API request (`input`).
 if os.getenv("API") == "responses" then
-  head = '{"model":"gpt-4o-mini","input":"'
+  head = '{"model":"' .. model .. '","input":"'
   tail = '"}'
 end
 local headers = {
