@@ -1,6 +1,7 @@
 """Cloud credentials without keys: the overlays that give the standalone gateway an AWS IAM role
 (IRSA) or a Google service account (GKE workload identity), the Bedrock cluster signed by
-Envoy's SigV4 filter (standalone, Istio, and the failover fragment envoy/bedrock-cluster.yaml),
+Envoy's SigV4 filter (standalone, Istio, and the demo bootstrap envoy/gateway.yaml with its mixed
+failover chain),
 validated like the other manifests and loaded in real Envoy with the real wasm."""
 
 import copy
@@ -135,15 +136,15 @@ def test_istio_vertex_manifests_agree():
     assert route["rewrite"]["authority"] == route["route"][0]["destination"]["host"] == host
 
 
-def test_bedrock_fragment_loads_into_the_gateway():
-    with open(os.path.join(ROOT, "envoy", "bedrock-cluster.yaml")) as f:
-        clusters = {c["name"]: c for c in yaml.safe_load(f)["clusters"]}
+def test_the_demo_signs_bedrock_and_only_the_bedrock_attempts_of_its_chain():
+    b = gateway_bootstrap()
+    clusters = {c["name"]: c for c in b["static_resources"]["clusters"]}
     signer, codec = upstream_filters(clusters["bedrock"])
     assert (signer["name"], codec["name"]) == (SIGNER, CODEC)
     check_bedrock_signer(signer, signer["typed_config"]["host_rewrite"])
     # The failover chain: the attempt filter, then the signer behind the composite filter's
     # matcher (Bedrock attempts only), then the codec.
-    chain = clusters["failover-openai-bedrock"]
+    chain = clusters["failover-openai-bedrock-gemini"]
     names = [f["name"] for f in upstream_filters(chain)]
     assert names == ["envoy.filters.http.wasm", "envoy.filters.http.composite", CODEC]
     tree = upstream_filters(chain)[1]["typed_config"]["xds_matcher"]["matcher_tree"]
@@ -151,11 +152,9 @@ def test_bedrock_fragment_loads_into_the_gateway():
     action = tree["exact_match_map"]["map"]["bedrock"]["action"]["typed_config"]["typed_config"]
     assert action["name"] == SIGNER
     check_bedrock_signer(action, signer["typed_config"]["host_rewrite"])
-    b = gateway_bootstrap()
     for c in clusters.values():
         if "typed_extension_protocol_options" in c:
             set_upstream_wasm(c)
-        b["static_resources"]["clusters"].append(c)
     with tempfile.TemporaryDirectory() as wd:
         log = envoy_validate(b, wd)
         assert "llm-gateway: configured as the upstream filter of a failover cluster" in log

@@ -22,7 +22,7 @@ KUBECTL = os.environ.get("KUBECTL", "kubectl")
 WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "llm_gateway.wasm")
 ISTIO = os.path.join(ROOT, "k8s", "istio")
 ENV = {"OPENAI_API_KEY": "sk-test", "BACKUP_API_KEY": "sk-test", "OPENAI_BATCH_API_KEY": "sk-test",
-       "ANTHROPIC_API_KEY": "sk-test"}
+       "ANTHROPIC_API_KEY": "sk-test", "GEMINI_API_KEY": "test-gemini"}
 
 
 def kustomize(path):
