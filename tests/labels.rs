@@ -187,6 +187,8 @@ fn known_metric(name: &str) -> bool {
         metric::DURATION,
         metric::TTFT,
         metric::ESTIMATED,
+        metric::PROMPT_ESTIMATED,
+        metric::CREDENTIAL_REFRESHES,
         metric::FILTER_TIME,
         metric::VM_MEMORY,
         metric::COST,
@@ -245,7 +247,8 @@ fn check_labels(tags: Value, what: &str) {
             .into(),
         ),
         (metric::TAG_CONSUMER, ["demo"].into()),
-        (metric::TAG_PROVIDER, ["openai"].into()),
+        // `vertex`: the demo's Vertex AI provider, whose token the VMs fetch at start.
+        (metric::TAG_PROVIDER, ["openai", "vertex"].into()),
         (metric::TAG_OUTCOME, ["ok"].into()),
         (
             metric::TAG_TOKEN_TYPE,
