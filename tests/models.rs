@@ -29,13 +29,28 @@ fn get_with(gw: &Gateway, path: &str, h: &[(&str, &str)]) -> (u16, Option<String
     (status, ct, v, upstream)
 }
 
-const DEMO_MODELS: [&str; 5] = [
+const DEMO_MODELS: [&str; 10] = [
     "gpt-4o",
     "gpt-4o-mini",
     "gpt-4.1",
     "gpt-4.1-mini",
+    "bedrock-claude-sonnet-4-5",
+    "gemini-2.5-flash",
+    "vertex-gemini-2.5-flash",
+    "vertex-claude-sonnet-4-5",
+    "resilient",
     "gpt-4o-mini-cached",
 ];
+
+/// Who owns each demo model: the provider of its route (a chain's first provider).
+fn demo_owner(id: &str) -> &'static str {
+    match id {
+        "bedrock-claude-sonnet-4-5" => "bedrock",
+        "gemini-2.5-flash" => "gemini",
+        "vertex-gemini-2.5-flash" | "vertex-claude-sonnet-4-5" => "vertex",
+        _ => "openai",
+    }
+}
 
 #[test]
 fn the_gateway_lists_its_routes_models() {
@@ -64,7 +79,7 @@ fn the_gateway_lists_its_routes_models() {
         assert_eq!(ids, DEMO_MODELS, "{v}");
         for m in data {
             assert_eq!(m["object"], "model");
-            assert_eq!(m["owned_by"], "openai");
+            assert_eq!(m["owned_by"], demo_owner(m["id"].as_str().unwrap()), "{m}");
             assert!(m["created"].is_u64(), "{m}");
         }
     }

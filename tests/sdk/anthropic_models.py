@@ -10,7 +10,8 @@ client = anthropic.Anthropic(base_url=root, api_key=key, max_retries=0)
 
 page = client.models.list()
 ids = [m.id for m in page]
-assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4o-mini-cached"], ids
+assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "bedrock-claude-sonnet-4-5", "gemini-2.5-flash",
+              "vertex-gemini-2.5-flash", "vertex-claude-sonnet-4-5", "resilient", "gpt-4o-mini-cached"], ids
 assert all(m.type == "model" and m.display_name == m.id for m in page), page
 assert page.first_id == "gpt-4o" and page.last_id == "gpt-4o-mini-cached", page
 assert not page.has_more, page

@@ -11,7 +11,8 @@ client = OpenAI(base_url=base_url, api_key=key, max_retries=0)
 
 models = list(client.models.list())
 ids = [m.id for m in models]
-assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4o-mini-cached"], ids
+assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "bedrock-claude-sonnet-4-5", "gemini-2.5-flash",
+              "vertex-gemini-2.5-flash", "vertex-claude-sonnet-4-5", "resilient", "gpt-4o-mini-cached"], ids
 assert all(m.object == "model" for m in models), models
 owners = {m.id: m.owned_by for m in models}
 assert owners["gpt-4.1-mini"] == "openai" and owners["gpt-4o"] == "openai", owners
