@@ -22,11 +22,10 @@ const USAGE_CONTROLS: [(&str, &str); 2] = [
     ("x-fake-cache-read-tokens", "3"),
 ];
 
-/// The gateway, the collector of its usage events and the fakes behind it: one answers
-/// (Bedrock, OpenAI, Gemini, Vertex and its metadata server), one answers every request 503.
+/// The gateway, the collector of its usage events and the fake behind it (Bedrock, OpenAI,
+/// Gemini, Vertex and its metadata server).
 struct World {
     _fake: Fake,
-    _down: Fake,
     sink: Collector,
     gw: Gateway,
 }
@@ -76,34 +75,14 @@ fn config() -> Value {
         routes.push(json!({"name": name, "match": {"model": name},
                            "to": {"provider": name, "model": MODEL_ID}}));
     }
-    let bedrock = json!({"provider": "bedrock", "model": MODEL_ID});
-    let gemini = json!({"provider": "gemini", "model": "gemini-2.5-flash"});
-    let openai = json!({"provider": "openai", "model": "gpt-4o-mini"});
-    for (model, cluster, first, rest) in [
-        (
-            "resilient-openai-dead",
-            "failover-dead-openai",
-            &openai,
-            json!([bedrock, gemini]),
-        ),
-        (
-            "resilient-gemini-last",
-            "failover-down-openai-bedrock",
-            &openai,
-            json!([bedrock, gemini]),
-        ),
-        (
-            "bedrock-then-openai",
-            "failover-down-bedrock",
-            &bedrock,
-            json!([openai]),
-        ),
-    ] {
-        routes.push(
-            json!({"name": model, "match": {"model": model}, "to": first,
-                           "fallback": {"cluster": cluster, "to": rest}}),
-        );
-    }
+    // The demo's chain with its OpenAI member unreachable.
+    routes.push(
+        json!({"name": "resilient-openai-dead", "match": {"model": "resilient-openai-dead"},
+                       "to": {"provider": "openai", "model": "gpt-4o-mini"},
+                       "fallback": {"cluster": "failover-dead-openai",
+                                    "to": [{"provider": "bedrock", "model": MODEL_ID},
+                                           {"provider": "gemini", "model": "gemini-2.5-flash"}]}}),
+    );
     c["usage_export"] =
         json!({"cluster": "usage", "format": "json", "batch_size": 1, "flush_interval_ms": 20});
     c
@@ -111,9 +90,8 @@ fn config() -> Value {
 
 fn start() -> World {
     let fake = Fake::start(None);
-    let down = Fake::start_with(None, &[("x-fake-status", "503")]);
     let sink = Collector::start(&[]);
-    let (down_port, dead_port, sink_port) = (down.port, free_port(), sink.port);
+    let (dead_port, sink_port) = (free_port(), sink.port);
     let opts = Options {
         plugin_config: Some(config()),
         edit: Some(Box::new(move |b: &mut Value| {
@@ -153,36 +131,20 @@ fn start() -> World {
                 c["load_assignment"]["cluster_name"] = name.into();
                 clusters.push(c);
             }
-            // Providers that are down (refused connections, 503s), and chains through them
-            // that are the demo's, with other members.
+            // The demo's chain, with an OpenAI cluster nobody listens on.
             clusters.push(http_cluster("openai-dead", dead_port));
-            clusters.push(http_cluster("openai-down", down_port));
-            clusters.push(http_cluster("bedrock-down", down_port));
             clusters.push(http_cluster("usage", sink_port));
-            for (name, members) in [
-                (
-                    "failover-dead-openai",
-                    ["openai-dead", "bedrock", "gemini"].as_slice(),
-                ),
-                (
-                    "failover-down-openai-bedrock",
-                    &["openai-down", "bedrock-down", "gemini"],
-                ),
-                ("failover-down-bedrock", &["bedrock-down", "openai"]),
-            ] {
-                let mut c = chain.clone();
-                c["name"] = name.into();
-                c["cluster_type"]["typed_config"]["clusters"] =
-                    members.iter().map(|m| json!({"name": m})).collect();
-                clusters.push(c);
-            }
+            let mut c = chain;
+            c["name"] = "failover-dead-openai".into();
+            c["cluster_type"]["typed_config"]["clusters"] =
+                json!([{"name": "openai-dead"}, {"name": "bedrock"}, {"name": "gemini"}]);
+            clusters.push(c);
         })),
         ..Options::default()
     };
     let gw = Gateway::start(&fake, opts);
     World {
         _fake: fake,
-        _down: down,
         sink,
         gw,
     }
@@ -733,8 +695,7 @@ fn in_band_stream_errors(w: &World) {
                 assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
                 let last: Value = data_lines(&text)
                     .into_iter()
-                    .filter(|d| *d != "[DONE]")
-                    .last()
+                    .rfind(|d| *d != "[DONE]")
                     .map(|d| serde_json::from_str(d).expect("JSON"))
                     .expect("events");
                 assert_eq!(last["error"]["type"], "requests", "{text}");
@@ -783,22 +744,28 @@ fn cut_streams_are_counted_once(w: &World) {
         )
     };
     let before = requests();
-    for api in APIS {
-        let id = format!("cut-{api:?}");
-        let h = [
-            ("x-fake-abort-after-events", "3"),
-            ("x-fake-completion-tokens", "20"),
-            ("x-request-id", id.as_str()),
-        ];
-        let r = api.send(&w.gw, &api.ask(MODEL, "Hello", true, false), &h);
-        assert_eq!(r.status, 200, "{api:?}");
-        let text = r.text();
-        for end in ["[DONE]", "response.completed", "message_stop"] {
-            assert!(!text.contains(end), "{api:?}: {text}");
+    // At once: Envoy holds each cut connection open for its delayed-close timeout (1 s).
+    std::thread::scope(|scope| {
+        for api in APIS {
+            scope.spawn(move || {
+                let id = format!("cut-{api:?}");
+                let h = [
+                    ("x-fake-abort-after-events", "3"),
+                    ("x-fake-completion-tokens", "20"),
+                    ("x-request-id", id.as_str()),
+                ];
+                let r = api.send(&w.gw, &api.ask(MODEL, "Hello", true, false), &h);
+                assert_eq!(r.status, 200, "{api:?}");
+                let text = r.text();
+                for end in ["[DONE]", "response.completed", "message_stop"] {
+                    assert!(!text.contains(end), "{api:?}: {text}");
+                }
+                let line = log_of(&w.gw, &id);
+                assert_eq!(line["outcome"], "stream_incomplete", "{api:?}: {line}");
+                assert_eq!(line["provider"], "bedrock", "{api:?}: {line}");
+            });
         }
-        let line = log_of(&w.gw, &id);
-        assert_eq!(line["outcome"], "stream_incomplete", "{api:?}: {line}");
-    }
+    });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while requests() < before + 3.0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -880,8 +847,8 @@ fn assert_no_aws_headers(headers: &Value, case: &str) {
     );
 }
 
-/// The demo's chain openai → bedrock → gemini, and chains through the same providers with
-/// some down: each attempt adapted to its provider, the Bedrock one alone signed.
+/// The demo's chain openai → bedrock → gemini, and the same chain with OpenAI unreachable and
+/// Bedrock failing: each attempt adapted to its provider, the Bedrock one alone signed.
 fn mixed_failover_chains(w: &World) {
     let openai_key = fingerprint(&format!("Bearer {OPENAI_KEY}"));
     // All up: OpenAI answers, unsigned.
@@ -940,14 +907,18 @@ fn mixed_failover_chains(w: &World) {
         }
     }
 
-    // OpenAI and Bedrock answer 503: Gemini answers, with its key and nothing of the others'.
-    for stream in [false, true] {
+    // OpenAI refuses connections and Bedrock throttles (429) or its model fails (424, a 502):
+    // Gemini answers, with its key and nothing of the others' (the signer's headers dropped).
+    for (stream, exception, reason) in [
+        (false, "ThrottlingException", "429"),
+        (true, "ModelErrorException", "502"),
+    ] {
         let case = format!("gemini last, stream {stream}");
         let id = format!("chain-gemini-{stream}");
         let r = Api::Chat.send(
             &w.gw,
-            &Api::Chat.ask("resilient-gemini-last", "Hello", stream, false),
-            &[("x-request-id", &id)],
+            &Api::Chat.ask("resilient-openai-dead", "Hello", stream, false),
+            &[("x-request-id", &id), ("x-fake-error-type", exception)],
         );
         Api::Chat.read(&r, stream);
         let method = if stream {
@@ -971,42 +942,42 @@ fn mixed_failover_chains(w: &World) {
         let line = log_of(&w.gw, &id);
         assert_eq!(line["provider"], "gemini", "{case}: {line}");
         assert_eq!(line["attempts"], "3", "{case}: {line}");
-        assert_eq!(line["failover"], "openai:503,bedrock:503", "{case}: {line}");
+        assert_eq!(
+            line["failover"],
+            format!("openai:connect_failure,bedrock:{reason}"),
+            "{case}: {line}"
+        );
     }
-
-    // Bedrock first, down: OpenAI answers with its key, and nothing the signer left.
-    let r = Api::Chat.send(
-        &w.gw,
-        &Api::Chat.ask("bedrock-then-openai", "Hello", false, false),
-        &[("x-request-id", "chain-bedrock-first")],
-    );
-    Api::Chat.read(&r, false);
-    assert_eq!(
-        r.header("x-fake-received-path"),
-        Some("/v1/chat/completions")
-    );
-    assert_eq!(r.header("x-fake-received-model"), Some("gpt-4o-mini"));
-    let h = r.received_headers();
-    assert_eq!(sent(&h, "authorization"), Some(openai_key.as_str()), "{h}");
-    assert_no_aws_headers(&h, "openai after bedrock");
-    let line = log_of(&w.gw, "chain-bedrock-first");
-    assert_eq!(line["provider"], "openai", "{line}");
-    assert_eq!(line["failover"], "bedrock:503", "{line}");
+    let prom = w.gw.prometheus();
+    for (provider, reason, n) in [
+        ("openai", "connect_failure", 8.0),
+        ("bedrock", "429", 1.0),
+        ("bedrock", "502", 1.0),
+    ] {
+        let labels = [("gen_ai_provider_name", provider), ("reason", reason)];
+        assert_eq!(
+            prom_sum(&prom, "llm_gateway_failovers_total", &labels),
+            n,
+            "{provider} {reason}: {prom}"
+        );
+    }
 }
 
 /// The official openai and anthropic Python SDKs (tests/sdk/clouds.py) through Bedrock, and
 /// through the demo's Gemini and Vertex AI models.
 fn official_sdks(w: &World) {
-    for models in [
-        &[MODEL][..],
-        &[
-            "gemini-2.5-flash",
-            "vertex-gemini-2.5-flash",
-            "vertex-claude-sonnet-4-5",
-        ],
-    ] {
-        run_sdk_script_with(&w.gw, "clouds.py", models, "clouds sdk: ok");
-    }
+    std::thread::scope(|scope| {
+        for models in [
+            &[MODEL][..],
+            &[
+                "gemini-2.5-flash",
+                "vertex-gemini-2.5-flash",
+                "vertex-claude-sonnet-4-5",
+            ],
+        ] {
+            scope.spawn(move || run_sdk_script_with(&w.gw, "clouds.py", models, "clouds sdk: ok"));
+        }
+    });
 }
 
 #[test]
