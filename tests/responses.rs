@@ -7,6 +7,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::usage::*;
 use support::*;
 
 const CLAUDE_KEY: &str = "sk-ant-test-key";
@@ -92,22 +93,6 @@ fn last_log(gw: &Gateway, n: usize) -> Value {
     gw.access_log(n).pop().expect("an access log line")
 }
 
-/// The access-log line of the request sent with `x-request-id: id`, waiting (up to 10 s) for it.
-fn log_of(gw: &Gateway, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let log = gw.access_log(0);
-        if let Some(line) = log.iter().find(|l| l["request_id"] == id) {
-            return line.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no access-log line for {id}: {log:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn responses_pass_through_byte_for_byte_with_usage_accounted() {
     let fake = Fake::start(Some(OPENAI_KEY));
@@ -157,27 +142,6 @@ fn responses_pass_through_byte_for_byte_with_usage_accounted() {
     assert_eq!(log["usage_estimated"], "false");
 }
 
-/// Token figures of one request: input (cached included), output (reasoning included), cached
-/// input, reasoning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Figures {
-    input: u64,
-    output: u64,
-    cached: u64,
-    reasoning: u64,
-}
-
-impl Figures {
-    fn minus(self, o: Figures) -> Figures {
-        Figures {
-            input: self.input - o.input,
-            output: self.output - o.output,
-            cached: self.cached - o.cached,
-            reasoning: self.reasoning - o.reasoning,
-        }
-    }
-}
-
 /// What the fake is told to use: 5 words, 3 cached input tokens (Anthropic: cache reads), 2
 /// reasoning tokens (OpenAI modes only).
 const USAGE_CONTROLS: [(&str, &str); 4] = [
@@ -211,27 +175,6 @@ fn usage_figures(u: &Value) -> Figures {
     }
 }
 
-/// The `llm_gateway_tokens_total` counters of one provider, by token type.
-fn metered(gw: &Gateway, provider: &str) -> Figures {
-    let prom = gw.prometheus();
-    let n = |ty: &str| {
-        prom_sum(
-            &prom,
-            "llm_gateway_tokens_total",
-            &[
-                ("gen_ai_provider_name", provider),
-                ("gen_ai_token_type", ty),
-            ],
-        ) as u64
-    };
-    Figures {
-        input: n("input"),
-        output: n("output"),
-        cached: n("cached_input"),
-        reasoning: n("reasoning"),
-    }
-}
-
 /// The test gateway, exporting usage events (JSON format) to `sink` as soon as each is queued.
 fn exporting(fake: &Fake, sink: &Collector) -> Gateway {
     let mut c = config();
@@ -250,24 +193,6 @@ fn exporting(fake: &Fake, sink: &Collector) -> Gateway {
     };
     with_env_key(&mut opts, "ANTHROPIC_API_KEY", CLAUDE_KEY);
     Gateway::start(fake, opts)
-}
-
-/// The usage event of request `id`, waiting (up to 10 s) for it.
-fn event_of(sink: &Collector, id: &str) -> Value {
-    let events = |posts: &[Value]| -> Vec<Value> {
-        posts
-            .iter()
-            .filter_map(|p| serde_json::from_str::<Value>(p["body"].as_str()?).ok())
-            .flat_map(|v| v.as_array().cloned().unwrap_or_default())
-            .collect()
-    };
-    let posts = sink.wait_for(10, |p| events(p).iter().any(|e| e["request_id"] == id));
-    let mut mine: Vec<Value> = events(&posts)
-        .into_iter()
-        .filter(|e| e["request_id"] == id)
-        .collect();
-    assert_eq!(mine.len(), 1, "one event for {id}: {posts:?}");
-    mine.remove(0)
 }
 
 #[test]
@@ -306,18 +231,8 @@ fn usage_in_metrics_events_and_access_log_is_the_providers_on_every_path() {
 
             // The usage event (queued after the metrics are written).
             let e = event_of(&sink, &id);
-            let n = |k: &str| {
-                e[k].as_u64()
-                    .unwrap_or_else(|| panic!("{case}: no {k} in {e}"))
-            };
-            let event = Figures {
-                input: n("prompt_tokens"),
-                output: n("completion_tokens"),
-                cached: n("cached_tokens"),
-                reasoning: n("reasoning_tokens"),
-            };
-            assert_eq!(event, want, "{case}: the usage event {e}");
-            assert_eq!(n("total_tokens"), want.input + want.output, "{case}");
+            assert_eq!(event_figures(&e), want, "{case}: the usage event {e}");
+            assert_eq!(e["total_tokens"], want.input + want.output, "{case}");
             assert_eq!(e["endpoint"], "responses", "{case}");
             assert_eq!(e["stream"], stream, "{case}");
             assert_eq!(e["usage_estimated"], false, "{case}");
@@ -331,20 +246,12 @@ fn usage_in_metrics_events_and_access_log_is_the_providers_on_every_path() {
 
             // The access log.
             let line = log_of(&gw, &id);
-            let n = |k: &str| -> u64 {
-                line[k]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("{case}: no {k} in {line}"))
-            };
-            let logged = Figures {
-                input: n("prompt_tokens"),
-                output: n("completion_tokens"),
-                cached: n("cached_tokens"),
-                reasoning: n("reasoning_tokens"),
-            };
-            assert_eq!(logged, want, "{case}: the access log {line}");
-            assert_eq!(n("total_tokens"), want.input + want.output, "{case}");
+            assert_eq!(logged_figures(&line), want, "{case}: the access log {line}");
+            assert_eq!(
+                line["total_tokens"],
+                (want.input + want.output).to_string(),
+                "{case}"
+            );
         }
     }
 }

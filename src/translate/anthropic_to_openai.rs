@@ -199,10 +199,13 @@ fn stop_reason(finish: Option<&str>) -> Value {
 
 /// Translate an OpenAI answer body (a `chat.completion` or an error, whatever the status: an
 /// OpenAI error body says it is one) into the Messages API's shape; `None` when it is not JSON.
-pub fn translate_response(body: &[u8], _context: &ResponseContext) -> Option<Vec<u8>> {
+/// An error's type is the Messages API's for its status where it has one of its own.
+pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<u8>> {
     let r: Value = serde_json::from_slice(body).ok()?;
     if let Some(e) = r.get("error") {
-        return serde_json::to_vec(&translate_error(e)).ok();
+        let mut out = translate_error(e);
+        type_by_status(&mut out, context.status);
+        return serde_json::to_vec(&out).ok();
     }
     let choice = r
         .get("choices")
@@ -265,8 +268,13 @@ pub fn translate_error(e: &Value) -> Value {
 pub fn local_error_body(e: &HttpError) -> Vec<u8> {
     let v = json!({"type": e.kind, "code": e.code, "message": e.message});
     let mut out = translate_error(&v);
-    // The Messages API's error types by status, where it has one of its own.
-    let by_status = match e.status {
+    type_by_status(&mut out, e.status);
+    serde_json::to_vec(&out).unwrap_or_default()
+}
+
+/// The Messages API's error type for `status`, where it has one of its own, in `out`.
+fn type_by_status(out: &mut Value, status: u32) {
+    let by_status = match status {
         401 => Some("authentication_error"),
         403 => Some("permission_error"),
         404 => Some("not_found_error"),
@@ -279,7 +287,6 @@ pub fn local_error_body(e: &HttpError) -> Vec<u8> {
     ) {
         err.insert("type".into(), t.into());
     }
-    serde_json::to_vec(&out).unwrap_or_default()
 }
 
 /// The stream translator for one answer: its `message_start` announces the prompt as the
@@ -370,8 +377,13 @@ impl Stream {
     }
 
     /// Translate one OpenAI SSE event's data; the Anthropic SSE text to send in its place.
+    /// An in-band error is an `error` event that ends the stream, as in Anthropic's own streams:
+    /// nothing follows it (no `message_stop` telling the client the message is complete).
     pub fn data(&mut self, data: &[u8]) -> String {
         let mut out = String::new();
+        if self.done {
+            return out;
+        }
         if data == b"[DONE]" {
             self.finish(&mut out);
             return out;
@@ -381,6 +393,7 @@ impl Stream {
         };
         if let Some(e) = c.get("error") {
             out.push_str(&event("error", translate_error(e)));
+            self.done = true;
             return out;
         }
         if !self.started {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod chroma;
+pub mod usage;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -214,6 +215,18 @@ impl Fake {
         let (proc, port) = spawn_listening(cmd, "fake-provider");
         Fake { _proc: proc, port }
     }
+}
+
+/// The plugin configuration envoy/gateway.yaml ships (the demo's), as JSON.
+pub fn demo_config() -> Value {
+    let text =
+        std::fs::read_to_string(repo().join("envoy/gateway.yaml")).expect("read gateway.yaml");
+    let b: Value = serde_norway::from_str(&text).expect("gateway.yaml is YAML");
+    let value = b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .expect("the plugin configuration");
+    serde_json::from_str(value).expect("the plugin configuration is JSON")
 }
 
 /// A change to the bootstrap (as JSON) before it is written.
@@ -724,6 +737,11 @@ pub fn grpc_cluster(name: &str, port: u16) -> Value {
 /// Run a Python SDK script from tests/sdk with the gateway's `/v1` URL and the demo key; its
 /// combined output, after asserting it exited 0 and printed `expect`.
 pub fn run_sdk_script(gw: &Gateway, script: &str, expect: &str) -> String {
+    run_sdk_script_with(gw, script, &[], expect)
+}
+
+/// [`run_sdk_script`] with more arguments after the URL and the key.
+pub fn run_sdk_script_with(gw: &Gateway, script: &str, args: &[&str], expect: &str) -> String {
     let python = std::env::var("SDK_PYTHON").unwrap_or_else(|_| {
         repo()
             .join(".venv/bin/python")
@@ -734,6 +752,7 @@ pub fn run_sdk_script(gw: &Gateway, script: &str, expect: &str) -> String {
         .arg(repo().join("tests/sdk").join(script))
         .arg(gw.url("/v1"))
         .arg(DEMO_KEY)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {python} (make test installs the SDKs): {e}"));
     let text = format!(

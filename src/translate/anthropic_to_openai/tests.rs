@@ -211,3 +211,50 @@ fn openai_stream_to_anthropic_events_at_every_split() {
         );
     }
 }
+
+/// An in-band error ends the Messages stream: after its `error` event, no block stop, no
+/// `message_delta` and no `message_stop` (which would tell the client the message is whole).
+#[test]
+fn an_in_band_error_ends_the_stream() {
+    let stream = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n\
+data: {\"error\":{\"message\":\"slow down\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" more\"},\"finish_reason\":null}]}\n\n\
+data: [DONE]\n\n";
+    let out = reverse(&[stream.as_bytes()]);
+    let names: Vec<&str> = out
+        .split("\n\n")
+        .filter_map(|e| e.lines().next()?.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "error"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("\"rate_limit_error\""), "{out}");
+    assert!(!out.contains(" more"), "{out}");
+}
+
+/// A provider's error takes the Messages API's type for its status, as the gateway's own do.
+#[test]
+fn provider_errors_are_typed_by_status() {
+    let body =
+        br#"{"error":{"message":"denied","type":"invalid_request_error","code":"access_denied"}}"#;
+    for (status, kind) in [
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (400, "invalid_request_error"),
+    ] {
+        let context = ResponseContext { status, ..ANSWERED };
+        let v: Value =
+            serde_json::from_slice(&translate_response(body, &context).unwrap()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], kind, "{status}");
+        assert_eq!(v["error"]["message"], "denied");
+    }
+}

@@ -1,0 +1,994 @@
+//! AWS Bedrock in real Envoy (2 workers), all through one Envoy running the demo's
+//! configuration: OpenAI chat, Responses and Anthropic Messages clients reach Bedrock's Converse
+//! API (JSON and event-stream), tool calls round-trip, usage in the metrics, usage events and
+//! access log is the provider's, Bedrock's errors reach each client in its own format, a cut
+//! stream is counted once; every request arrives signed by Envoy's SigV4 filter, which the fake
+//! verifies (a wrong secret and a body changed after signing are refused); the demo's mixed
+//! failover chain openai → bedrock → gemini adapts and signs each attempt; and the official
+//! openai and anthropic Python SDKs work through Bedrock, Gemini and Vertex AI.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::usage::*;
+use support::*;
+
+/// The client's model (the demo's route) and the Bedrock model id it goes to.
+const MODEL: &str = "bedrock-claude-sonnet-4-5";
+const MODEL_ID: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+/// What the fake is told to report: 5 one-token words, 3 input tokens read from the cache.
+const USAGE_CONTROLS: [(&str, &str); 2] = [
+    ("x-fake-completion-tokens", "5"),
+    ("x-fake-cache-read-tokens", "3"),
+];
+
+/// The gateway, the collector of its usage events and the fake behind it (Bedrock, OpenAI,
+/// Gemini, Vertex and its metadata server).
+struct World {
+    _fake: Fake,
+    sink: Collector,
+    gw: Gateway,
+}
+
+/// A Lua filter that changes the first `TAMPER` of the request body to `TAMPEr` (one byte, the
+/// length kept).
+fn tamper_filter() -> Value {
+    json!({"name": "envoy.filters.http.lua", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": r#"
+function envoy_on_request(h)
+  local body = h:body()
+  if body == nil then return end
+  local s = body:getBytes(0, body:length())
+  local i = string.find(s, "TAMPER", 1, true)
+  if i then body:setBytes(string.sub(s, 1, i + 4) .. "r" .. string.sub(s, i + 6)) end
+end
+"#}}})
+}
+
+/// The upstream HTTP filters of a cluster.
+fn filters(c: &mut Value) -> &mut Vec<Value> {
+    c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        ["http_filters"]
+        .as_array_mut()
+        .expect("upstream http_filters")
+}
+
+/// The demo's configuration, with routes to the test's Bedrock clusters and chains and usage
+/// events exported to the collector.
+fn config() -> Value {
+    let mut c = demo_config();
+    let providers = c["providers"].as_object_mut().expect("providers");
+    for name in [
+        "bedrock-wrong-secret",
+        "bedrock-tampered",
+        "bedrock-lua-first",
+    ] {
+        providers.insert(name.into(), json!({"cluster": name, "format": "bedrock"}));
+    }
+    let routes = c["routes"].as_array_mut().expect("routes");
+    for name in [
+        "bedrock-wrong-secret",
+        "bedrock-tampered",
+        "bedrock-lua-first",
+    ] {
+        routes.push(json!({"name": name, "match": {"model": name},
+                           "to": {"provider": name, "model": MODEL_ID}}));
+    }
+    // The demo's chain with its OpenAI member unreachable.
+    routes.push(
+        json!({"name": "resilient-openai-dead", "match": {"model": "resilient-openai-dead"},
+                       "to": {"provider": "openai", "model": "gpt-4o-mini"},
+                       "fallback": {"cluster": "failover-dead-openai",
+                                    "to": [{"provider": "bedrock", "model": MODEL_ID},
+                                           {"provider": "gemini", "model": "gemini-2.5-flash"}]}}),
+    );
+    c["usage_export"] =
+        json!({"cluster": "usage", "format": "json", "batch_size": 1, "flush_interval_ms": 20});
+    c
+}
+
+fn start() -> World {
+    let fake = Fake::start(None);
+    let sink = Collector::start(&[]);
+    let (dead_port, sink_port) = (free_port(), sink.port);
+    let opts = Options {
+        plugin_config: Some(config()),
+        edit: Some(Box::new(move |b: &mut Value| {
+            let clusters = b["static_resources"]["clusters"]
+                .as_array_mut()
+                .expect("clusters");
+            let find = |name: &str| {
+                clusters
+                    .iter()
+                    .find(|c| c["name"] == name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("gateway.yaml has no cluster {name}"))
+            };
+            let bedrock = find("bedrock");
+            let chain = find("failover-openai-bedrock-gemini");
+
+            // Bedrock clusters signing with a wrong secret, changing the body after the
+            // signature, and (the control) changing it before.
+            let mut wrong = bedrock.clone();
+            assert_eq!(
+                filters(&mut wrong)[0]["name"],
+                "envoy.filters.http.aws_request_signing"
+            );
+            filters(&mut wrong)[0]["typed_config"]["credential_provider"] = json!({
+                "inline_credential": {"access_key_id": AWS_ACCESS_KEY_ID,
+                                      "secret_access_key": "not-the-secret-the-fake-knows"}});
+            let mut tampered = bedrock.clone();
+            filters(&mut tampered).insert(1, tamper_filter());
+            let mut lua_first = bedrock.clone();
+            filters(&mut lua_first).insert(0, tamper_filter());
+            for (name, mut c) in [
+                ("bedrock-wrong-secret", wrong),
+                ("bedrock-tampered", tampered),
+                ("bedrock-lua-first", lua_first),
+            ] {
+                c["name"] = name.into();
+                c["load_assignment"]["cluster_name"] = name.into();
+                clusters.push(c);
+            }
+            // The demo's chain, with an OpenAI cluster nobody listens on.
+            clusters.push(http_cluster("openai-dead", dead_port));
+            clusters.push(http_cluster("usage", sink_port));
+            let mut c = chain;
+            c["name"] = "failover-dead-openai".into();
+            c["cluster_type"]["typed_config"]["clusters"] =
+                json!([{"name": "openai-dead"}, {"name": "bedrock"}, {"name": "gemini"}]);
+            clusters.push(c);
+        })),
+        ..Options::default()
+    };
+    let gw = Gateway::start(&fake, opts);
+    World {
+        _fake: fake,
+        sink,
+        gw,
+    }
+}
+
+/// A client API of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Responses,
+    Messages,
+}
+
+const APIS: [Api; 3] = [Api::Chat, Api::Responses, Api::Messages];
+
+/// What a client got, read the way its API says.
+#[derive(Debug, Default)]
+struct Answer {
+    text: String,
+    /// A tool call: id, name, arguments (JSON text).
+    call: Option<(String, String, String)>,
+    usage: Option<Figures>,
+}
+
+fn weather_schema() -> Value {
+    json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Api::Chat => "/v1/chat/completions",
+            Api::Responses => "/v1/responses",
+            Api::Messages => "/v1/messages",
+        }
+    }
+
+    /// A request for `model` asking `text`, with the weather tool when `tools`.
+    fn ask(self, model: &str, text: &str, stream: bool, tools: bool) -> Value {
+        let mut b = match self {
+            Api::Chat => json!({"model": model, "stream": stream,
+                                "messages": [{"role": "system", "content": "Be brief."},
+                                             {"role": "user", "content": text}]}),
+            Api::Responses => json!({"model": model, "stream": stream, "instructions": "Be brief.",
+                                     "input": text}),
+            Api::Messages => json!({"model": model, "stream": stream, "max_tokens": 256,
+                                    "system": "Be brief.",
+                                    "messages": [{"role": "user", "content": text}]}),
+        };
+        if stream && self == Api::Chat {
+            b["stream_options"] = json!({"include_usage": true});
+        }
+        if tools {
+            b["tools"] = match self {
+                Api::Chat => json!([{"type": "function", "function": {"name": "weather",
+                    "description": "Weather in a city", "parameters": weather_schema()}}]),
+                Api::Responses => json!([{"type": "function", "name": "weather",
+                    "description": "Weather in a city", "parameters": weather_schema()}]),
+                Api::Messages => json!([{"name": "weather", "description": "Weather in a city",
+                                         "input_schema": weather_schema()}]),
+            };
+        }
+        b
+    }
+
+    /// `first` (asked with tools) followed by the tool `call` and its result.
+    fn hand_back(self, first: &Value, call: &(String, String, String), result: &str) -> Value {
+        let (id, name, args) = call;
+        let mut b = first.clone();
+        match self {
+            Api::Chat => {
+                let m = b["messages"].as_array_mut().expect("messages");
+                m.push(json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"id": id, "type": "function", "function": {"name": name, "arguments": args}}]}));
+                m.push(json!({"role": "tool", "tool_call_id": id, "content": result}));
+            }
+            Api::Responses => {
+                let text = b["input"].clone();
+                b["input"] = json!([
+                    {"role": "user", "content": text},
+                    {"type": "function_call", "call_id": id, "name": name, "arguments": args},
+                    {"type": "function_call_output", "call_id": id, "output": result}]);
+            }
+            Api::Messages => {
+                let input: Value = serde_json::from_str(args).expect("tool input JSON");
+                let m = b["messages"].as_array_mut().expect("messages");
+                m.push(json!({"role": "assistant", "content": [
+                    {"type": "tool_use", "id": id, "name": name, "input": input}]}));
+                m.push(json!({"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": id, "content": result}]}));
+            }
+        }
+        b
+    }
+
+    fn send(self, gw: &Gateway, body: &Value, extra: &[(&str, &str)]) -> Resp {
+        let auth = format!("Bearer {DEMO_KEY}");
+        let mut h: Vec<(&str, &str)> = match self {
+            Api::Messages => vec![("x-api-key", DEMO_KEY), ("anthropic-version", "2023-06-01")],
+            _ => vec![("authorization", &auth)],
+        };
+        h.push(("content-type", "application/json"));
+        h.extend_from_slice(extra);
+        post_lenient(&gw.url(self.path()), &h, body.to_string().as_bytes())
+    }
+
+    /// The answer of a successful response, checked to be what this API answers.
+    fn read(self, r: &Resp, stream: bool) -> Answer {
+        let case = format!("{self:?}, stream {stream}");
+        assert_eq!(r.status, 200, "{case}: {}", r.text());
+        let ct = r.header("content-type").unwrap_or_default();
+        if stream {
+            assert!(ct.starts_with("text/event-stream"), "{case}: {ct}");
+            match self {
+                Api::Chat => read_chat_stream(&r.text()),
+                Api::Responses => read_responses_stream(&r.text()),
+                Api::Messages => read_messages_stream(&r.text()),
+            }
+        } else {
+            assert!(ct.starts_with("application/json"), "{case}: {ct}");
+            let v = r.json();
+            match self {
+                Api::Chat => read_chat(&v),
+                Api::Responses => read_response(&v),
+                Api::Messages => read_message(&v),
+            }
+        }
+    }
+}
+
+fn chat_figures(u: &Value) -> Figures {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    Figures {
+        input: n(&u["prompt_tokens"]),
+        output: n(&u["completion_tokens"]),
+        cached: n(&u["prompt_tokens_details"]["cached_tokens"]),
+        reasoning: n(&u["completion_tokens_details"]["reasoning_tokens"]),
+    }
+}
+
+fn read_chat(v: &Value) -> Answer {
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    let choice = &v["choices"][0];
+    let m = &choice["message"];
+    assert_eq!(m["role"], "assistant", "{v}");
+    let call = m["tool_calls"].get(0).map(|c| {
+        assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+        assert_eq!(c["type"], "function", "{v}");
+        let f = &c["function"];
+        let s = |v: &Value| v.as_str().expect("a string").to_string();
+        (s(&c["id"]), s(&f["name"]), s(&f["arguments"]))
+    });
+    if call.is_none() {
+        assert_eq!(choice["finish_reason"], "stop", "{v}");
+    }
+    let u = &v["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64(),
+        Some(chat_figures(u).input + chat_figures(u).output),
+        "{v}"
+    );
+    Answer {
+        text: m["content"].as_str().unwrap_or_default().to_string(),
+        call,
+        usage: Some(chat_figures(u)),
+    }
+}
+
+fn data_lines(text: &str) -> Vec<&str> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .collect()
+}
+
+fn read_chat_stream(text: &str) -> Answer {
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let chunks: Vec<Value> = data_lines(text)
+        .into_iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{d}: {e}")))
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk"),
+        "{text}"
+    );
+    let mut a = Answer::default();
+    let mut finish = None;
+    for c in &chunks {
+        let delta = &c["choices"][0]["delta"];
+        a.text
+            .push_str(delta["content"].as_str().unwrap_or_default());
+        if let Some(t) = delta["tool_calls"].get(0) {
+            let call = a.call.get_or_insert_with(Default::default);
+            if let Some(id) = t["id"].as_str() {
+                call.0 = id.into();
+            }
+            if let Some(name) = t["function"]["name"].as_str() {
+                call.1 = name.into();
+            }
+            call.2
+                .push_str(t["function"]["arguments"].as_str().unwrap_or_default());
+        }
+        if let Some(f) = c["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+        if c["usage"].is_object() {
+            assert_eq!(c["choices"], json!([]), "the usage chunk: {c}");
+            a.usage = Some(chat_figures(&c["usage"]));
+        }
+    }
+    let want = if a.call.is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
+    assert_eq!(finish.as_deref(), Some(want), "{text}");
+    a
+}
+
+fn read_response(v: &Value) -> Answer {
+    assert_eq!(v["object"], "response", "{v}");
+    assert_eq!(v["status"], "completed", "{v}");
+    let mut a = Answer::default();
+    for item in v["output"].as_array().expect("output") {
+        match item["type"].as_str() {
+            Some("message") => {
+                for part in item["content"].as_array().expect("content") {
+                    assert_eq!(part["type"], "output_text", "{v}");
+                    a.text.push_str(part["text"].as_str().unwrap_or_default());
+                }
+            }
+            Some("function_call") => {
+                let s = |k: &str| item[k].as_str().expect("a string").to_string();
+                a.call = Some((s("call_id"), s("name"), s("arguments")));
+            }
+            _ => panic!("unexpected output item {item}"),
+        }
+    }
+    let u = &v["usage"];
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let f = Figures {
+        input: n(&u["input_tokens"]),
+        output: n(&u["output_tokens"]),
+        cached: n(&u["input_tokens_details"]["cached_tokens"]),
+        reasoning: n(&u["output_tokens_details"]["reasoning_tokens"]),
+    };
+    assert_eq!(n(&u["total_tokens"]), f.input + f.output, "{v}");
+    a.usage = Some(f);
+    a
+}
+
+fn read_responses_stream(text: &str) -> Answer {
+    let events: Vec<Value> = data_lines(text)
+        .into_iter()
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{d}: {e}")))
+        .collect();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{text}");
+    }
+    assert_eq!(
+        events.first().map(|e| &e["type"]),
+        Some(&json!("response.created"))
+    );
+    let done = events.last().expect("events");
+    assert_eq!(done["type"], "response.completed", "{text}");
+    let a = read_response(&done["response"]);
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(deltas, a.text, "the deltas make the text: {text}");
+    a
+}
+
+fn message_figures(u: &Value) -> Figures {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    Figures {
+        input: n(&u["input_tokens"])
+            + n(&u["cache_read_input_tokens"])
+            + n(&u["cache_creation_input_tokens"]),
+        output: n(&u["output_tokens"]),
+        cached: n(&u["cache_read_input_tokens"]),
+        reasoning: 0,
+    }
+}
+
+fn read_message(v: &Value) -> Answer {
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["role"], "assistant", "{v}");
+    let mut a = Answer::default();
+    for block in v["content"].as_array().expect("content") {
+        match block["type"].as_str() {
+            Some("text") => a.text.push_str(block["text"].as_str().unwrap_or_default()),
+            Some("tool_use") => {
+                let s = |k: &str| block[k].as_str().expect("a string").to_string();
+                a.call = Some((s("id"), s("name"), block["input"].to_string()));
+            }
+            _ => panic!("unexpected block {block}"),
+        }
+    }
+    let want = if a.call.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    assert_eq!(v["stop_reason"], want, "{v}");
+    a.usage = Some(message_figures(&v["usage"]));
+    a
+}
+
+fn read_messages_stream(text: &str) -> Answer {
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_else(|| panic!("no event name: {e}"));
+            let data = e
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .expect("data");
+            let v: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{data}: {e}"));
+            assert_eq!(v["type"], name, "{text}");
+            (name.to_string(), v)
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    let mut a = Answer::default();
+    let mut stop = None;
+    for (name, v) in &events {
+        match name.as_str() {
+            "content_block_start" if v["content_block"]["type"] == "tool_use" => {
+                let b = &v["content_block"];
+                let s = |k: &str| b[k].as_str().expect("a string").to_string();
+                a.call = Some((s("id"), s("name"), String::new()));
+            }
+            "content_block_delta" => {
+                let d = &v["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => a.text.push_str(d["text"].as_str().unwrap_or_default()),
+                    Some("input_json_delta") => a
+                        .call
+                        .as_mut()
+                        .expect("a tool_use block")
+                        .2
+                        .push_str(d["partial_json"].as_str().unwrap_or_default()),
+                    _ => panic!("unexpected delta {v}"),
+                }
+            }
+            "message_delta" => {
+                stop = v["delta"]["stop_reason"].as_str().map(str::to_string);
+                a.usage = Some(message_figures(&v["usage"]));
+            }
+            _ => {}
+        }
+    }
+    let want = if a.call.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    assert_eq!(stop.as_deref(), Some(want), "{text}");
+    a
+}
+
+/// The fake's record that a request reached Bedrock's Converse API signed, for the model id.
+fn assert_signed_converse(r: &Resp, stream: bool, case: &str) {
+    assert_eq!(
+        r.header("x-fake-aws-auth"),
+        Some("sigv4"),
+        "{case}: {:?}",
+        r.headers
+    );
+    assert_eq!(r.header("x-fake-received-model"), Some(MODEL_ID), "{case}");
+    let op = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some(format!("/model/{}/{op}", MODEL_ID.replace(':', "%3A")).as_str()),
+        "{case}"
+    );
+}
+
+/// Every client API, JSON and stream: the answer in the client's shape, usage equal to the
+/// provider's in the answer, the token counters, the usage event and the access log.
+fn answers_and_usage(w: &World) {
+    for api in APIS {
+        for stream in [false, true] {
+            let case = format!("{api:?}, stream {stream}");
+            let id = format!("usage-{api:?}-{stream}");
+            let before = metered(&w.gw, "bedrock");
+            let mut h = USAGE_CONTROLS.to_vec();
+            h.push(("x-request-id", &id));
+            let r = api.send(&w.gw, &api.ask(MODEL, "Hello there", stream, false), &h);
+            let a = api.read(&r, stream);
+            assert_signed_converse(&r, stream, &case);
+            assert!(!a.text.is_empty() && a.call.is_none(), "{case}: {a:?}");
+            let want = Figures {
+                input: r.num("x-fake-prompt-tokens"),
+                output: 5,
+                cached: 3,
+                reasoning: 0,
+            };
+            assert!(want.input > want.cached, "{case}");
+            assert_eq!(a.usage, Some(want), "{case}: the client's usage");
+            let e = event_of(&w.sink, &id);
+            assert_eq!(event_figures(&e), want, "{case}: the usage event {e}");
+            assert_eq!(e["provider"], "bedrock", "{case}: {e}");
+            assert_eq!(e["stream"], stream, "{case}: {e}");
+            assert_eq!(e["usage_estimated"], false, "{case}: {e}");
+            assert_eq!(
+                metered(&w.gw, "bedrock").minus(before),
+                want,
+                "{case}: the token counters"
+            );
+            let line = log_of(&w.gw, &id);
+            assert_eq!(logged_figures(&line), want, "{case}: the access log {line}");
+            assert_eq!(line["provider"], "bedrock", "{case}: {line}");
+            assert_eq!(line["upstream_model"], MODEL_ID, "{case}: {line}");
+            assert_eq!(line["outcome"], "ok", "{case}: {line}");
+            assert_eq!(line["usage_estimated"], "false", "{case}: {line}");
+        }
+    }
+}
+
+/// Every client API, JSON and stream: the model calls the tool, the client hands the result
+/// back, the model answers in text.
+fn tool_calls_round_trip(w: &World) {
+    for api in APIS {
+        for stream in [false, true] {
+            let case = format!("{api:?}, stream {stream}");
+            let first = api.ask(MODEL, "Weather in Oslo?", stream, true);
+            let tool = [("x-fake-tool-call", "weather")];
+            let r = api.send(&w.gw, &first, &tool);
+            let a = api.read(&r, stream);
+            assert_signed_converse(&r, stream, &case);
+            let call = a
+                .call
+                .unwrap_or_else(|| panic!("{case}: no tool call in {}", r.text()));
+            assert_eq!(call.1, "weather", "{case}");
+            assert!(!call.0.is_empty(), "{case}: {call:?}");
+            let args: Value = serde_json::from_str(&call.2)
+                .unwrap_or_else(|e| panic!("{case}: arguments {:?}: {e}", call.2));
+            assert!(args["city"].is_string(), "{case}: {args}");
+            // With the result handed back, the fake answers text even though told to call.
+            let next = api.hand_back(&first, &call, "sunny, 21 C");
+            let r = api.send(&w.gw, &next, &tool);
+            let a = api.read(&r, stream);
+            assert!(a.call.is_none() && !a.text.is_empty(), "{case}: {a:?}");
+        }
+    }
+}
+
+/// An error answer: its status, and its `error.type` in the client's format (Anthropic's
+/// shape for Messages, OpenAI's for chat and Responses).
+fn error_type(api: Api, r: &Resp) -> (u16, String) {
+    let v = r.json();
+    if api == Api::Messages {
+        assert_eq!(v["type"], "error", "{v}");
+    }
+    let kind = v["error"]["type"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(v["error"]["message"].is_string(), "{v}");
+    (r.status, kind.to_string())
+}
+
+/// Bedrock's errors, as each client's API says them.
+fn errors_are_mapped(w: &World) {
+    let cases: [(&str, &str, u16, [&str; 3]); 4] = [
+        (
+            "x-fake-status",
+            "429",
+            429,
+            ["requests", "requests", "rate_limit_error"],
+        ),
+        (
+            "x-fake-error-type",
+            "ModelNotReadyException",
+            429,
+            ["requests", "requests", "rate_limit_error"],
+        ),
+        (
+            "x-fake-status",
+            "400",
+            400,
+            [
+                "invalid_request_error",
+                "invalid_request_error",
+                "invalid_request_error",
+            ],
+        ),
+        (
+            "x-fake-status",
+            "424",
+            502,
+            ["server_error", "server_error", "api_error"],
+        ),
+    ];
+    for (header, value, status, kinds) in cases {
+        for (api, kind) in APIS.into_iter().zip(kinds) {
+            for stream in [false, true] {
+                let case = format!("{api:?}, stream {stream}, {header}: {value}");
+                let r = api.send(
+                    &w.gw,
+                    &api.ask(MODEL, "Hello", stream, false),
+                    &[(header, value)],
+                );
+                assert_eq!(
+                    error_type(api, &r),
+                    (status, kind.to_string()),
+                    "{case}: {}",
+                    r.text()
+                );
+                if api != Api::Messages {
+                    let code = r.json()["error"]["code"].clone();
+                    if status == 429 {
+                        assert_eq!(code, "rate_limit_exceeded", "{case}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An exception Bedrock sends inside its stream: an error event in the client's stream.
+fn in_band_stream_errors(w: &World) {
+    for api in APIS {
+        let id = format!("in-band-{api:?}");
+        let h = [
+            ("x-fake-stream-error-after-events", "2"),
+            ("x-fake-error-type", "ThrottlingException"),
+            ("x-request-id", id.as_str()),
+        ];
+        let r = api.send(&w.gw, &api.ask(MODEL, "Hello", true, false), &h);
+        assert_eq!(r.status, 200, "{api:?}: {}", r.text());
+        let text = r.text();
+        match api {
+            Api::Chat => {
+                assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+                let last: Value = data_lines(&text)
+                    .into_iter()
+                    .rfind(|d| *d != "[DONE]")
+                    .map(|d| serde_json::from_str(d).expect("JSON"))
+                    .expect("events");
+                assert_eq!(last["error"]["type"], "requests", "{text}");
+                assert_eq!(last["error"]["code"], "rate_limit_exceeded", "{text}");
+            }
+            Api::Responses => {
+                let events: Vec<Value> = data_lines(&text)
+                    .into_iter()
+                    .map(|d| serde_json::from_str(d).expect("JSON"))
+                    .collect();
+                let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+                assert_eq!(types.last(), Some(&"response.failed"), "{text}");
+                let error = events
+                    .iter()
+                    .find(|e| e["type"] == "error")
+                    .expect("error event");
+                assert_eq!(error["code"], "rate_limit_exceeded", "{text}");
+                assert!(!types.contains(&"response.completed"), "{text}");
+            }
+            Api::Messages => {
+                let error = text
+                    .split("\n\n")
+                    .find(|e| e.starts_with("event: error"))
+                    .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                    .map(|d| serde_json::from_str::<Value>(d).expect("JSON"))
+                    .unwrap_or_else(|| panic!("no error event: {text}"));
+                assert_eq!(error["type"], "error", "{text}");
+                assert_eq!(error["error"]["type"], "rate_limit_error", "{text}");
+                assert!(!text.contains("event: message_stop"), "{text}");
+            }
+        }
+        let line = log_of(&w.gw, &id);
+        assert_eq!(line["provider"], "bedrock", "{line}");
+        assert_ne!(line["outcome"], "ok", "{api:?}: {line}");
+    }
+}
+
+/// A stream the provider cuts: one access-log line, outcome `stream_incomplete`, one request in
+/// the requests counter.
+fn cut_streams_are_counted_once(w: &World) {
+    let requests = || {
+        prom_sum(
+            &w.gw.prometheus(),
+            "llm_gateway_requests_total",
+            &[("gen_ai_provider_name", "bedrock")],
+        )
+    };
+    let before = requests();
+    // At once: Envoy holds each cut connection open for its delayed-close timeout (1 s).
+    std::thread::scope(|scope| {
+        for api in APIS {
+            scope.spawn(move || {
+                let id = format!("cut-{api:?}");
+                let h = [
+                    ("x-fake-abort-after-events", "3"),
+                    ("x-fake-completion-tokens", "20"),
+                    ("x-request-id", id.as_str()),
+                ];
+                let r = api.send(&w.gw, &api.ask(MODEL, "Hello", true, false), &h);
+                assert_eq!(r.status, 200, "{api:?}");
+                let text = r.text();
+                for end in ["[DONE]", "response.completed", "message_stop"] {
+                    assert!(!text.contains(end), "{api:?}: {text}");
+                }
+                let line = log_of(&w.gw, &id);
+                assert_eq!(line["outcome"], "stream_incomplete", "{api:?}: {line}");
+                assert_eq!(line["provider"], "bedrock", "{api:?}: {line}");
+            });
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while requests() < before + 3.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(requests(), before + 3.0, "{}", w.gw.prometheus());
+    let log = w.gw.access_log(0);
+    for api in APIS {
+        let id = format!("cut-{api:?}");
+        let lines = log
+            .iter()
+            .filter(|l| l["request_id"] == id.as_str())
+            .count();
+        assert_eq!(lines, 1, "{id}: {log:?}");
+    }
+}
+
+/// The fake refuses a signature made with a wrong secret, and one whose body was changed after
+/// signing (a Lua filter after the signer changes one byte); the same change before the signer
+/// is accepted, so it is the signature that covers the body.
+fn signatures_are_checked(w: &World) {
+    for api in [Api::Chat, Api::Messages] {
+        let r = api.send(
+            &w.gw,
+            &api.ask("bedrock-wrong-secret", "Hello", false, false),
+            &[],
+        );
+        let want = if api == Api::Chat {
+            "invalid_request_error"
+        } else {
+            "permission_error"
+        };
+        assert_eq!(
+            error_type(api, &r),
+            (403, want.to_string()),
+            "{api:?}: {}",
+            r.text()
+        );
+        assert!(r.text().contains("signature"), "{}", r.text());
+        assert_eq!(r.header("x-fake-aws-auth"), None);
+    }
+    let ask = |model: &str| Api::Chat.ask(model, "Hello TAMPER", false, false);
+    let plain = Api::Chat.send(&w.gw, &ask(MODEL), &[]);
+    let before = Api::Chat.send(&w.gw, &ask("bedrock-lua-first"), &[]);
+    let after = Api::Chat.send(&w.gw, &ask("bedrock-tampered"), &[]);
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(
+        before.status,
+        200,
+        "changed before signing: {}",
+        before.text()
+    );
+    assert_eq!(before.header("x-fake-aws-auth"), Some("sigv4"));
+    let sha = |r: &Resp| r.header("x-fake-received-body-sha256").map(str::to_string);
+    assert_ne!(sha(&before), sha(&plain), "the Lua filter changes the body");
+    assert_eq!(after.status, 403, "changed after signing: {}", after.text());
+    assert_eq!(
+        sha(&after),
+        sha(&before),
+        "the same body arrived, signed before the change"
+    );
+    assert!(after.text().contains("signature"), "{}", after.text());
+}
+
+/// The received headers' value of `name`.
+fn sent<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(Value::as_str)
+}
+
+/// No header the signer sets.
+fn assert_no_aws_headers(headers: &Value, case: &str) {
+    for name in ["x-amz-date", "x-amz-content-sha256", "x-amz-security-token"] {
+        assert_eq!(sent(headers, name), None, "{case}: {headers}");
+    }
+    assert_ne!(
+        sent(headers, "host"),
+        Some("bedrock-runtime.us-east-1.amazonaws.com"),
+        "{case}: {headers}"
+    );
+}
+
+/// The demo's chain openai → bedrock → gemini, and the same chain with OpenAI unreachable and
+/// Bedrock failing: each attempt adapted to its provider, the Bedrock one alone signed.
+fn mixed_failover_chains(w: &World) {
+    let openai_key = fingerprint(&format!("Bearer {OPENAI_KEY}"));
+    // All up: OpenAI answers, unsigned.
+    let r = Api::Chat.send(
+        &w.gw,
+        &Api::Chat.ask("resilient", "Hello", false, false),
+        &[("x-request-id", "chain-up")],
+    );
+    Api::Chat.read(&r, false);
+    assert_eq!(
+        r.header("x-fake-received-path"),
+        Some("/v1/chat/completions")
+    );
+    let h = r.received_headers();
+    assert_eq!(sent(&h, "authorization"), Some(openai_key.as_str()), "{h}");
+    assert_no_aws_headers(&h, "openai first");
+    let line = log_of(&w.gw, "chain-up");
+    assert_eq!(
+        (&line["provider"], &line["attempts"]),
+        (&json!("openai"), &json!("1")),
+        "{line}"
+    );
+
+    // OpenAI refuses connections: Bedrock answers, signed, without OpenAI's key; JSON and
+    // stream, from each client API.
+    for api in APIS {
+        for stream in [false, true] {
+            let case = format!("openai dead, {api:?}, stream {stream}");
+            let id = format!("chain-dead-{api:?}-{stream}");
+            let r = api.send(
+                &w.gw,
+                &api.ask("resilient-openai-dead", "Hello", stream, false),
+                &[("x-request-id", &id), ("x-fake-completion-tokens", "4")],
+            );
+            let a = api.read(&r, stream);
+            assert_eq!(a.usage.map(|u| u.output), Some(4), "{case}");
+            assert_signed_converse(&r, stream, &case);
+            let h = r.received_headers();
+            assert_ne!(
+                sent(&h, "authorization"),
+                Some(openai_key.as_str()),
+                "{case}: {h}"
+            );
+            assert!(sent(&h, "authorization").is_some(), "{case}: {h}");
+            assert_eq!(sent(&h, "x-goog-api-key"), None, "{case}: {h}");
+            assert!(sent(&h, "x-amz-date").is_some(), "{case}: {h}");
+            let line = log_of(&w.gw, &id);
+            assert_eq!(line["provider"], "bedrock", "{case}: {line}");
+            assert_eq!(line["attempts"], "2", "{case}: {line}");
+            assert_eq!(line["failover"], "openai:connect_failure", "{case}: {line}");
+            assert_eq!(
+                line["upstream_cluster"], "failover-dead-openai",
+                "{case}: {line}"
+            );
+            assert_eq!(line["completion_tokens"], "4", "{case}: {line}");
+        }
+    }
+
+    // OpenAI refuses connections and Bedrock throttles (429) or its model fails (424, a 502):
+    // Gemini answers, with its key and nothing of the others' (the signer's headers dropped).
+    for (stream, exception, reason) in [
+        (false, "ThrottlingException", "429"),
+        (true, "ModelErrorException", "502"),
+    ] {
+        let case = format!("gemini last, stream {stream}");
+        let id = format!("chain-gemini-{stream}");
+        let r = Api::Chat.send(
+            &w.gw,
+            &Api::Chat.ask("resilient-openai-dead", "Hello", stream, false),
+            &[("x-request-id", &id), ("x-fake-error-type", exception)],
+        );
+        Api::Chat.read(&r, stream);
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        assert_eq!(
+            r.header("x-fake-received-path"),
+            Some(format!("/v1beta/models/gemini-2.5-flash:{method}").as_str()),
+            "{case}"
+        );
+        let h = r.received_headers();
+        assert_eq!(
+            sent(&h, "x-goog-api-key"),
+            Some(fingerprint(GEMINI_KEY).as_str()),
+            "{case}: {h}"
+        );
+        assert_eq!(sent(&h, "authorization"), None, "{case}: {h}");
+        assert_no_aws_headers(&h, &case);
+        let line = log_of(&w.gw, &id);
+        assert_eq!(line["provider"], "gemini", "{case}: {line}");
+        assert_eq!(line["attempts"], "3", "{case}: {line}");
+        assert_eq!(
+            line["failover"],
+            format!("openai:connect_failure,bedrock:{reason}"),
+            "{case}: {line}"
+        );
+    }
+    let prom = w.gw.prometheus();
+    for (provider, reason, n) in [
+        ("openai", "connect_failure", 8.0),
+        ("bedrock", "429", 1.0),
+        ("bedrock", "502", 1.0),
+    ] {
+        let labels = [("gen_ai_provider_name", provider), ("reason", reason)];
+        assert_eq!(
+            prom_sum(&prom, "llm_gateway_failovers_total", &labels),
+            n,
+            "{provider} {reason}: {prom}"
+        );
+    }
+}
+
+/// The official openai and anthropic Python SDKs (tests/sdk/clouds.py) through Bedrock, and
+/// through the demo's Gemini and Vertex AI models.
+fn official_sdks(w: &World) {
+    std::thread::scope(|scope| {
+        for models in [
+            &[MODEL][..],
+            &[
+                "gemini-2.5-flash",
+                "vertex-gemini-2.5-flash",
+                "vertex-claude-sonnet-4-5",
+            ],
+        ] {
+            scope.spawn(move || run_sdk_script_with(&w.gw, "clouds.py", models, "clouds sdk: ok"));
+        }
+    });
+}
+
+#[test]
+fn bedrock_serves_every_client_api_signed_by_envoy_and_fails_over_in_mixed_chains() {
+    let w = start();
+    answers_and_usage(&w);
+    tool_calls_round_trip(&w);
+    errors_are_mapped(&w);
+    in_band_stream_errors(&w);
+    cut_streams_are_counted_once(&w);
+    signatures_are_checked(&w);
+    mixed_failover_chains(&w);
+    official_sdks(&w);
+}
