@@ -25,6 +25,9 @@ use wildmatch::WildMatch;
 
 use crate::config::check::{bounded, err, ConfigError};
 
+pub mod bpe;
+mod rank_hash;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     O200kBase,

@@ -1,0 +1,585 @@
+//! Count-only byte pair encoding over rank tables compiled into the module.
+//!
+//! The tables (laid out at build time by `build/ranks.rs` from the ranks tiktoken-rs ships) are
+//! static data: the token bytes in rank order, an offset per rank, and an open-addressing hash
+//! table of `tag << 18 | rank` slots placed by the shared hash of `rank_hash.rs`. Looking a byte
+//! string up hashes it, probes from its home slot, and compares the bytes only where the 14-bit tag
+//! matches. There is nothing to build when a VM starts.
+//!
+//! [`count_piece`] counts the tokens tiktoken gives one pre-tokenized piece, following tiktoken's
+//! rules exactly: a piece that is itself a token is one token; otherwise, starting from single
+//! bytes, the adjacent pair of parts whose concatenation has the lowest rank is merged, the
+//! leftmost on ties, until no adjacent pair is a token. It counts the parts left without building
+//! the tokens. Short pieces (the common case) merge in stack arrays, rescanning for the lowest pair
+//! as tiktoken does; longer ones use a heap of candidate pairs with lazy invalidation, ordered by
+//! (rank, position) — the same choice at every step, so the same result, in O(n log n).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::rank_hash::{self, EMPTY, RANK_BITS, RANK_MASK};
+use super::Encoding;
+
+/// No rank: the pair is not a token (or there is no pair).
+const NONE: u32 = u32::MAX;
+
+/// Pieces up to this many bytes merge in stack arrays; longer ones through the heap.
+pub(crate) const SMALL: usize = 128;
+
+/// One encoding's rank table (see the module documentation and `build/ranks.rs`).
+pub(crate) struct Table {
+    /// Every token's bytes, in rank order.
+    bytes: &'static [u8],
+    /// `ranks + 1` little-endian u32: token `r` is `bytes[offsets[r]..offsets[r + 1]]`.
+    offsets: &'static [u8],
+    /// Little-endian u32 slots, `tag << RANK_BITS | rank` or `EMPTY`; a power of two of them.
+    slots: &'static [u8],
+    /// `64 - log2(slots)`: the home slot is the finished hash's top bits.
+    shift: u32,
+    /// Number of (ordinary) ranks: `0..ranks`.
+    ranks: usize,
+    /// Longest token, in bytes.
+    max_len: usize,
+    /// Longest distance of a token's slot from its home slot, which bounds every probe.
+    max_probe: usize,
+}
+
+include!(concat!(env!("OUT_DIR"), "/ranks.rs"));
+
+/// The little-endian u32 at index `i` of `data`.
+#[inline(always)]
+fn u32_at(data: &[u8], i: usize) -> Option<u32> {
+    let b = data.get(i.wrapping_mul(4)..i.wrapping_mul(4).wrapping_add(4))?;
+    Some(u32::from_le_bytes(b.try_into().ok()?))
+}
+
+impl Table {
+    pub(crate) fn of(enc: Encoding) -> &'static Table {
+        match enc {
+            Encoding::O200kBase => &O200K_BASE,
+            Encoding::Cl100kBase => &CL100K_BASE,
+        }
+    }
+
+    /// Number of ordinary ranks (`0..ranks`).
+    pub(crate) fn ranks(&self) -> usize {
+        self.ranks
+    }
+
+    /// Bytes of the data this table adds to the module.
+    pub(crate) fn data_bytes(&self) -> usize {
+        self.bytes.len() + self.offsets.len() + self.slots.len()
+    }
+
+    /// The bytes of token `rank`.
+    #[inline]
+    pub(crate) fn token(&self, rank: u32) -> Option<&'static [u8]> {
+        if rank as usize >= self.ranks {
+            return None;
+        }
+        let start = u32_at(self.offsets, rank as usize)? as usize;
+        let end = u32_at(self.offsets, rank as usize + 1)? as usize;
+        self.bytes.get(start..end)
+    }
+
+    /// The rank of `bytes`, if they are a token.
+    #[inline]
+    pub(crate) fn rank(&self, bytes: &[u8]) -> Option<u32> {
+        if bytes.len() > self.max_len {
+            return None;
+        }
+        self.find(bytes, rank_hash::hash(bytes))
+    }
+
+    /// The rank of `bytes`, whose hash is `h`, if they are a token.
+    #[inline]
+    fn find(&self, bytes: &[u8], h: u64) -> Option<u32> {
+        let f = rank_hash::finish(h);
+        let tag = rank_hash::tag(f);
+        let mask = (self.slots.len() / 4).wrapping_sub(1);
+        let mut i = rank_hash::home(f, self.shift);
+        // Every token sits at most `max_probe` slots past its home: no need to look further.
+        for _ in 0..=self.max_probe {
+            let slot = u32_at(self.slots, i)?;
+            if slot == EMPTY {
+                return None;
+            }
+            if slot >> RANK_BITS == tag {
+                let rank = slot & RANK_MASK;
+                if self.token(rank) == Some(bytes) {
+                    return Some(rank);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// Tokens tiktoken gives `piece` (one pre-tokenized piece).
+    pub(crate) fn count(&self, piece: &[u8]) -> usize {
+        match piece.len() {
+            0 => 0,
+            // Every single byte is a token.
+            1 => 1,
+            _ if self.rank(piece).is_some() => 1,
+            n if n <= SMALL => self.merge_small(piece),
+            _ => self.merge_large(piece),
+        }
+    }
+
+    /// Parts left by merging `piece` (2..=SMALL bytes), in stack arrays: tiktoken's own loop.
+    pub(crate) fn merge_small(&self, piece: &[u8]) -> usize {
+        let n = piece.len();
+        if n < 2 {
+            return n;
+        }
+        if n > SMALL {
+            return self.merge_large(piece);
+        }
+        // Part k is piece[start[k]..start[k + 1]], with hash hash[k]; rank[k] is the rank of
+        // parts k and k + 1 together (NONE for the last part). `parts` parts are live.
+        let mut start = [0u32; SMALL + 1];
+        let mut hash = [0u64; SMALL];
+        let mut rank = [NONE; SMALL];
+        for (k, s) in start.iter_mut().enumerate().take(n + 1) {
+            *s = k as u32;
+        }
+        for (h, &b) in hash.iter_mut().zip(piece) {
+            *h = rank_hash::hash(&[b]);
+        }
+        let mut parts = n;
+        for k in 0..n - 1 {
+            set(&mut rank, k, self.pair_small(piece, &start, &hash, k));
+        }
+        loop {
+            let mut best = NONE;
+            let mut at = 0;
+            for (k, &r) in rank.iter().enumerate().take(parts - 1) {
+                if r < best {
+                    best = r;
+                    at = k;
+                }
+            }
+            if best == NONE {
+                return parts;
+            }
+            // Merge parts `at` and `at + 1`.
+            let len_right = get(&start, at + 2).wrapping_sub(get(&start, at + 1)) as usize;
+            let merged = rank_hash::concat(get(&hash, at), get(&hash, at + 1), len_right);
+            set(&mut hash, at, merged);
+            start.copy_within(at + 2..parts + 1, at + 1);
+            hash.copy_within(at + 2..parts, at + 1);
+            rank.copy_within(at + 2..parts, at + 1);
+            parts -= 1;
+            let right = if at + 1 < parts {
+                self.pair_small(piece, &start, &hash, at)
+            } else {
+                NONE
+            };
+            set(&mut rank, at, right);
+            if at > 0 {
+                set(
+                    &mut rank,
+                    at - 1,
+                    self.pair_small(piece, &start, &hash, at - 1),
+                );
+            }
+        }
+    }
+
+    /// The rank of parts `k` and `k + 1` together, in `merge_small`'s arrays.
+    #[inline(always)]
+    fn pair_small(&self, piece: &[u8], start: &[u32], hash: &[u64], k: usize) -> u32 {
+        let (a, b, c) = (get(start, k), get(start, k + 1), get(start, k + 2));
+        if (c.wrapping_sub(a)) as usize > self.max_len {
+            return NONE;
+        }
+        let h = rank_hash::concat(get(hash, k), get(hash, k + 1), c.wrapping_sub(b) as usize);
+        match piece.get(a as usize..c as usize) {
+            Some(bytes) => self.find(bytes, h).unwrap_or(NONE),
+            None => NONE,
+        }
+    }
+
+    /// Parts left by merging `piece`, with a heap of candidate pairs: O(n log n) for any length.
+    ///
+    /// Position `i` of the piece, while it starts a part, knows where the part ends (`end[i]`),
+    /// where the part before starts (`prev[i]`) and the rank of the part joined with the next one
+    /// (`rank[i]`). The heap holds (rank, start) of candidate pairs, lowest rank and then leftmost
+    /// first; a candidate whose start no longer starts a part, or whose pair has changed since,
+    /// no longer has its rank in `rank[start]` (a longer pair is other bytes, so another rank)
+    /// and is skipped when it comes off the heap.
+    pub(crate) fn merge_large(&self, piece: &[u8]) -> usize {
+        let n = piece.len();
+        if n < 2 {
+            return n;
+        }
+        let Ok(n32) = u32::try_from(n) else {
+            // Pieces are far smaller than 4 GiB (the whole body is); count as bytes, an upper bound.
+            return n;
+        };
+        let mut end: Vec<u32> = (1..=n32).collect();
+        let mut prev: Vec<u32> = (0..n32).map(|i| i.wrapping_sub(1)).collect();
+        let mut rank: Vec<u32> = vec![NONE; n];
+        let mut heap = Vec::with_capacity(n);
+        for (i, (pair, r)) in piece.windows(2).zip(rank.iter_mut()).enumerate() {
+            if let Some(found) = self.rank(pair) {
+                *r = found;
+                heap.push(Reverse(key(found, i as u32)));
+            }
+        }
+        let mut heap = BinaryHeap::from(heap);
+        let mut parts = n;
+        while let Some(Reverse(k)) = heap.pop() {
+            let (r, left) = ((k >> 32) as u32, k as u32);
+            if get(&rank, left as usize) != r {
+                continue;
+            }
+            // Merge the part at `left` with the next one, at `right`.
+            let right = get(&end, left as usize);
+            let right_end = get(&end, right as usize);
+            set(&mut end, left as usize, right_end);
+            set(&mut rank, right as usize, NONE);
+            parts -= 1;
+            let next = if right_end < n32 {
+                set(&mut prev, right_end as usize, left);
+                self.pair_large(piece, left, get(&end, right_end as usize))
+            } else {
+                NONE
+            };
+            set(&mut rank, left as usize, next);
+            if next != NONE {
+                heap.push(Reverse(key(next, left)));
+            }
+            if left > 0 {
+                let before = get(&prev, left as usize);
+                let joined = self.pair_large(piece, before, right_end);
+                set(&mut rank, before as usize, joined);
+                if joined != NONE {
+                    heap.push(Reverse(key(joined, before)));
+                }
+            }
+        }
+        parts
+    }
+
+    /// The rank of `piece[a..c]`, or NONE.
+    #[inline(always)]
+    fn pair_large(&self, piece: &[u8], a: u32, c: u32) -> u32 {
+        match piece.get(a as usize..c as usize) {
+            Some(bytes) => self.rank(bytes).unwrap_or(NONE),
+            None => NONE,
+        }
+    }
+}
+
+/// A heap key: lower rank first, then lower start.
+#[inline(always)]
+fn key(rank: u32, start: u32) -> u64 {
+    u64::from(rank) << 32 | u64::from(start)
+}
+
+#[inline(always)]
+fn get<T: Copy + Default>(a: &[T], i: usize) -> T {
+    a.get(i).copied().unwrap_or_default()
+}
+
+#[inline(always)]
+fn set<T>(a: &mut [T], i: usize, v: T) {
+    if let Some(x) = a.get_mut(i) {
+        *x = v;
+    }
+}
+
+/// Tokens `enc` gives one pre-tokenized piece (ordinary text), as tiktoken counts them.
+pub fn count_piece(enc: Encoding, piece: &[u8]) -> usize {
+    Table::of(enc).count(piece)
+}
+
+/// Bytes of rank data compiled into the module for `enc`.
+pub fn data_bytes(enc: Encoding) -> usize {
+    Table::of(enc).data_bytes()
+}
+
+/// The rank of `bytes` in `enc`, if they are an (ordinary) token.
+pub fn rank(enc: Encoding, bytes: &[u8]) -> Option<u32> {
+    Table::of(enc).rank(bytes)
+}
+
+/// Number of ordinary ranks of `enc`.
+pub fn ranks(enc: Encoding) -> usize {
+    Table::of(enc).ranks()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use fancy_regex::Regex;
+    use proptest::prelude::*;
+    use tiktoken_rs::CoreBPE;
+
+    use super::*;
+
+    const BOTH: [Encoding; 2] = [Encoding::O200kBase, Encoding::Cl100kBase];
+
+    /// cl100k_base's pattern, as `tiktoken_rs::cl100k_base()` (0.12.1) passes it to `CoreBPE::new`
+    /// (the crate exports only o200k_base's as a constant).
+    const CL100K_BASE_PAT_STR: &str = "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|\\s*[\\r\\n]|\\s+(?!\\S)|\\s";
+
+    fn bpe(enc: Encoding) -> &'static CoreBPE {
+        match enc {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        }
+    }
+
+    /// tiktoken's pre-tokenizer (the real one is `split.rs`; here the regex keeps this test to
+    /// the ranks and the merge).
+    fn regex(enc: Encoding) -> &'static Regex {
+        static O200K: OnceLock<Regex> = OnceLock::new();
+        static CL100K: OnceLock<Regex> = OnceLock::new();
+        let (cell, pat) = match enc {
+            Encoding::O200kBase => (&O200K, tiktoken_rs::O200K_BASE_PAT_STR),
+            Encoding::Cl100kBase => (&CL100K, CL100K_BASE_PAT_STR),
+        };
+        cell.get_or_init(|| Regex::new(pat).unwrap())
+    }
+
+    /// tiktoken's ranks as the map its `byte_pair_split` (its own merge) takes.
+    fn ranks_map(enc: Encoding) -> &'static rustc_hash::FxHashMap<Vec<u8>, u32> {
+        static O200K: OnceLock<rustc_hash::FxHashMap<Vec<u8>, u32>> = OnceLock::new();
+        static CL100K: OnceLock<rustc_hash::FxHashMap<Vec<u8>, u32>> = OnceLock::new();
+        let cell = match enc {
+            Encoding::O200kBase => &O200K,
+            Encoding::Cl100kBase => &CL100K,
+        };
+        cell.get_or_init(|| {
+            (0..ranks(enc) as u32)
+                .map(|r| (bpe(enc).decode_bytes(&[r]).unwrap(), r))
+                .collect()
+        })
+    }
+
+    fn count_text(enc: Encoding, text: &str) -> usize {
+        regex(enc)
+            .find_iter(text)
+            .map(|m| count_piece(enc, m.unwrap().as_str().as_bytes()))
+            .sum()
+    }
+
+    fn assert_counts_like_tiktoken(enc: Encoding, text: &str) {
+        let want = bpe(enc).encode_ordinary(text).len();
+        assert_eq!(bpe(enc).count_ordinary(text), want);
+        let got = count_text(enc, text);
+        if got != want {
+            // Name the first piece that differs.
+            for m in regex(enc).find_iter(text) {
+                let piece = m.unwrap().as_str();
+                let (ours, theirs) = (
+                    count_piece(enc, piece.as_bytes()),
+                    bpe(enc).encode_ordinary(piece).len(),
+                );
+                assert_eq!(ours, theirs, "{}: piece {piece:?}", enc.name());
+            }
+            panic!(
+                "{}: {got} tokens, tiktoken {want}, for {text:?}",
+                enc.name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_rank_looks_up_to_itself() {
+        for enc in BOTH {
+            let table = Table::of(enc);
+            let bpe = bpe(enc);
+            assert!(table.ranks() > 100_000);
+            for r in 0..table.ranks() as u32 {
+                let bytes = bpe.decode_bytes(&[r]).unwrap();
+                assert_eq!(table.token(r), Some(bytes.as_slice()), "{} {r}", enc.name());
+                assert_eq!(table.rank(&bytes), Some(r), "{} {r}: {bytes:?}", enc.name());
+            }
+            // The ranks are exactly 0..ranks: the next one is special or nothing.
+            let next = table.ranks() as u32;
+            assert!(bpe.decode_bytes(&[next]).is_err() || bpe.special_tokens().len() > 1);
+            assert_eq!(table.token(next), None);
+        }
+    }
+
+    #[test]
+    fn non_tokens_do_not_look_up() {
+        for enc in BOTH {
+            for s in [
+                "<|endoftext|>",
+                "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+                "hello world, this is not one token",
+                "\u{10ffff}\u{10ffff}",
+            ] {
+                assert!(bpe(enc).encode_ordinary(s).len() > 1);
+                assert_eq!(rank(enc, s.as_bytes()), None, "{s:?}");
+            }
+            assert_eq!(rank(enc, &[b'a'; 129]), None);
+            assert_eq!(rank(enc, b""), None);
+        }
+    }
+
+    #[test]
+    fn known_pieces() {
+        assert_eq!(rank(Encoding::O200kBase, b"Hello"), Some(13225));
+        assert_eq!(rank(Encoding::Cl100kBase, b"Hello"), Some(9906));
+        assert_eq!(rank(Encoding::Cl100kBase, b" world"), Some(1917));
+        assert_eq!(count_piece(Encoding::Cl100kBase, b"tiktoken"), 3);
+        assert_eq!(count_text(Encoding::Cl100kBase, "tiktoken is great!"), 6);
+        assert_eq!(count_text(Encoding::O200kBase, "Hello, world!"), 4);
+        assert_eq!(count_piece(Encoding::O200kBase, b""), 0);
+    }
+
+    #[test]
+    fn corpora_count_like_tiktoken() {
+        let corpora = [
+            include_str!("../../README.md"),
+            include_str!("../../bench/prompt.txt"),
+            include_str!("../../tests/corpus/multilingual.txt"),
+            include_str!("../../k8s/grafana/llm-gateway.json"),
+            include_str!("../tokens.rs"),
+            include_str!("bpe.rs"),
+            include_str!("../../build/ranks.rs"),
+            include_str!("../../envoy/gateway.yaml"),
+        ];
+        for enc in BOTH {
+            for text in corpora {
+                assert_counts_like_tiktoken(enc, text);
+            }
+        }
+    }
+
+    #[test]
+    fn long_runs_count_like_tiktoken() {
+        // One piece each (or digits in threes), long enough for the heap merge.
+        let runs = [
+            "a".repeat(5000),
+            "ab".repeat(3000),
+            "Supercalifragilistic".repeat(300),
+            "中".repeat(3000),
+            "的是不了人我在有他这".repeat(300),
+            "1234567890".repeat(500),
+            "!".repeat(4000),
+            "=-".repeat(2000),
+            " ".repeat(5000),
+            "\n".repeat(3000),
+            "é".repeat(2000),
+            "e\u{301}".repeat(2000),
+            "👍".repeat(1000),
+            "ก".repeat(3000),
+            "x".repeat(4000) + " tail",
+        ];
+        for enc in BOTH {
+            for text in &runs {
+                assert_counts_like_tiktoken(enc, text);
+            }
+        }
+    }
+
+    fn sel(v: Vec<&'static str>) -> BoxedStrategy<String> {
+        prop::sample::select(v).prop_map(String::from).boxed()
+    }
+
+    /// Text weighted to where the pre-tokenizer and the merge have corner cases.
+    fn text() -> impl Strategy<Value = String> {
+        let frag = prop_oneof![
+            3 => sel(vec![
+                " ", "  ", "   ", "\n", "\n\n", "\r\n", "\r", "\t", " \n", "\u{a0}", "\u{3000}",
+                "\u{2028}", "\u{85}", "\u{b}", "\u{c}",
+            ]),
+            2 => sel(vec![
+                "'", "'s", "'S", "'t", "'re", "'RE", "'ve", "'m", "'ll", "'LL", "'d", "'\u{17f}",
+                "\u{17f}", "\u{2019}s", "''", "'x",
+            ]),
+            2 => sel(vec![
+                "0", "7", "12", "123", "4567", "٣", "۴", "८", "๓", "½", "²", "Ⅻ", "ⅷ", "1,000.5",
+            ]),
+            4 => sel(vec![
+                "the", "The", "THE", "hello", "World", "a", "I", "don", "can", "HTTPServer",
+                "camelCase", "snake_case", "É", "ß", "ǅ", "ǈ", "ʰ", "ꜰ", "ﬁ", "İ", "ı", "Ω",
+                "straße", "Привет", "Ελλάδα", "שלום", "مرحبا", "नमस्ते", "ไทย", "Việt",
+            ]),
+            2 => sel(vec![
+                "\u{301}", "e\u{301}", "a\u{308}\u{301}", "\u{20dd}", "\u{94d}", "\u{e31}",
+                "\u{64b}", "\u{302}x",
+            ]),
+            3 => sel(vec![
+                "中", "中文", "文字", "日本語", "の", "です", "한국어", "こんにちは世界",
+                "人人生而自由", "。", "，", "、", "ア", "ｱ", "ｶﾞ",
+            ]),
+            2 => sel(vec![
+                "👍", "👍🏽", "👨\u{200d}👩\u{200d}👧", "🇫🇷", "🏳\u{fe0f}\u{200d}🌈", "❤\u{fe0f}",
+                "\u{200d}", "\u{fe0f}", "😀😀",
+            ]),
+            3 => sel(vec![
+                "!", "?", ".", ",", ";", ":", "-", "_", "(", ")", "[", "]", "{", "}", "<", ">",
+                "/", "\\", "\"", "#", "$", "%", "^", "&", "*", "=", "+", "|", "~", "`", "...",
+                "->", "::", "//", "/*", "\"\"", "--", "==", "!=", "{\"a\":",
+            ]),
+            2 => sel(vec![
+                "\u{fffd}", "\u{feff}", "\u{10ffff}", "\u{e000}", "\u{200b}", "\u{0}", "\u{7f}",
+                "\u{80}", "\u{ad}", "\u{2060}", "\u{fdd0}", "\u{1d400}", "\u{e0041}",
+            ]),
+            2 => any::<char>().prop_map(String::from).boxed(),
+        ];
+        prop::collection::vec(frag, 0..60).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn random_text_counts_like_tiktoken(s in text()) {
+            for enc in BOTH {
+                assert_counts_like_tiktoken(enc, &s);
+            }
+        }
+
+        #[test]
+        fn any_string_counts_like_tiktoken(s in any::<String>()) {
+            for enc in BOTH {
+                assert_counts_like_tiktoken(enc, &s);
+            }
+        }
+    }
+
+    /// Long pieces: bytes from a small alphabet (many merges), text fragments, or any bytes.
+    fn long_piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(b"aabeinst ".to_vec()), 2..1500),
+            prop::collection::vec(text(), 1..40)
+                .prop_map(|v| v.concat().into_bytes())
+                .prop_filter("two bytes or more", |b| b.len() >= 2),
+            prop::collection::vec(any::<u8>(), 2..600),
+            (
+                prop::sample::select(vec!["中", "a", "1", "!", " ", "é", "ab", "👍"]),
+                1..800usize
+            )
+                .prop_map(|(s, n)| s.repeat(n).into_bytes())
+                .prop_filter("two bytes or more", |b| b.len() >= 2),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// The heap merge, the stack merge and tiktoken's own merge (`byte_pair_split`, the
+        /// quadratic one) leave the same number of parts, for pieces of any length.
+        #[test]
+        fn heap_merge_is_the_simple_merge(piece in long_piece()) {
+            for enc in BOTH {
+                let table = Table::of(enc);
+                let theirs = tiktoken_rs::byte_pair_split(&piece, ranks_map(enc)).len();
+                prop_assert_eq!(table.merge_large(&piece), theirs, "{} heap", enc.name());
+                if piece.len() <= SMALL {
+                    prop_assert_eq!(table.merge_small(&piece), theirs, "{} stack", enc.name());
+                }
+            }
+        }
+    }
+}
