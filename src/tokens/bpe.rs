@@ -400,6 +400,15 @@ mod tests {
                 assert_eq!(table.token(r), Some(bytes.as_slice()), "{} {r}", enc.name());
                 assert_eq!(table.rank(&bytes), Some(r), "{} {r}: {bytes:?}", enc.name());
             }
+            // Merging a token's bytes reaches the token, for every token of both encodings: the
+            // "a piece that is a token is one token" rule is a fast path, never a different count.
+            let unreachable: Vec<u32> = (0..table.ranks() as u32)
+                .filter(|&r| {
+                    let bytes = bpe.decode_bytes(&[r]).unwrap();
+                    bytes.len() > 1 && table.merge_large(&bytes) != 1
+                })
+                .collect();
+            assert_eq!(unreachable, Vec::<u32>::new(), "{}", enc.name());
             // The ranks are exactly 0..ranks: the next one is special or nothing.
             let next = table.ranks() as u32;
             assert!(bpe.decode_bytes(&[next]).is_err() || bpe.special_tokens().len() > 1);
@@ -548,7 +557,7 @@ mod tests {
         }
     }
 
-    /// Long pieces: bytes from a small alphabet (many merges), text fragments, or any bytes.
+    /// Long pieces: bytes from a small alphabet (many merges), text fragments, any bytes, runs.
     fn long_piece() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             prop::collection::vec(prop::sample::select(b"aabeinst ".to_vec()), 2..1500),
@@ -562,6 +571,22 @@ mod tests {
             )
                 .prop_map(|(s, n)| s.repeat(n).into_bytes())
                 .prop_filter("two bytes or more", |b| b.len() >= 2),
+        ]
+    }
+
+    /// Short pieces, where ties between equal pairs (repeats) are common.
+    fn short_piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(b"aab ".to_vec()), 2..=SMALL),
+            (
+                prop::sample::select(vec!["a", "1", "!", " ", "é", "ab", "aba", "中"]),
+                1..32usize
+            )
+                .prop_map(|(s, n)| s.repeat(n).into_bytes())
+                .prop_filter("2..=SMALL bytes", |b| (2..=SMALL).contains(&b.len())),
+            prop::collection::vec(text(), 1..6)
+                .prop_map(|v| v.concat().into_bytes())
+                .prop_filter("2..=SMALL bytes", |b| (2..=SMALL).contains(&b.len())),
         ]
     }
 
@@ -579,6 +604,17 @@ mod tests {
                 if piece.len() <= SMALL {
                     prop_assert_eq!(table.merge_small(&piece), theirs, "{} stack", enc.name());
                 }
+            }
+        }
+
+        /// Both merges against tiktoken's on short pieces.
+        #[test]
+        fn short_merges_are_tiktokens(piece in short_piece()) {
+            for enc in BOTH {
+                let table = Table::of(enc);
+                let theirs = tiktoken_rs::byte_pair_split(&piece, ranks_map(enc)).len();
+                prop_assert_eq!(table.merge_small(&piece), theirs, "{} stack", enc.name());
+                prop_assert_eq!(table.merge_large(&piece), theirs, "{} heap", enc.name());
             }
         }
     }
