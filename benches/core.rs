@@ -140,6 +140,132 @@ fn tokenizer(c: &mut Criterion) {
     group.finish();
 }
 
+/// cl100k_base's pattern, as tiktoken-rs 0.12.1 builds it (it exports only o200k_base's).
+const CL100K_BASE_PAT_STR: &str = "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|\\s*[\\r\\n]|\\s+(?!\\S)|\\s";
+
+/// The count-only BPE (`tokens::bpe`, static rank tables) beside tiktoken-rs: the same text split
+/// by tiktoken's own regex (fancy-regex), then counted by each; the split alone; one table lookup;
+/// and the worst cases, 1 MB pieces.
+fn bpe(c: &mut Criterion) {
+    use llm_gateway::tokens::bpe;
+    let mut group = c.benchmark_group("bpe");
+    group.sample_size(10);
+    let text = prompt(1 << 20);
+    let cjk = include_str!("../tests/corpus/multilingual.txt").repeat(80);
+    for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        enc.preload();
+        let pat = match enc {
+            Encoding::O200kBase => tiktoken_rs::O200K_BASE_PAT_STR,
+            Encoding::Cl100kBase => CL100K_BASE_PAT_STR,
+        };
+        let re = fancy_regex::Regex::new(pat).expect("tiktoken's pattern");
+        let split = |t: &str| -> Vec<(usize, usize)> {
+            re.find_iter(t)
+                .map(|m| m.map(|m| (m.start(), m.end())).expect("regex"))
+                .collect()
+        };
+        for (name, t) in [("prompt-1MB", &text), ("multilingual", &cjk)] {
+            group.throughput(Throughput::Bytes(t.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}/split", enc.name()), name),
+                t,
+                |b, t| b.iter(|| split(t).len()),
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}/split+bpe", enc.name()), name),
+                t,
+                |b, t| {
+                    b.iter(|| {
+                        re.find_iter(t)
+                            .map(|m| bpe::count_piece(enc, m.expect("regex").as_str().as_bytes()))
+                            .sum::<usize>()
+                    })
+                },
+            );
+            let pieces = split(t);
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}/bpe-only", enc.name()), name),
+                t,
+                |b, t| {
+                    b.iter(|| {
+                        pieces
+                            .iter()
+                            .map(|&(s, e)| bpe::count_piece(enc, &t.as_bytes()[s..e]))
+                            .sum::<usize>()
+                    })
+                },
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}/tiktoken", enc.name()), name),
+                t,
+                |b, t| b.iter(|| enc.count_uncached(t)),
+            );
+        }
+        // One lookup: every piece of the prompt and every adjacent pair of pieces (mostly misses).
+        let pieces = split(&text);
+        let probes: Vec<&[u8]> = pieces
+            .iter()
+            .take(4096)
+            .map(|&(s, e)| &text.as_bytes()[s..e])
+            .chain(
+                pieces
+                    .windows(2)
+                    .take(4096)
+                    .map(|w| &text.as_bytes()[w[0].0..w[1].1]),
+            )
+            .collect();
+        group.throughput(Throughput::Elements(probes.len() as u64));
+        group.bench_function(
+            BenchmarkId::new(format!("{}/lookup", enc.name()), "pieces+pairs"),
+            |b| {
+                b.iter(|| {
+                    probes
+                        .iter()
+                        .filter(|p| bpe::rank(enc, p).is_some())
+                        .count()
+                })
+            },
+        );
+        // Worst cases: 1 MB that is one piece (digits pre-tokenize into threes: split + count).
+        let mut rng = fastrand::Rng::with_seed(7);
+        let letters: String = (0..1 << 20).map(|_| rng.lowercase()).collect();
+        let worst = [
+            ("letters-random", letters),
+            ("letter-a", "a".repeat(1 << 20)),
+            ("cjk-one-char", "中".repeat((1 << 20) / 3)),
+            ("punctuation", "!".repeat(1 << 20)),
+            ("spaces", " ".repeat(1 << 20)),
+        ];
+        for (name, piece) in &worst {
+            group.throughput(Throughput::Bytes(piece.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}/worst-bpe", enc.name()), name),
+                piece,
+                |b, p| b.iter(|| bpe::count_piece(enc, p.as_bytes())),
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("{}/worst-tiktoken", enc.name()), name),
+                piece,
+                |b, p| b.iter(|| enc.count_uncached(p)),
+            );
+        }
+        let digits: String = (0..1 << 20).map(|_| rng.digit(10)).collect();
+        group.throughput(Throughput::Bytes(digits.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new(format!("{}/worst-split+bpe", enc.name()), "digits"),
+            &digits,
+            |b, t| {
+                b.iter(|| {
+                    re.find_iter(t)
+                        .map(|m| bpe::count_piece(enc, m.expect("regex").as_str().as_bytes()))
+                        .sum::<usize>()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn usage(c: &mut Criterion) {
     use llm_gateway::meter::{Learned, Usage};
     use llm_gateway::record::Record;
@@ -253,5 +379,5 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, tokenizer, usage, cache);
+criterion_group!(benches, pipeline, tokenizer, bpe, usage, cache);
 criterion_main!(benches);
