@@ -22,7 +22,9 @@ pub const EMPTY: u32 = u32::MAX;
 /// Longest suffix `concat` takes `BASE^len` of from [`POW`]: a token has at most 128 bytes.
 pub const MAX_POW: usize = 256;
 
-/// `POW[k] = BASE^k` (wrapping).
+/// `POW[k] = BASE^k` (wrapping). Evaluated at compile time: an out-of-bounds index here would be a
+/// build error, never a run-time panic.
+#[allow(clippy::indexing_slicing)]
 pub const POW: [u64; MAX_POW + 1] = {
     let mut p = [1u64; MAX_POW + 1];
     let mut k = 1;
