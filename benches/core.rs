@@ -243,11 +243,15 @@ fn bpe(c: &mut Criterion) {
                 piece,
                 |b, p| b.iter(|| bpe::count_piece(enc, p.as_bytes())),
             );
-            group.bench_with_input(
-                BenchmarkId::new(format!("{}/worst-tiktoken", enc.name()), name),
-                piece,
-                |b, p| b.iter(|| enc.count_uncached(p)),
-            );
+            // tiktoken-rs panics on 1 MB of spaces (fancy-regex's backtracking stack overflows;
+            // 512 KB still counts): no row for it there.
+            if *name != "spaces" {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{}/worst-tiktoken", enc.name()), name),
+                    piece,
+                    |b, p| b.iter(|| enc.count_uncached(p)),
+                );
+            }
         }
         let digits: String = (0..1 << 20).map(|_| rng.digit(10)).collect();
         group.throughput(Throughput::Bytes(digits.len() as u64));
