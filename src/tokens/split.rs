@@ -145,6 +145,11 @@ fn spaces(s: &[u8], mut i: usize) -> Spaces {
     out
 }
 
+/// The pattern tiktoken-rs 0.12.1 builds cl100k_base with (inside `openai_public::cl100k_base`,
+/// not exported), for the tests and the fuzz target; a test checks it against tiktoken-rs's
+/// counts. o200k_base's is `tiktoken_rs::O200K_BASE_PAT_STR`.
+pub(crate) const CL100K_PAT_STR: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
 /// The pieces of `text` under o200k_base's pattern.
 pub(crate) fn o200k(text: &str) -> Pieces<'_, O200k> {
     Pieces {
