@@ -396,3 +396,39 @@ fn cl100k_pattern_is_tiktoken_rs_own() {
         }
     }
 }
+
+/// A throughput figure, not a check (timing is the benchmarks' business):
+/// `cargo test --release --lib tokens::split::tests::throughput -- --ignored --nocapture`
+/// prints MB/s of each splitter and of fancy-regex on the bench prompt and the corpora.
+#[test]
+#[ignore]
+fn throughput() {
+    use std::time::Instant;
+    let (o, c) = (
+        oracle(tiktoken_rs::O200K_BASE_PAT_STR),
+        oracle(CL100K_PAT_STR),
+    );
+    let mb_per_s = |text: &str, f: &dyn Fn(&str) -> usize| {
+        let reps = (4 << 20) / text.len().max(1) + 1;
+        let start = Instant::now();
+        let mut n = 0;
+        for _ in 0..reps {
+            n += f(std::hint::black_box(text));
+        }
+        std::hint::black_box(n);
+        (text.len() * reps) as f64 / start.elapsed().as_secs_f64() / 1e6
+    };
+    println!(
+        "{:<40} {:>9} {:>9} {:>9} {:>9}",
+        "MB/s", "o200k", "regex", "cl100k", "regex"
+    );
+    for (name, text) in CORPORA {
+        println!(
+            "{name:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            mb_per_s(text, &|t| o200k(t).count()),
+            mb_per_s(text, &|t| o.find_iter(t).count()),
+            mb_per_s(text, &|t| cl100k(t).count()),
+            mb_per_s(text, &|t| c.find_iter(t).count()),
+        );
+    }
+}
