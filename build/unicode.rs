@@ -5,6 +5,8 @@
 //! - `LATIN1: [u8; 256]`, the class bits of U+0000..=U+00FF;
 //! - `RANGES: [u32; N]`, every code point interval's start shifted left 8 bits OR its class
 //!   bits, sorted, covering U+0000..=U+10FFFF (an interval runs to the next one's start);
+//! - `BMP_INDEX: [u16; 1024]` and `BMP_BLOCKS`: the same bits for U+0000..=U+FFFF in two
+//!   steps, block (64 code points) to distinct block, distinct block to bits;
 //! - `FOLD_S`, `FOLD_T`, ...: the characters `(?i)s`, `(?i)t`, ... match (the contractions'
 //!   letters under the patterns' case-insensitive flag, U+017F and all).
 
@@ -110,6 +112,46 @@ pub fn generate() {
             chars
         );
     }
+
+    // The Basic Multilingual Plane in blocks of 64 code points: each block's index into the
+    // distinct blocks' bits.
+    let lookup = |c: u32| -> u8 {
+        let n = table.partition_point(|&e| e <= (c << 8 | 0xff));
+        (table[n - 1] & 0xff) as u8
+    };
+    let mut distinct: Vec<Vec<u8>> = Vec::new();
+    let mut index: Vec<usize> = Vec::new();
+    for block in 0u32..1024 {
+        let bits: Vec<u8> = (0..64).map(|k| lookup(block << 6 | k)).collect();
+        assert!(bits
+            .iter()
+            .enumerate()
+            .all(|(k, &b)| b == bits_at(block << 6 | k as u32)));
+        let id = match distinct.iter().position(|d| *d == bits) {
+            Some(id) => id,
+            None => {
+                distinct.push(bits);
+                distinct.len() - 1
+            }
+        };
+        index.push(id);
+    }
+    let _ = write!(out, "static BMP_INDEX: [u16; 1024] = [");
+    for (i, id) in index.iter().enumerate() {
+        if i % 16 == 0 {
+            out.push_str("\n    ");
+        }
+        let _ = write!(out, "{id}, ");
+    }
+    out.push_str("\n];\n\n");
+    let _ = write!(out, "static BMP_BLOCKS: [u8; {}] = [", distinct.len() * 64);
+    for block in &distinct {
+        out.push_str("\n    ");
+        for b in block {
+            let _ = write!(out, "{b}, ");
+        }
+    }
+    out.push_str("\n];\n\n");
 
     let dir = std::env::var_os("OUT_DIR").expect("OUT_DIR");
     let path = Path::new(&dir).join("split_unicode.rs");

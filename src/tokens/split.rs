@@ -12,7 +12,7 @@
 //! The tests compare the pieces with fancy-regex's over generated and real text; so does the
 //! `split` fuzz target (src/fuzzing).
 
-// LATIN1, RANGES, FOLD_S, FOLD_T, FOLD_R, FOLD_E, FOLD_V, FOLD_M, FOLD_L, FOLD_D.
+// LATIN1, RANGES, BMP_INDEX, BMP_BLOCKS, FOLD_S, FOLD_T, FOLD_R, FOLD_E, FOLD_V, FOLD_M, FOLD_L, FOLD_D.
 include!(concat!(env!("OUT_DIR"), "/split_unicode.rs"));
 
 /// `\p{L}`.
@@ -31,6 +31,11 @@ const SPACE: u8 = 16;
 fn bits_of(cp: u32) -> u8 {
     if cp < 256 {
         return LATIN1.get(cp as usize).copied().unwrap_or(0);
+    }
+    if cp < 0x10000 {
+        let block = BMP_INDEX.get((cp >> 6) as usize).copied().unwrap_or(0);
+        let at = (usize::from(block) << 6) | (cp & 63) as usize;
+        return BMP_BLOCKS.get(at).copied().unwrap_or(0);
     }
     let key = (cp << 8) | 0xff;
     let n = RANGES.partition_point(|&e| e <= key);
