@@ -276,22 +276,26 @@ impl Pattern for O200k {
     fn end(&self, s: &[u8], i: usize) -> usize {
         let Some(c) = at(s, i) else { return s.len() };
         let next = i + c.len;
-        // Alternatives 1 and 2, the optional prefix taken first, then not.
-        if c.is(L | UPPERISH | LOWERISH) || c.is_prefix() {
-            let prefix = c.is_prefix();
-            if prefix {
-                if let Some(e) = o200k_lower_word(s, next) {
-                    return e;
-                }
+        // Alternatives 1 and 2, the optional prefix taken first, then not. Each needs an
+        // upper- or lower-like character where it starts (every letter is one).
+        let word = |d: Ch| d.is(UPPERISH | LOWERISH);
+        let after_prefix = c.is_prefix() && at(s, next).is_some_and(word);
+        if after_prefix {
+            if let Some(e) = o200k_lower_word(s, next) {
+                return e;
             }
+        }
+        if word(c) {
             if let Some(e) = o200k_lower_word(s, i) {
                 return e;
             }
-            if prefix {
-                if let Some(e) = o200k_upper_word(s, next) {
-                    return e;
-                }
+        }
+        if after_prefix {
+            if let Some(e) = o200k_upper_word(s, next) {
+                return e;
             }
+        }
+        if word(c) {
             if let Some(e) = o200k_upper_word(s, i) {
                 return e;
             }
