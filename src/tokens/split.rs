@@ -245,8 +245,7 @@ fn o200k_contraction(s: &[u8], i: usize) -> usize {
 /// `[UPPERISH]*[LOWERISH]+` then the contraction, from `j`. The star takes the whole
 /// upper-like run, then gives characters back until the plus can take one: the plus starts at
 /// the run's end when a lower-like character follows it, else at the run's last lower-like
-/// character (lower-like but not upper-like characters end the run, so the plus then takes that
-/// one character).
+/// character (what follows that one is not lower-like, so the plus takes it alone).
 #[inline(always)]
 fn o200k_lower_word(s: &[u8], j: usize) -> Option<usize> {
     let mut i = j;
