@@ -24,7 +24,7 @@ mod shared_data;
 
 pub use anthropic::{anthropic_request, anthropic_reverse, anthropic_translation};
 pub use configuration::config;
-pub use requests::{cache_keys, request};
+pub use requests::{cache_keys, request, split};
 pub use responses::{completion, meter, sse};
 pub use services::{chroma, failover, rls};
 pub use shared_data::{cache_store, limits_store};
@@ -49,6 +49,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("failover", failover),
     ("cache_store", cache_store),
     ("limits_store", limits_store),
+    ("split", split),
 ];
 
 /// Reads structured values from the front of a fuzz input; past its end, zeros.

@@ -1,9 +1,10 @@
-//! Token counting with tiktoken: which encoding a model uses, and the chat-format overhead.
+//! Token counting: which encoding a model uses, and the chat-format overhead.
 //!
-//! Encodings are loaded lazily, once per VM, on first use (about 80 ms each in V8), or ahead of
-//! traffic when the config lists them in `tokenizer.preload`. Only o200k_base and cl100k_base are
-//! compiled in: every current OpenAI model uses one of them, and leaving the legacy GPT-3
-//! encodings out keeps the wasm module small. Text is encoded as ordinary text (special-token
+//! The counter is exact and count-only: `split` is each encoding's pre-tokenizer (tiktoken's
+//! pattern, scanned by hand, proven equal to fancy-regex in tests and fuzzing), `bpe` merges each
+//! piece with tiktoken's rules over rank tables laid out at build time (static data: no start-up
+//! work in a VM), and tiktoken-rs stays the oracle in tests. Only o200k_base and cl100k_base are
+//! compiled in: every current OpenAI model uses one of them. Text is encoded as ordinary text (special-token
 //! strings in a prompt count as the plain text they are, as OpenAI's API does).
 //!
 //! Chat prompts follow OpenAI's published formula: 3 tokens per message, the tokens of every
@@ -20,13 +21,14 @@ use std::collections::BTreeMap;
 use hashbrown::HashMap;
 use serde::Deserialize;
 use tiktoken_rs::tokenizer::{get_tokenizer, Tokenizer};
-use tiktoken_rs::CoreBPE;
 use wildmatch::WildMatch;
 
 use crate::config::check::{bounded, err, ConfigError};
 
 pub mod bpe;
 mod rank_hash;
+// The exact pre-tokenizers of the counter: tiktoken's patterns without a regex engine.
+pub(crate) mod split;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
@@ -50,16 +52,10 @@ impl Encoding {
         }
     }
 
-    fn bpe(self) -> &'static CoreBPE {
-        match self {
-            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-        }
-    }
-
-    /// Load the encoding now (it is otherwise loaded on first use).
+    /// Nothing to load: the rank tables are static data of the module (kept for
+    /// `tokenizer.preload`, which older configurations set).
     pub fn preload(self) {
-        let _ = self.bpe();
+        let _ = bpe::ranks(self);
     }
 
     /// Tokens in `text`, encoded as ordinary text. Long texts go through the VM's count cache.
@@ -73,7 +69,11 @@ impl Encoding {
 
     /// Tokens in `text`, bypassing the cache (benchmarks measure the tokenizer with this).
     pub fn count_uncached(self, text: &str) -> u64 {
-        self.bpe().count_ordinary(text) as u64
+        let piece = |p: &str| bpe::count_piece(self, p.as_bytes()) as u64;
+        match self {
+            Encoding::O200kBase => split::o200k(text).map(piece).sum(),
+            Encoding::Cl100kBase => split::cl100k(text).map(piece).sum(),
+        }
     }
 }
 

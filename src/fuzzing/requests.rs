@@ -158,3 +158,36 @@ pub fn cache_keys(data: &[u8]) {
     let _ = keys(body, "openai", "gpt-4o-mini", consumer, None);
     let _ = Directives::parse(Some(&String::from_utf8_lossy(body)));
 }
+
+/// The pre-tokenizers (`tokens::split`) against fancy-regex with tiktoken's patterns: the same
+/// pieces for both encodings on any text (the body as UTF-8, lossily).
+pub fn split(data: &[u8]) {
+    use std::sync::OnceLock;
+
+    use crate::tokens::split::{cl100k, o200k, CL100K_PAT_STR};
+    static REGEXES: OnceLock<Option<[fancy_regex::Regex; 2]>> = OnceLock::new();
+    let regexes = REGEXES.get_or_init(|| {
+        let o200k = fancy_regex::Regex::new(tiktoken_rs::O200K_BASE_PAT_STR).ok()?;
+        Some([o200k, fancy_regex::Regex::new(CL100K_PAT_STR).ok()?])
+    });
+    assert!(regexes.is_some(), "tiktoken's patterns compile");
+    let Some([o200k_re, cl100k_re]) = regexes else {
+        return;
+    };
+    let text: &str = &String::from_utf8_lossy(data);
+    let pieces = |re: &fancy_regex::Regex| -> Option<Vec<&str>> {
+        re.find_iter(text)
+            .map(|m| m.ok().map(|m| m.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        Some(o200k(text).collect()),
+        pieces(o200k_re),
+        "o200k on {text:?}"
+    );
+    assert_eq!(
+        Some(cl100k(text).collect()),
+        pieces(cl100k_re),
+        "cl100k on {text:?}"
+    );
+}
