@@ -248,9 +248,13 @@ pub fn for_vertex(body: &[u8]) -> Result<Vec<u8>, HttpError> {
 /// OpenAI-format error. `None` when the body is not JSON.
 pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<u8>> {
     if !(200..300).contains(&context.status) {
-        return serde_json::from_slice::<Value>(body)
-            .ok()
-            .map(|v| translate_error(&v).body());
+        return serde_json::from_slice::<Value>(body).ok().map(|v| {
+            if is_google_error(&v) {
+                crate::translate::openai_to_gemini::translate_error(&v, context.status).body()
+            } else {
+                translate_error(&v).body()
+            }
+        });
     }
     let m: Value = serde_json::from_slice(body).ok()?;
     if m.get("type").and_then(Value::as_str) == Some("error") {
@@ -294,6 +298,15 @@ pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<
         "usage": usage_to_openai(m.get("usage").unwrap_or(&Value::Null)),
     });
     serde_json::to_vec(&out).ok()
+}
+
+/// Whether `v` is an error in Google's shape (`{"error": {"code", "message", "status"}}`), as
+/// Vertex AI answers for Claude when the request fails before reaching the model (quota,
+/// credentials, permissions), rather than Anthropic's (`{"type": "error", "error": {"type"}}`).
+pub fn is_google_error(v: &Value) -> bool {
+    v.get("error").is_some_and(|e| {
+        e.get("status").is_some_and(Value::is_string) && e.get("type").is_none()
+    })
 }
 
 /// An Anthropic error object as the OpenAI-format error a client expects.
