@@ -320,7 +320,21 @@ pub fn translate_error(e: &Value) -> HttpError {
     match inner.get("type").and_then(Value::as_str).unwrap_or("") {
         "invalid_request_error" => HttpError::invalid_param("messages", message),
         "rate_limit_error" => HttpError::rate_limited("requests", message),
-        _ => HttpError::provider_error(message),
+        other => {
+            // The other types by the status Anthropic gives them, as a Google error of that
+            // status reads (the same OpenAI type and code).
+            let status = match other {
+                "authentication_error" => 401,
+                "permission_error" => 403,
+                "not_found_error" => 404,
+                "request_too_large" => 413,
+                "api_error" => 500,
+                "overloaded_error" => 503,
+                _ => return HttpError::provider_error(message),
+            };
+            let e = serde_json::json!({ "message": message });
+            crate::translate::openai_to_gemini::translate_error(&e, status)
+        }
     }
 }
 

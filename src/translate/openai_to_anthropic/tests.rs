@@ -135,7 +135,7 @@ fn errors_become_openai_errors() {
     let e = translate_error(
         &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     );
-    assert_eq!(e.status, 502);
+    assert_eq!(e.status, 503);
     let e = translate_error(
         &json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}),
     );
@@ -254,4 +254,21 @@ fn google_shaped_errors_of_vertex_claude() {
     // Anthropic's own shape is still read as Anthropic's.
     let anthropic = json!({"type": "error", "error": {"type": "rate_limit_error", "message": "m"}});
     assert!(!is_google_error(&anthropic));
+}
+
+/// Anthropic's error types reach an OpenAI client as the OpenAI type of their status, not all
+/// as a generic provider error.
+#[test]
+fn anthropic_error_types_map_by_their_status() {
+    for (ty, kind, code) in [
+        ("authentication_error", "authentication_error", "invalid_api_key"),
+        ("permission_error", "permission_error", "permission_denied"),
+        ("not_found_error", "invalid_request_error", "not_found"),
+        ("overloaded_error", "server_error", "provider_unavailable"),
+        ("api_error", "server_error", "provider_error"),
+        ("something_new", "server_error", "provider_error"),
+    ] {
+        let e = translate_error(&json!({"type": "error", "error": {"type": ty, "message": "m"}}));
+        assert_eq!((e.kind, e.code), (kind, code), "{ty}");
+    }
 }
