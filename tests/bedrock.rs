@@ -151,7 +151,6 @@ fn start() -> World {
     }
 }
 
-
 /// The fake's record that a request reached Bedrock's Converse API signed, for the model id.
 fn assert_signed_converse(r: &Resp, stream: bool, case: &str) {
     assert_eq!(

@@ -227,11 +227,7 @@ fn errors_are_mapped(w: &World) {
         (
             "403",
             403,
-            [
-                "permission_error",
-                "permission_error",
-                "permission_error",
-            ],
+            ["permission_error", "permission_error", "permission_error"],
         ),
         ("500", 500, ["server_error", "server_error", "api_error"]),
         ("503", 503, ["server_error", "server_error", "api_error"]),
@@ -273,7 +269,10 @@ fn vertex_tokens_are_refreshed(w: &World) {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(serials.len() >= 2, "one token over {n} requests: {serials:?}");
+    assert!(
+        serials.len() >= 2,
+        "one token over {n} requests: {serials:?}"
+    );
 }
 
 #[test]

@@ -304,9 +304,8 @@ pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<
 /// Vertex AI answers for Claude when the request fails before reaching the model (quota,
 /// credentials, permissions), rather than Anthropic's (`{"type": "error", "error": {"type"}}`).
 pub fn is_google_error(v: &Value) -> bool {
-    v.get("error").is_some_and(|e| {
-        e.get("status").is_some_and(Value::is_string) && e.get("type").is_none()
-    })
+    v.get("error")
+        .is_some_and(|e| e.get("status").is_some_and(Value::is_string) && e.get("type").is_none())
 }
 
 /// An Anthropic error object as the OpenAI-format error a client expects.

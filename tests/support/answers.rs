@@ -384,4 +384,3 @@ pub fn error_type(api: Api, r: &Resp) -> (u16, String) {
     assert!(v["error"]["message"].is_string(), "{v}");
     (r.status, kind.to_string())
 }
-

@@ -213,7 +213,10 @@ fn google_shaped_errors_of_vertex_claude_reach_each_client_in_its_shape() {
         let mut body = hello("vclaude");
         body["max_tokens"] = json!(64);
         assert_eq!(send(&mut ex, &mut h, &body), Step::Continue);
-        let headers = [("content-type", "application/json"), ("content-length", &len)];
+        let headers = [
+            ("content-type", "application/json"),
+            ("content-length", &len),
+        ];
         answer(&mut ex, &mut h, 429, &headers, google.as_bytes());
         let out: Value = serde_json::from_slice(&h.response_body).unwrap();
         assert_eq!(out["error"]["type"], kind, "{out}");

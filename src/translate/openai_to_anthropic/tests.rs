@@ -232,12 +232,28 @@ fn stream_split_at_every_byte_translates_the_same() {
 fn google_shaped_errors_of_vertex_claude() {
     for (status, google, kind, code) in [
         (429, "RESOURCE_EXHAUSTED", "requests", "rate_limit_exceeded"),
-        (400, "INVALID_ARGUMENT", "invalid_request_error", "invalid_request"),
-        (403, "PERMISSION_DENIED", "permission_error", "permission_denied"),
-        (401, "UNAUTHENTICATED", "authentication_error", "invalid_api_key"),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "invalid_request_error",
+            "invalid_request",
+        ),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "permission_error",
+            "permission_denied",
+        ),
+        (
+            401,
+            "UNAUTHENTICATED",
+            "authentication_error",
+            "invalid_api_key",
+        ),
         (503, "UNAVAILABLE", "server_error", "provider_unavailable"),
     ] {
-        let body = json!({"error": {"code": status, "message": "Quota exceeded.", "status": google}});
+        let body =
+            json!({"error": {"code": status, "message": "Quota exceeded.", "status": google}});
         assert!(is_google_error(&body));
         let context = ResponseContext {
             status,
@@ -261,7 +277,11 @@ fn google_shaped_errors_of_vertex_claude() {
 #[test]
 fn anthropic_error_types_map_by_their_status() {
     for (ty, kind, code) in [
-        ("authentication_error", "authentication_error", "invalid_api_key"),
+        (
+            "authentication_error",
+            "authentication_error",
+            "invalid_api_key",
+        ),
         ("permission_error", "permission_error", "permission_denied"),
         ("not_found_error", "invalid_request_error", "not_found"),
         ("overloaded_error", "server_error", "provider_unavailable"),
