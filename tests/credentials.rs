@@ -13,6 +13,10 @@ use support::*;
 const CLAUDE_KEY: &str = "sk-ant-credentials-test";
 const CONSUMER_HEADER: &str = "x-consumer-id";
 
+/// An `own` credential value the gateway obtains itself (Vertex AI's access token): any value
+/// that is none of the client's.
+const ANY: &str = "(the gateway's own)";
+
 /// Every credential header a client may send, with the demo key in each.
 fn client_credentials() -> Vec<(&'static str, String)> {
     vec![
@@ -73,7 +77,7 @@ fn assert_clean(what: &str, r: &Resp, sent: &[(&str, String)], own: Option<(&str
         match (present, own) {
             (None, _) => {}
             (Some((_, v)), Some((own_name, own_value))) if *name == own_name => assert!(
-                v == own_value || *v == fingerprint(own_value),
+                v == own_value || *v == fingerprint(own_value) || own_value == ANY,
                 "{what}: {name} upstream is {v}, not the provider's own credential"
             ),
             (Some((_, v)), _) => panic!("{what}: {name} reached the provider ({v})"),
@@ -99,9 +103,16 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
             "openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
             "backup": {"cluster": "backup", "auth": "api-key", "api_key_env": "BACKUP_API_KEY"},
             "claude": {"cluster": "backup", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
-            "dead": {"cluster": "dead", "api_key_env": "OPENAI_API_KEY"}
+            "dead": {"cluster": "dead", "api_key_env": "OPENAI_API_KEY"},
+            "gemini": {"cluster": "gemini", "format": "gemini", "api_key_env": "GEMINI_API_KEY"},
+            "vertex": {"cluster": "vertex", "format": "vertex",
+                       "vertex": {"project": "p-1", "location": "us-central1"},
+                       "token_cluster": "gcp-metadata"}
         },
         "routes": [
+            {"match": {"model": "gemini-*"}, "to": {"provider": "gemini"}},
+            {"match": {"model": "vertex-gemini"}, "to": {"provider": "vertex", "model": "gemini-2.5-flash"}},
+            {"match": {"model": "vertex-claude"}, "to": {"provider": "vertex", "model": "claude-sonnet-4-5@20250929"}},
             {"match": {"model": "claude-*"}, "to": {"provider": "claude"}},
             {"match": {"model": "chain"}, "to": {"provider": "dead"},
              "fallback": {"cluster": "failover-dead-backup", "to": [{"provider": "backup"}]}},
@@ -226,6 +237,28 @@ fn no_client_credential_reaches_a_provider_on_any_path() {
                           "messages": [{"role": "user", "content": "Hello"}]});
         let r = post(&gw.url("/v1/messages"), &ah, body.to_string().as_bytes());
         assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_clean(&format!("messages {model}"), &r, &sent, own);
+    }
+
+    // Google Gemini (its API key) and Vertex AI (the metadata server's token), from chat and
+    // Messages clients.
+    let vertex_own = Some(("authorization", ANY));
+    for (model, own) in [
+        ("gemini-2.5-flash", Some(("x-goog-api-key", GEMINI_KEY))),
+        ("vertex-gemini", vertex_own),
+        ("vertex-claude", vertex_own),
+    ] {
+        let body = json!({"model": model, "max_tokens": 32,
+                          "messages": [{"role": "user", "content": "Hello"}]});
+        let r = post(
+            &gw.url("/v1/chat/completions"),
+            &h,
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "chat {model}: {}", r.text());
+        assert_clean(&format!("chat {model}"), &r, &sent, own);
+        let r = post(&gw.url("/v1/messages"), &ah, body.to_string().as_bytes());
+        assert_eq!(r.status, 200, "messages {model}: {}", r.text());
         assert_clean(&format!("messages {model}"), &r, &sent, own);
     }
 }

@@ -9,7 +9,9 @@ use crate::host::{self, Buffer, Host, Map};
 use crate::meter::{ChunkAction, Meter};
 use crate::names;
 use crate::request::Endpoint;
-use crate::translate::{Direction, ResponseContext, ResponseTranslator};
+use crate::translate::{
+    openai_to_anthropic, openai_to_gemini, Direction, ResponseContext, ResponseTranslator,
+};
 
 /// What the attempts of the request's failover chain recorded so far.
 pub fn journal(h: &impl Host) -> Journal {
@@ -81,6 +83,11 @@ impl Exchange {
             self.upstream.encoding,
             cfg.max_response_body_bytes,
         );
+        if self.passthrough() && self.record.status >= 400 {
+            // A passed-through error in Google's shape (Claude on Vertex AI) is rewritten in
+            // Anthropic's (`translate_chunk`): its stated length would be wrong.
+            h.set_header(r, names::CONTENT_LENGTH, None);
+        }
         if self.upstream.strip_usage && meter.wants_body() {
             // The body may shrink: a stated length would be wrong.
             h.set_header(r, names::CONTENT_LENGTH, None);
@@ -178,11 +185,21 @@ impl Exchange {
     /// body.
     fn translate_chunk(&mut self, h: &mut impl Host, size: usize, end: bool) -> Option<()> {
         let buffers = |t: &Option<ResponseTranslator>| t.as_ref().is_some_and(|t| t.buffers());
-        if (buffers(&self.outbound.from_provider) || buffers(&self.outbound.to_client)) && !end {
+        // A passed-through error is read whole: it may be in Google's shape.
+        let passed_error = self.passthrough() && self.record.status >= 400;
+        if (buffers(&self.outbound.from_provider)
+            || buffers(&self.outbound.to_client)
+            || passed_error)
+            && !end
+        {
             return None;
         }
         let now = h.now_ms();
         let raw = h.body(Buffer::ResponseBody, size);
+        let google_error = passed_error
+            .then(|| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+            .flatten()
+            .filter(openai_to_anthropic::is_google_error);
         let mut chat = match self.outbound.from_provider.as_mut() {
             Some(t) => t.chunk(&raw),
             None => raw,
@@ -197,6 +214,10 @@ impl Exchange {
             }
         }
         if self.passthrough() {
+            if let Some(v) = google_error {
+                let e = openai_to_gemini::translate_error(&v, self.record.status);
+                h.set_body(Buffer::ResponseBody, size, &self.error_body(&e));
+            }
             return Some(());
         }
         let out = match self.outbound.to_client.as_mut() {

@@ -248,9 +248,13 @@ pub fn for_vertex(body: &[u8]) -> Result<Vec<u8>, HttpError> {
 /// OpenAI-format error. `None` when the body is not JSON.
 pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<u8>> {
     if !(200..300).contains(&context.status) {
-        return serde_json::from_slice::<Value>(body)
-            .ok()
-            .map(|v| translate_error(&v).body());
+        return serde_json::from_slice::<Value>(body).ok().map(|v| {
+            if is_google_error(&v) {
+                crate::translate::openai_to_gemini::translate_error(&v, context.status).body()
+            } else {
+                translate_error(&v).body()
+            }
+        });
     }
     let m: Value = serde_json::from_slice(body).ok()?;
     if m.get("type").and_then(Value::as_str) == Some("error") {
@@ -296,6 +300,14 @@ pub fn translate_response(body: &[u8], context: &ResponseContext) -> Option<Vec<
     serde_json::to_vec(&out).ok()
 }
 
+/// Whether `v` is an error in Google's shape (`{"error": {"code", "message", "status"}}`), as
+/// Vertex AI answers for Claude when the request fails before reaching the model (quota,
+/// credentials, permissions), rather than Anthropic's (`{"type": "error", "error": {"type"}}`).
+pub fn is_google_error(v: &Value) -> bool {
+    v.get("error")
+        .is_some_and(|e| e.get("status").is_some_and(Value::is_string) && e.get("type").is_none())
+}
+
 /// An Anthropic error object as the OpenAI-format error a client expects.
 pub fn translate_error(e: &Value) -> HttpError {
     let inner = e.get("error").unwrap_or(e);
@@ -307,7 +319,21 @@ pub fn translate_error(e: &Value) -> HttpError {
     match inner.get("type").and_then(Value::as_str).unwrap_or("") {
         "invalid_request_error" => HttpError::invalid_param("messages", message),
         "rate_limit_error" => HttpError::rate_limited("requests", message),
-        _ => HttpError::provider_error(message),
+        other => {
+            // The other types by the status Anthropic gives them, as a Google error of that
+            // status reads (the same OpenAI type and code).
+            let status = match other {
+                "authentication_error" => 401,
+                "permission_error" => 403,
+                "not_found_error" => 404,
+                "request_too_large" => 413,
+                "api_error" => 500,
+                "overloaded_error" => 503,
+                _ => return HttpError::provider_error(message),
+            };
+            let e = serde_json::json!({ "message": message });
+            crate::translate::openai_to_gemini::translate_error(&e, status)
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod answers;
 pub mod chroma;
 pub mod usage;
 
@@ -201,7 +202,13 @@ impl Fake {
     /// A fake that behaves as if every request carried `forced` control headers (a provider
     /// that is down: `("x-fake-status", "503")`; slow: `("x-fake-delay-ms", "3000")`).
     pub fn start_with(require_key: Option<&str>, forced: &[(&str, &str)]) -> Fake {
+        Fake::start_args(require_key, forced, &[])
+    }
+
+    /// A fake started with extra command-line flags (`["--gcp-token-ttl-secs", "3"]`).
+    pub fn start_args(require_key: Option<&str>, forced: &[(&str, &str)], args: &[&str]) -> Fake {
         let mut cmd = Command::new(fake_bin());
+        cmd.args(args);
         cmd.args(["--listen", "127.0.0.1:0"]);
         cmd.args(["--aws-access-key-id", AWS_ACCESS_KEY_ID]);
         cmd.args(["--aws-secret-access-key", AWS_SECRET_ACCESS_KEY]);

@@ -192,3 +192,42 @@ fn a_request_gone_while_waiting_is_dropped() {
     assert!(h.resumed_contexts.is_empty() && h.replied_contexts.is_empty());
     assert_eq!(h.effective, None);
 }
+
+/// Claude on Vertex AI refusing in Google's error shape: a Messages client (the answer passed
+/// through) gets Anthropic's error of that status, without the provider's stated length; an
+/// OpenAI client gets OpenAI's.
+#[test]
+fn google_shaped_errors_of_vertex_claude_reach_each_client_in_its_shape() {
+    let google = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests."}})
+    .to_string();
+    let len = google.len().to_string();
+    for (client, kind) in [(messages(), "rate_limit_error"), (chat(), "requests")] {
+        let mut h = host(&client);
+        let mut vm = vm(&h, &vertex_config());
+        let token = fetch(&mut vm, &mut h);
+        h.answer_call(200, TOKEN);
+        vm.on_call_answer(&mut h, token, TOKEN.len());
+        let mut h = next(&h, &client);
+        let mut ex = vm.exchange(9).unwrap();
+        let mut body = hello("vclaude");
+        body["max_tokens"] = json!(64);
+        assert_eq!(send(&mut ex, &mut h, &body), Step::Continue);
+        let headers = [
+            ("content-type", "application/json"),
+            ("content-length", &len),
+        ];
+        answer(&mut ex, &mut h, 429, &headers, google.as_bytes());
+        let out: Value = serde_json::from_slice(&h.response_body).unwrap();
+        assert_eq!(out["error"]["type"], kind, "{out}");
+        assert!(out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Quota exceeded"));
+        if client == messages() {
+            assert_eq!(out["type"], "error", "{out}");
+            assert_eq!(h.response_header("content-length"), None);
+        }
+        assert_eq!(h.response_header(":status").as_deref(), Some("429"));
+    }
+}

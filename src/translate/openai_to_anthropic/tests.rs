@@ -135,7 +135,7 @@ fn errors_become_openai_errors() {
     let e = translate_error(
         &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     );
-    assert_eq!(e.status, 502);
+    assert_eq!(e.status, 503);
     let e = translate_error(
         &json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}),
     );
@@ -224,4 +224,71 @@ fn stream_split_at_every_byte_translates_the_same() {
     }
     let singles: Vec<&[u8]> = bytes.chunks(1).collect();
     assert_eq!(translate(&singles), whole);
+}
+
+/// Claude on Vertex AI refuses in Google's error shape (quota, credentials): the OpenAI client
+/// gets the error its status says, not a generic provider error.
+#[test]
+fn google_shaped_errors_of_vertex_claude() {
+    for (status, google, kind, code) in [
+        (429, "RESOURCE_EXHAUSTED", "requests", "rate_limit_exceeded"),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "invalid_request_error",
+            "invalid_request",
+        ),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "permission_error",
+            "permission_denied",
+        ),
+        (
+            401,
+            "UNAUTHENTICATED",
+            "authentication_error",
+            "invalid_api_key",
+        ),
+        (503, "UNAVAILABLE", "server_error", "provider_unavailable"),
+    ] {
+        let body =
+            json!({"error": {"code": status, "message": "Quota exceeded.", "status": google}});
+        assert!(is_google_error(&body));
+        let context = ResponseContext {
+            status,
+            ..answered(0)
+        };
+        let out: Value = serde_json::from_slice(
+            &translate_response(body.to_string().as_bytes(), &context).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["error"]["type"], kind, "{google}: {out}");
+        assert_eq!(out["error"]["code"], code, "{google}: {out}");
+        assert_eq!(out["error"]["message"], "Quota exceeded.", "{out}");
+    }
+    // Anthropic's own shape is still read as Anthropic's.
+    let anthropic = json!({"type": "error", "error": {"type": "rate_limit_error", "message": "m"}});
+    assert!(!is_google_error(&anthropic));
+}
+
+/// Anthropic's error types reach an OpenAI client as the OpenAI type of their status, not all
+/// as a generic provider error.
+#[test]
+fn anthropic_error_types_map_by_their_status() {
+    for (ty, kind, code) in [
+        (
+            "authentication_error",
+            "authentication_error",
+            "invalid_api_key",
+        ),
+        ("permission_error", "permission_error", "permission_denied"),
+        ("not_found_error", "invalid_request_error", "not_found"),
+        ("overloaded_error", "server_error", "provider_unavailable"),
+        ("api_error", "server_error", "provider_error"),
+        ("something_new", "server_error", "provider_error"),
+    ] {
+        let e = translate_error(&json!({"type": "error", "error": {"type": ty, "message": "m"}}));
+        assert_eq!((e.kind, e.code), (kind, code), "{ty}");
+    }
 }

@@ -1,0 +1,285 @@
+//! Google Gemini (`format: gemini`) and Vertex AI (`format: vertex`, the Gemini and the Claude
+//! publishers) in real Envoy (2 workers), all through one Envoy running the demo's
+//! configuration: OpenAI chat, Responses and Anthropic Messages clients, JSON and stream; tool
+//! calls round-trip (thought signatures kept for Gemini); usage in the answer, the usage event,
+//! the token counters and the access log is the provider's; the providers' errors reach each
+//! client in its own format; a cut stream is counted once; Vertex requests carry tokens the
+//! fake metadata server issued, refreshed before they expire.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::answers::*;
+use support::usage::*;
+use support::*;
+
+/// Lifetime of the tokens the fake metadata server issues in this file.
+const TOKEN_TTL_SECS: u64 = 3;
+
+/// A model of the demo, the provider (its metric label) it goes to and whether it speaks
+/// Gemini's wire (or Anthropic's, Claude on Vertex).
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    model: &'static str,
+    provider: &'static str,
+    gemini_wire: bool,
+}
+
+const TARGETS: [Target; 3] = [
+    Target {
+        model: "gemini-2.5-flash",
+        provider: "gemini",
+        gemini_wire: true,
+    },
+    Target {
+        model: "vertex-gemini-2.5-flash",
+        provider: "vertex",
+        gemini_wire: true,
+    },
+    Target {
+        model: "vertex-claude-sonnet-4-5",
+        provider: "vertex",
+        gemini_wire: false,
+    },
+];
+
+struct World {
+    _fake: Fake,
+    sink: Collector,
+    gw: Gateway,
+}
+
+fn start() -> World {
+    let ttl = TOKEN_TTL_SECS.to_string();
+    let fake = Fake::start_args(None, &[], &["--gcp-token-ttl-secs", &ttl]);
+    let sink = Collector::start(&[]);
+    let sink_port = sink.port;
+    let mut c = demo_config();
+    c["usage_export"] =
+        json!({"cluster": "usage", "format": "json", "batch_size": 1, "flush_interval_ms": 20});
+    let opts = Options {
+        plugin_config: Some(c),
+        edit: Some(Box::new(move |b: &mut Value| {
+            b["static_resources"]["clusters"]
+                .as_array_mut()
+                .expect("clusters")
+                .push(http_cluster("usage", sink_port));
+        })),
+        ..Options::default()
+    };
+    let gw = Gateway::start(&fake, opts);
+    World {
+        _fake: fake,
+        sink,
+        gw,
+    }
+}
+
+/// What the fake is told to report, and the figures the client must then see: 5 output tokens
+/// (for Gemini 2 of them thoughts), 3 input tokens read from the cache.
+fn usage_controls(t: Target) -> Vec<(&'static str, &'static str)> {
+    if t.gemini_wire {
+        vec![
+            ("x-fake-completion-tokens", "3"),
+            ("x-fake-reasoning-tokens", "2"),
+            ("x-fake-cached-tokens", "3"),
+        ]
+    } else {
+        vec![
+            ("x-fake-completion-tokens", "5"),
+            ("x-fake-cache-read-tokens", "3"),
+        ]
+    }
+}
+
+/// A Vertex answer's token, as the fake saw it: valid when used (the fake refuses an expired
+/// one), its serial.
+fn token_serial(r: &Resp, case: &str) -> u64 {
+    let left = r.header("x-fake-token-ttl-left-ms").map(str::to_string);
+    assert!(
+        left.as_deref().is_some_and(|l| l.parse::<u64>().is_ok()),
+        "{case}: a Vertex request without a valid token: {:?}",
+        r.headers
+    );
+    r.num("x-fake-token-serial")
+}
+
+/// Every model, client API, JSON and stream: the answer in the client's shape, usage equal to
+/// the provider's in the answer, the token counters, the usage event and the access log.
+fn answers_and_usage(w: &World) {
+    for t in TARGETS {
+        for api in APIS {
+            for stream in [false, true] {
+                let case = format!("{}, {api:?}, stream {stream}", t.model);
+                let id = format!("usage-{}-{api:?}-{stream}", t.model);
+                let before = metered(&w.gw, t.provider);
+                let mut h = usage_controls(t);
+                h.push(("x-request-id", &id));
+                let r = api.send(&w.gw, &api.ask(t.model, "Hello there", stream, false), &h);
+                let a = api.read(&r, stream);
+                assert!(!a.text.is_empty() && a.call.is_none(), "{case}: {a:?}");
+                let prompt = r.num("x-fake-prompt-tokens");
+                let want = if t.gemini_wire {
+                    Figures {
+                        input: prompt,
+                        output: 5,
+                        cached: 3,
+                        reasoning: if api == Api::Messages { 0 } else { 2 },
+                    }
+                } else {
+                    Figures {
+                        input: prompt,
+                        output: 5,
+                        cached: 3,
+                        reasoning: 0,
+                    }
+                };
+                assert!(want.input > want.cached, "{case}: {:?}", r.headers);
+                assert_eq!(a.usage, Some(want), "{case}: the client's usage");
+                let metered_want = Figures {
+                    reasoning: if t.gemini_wire { 2 } else { 0 },
+                    ..want
+                };
+                let e = event_of(&w.sink, &id);
+                assert_eq!(
+                    event_figures(&e),
+                    metered_want,
+                    "{case}: the usage event {e}"
+                );
+                assert_eq!(e["provider"], t.provider, "{case}: {e}");
+                assert_eq!(e["stream"], stream, "{case}: {e}");
+                assert_eq!(e["usage_estimated"], false, "{case}: {e}");
+                assert_eq!(
+                    metered(&w.gw, t.provider).minus(before),
+                    metered_want,
+                    "{case}: the token counters"
+                );
+                let line = log_of(&w.gw, &id);
+                assert_eq!(
+                    logged_figures(&line),
+                    metered_want,
+                    "{case}: the access log {line}"
+                );
+                assert_eq!(line["provider"], t.provider, "{case}: {line}");
+                assert_eq!(line["outcome"], "ok", "{case}: {line}");
+                assert_eq!(line["usage_estimated"], "false", "{case}: {line}");
+                assert_eq!(
+                    line["counted_prompt_estimated"], "true",
+                    "{case}: the gateway's own count is an estimate for these models: {line}"
+                );
+                if t.provider == "vertex" {
+                    token_serial(&r, &case);
+                }
+            }
+        }
+    }
+}
+
+/// Every model, client API, JSON and stream: the model calls the tool, the client hands the
+/// result back (the fake refuses a Gemini history whose call lost its thought signature), the
+/// model answers in text.
+fn tool_calls_round_trip(w: &World) {
+    for t in TARGETS {
+        for api in APIS {
+            for stream in [false, true] {
+                let case = format!("{}, {api:?}, stream {stream}", t.model);
+                let first = api.ask(t.model, "Weather in Oslo?", stream, true);
+                // Thoughts make Gemini sign its function call.
+                let tool = [
+                    ("x-fake-tool-call", "weather"),
+                    ("x-fake-reasoning-tokens", "2"),
+                ];
+                let r = api.send(&w.gw, &first, &tool);
+                let a = api.read(&r, stream);
+                let call = a
+                    .call
+                    .unwrap_or_else(|| panic!("{case}: no tool call in {}", r.text()));
+                assert_eq!(call.1, "weather", "{case}");
+                assert!(!call.0.is_empty(), "{case}: {call:?}");
+                let args: Value = serde_json::from_str(&call.2)
+                    .unwrap_or_else(|e| panic!("{case}: arguments {:?}: {e}", call.2));
+                assert!(args["city"].is_string(), "{case}: {args}");
+                let next = api.hand_back(&first, &call, "sunny, 21 C");
+                let r = api.send(&w.gw, &next, &tool);
+                let a = api.read(&r, stream);
+                assert!(a.call.is_none() && !a.text.is_empty(), "{case}: {a:?}");
+            }
+        }
+    }
+}
+
+/// The providers' errors, as each client's API says them: (status the fake answers, the
+/// client's status, error types for chat, Responses, Messages).
+fn errors_are_mapped(w: &World) {
+    let cases: [(&str, u16, [&str; 3]); 5] = [
+        (
+            "400",
+            400,
+            [
+                "invalid_request_error",
+                "invalid_request_error",
+                "invalid_request_error",
+            ],
+        ),
+        ("429", 429, ["requests", "requests", "rate_limit_error"]),
+        (
+            "403",
+            403,
+            ["permission_error", "permission_error", "permission_error"],
+        ),
+        ("500", 500, ["server_error", "server_error", "api_error"]),
+        ("503", 503, ["server_error", "server_error", "api_error"]),
+    ];
+    let mut wrong = vec![];
+    for t in TARGETS {
+        for (fake_status, status, kinds) in cases {
+            for (api, kind) in APIS.into_iter().zip(kinds) {
+                for stream in [false, true] {
+                    let case = format!("{}, {api:?}, stream {stream}, {fake_status}", t.model);
+                    let r = api.send(
+                        &w.gw,
+                        &api.ask(t.model, "Hello", stream, false),
+                        &[("x-fake-status", fake_status)],
+                    );
+                    if error_type(api, &r) != (status, kind.to_string()) {
+                        wrong.push(format!("{case}: {} {}", r.status, r.text()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Vertex requests spread over more than two token lifetimes: every one carried a token the
+/// fake issued and had not expired (it refuses others), and the gateway changed tokens.
+fn vertex_tokens_are_refreshed(w: &World) {
+    let mut serials = std::collections::BTreeSet::new();
+    let end = Instant::now() + Duration::from_secs(2 * TOKEN_TTL_SECS + 1);
+    let mut n = 0;
+    while Instant::now() < end {
+        for t in TARGETS.iter().filter(|t| t.provider == "vertex") {
+            let case = format!("{} #{n}", t.model);
+            let r = Api::Chat.send(&w.gw, &Api::Chat.ask(t.model, "Hello", false, false), &[]);
+            Api::Chat.read(&r, false);
+            serials.insert(token_serial(&r, &case));
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        serials.len() >= 2,
+        "one token over {n} requests: {serials:?}"
+    );
+}
+
+#[test]
+fn gemini_and_vertex_serve_every_client_api() {
+    let w = start();
+    answers_and_usage(&w);
+    tool_calls_round_trip(&w);
+    errors_are_mapped(&w);
+    vertex_tokens_are_refreshed(&w);
+}
