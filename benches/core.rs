@@ -136,8 +136,45 @@ fn tokenizer(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new(enc.name(), "1MB"), &text, |b, t| {
             b.iter(|| enc.count_uncached(t))
         });
+        // The texts bench.py sends through the filter (its rows put the two side by side).
+        for (key, text) in tokenizer_texts() {
+            group.throughput(Throughput::Bytes(text.len() as u64));
+            group.bench_with_input(BenchmarkId::new(enc.name(), key), &text, |b, t| {
+                b.iter(|| enc.count_uncached(t))
+            });
+        }
     }
     group.finish();
+}
+
+/// bench.py's tokenizer texts: the 16 KB bench prompt, the corpora in bench/corpus/, and the
+/// worst cases (1 MB each; 64 KB when BENCH_SMOKE is set, as in bench.py's smoke run).
+fn tokenizer_texts() -> Vec<(&'static str, String)> {
+    let size = if std::env::var_os("BENCH_SMOKE").is_some() {
+        64 << 10
+    } else {
+        1 << 20
+    };
+    let rep = |unit: &str, n: usize| unit.repeat(n / unit.len() + 1)[..n].to_string();
+    vec![
+        ("prompt", prompt(16 << 10)),
+        (
+            "english",
+            include_str!("../bench/corpus/english.txt").to_string(),
+        ),
+        (
+            "code",
+            include_str!("../bench/corpus/code.rs.txt").to_string(),
+        ),
+        (
+            "json",
+            include_str!("../bench/corpus/json.json").to_string(),
+        ),
+        ("worst-one-piece", rep("abcdefghij", size)),
+        ("worst-cjk-run", "\u{4e2d}".repeat(size / 3)),
+        ("worst-digits", rep("1234567890", size)),
+        ("worst-punct", rep("!?.,;:-", size)),
+    ]
 }
 
 fn usage(c: &mut Criterion) {
