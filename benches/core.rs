@@ -136,138 +136,55 @@ fn tokenizer(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new(enc.name(), "1MB"), &text, |b, t| {
             b.iter(|| enc.count_uncached(t))
         });
+        // The counter the filter used before (tiktoken-rs), on the same text: the before/after.
+        let tiktoken = match enc {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        };
+        group.bench_with_input(
+            BenchmarkId::new(format!("{}-tiktoken-rs", enc.name()), "1MB"),
+            &text,
+            |b, t| b.iter(|| tiktoken.count_ordinary(t)),
+        );
+        // The texts bench.py sends through the filter (its rows put the two side by side).
+        for (key, text) in tokenizer_texts() {
+            group.throughput(Throughput::Bytes(text.len() as u64));
+            group.bench_with_input(BenchmarkId::new(enc.name(), key), &text, |b, t| {
+                b.iter(|| enc.count_uncached(t))
+            });
+        }
     }
     group.finish();
 }
 
-/// cl100k_base's pattern, as tiktoken-rs 0.12.1 builds it (it exports only o200k_base's).
-const CL100K_BASE_PAT_STR: &str = "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|\\s*[\\r\\n]|\\s+(?!\\S)|\\s";
-
-/// The count-only BPE (`tokens::bpe`, static rank tables) beside tiktoken-rs: the same text split
-/// by tiktoken's own regex (fancy-regex), then counted by each; the split alone; one table lookup;
-/// and the worst cases, 1 MB pieces.
-fn bpe(c: &mut Criterion) {
-    use llm_gateway::tokens::bpe;
-    let mut group = c.benchmark_group("bpe");
-    group.sample_size(10);
-    let text = prompt(1 << 20);
-    let cjk = include_str!("../tests/corpus/multilingual.txt").repeat(80);
-    for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
-        enc.preload();
-        let pat = match enc {
-            Encoding::O200kBase => tiktoken_rs::O200K_BASE_PAT_STR,
-            Encoding::Cl100kBase => CL100K_BASE_PAT_STR,
-        };
-        let re = fancy_regex::Regex::new(pat).expect("tiktoken's pattern");
-        let split = |t: &str| -> Vec<(usize, usize)> {
-            re.find_iter(t)
-                .map(|m| m.map(|m| (m.start(), m.end())).expect("regex"))
-                .collect()
-        };
-        for (name, t) in [("prompt-1MB", &text), ("multilingual", &cjk)] {
-            group.throughput(Throughput::Bytes(t.len() as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("{}/split", enc.name()), name),
-                t,
-                |b, t| b.iter(|| split(t).len()),
-            );
-            group.bench_with_input(
-                BenchmarkId::new(format!("{}/split+bpe", enc.name()), name),
-                t,
-                |b, t| {
-                    b.iter(|| {
-                        re.find_iter(t)
-                            .map(|m| bpe::count_piece(enc, m.expect("regex").as_str().as_bytes()))
-                            .sum::<usize>()
-                    })
-                },
-            );
-            let pieces = split(t);
-            group.bench_with_input(
-                BenchmarkId::new(format!("{}/bpe-only", enc.name()), name),
-                t,
-                |b, t| {
-                    b.iter(|| {
-                        pieces
-                            .iter()
-                            .map(|&(s, e)| bpe::count_piece(enc, &t.as_bytes()[s..e]))
-                            .sum::<usize>()
-                    })
-                },
-            );
-            group.bench_with_input(
-                BenchmarkId::new(format!("{}/tiktoken", enc.name()), name),
-                t,
-                |b, t| b.iter(|| enc.count_uncached(t)),
-            );
-        }
-        // One lookup: every piece of the prompt and every adjacent pair of pieces (mostly misses).
-        let pieces = split(&text);
-        let probes: Vec<&[u8]> = pieces
-            .iter()
-            .take(4096)
-            .map(|&(s, e)| &text.as_bytes()[s..e])
-            .chain(
-                pieces
-                    .windows(2)
-                    .take(4096)
-                    .map(|w| &text.as_bytes()[w[0].0..w[1].1]),
-            )
-            .collect();
-        group.throughput(Throughput::Elements(probes.len() as u64));
-        group.bench_function(
-            BenchmarkId::new(format!("{}/lookup", enc.name()), "pieces+pairs"),
-            |b| {
-                b.iter(|| {
-                    probes
-                        .iter()
-                        .filter(|p| bpe::rank(enc, p).is_some())
-                        .count()
-                })
-            },
-        );
-        // Worst cases: 1 MB that is one piece (digits pre-tokenize into threes: split + count).
-        let mut rng = fastrand::Rng::with_seed(7);
-        let letters: String = (0..1 << 20).map(|_| rng.lowercase()).collect();
-        let worst = [
-            ("letters-random", letters),
-            ("letter-a", "a".repeat(1 << 20)),
-            ("cjk-one-char", "中".repeat((1 << 20) / 3)),
-            ("punctuation", "!".repeat(1 << 20)),
-            ("spaces", " ".repeat(1 << 20)),
-        ];
-        for (name, piece) in &worst {
-            group.throughput(Throughput::Bytes(piece.len() as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("{}/worst-bpe", enc.name()), name),
-                piece,
-                |b, p| b.iter(|| bpe::count_piece(enc, p.as_bytes())),
-            );
-            // tiktoken-rs panics on 1 MB of spaces (fancy-regex's backtracking stack overflows;
-            // 512 KB still counts): no row for it there.
-            if *name != "spaces" {
-                group.bench_with_input(
-                    BenchmarkId::new(format!("{}/worst-tiktoken", enc.name()), name),
-                    piece,
-                    |b, p| b.iter(|| enc.count_uncached(p)),
-                );
-            }
-        }
-        let digits: String = (0..1 << 20).map(|_| rng.digit(10)).collect();
-        group.throughput(Throughput::Bytes(digits.len() as u64));
-        group.bench_with_input(
-            BenchmarkId::new(format!("{}/worst-split+bpe", enc.name()), "digits"),
-            &digits,
-            |b, t| {
-                b.iter(|| {
-                    re.find_iter(t)
-                        .map(|m| bpe::count_piece(enc, m.expect("regex").as_str().as_bytes()))
-                        .sum::<usize>()
-                })
-            },
-        );
-    }
-    group.finish();
+/// bench.py's tokenizer texts: the 16 KB bench prompt, the corpora in bench/corpus/, and the
+/// worst cases (1 MB each; 64 KB when BENCH_SMOKE is set, as in bench.py's smoke run).
+fn tokenizer_texts() -> Vec<(&'static str, String)> {
+    let size = if std::env::var_os("BENCH_SMOKE").is_some() {
+        64 << 10
+    } else {
+        1 << 20
+    };
+    let rep = |unit: &str, n: usize| unit.repeat(n / unit.len() + 1)[..n].to_string();
+    vec![
+        ("prompt", prompt(16 << 10)),
+        (
+            "english",
+            include_str!("../bench/corpus/english.txt").to_string(),
+        ),
+        (
+            "code",
+            include_str!("../bench/corpus/code.rs.txt").to_string(),
+        ),
+        (
+            "json",
+            include_str!("../bench/corpus/json.json").to_string(),
+        ),
+        ("worst-one-piece", rep("abcdefghij", size)),
+        ("worst-cjk-run", "\u{4e2d}".repeat(size / 3)),
+        ("worst-digits", rep("1234567890", size)),
+        ("worst-punct", rep("!?.,;:-", size)),
+    ]
 }
 
 fn usage(c: &mut Criterion) {
@@ -383,5 +300,5 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, tokenizer, bpe, usage, cache);
+criterion_group!(benches, pipeline, tokenizer, usage, cache);
 criterion_main!(benches);
