@@ -3,8 +3,10 @@
 //! configuration: OpenAI chat, Responses and Anthropic Messages clients, JSON and stream; tool
 //! calls round-trip (thought signatures kept for Gemini); usage in the answer, the usage event,
 //! the token counters and the access log is the provider's; the providers' errors reach each
-//! client in its own format; a cut stream is counted once; Vertex requests carry tokens the
-//! fake metadata server issued, refreshed before they expire.
+//! client in its own format; a stream the provider cuts, and one ending in an in-band error,
+//! are counted once (requests counter, access log, usage event); a 429 reaches the chat client
+//! as `rate_limit_exceeded`; Vertex requests carry tokens the fake metadata server issued,
+//! refreshed before they expire.
 
 mod support;
 
@@ -275,11 +277,196 @@ fn vertex_tokens_are_refreshed(w: &World) {
     );
 }
 
+/// The requests counter of `provider`.
+fn requests(w: &World, provider: &str) -> f64 {
+    prom_sum(
+        &w.gw.prometheus(),
+        "llm_gateway_requests_total",
+        &[("gen_ai_provider_name", provider)],
+    )
+}
+
+/// Waits until `provider`'s requests counter reaches `want` (a little longer, so a second count
+/// would show), then asserts it is exactly that.
+fn assert_requests(w: &World, provider: &str, want: f64, case: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while requests(w, provider) < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        requests(w, provider),
+        want,
+        "{case}: {provider}'s requests_total"
+    );
+}
+
+/// The access-log lines of request `id`.
+fn log_lines(w: &World, id: &str) -> usize {
+    w.gw.access_log(0)
+        .iter()
+        .filter(|l| l["request_id"] == id)
+        .count()
+}
+
+/// A stream the provider cuts, for every model and client API: the client's stream has no end,
+/// one access-log line with outcome `stream_incomplete`, one usage event, one request in the
+/// provider's requests counter.
+fn cut_streams_are_counted_once(w: &World) {
+    let providers = ["gemini", "vertex"];
+    let before = providers.map(|p| requests(w, p));
+    // All at once: Envoy holds each cut connection open for its delayed-close timeout (1 s).
+    std::thread::scope(|scope| {
+        for t in TARGETS {
+            for api in APIS {
+                scope.spawn(move || {
+                    let case = format!("{}, {api:?}", t.model);
+                    let id = format!("cut-{}-{api:?}", t.model);
+                    let h = [
+                        ("x-fake-abort-after-events", "3"),
+                        ("x-fake-completion-tokens", "20"),
+                        ("x-request-id", id.as_str()),
+                    ];
+                    let r = api.send(&w.gw, &api.ask(t.model, "Hello", true, false), &h);
+                    assert_eq!(r.status, 200, "{case}");
+                    let text = r.text();
+                    for end in ["[DONE]", "response.completed", "message_stop"] {
+                        assert!(!text.contains(end), "{case}: {text}");
+                    }
+                    let line = log_of(&w.gw, &id);
+                    assert_eq!(line["outcome"], "stream_incomplete", "{case}: {line}");
+                    assert_eq!(line["provider"], t.provider, "{case}: {line}");
+                });
+            }
+        }
+    });
+    for (p, b) in providers.into_iter().zip(before) {
+        let sent = TARGETS.iter().filter(|t| t.provider == p).count() * APIS.len();
+        assert_requests(w, p, b + sent as f64, "cut streams");
+    }
+    for t in TARGETS {
+        for api in APIS {
+            let id = format!("cut-{}-{api:?}", t.model);
+            assert_eq!(log_lines(w, &id), 1, "{id}: access-log lines");
+            let e = event_of(&w.sink, &id);
+            assert_eq!(e["provider"], t.provider, "{id}: {e}");
+            assert_eq!(e["stream"], true, "{id}: {e}");
+        }
+    }
+}
+
+/// An error the provider sends inside its stream (Gemini: a Google error body as the last SSE
+/// event, UNAVAILABLE; Claude on Vertex: Anthropic's `event: error`, overloaded_error): an
+/// error event in the client's stream, not its normal end, counted once.
+fn in_band_stream_errors(w: &World) {
+    for t in TARGETS {
+        let before = requests(w, t.provider);
+        for api in APIS {
+            let case = format!("{}, {api:?}", t.model);
+            let id = format!("in-band-{}-{api:?}", t.model);
+            let h = [
+                ("x-fake-stream-error-after-events", "2"),
+                ("x-request-id", id.as_str()),
+            ];
+            let r = api.send(&w.gw, &api.ask(t.model, "Hello", true, false), &h);
+            assert_eq!(r.status, 200, "{case}: {}", r.text());
+            let text = r.text();
+            match api {
+                Api::Chat => {
+                    // Today the error is the stream's last event, no `[DONE]` after it (the
+                    // Bedrock path sends one).
+                    assert!(!text.contains("[DONE]"), "{case}: {text}");
+                    let last: Value = data_lines(&text)
+                        .last()
+                        .map(|d| serde_json::from_str(d).expect("JSON"))
+                        .expect("events");
+                    assert_eq!(last["error"]["type"], "server_error", "{case}: {text}");
+                    assert_eq!(
+                        last["error"]["code"], "provider_unavailable",
+                        "{case}: {text}"
+                    );
+                }
+                Api::Responses => {
+                    let events: Vec<Value> = data_lines(&text)
+                        .into_iter()
+                        .map(|d| serde_json::from_str(d).expect("JSON"))
+                        .collect();
+                    let types: Vec<&str> =
+                        events.iter().filter_map(|e| e["type"].as_str()).collect();
+                    assert_eq!(types.last(), Some(&"response.failed"), "{case}: {text}");
+                    let error = events
+                        .iter()
+                        .find(|e| e["type"] == "error")
+                        .expect("error event");
+                    assert_eq!(error["code"], "provider_unavailable", "{case}: {text}");
+                    assert!(!types.contains(&"response.completed"), "{case}: {text}");
+                }
+                Api::Messages => {
+                    let error = text
+                        .split("\n\n")
+                        .find(|e| e.starts_with("event: error"))
+                        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                        .map(|d| serde_json::from_str::<Value>(d).expect("JSON"))
+                        .unwrap_or_else(|| panic!("{case}: no error event: {text}"));
+                    assert_eq!(error["type"], "error", "{case}: {text}");
+                    // Google's UNAVAILABLE is Anthropic's api_error (as a JSON 503 is); Claude's own
+                    // overloaded_error passes as it is.
+                    let want = if t.gemini_wire {
+                        "api_error"
+                    } else {
+                        "overloaded_error"
+                    };
+                    assert_eq!(error["error"]["type"], want, "{case}: {text}");
+                    assert!(!text.contains("event: message_stop"), "{case}: {text}");
+                }
+            }
+            let line = log_of(&w.gw, &id);
+            assert_eq!(line["provider"], t.provider, "{case}: {line}");
+            // Today an in-band error is logged as a stream that did not end normally.
+            assert_eq!(line["outcome"], "stream_incomplete", "{case}: {line}");
+            assert_eq!(log_lines(w, &id), 1, "{case}: access-log lines");
+            event_of(&w.sink, &id);
+        }
+        assert_requests(w, t.provider, before + 3.0, t.model);
+    }
+}
+
+/// A 429 (Gemini and Vertex Gemini: RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` detail;
+/// Claude on Vertex: Vertex's own RESOURCE_EXHAUSTED quota error, Google-shaped; none with a
+/// `retry-after` header, as Google sends them) reaches the chat client as 429 with OpenAI's
+/// `rate_limit_exceeded` code, JSON and stream, and without a `retry-after`: the gateway does
+/// not turn `retryDelay` into one (yet).
+fn rate_limits_reach_chat(w: &World) {
+    for t in TARGETS {
+        for stream in [false, true] {
+            let case = format!("{}, stream {stream}", t.model);
+            let r = Api::Chat.send(
+                &w.gw,
+                &Api::Chat.ask(t.model, "Hello", stream, false),
+                &[("x-fake-status", "429")],
+            );
+            let v = r.json();
+            assert_eq!(r.status, 429, "{case}: {v}");
+            assert_eq!(v["error"]["type"], "requests", "{case}: {v}");
+            assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{case}: {v}");
+            assert_eq!(
+                r.header("retry-after"),
+                None,
+                "{case}: the provider sent no retry-after, and the gateway does not make one \
+                 of RetryInfo's retryDelay"
+            );
+        }
+    }
+}
+
 #[test]
 fn gemini_and_vertex_serve_every_client_api() {
     let w = start();
     answers_and_usage(&w);
     tool_calls_round_trip(&w);
     errors_are_mapped(&w);
+    cut_streams_are_counted_once(&w);
+    in_band_stream_errors(&w);
+    rate_limits_reach_chat(&w);
     vertex_tokens_are_refreshed(&w);
 }
