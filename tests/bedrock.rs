@@ -220,24 +220,10 @@ fn tool_calls_round_trip(w: &World) {
     for api in APIS {
         for stream in [false, true] {
             let case = format!("{api:?}, stream {stream}");
-            let first = api.ask(MODEL, "Weather in Oslo?", stream, true);
             let tool = [("x-fake-tool-call", "weather")];
-            let r = api.send(&w.gw, &first, &tool);
-            let a = api.read(&r, stream);
-            assert_signed_converse(&r, stream, &case);
-            let call = a
-                .call
-                .unwrap_or_else(|| panic!("{case}: no tool call in {}", r.text()));
-            assert_eq!(call.1, "weather", "{case}");
-            assert!(!call.0.is_empty(), "{case}: {call:?}");
-            let args: Value = serde_json::from_str(&call.2)
-                .unwrap_or_else(|e| panic!("{case}: arguments {:?}: {e}", call.2));
-            assert!(args["city"].is_string(), "{case}: {args}");
-            // With the result handed back, the fake answers text even though told to call.
-            let next = api.hand_back(&first, &call, "sunny, 21 C");
-            let r = api.send(&w.gw, &next, &tool);
-            let a = api.read(&r, stream);
-            assert!(a.call.is_none() && !a.text.is_empty(), "{case}: {a:?}");
+            tool_round_trip(&w.gw, api, MODEL, stream, &tool, &case, |r| {
+                assert_signed_converse(r, stream, &case)
+            });
         }
     }
 }

@@ -187,26 +187,12 @@ fn tool_calls_round_trip(w: &World) {
         for api in APIS {
             for stream in [false, true] {
                 let case = format!("{}, {api:?}, stream {stream}", t.model);
-                let first = api.ask(t.model, "Weather in Oslo?", stream, true);
                 // Thoughts make Gemini sign its function call.
                 let tool = [
                     ("x-fake-tool-call", "weather"),
                     ("x-fake-reasoning-tokens", "2"),
                 ];
-                let r = api.send(&w.gw, &first, &tool);
-                let a = api.read(&r, stream);
-                let call = a
-                    .call
-                    .unwrap_or_else(|| panic!("{case}: no tool call in {}", r.text()));
-                assert_eq!(call.1, "weather", "{case}");
-                assert!(!call.0.is_empty(), "{case}: {call:?}");
-                let args: Value = serde_json::from_str(&call.2)
-                    .unwrap_or_else(|e| panic!("{case}: arguments {:?}: {e}", call.2));
-                assert!(args["city"].is_string(), "{case}: {args}");
-                let next = api.hand_back(&first, &call, "sunny, 21 C");
-                let r = api.send(&w.gw, &next, &tool);
-                let a = api.read(&r, stream);
-                assert!(a.call.is_none() && !a.text.is_empty(), "{case}: {a:?}");
+                tool_round_trip(&w.gw, api, t.model, stream, &tool, &case, |_| {});
             }
         }
     }

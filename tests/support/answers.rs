@@ -29,6 +29,36 @@ pub fn weather_schema() -> Value {
     json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
 }
 
+/// One tool round trip through `model`: the fake (told by `headers` to call `weather`) answers
+/// a call, which `check_first` may look at further; the client hands the result back; the model
+/// answers in text. The fake's answer to the second request is text even though told to call.
+pub fn tool_round_trip(
+    gw: &Gateway,
+    api: Api,
+    model: &str,
+    stream: bool,
+    headers: &[(&str, &str)],
+    case: &str,
+    check_first: impl Fn(&Resp),
+) {
+    let first = api.ask(model, "Weather in Oslo?", stream, true);
+    let r = api.send(gw, &first, headers);
+    let a = api.read(&r, stream);
+    check_first(&r);
+    let call = a
+        .call
+        .unwrap_or_else(|| panic!("{case}: no tool call in {}", r.text()));
+    assert_eq!(call.1, "weather", "{case}");
+    assert!(!call.0.is_empty(), "{case}: {call:?}");
+    let args: Value = serde_json::from_str(&call.2)
+        .unwrap_or_else(|e| panic!("{case}: arguments {:?}: {e}", call.2));
+    assert!(args["city"].is_string(), "{case}: {args}");
+    let next = api.hand_back(&first, &call, "sunny, 21 C");
+    let r = api.send(gw, &next, headers);
+    let a = api.read(&r, stream);
+    assert!(a.call.is_none() && !a.text.is_empty(), "{case}: {a:?}");
+}
+
 impl Api {
     pub fn path(self) -> &'static str {
         match self {
