@@ -59,6 +59,45 @@ pub fn tool_round_trip(
     assert!(a.call.is_none() && !a.text.is_empty(), "{case}: {a:?}");
 }
 
+/// The in-band error a stream of `api` ended in, as that API says it: chat's last data event's
+/// `error`, the Responses `error` event (the stream ending in `response.failed`, with no
+/// `response.completed`), the Messages `event: error`'s `error` (with no `message_stop`).
+/// Whether chat's `[DONE]` follows is the caller's to check.
+pub fn stream_error(api: Api, text: &str, case: &str) -> Value {
+    let json = |d: &str| -> Value {
+        serde_json::from_str(d).unwrap_or_else(|e| panic!("{case}: {e}: {d}"))
+    };
+    match api {
+        Api::Chat => data_lines(text)
+            .into_iter()
+            .rfind(|d| *d != "[DONE]")
+            .map(json)
+            .unwrap_or_else(|| panic!("{case}: no events: {text}"))["error"]
+            .clone(),
+        Api::Responses => {
+            let events: Vec<Value> = data_lines(text).into_iter().map(json).collect();
+            let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+            assert_eq!(types.last(), Some(&"response.failed"), "{case}: {text}");
+            assert!(!types.contains(&"response.completed"), "{case}: {text}");
+            events
+                .into_iter()
+                .find(|e| e["type"] == "error")
+                .unwrap_or_else(|| panic!("{case}: no error event: {text}"))
+        }
+        Api::Messages => {
+            assert!(!text.contains("event: message_stop"), "{case}: {text}");
+            let error = text
+                .split("\n\n")
+                .find(|e| e.starts_with("event: error"))
+                .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                .map(json)
+                .unwrap_or_else(|| panic!("{case}: no error event: {text}"));
+            assert_eq!(error["type"], "error", "{case}: {text}");
+            error["error"].clone()
+        }
+    }
+}
+
 impl Api {
     pub fn path(self) -> &'static str {
         match self {
