@@ -302,31 +302,10 @@ impl Pattern for O200k {
         }
         // \p{N}{1,3}
         if c.is(N) {
-            let mut e = next;
-            for _ in 0..2 {
-                match at(s, e) {
-                    Some(d) if d.is(N) => e += d.len,
-                    _ => break,
-                }
-            }
-            return e;
+            return digits(s, next);
         }
         // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`: without the space, a space is no `[^\s...]`.
-        let j = if c.cp == 0x20 { next } else { i };
-        if at(s, j).is_some_and(Ch::is_other) {
-            let mut e = j;
-            while let Some(d) = at(s, e) {
-                if !d.is_other() {
-                    break;
-                }
-                e += d.len;
-            }
-            while let Some(&b) = s.get(e) {
-                if b != b'\r' && b != b'\n' && b != b'/' {
-                    break;
-                }
-                e += 1;
-            }
+        if let Some(e) = punctuation(s, i, c, next, |b| matches!(b, b'\r' | b'\n' | b'/')) {
             return e;
         }
         if c.is(SPACE) {
@@ -398,31 +377,10 @@ impl Pattern for Cl100k {
         }
         // \p{N}{1,3}+
         if c.is(N) {
-            let mut e = next;
-            for _ in 0..2 {
-                match at(s, e) {
-                    Some(d) if d.is(N) => e += d.len,
-                    _ => break,
-                }
-            }
-            return e;
+            return digits(s, next);
         }
         // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
-        let j = if c.cp == 0x20 { next } else { i };
-        if at(s, j).is_some_and(Ch::is_other) {
-            let mut e = j;
-            while let Some(d) = at(s, e) {
-                if !d.is_other() {
-                    break;
-                }
-                e += d.len;
-            }
-            while let Some(&b) = s.get(e) {
-                if b != b'\r' && b != b'\n' {
-                    break;
-                }
-                e += 1;
-            }
+        if let Some(e) = punctuation(s, i, c, next, |b| matches!(b, b'\r' | b'\n')) {
             return e;
         }
         if c.is(SPACE) {
@@ -444,6 +402,40 @@ impl Pattern for Cl100k {
         }
         next
     }
+}
+
+/// `\p{N}{1,3}` (possessive or not, the same here) from a digit that ends at `next`.
+#[inline(always)]
+fn digits(s: &[u8], next: usize) -> usize {
+    let mut e = next;
+    for _ in 0..2 {
+        match at(s, e) {
+            Some(d) if d.is(N) => e += d.len,
+            _ => break,
+        }
+    }
+    e
+}
+
+/// ` ?[^\s\p{L}\p{N}]+` then every following byte `tail` takes, from `c` at `i` (ending at
+/// `next`); `None` when no such character starts there.
+#[inline(always)]
+fn punctuation(s: &[u8], i: usize, c: Ch, next: usize, tail: impl Fn(u8) -> bool) -> Option<usize> {
+    let j = if c.cp == 0x20 { next } else { i };
+    if !at(s, j).is_some_and(Ch::is_other) {
+        return None;
+    }
+    let mut e = j;
+    while let Some(d) = at(s, e) {
+        if !d.is_other() {
+            break;
+        }
+        e += d.len;
+    }
+    while s.get(e).is_some_and(|&b| tail(b)) {
+        e += 1;
+    }
+    Some(e)
 }
 
 #[cfg(test)]
