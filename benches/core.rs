@@ -94,7 +94,6 @@ fn host(json: &str) -> FakeHost {
 fn pipeline(c: &mut Criterion) {
     let json = config_json();
     let (vm, _) = Vm::configure(&host(&json), json.as_bytes()).expect("demo config parses");
-    Encoding::O200kBase.preload();
     let mut group = c.benchmark_group("pipeline");
     for (name, size) in SIZES {
         let text = prompt(size);
@@ -129,7 +128,6 @@ fn pipeline(c: &mut Criterion) {
 fn tokenizer(c: &mut Criterion) {
     let mut group = c.benchmark_group("tokenizer");
     for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
-        enc.preload();
         let text = prompt(1 << 20);
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.sample_size(10);

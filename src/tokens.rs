@@ -52,12 +52,6 @@ impl Encoding {
         }
     }
 
-    /// Nothing to load: the rank tables are static data of the module (kept for
-    /// `tokenizer.preload`, which older configurations set).
-    pub fn preload(self) {
-        let _ = bpe::ranks(self);
-    }
-
     /// Tokens in `text`, encoded as ordinary text. Long texts go through the VM's count cache.
     pub fn count(self, text: &str) -> u64 {
         match text.len() {
@@ -145,7 +139,8 @@ pub struct TokenizerConfig {
     pub fallback: Option<Encoding>,
     /// Explicit model → encoding overrides, tried first, in order.
     pub models: Vec<(WildMatch, Option<Encoding>)>,
-    /// Encodings to load right after configuration rather than on first use.
+    /// `tokenizer.preload`, validated and otherwise unused: older configurations set it, and
+    /// there is nothing to load (the rank tables are static data of the module).
     pub preload: Vec<Encoding>,
     /// Prompt text counted exactly per request; beyond it, bounded (see `Counter`).
     pub max_exact_bytes: usize,

@@ -177,7 +177,7 @@ impl Exchange {
             // Envoy reports its own deadline as UNAVAILABLE, like a refused connection: tell
             // them apart by the time the answer took. (Envoy arms the deadline on the event
             // loop's cached time, so a callback that ran long before dispatching, such as the
-            // first load of a tokenizer without `preload`, sees it fire early.)
+            // slow first request in a fresh VM, sees it fire early.)
             let timeout = self
                 .shared
                 .config

@@ -16,7 +16,6 @@ use crate::host::{self, Host, Post};
 use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names;
 use crate::rls;
-use crate::tokens::Encoding;
 use crate::usage::{Done, Exporter};
 
 /// How often a VM sends its queued end-of-request reports to the global rate limit service,
@@ -34,8 +33,6 @@ pub enum Role {
 /// A VM's own state, across requests.
 pub struct Vm {
     pub role: Role,
-    /// Encodings still to load, one per tick.
-    preload: Vec<Encoding>,
     /// The VM is stopping and waits for its last usage posts.
     draining: bool,
     /// Pending posts of records to the external vector store.
@@ -54,7 +51,7 @@ impl Vm {
                     log::info!(
                         "llm-gateway: configured as the upstream filter of a failover cluster"
                     );
-                    return Ok((Vm::new(Role::Upstream, Vec::new()), Duration::ZERO));
+                    return Ok((Vm::new(Role::Upstream), Duration::ZERO));
                 }
                 return Err(
                     "the upstream filter's configuration is exactly {\"role\": \"upstream\"}"
@@ -69,7 +66,6 @@ impl Vm {
             c.routes.len(),
             c.consumers.len()
         );
-        let preload = c.tokenizer.preload.clone();
         let export = c.usage_export.clone();
         let mut shared = Shared::new(c);
         if let Some(l) = &shared.limiter {
@@ -79,20 +75,15 @@ impl Vm {
             let node = host::property_string(h, &["node", "id"]);
             Rc::new(RefCell::new(Exporter::new(e, node)))
         });
-        let vm = Vm::new(Role::Gateway(shared), preload);
-        let tick = if vm.preload.is_empty() {
-            vm.idle_tick()
-        } else {
-            // Load encodings off the configure path, one per tick, before traffic needs them.
-            Duration::from_millis(1)
-        };
+        // Nothing to load for the tokenizer: its rank tables are static data of the module.
+        let vm = Vm::new(Role::Gateway(shared));
+        let tick = vm.idle_tick();
         Ok((vm, tick))
     }
 
-    fn new(role: Role, preload: Vec<Encoding>) -> Vm {
+    fn new(role: Role) -> Vm {
         Vm {
             role,
-            preload,
             draining: false,
             vector_adds: HashSet::new(),
         }
@@ -118,7 +109,7 @@ impl Vm {
         }
     }
 
-    /// The tick period once nothing is left to preload.
+    /// The tick period: the report period when something runs on the tick, else none.
     pub fn idle_tick(&self) -> Duration {
         let Some(s) = self.shared() else {
             return Duration::ZERO;
@@ -134,24 +125,13 @@ impl Vm {
 
     /// The VM's tick; the tick period to ask for next, if it changes.
     pub fn on_tick(&mut self, h: &mut impl Host) -> Option<Duration> {
-        match self.preload.pop() {
-            Some(e) => {
-                let t0 = h.now_ms();
-                e.preload();
-                let spent = h.now_ms().saturating_sub(t0);
-                log::info!("llm-gateway: loaded {} in {spent} ms", e.name());
-                None
-            }
-            None => {
-                if let Some(t) = self.shared().and_then(|s| s.tokens.clone()) {
-                    t.borrow_mut().on_tick(h);
-                }
-                self.flush_reports(h);
-                self.flush_usage(h, false);
-                self.flush_vector_adds(h);
-                Some(self.idle_tick())
-            }
+        if let Some(t) = self.shared().and_then(|s| s.tokens.clone()) {
+            t.borrow_mut().on_tick(h);
         }
+        self.flush_reports(h);
+        self.flush_usage(h, false);
+        self.flush_vector_adds(h);
+        Some(self.idle_tick())
     }
 
     /// Post the usage batches that are due (all of them when `drain`).

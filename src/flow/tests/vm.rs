@@ -65,12 +65,14 @@ fn the_tick_runs_only_when_there_is_work_for_it() {
     assert_eq!(configure(&h, &config().to_string()), Ok(Duration::ZERO));
     let export = config_with(json!({"usage_export": {"cluster": "usage"}}));
     assert_eq!(configure(&h, &export.to_string()), Ok(REPORT_PERIOD));
-    // Encodings to preload: one per tick, first.
+    // `tokenizer.preload` (older configurations) is accepted and asks for no tick: the rank
+    // tables are static data, with nothing to load.
     let preload = config_with(json!({"tokenizer": {"preload": ["o200k_base"]}}));
     let (mut vm, tick) = Vm::configure(&h, preload.to_string().as_bytes()).unwrap();
-    assert_eq!(tick, Duration::from_millis(1));
-    assert_eq!(vm.on_tick(&mut h), None);
+    assert_eq!(tick, Duration::ZERO);
     assert_eq!(vm.on_tick(&mut h), Some(Duration::ZERO));
+    let bad = config_with(json!({"tokenizer": {"preload": ["p50k_nonesuch"]}}));
+    assert!(Vm::configure(&h, bad.to_string().as_bytes()).is_err());
 }
 
 fn exporting() -> serde_json::Value {
