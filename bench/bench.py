@@ -439,6 +439,20 @@ def tokenizer_texts(smoke):
     return texts
 
 
+def tokenize_us(e, path, duration, model, slow_ok=False):
+    """The tokenize_us of every request of one wrk run (c=1) of `model` on the prompt in `path`,
+    in order, from the access log. `slow_ok`: a run with timeouts still gives what completed."""
+    start = log_size(e)
+    try:
+        wrk(e, path, 1, duration, model=model)
+    except (subprocess.CalledProcessError, SystemExit):
+        if not slow_ok:
+            raise
+        # A slow tokenizer (timeouts): whatever requests completed are in the log.
+    time.sleep(0.3)  # the access log is flushed every 100 ms
+    return [int(x) for x in log_values(e, start, "tokenize_us") if x]
+
+
 def tokenizer_rows(procs, fake, wd, smoke):
     """(label, encoding, key, bytes, median tokenize_us) per text and encoding; and per encoding
     the tokenize_us of the first 1 KB prompt a fresh VM counts, beside the median of the next
@@ -450,10 +464,7 @@ def tokenizer_rows(procs, fake, wd, smoke):
     with open(path, "w", encoding="utf-8") as f:
         f.write(json.dumps(prompt(1 << 10), ensure_ascii=False)[1:-1])
     for enc, model in MODELS:
-        start = log_size(e)
-        wrk(e, path, 1, "1s", model=model)
-        time.sleep(0.3)  # the access log is flushed every 100 ms
-        us = [int(x) for x in log_values(e, start, "tokenize_us") if x]
+        us = tokenize_us(e, path, "1s", model)
         if len(us) > 1:
             first.append((enc, us[0], statistics.median(us[1:])))
     for key, (label, text) in tokenizer_texts(smoke).items():
@@ -461,13 +472,7 @@ def tokenizer_rows(procs, fake, wd, smoke):
         with open(path, "w", encoding="utf-8") as f:
             f.write(json.dumps(text, ensure_ascii=False)[1:-1])
         for enc, model in MODELS:
-            start = log_size(e)
-            try:
-                wrk(e, path, 1, "1s" if smoke else "3s", model=model)
-            except (subprocess.CalledProcessError, SystemExit):
-                pass  # a slow tokenizer (timeouts): whatever requests completed are in the log
-            time.sleep(0.3)  # the access log is flushed every 100 ms
-            us = [int(x) for x in log_values(e, start, "tokenize_us") if x]
+            us = tokenize_us(e, path, "1s" if smoke else "3s", model, slow_ok=True)
             # wrk's nonce prefix adds a few bytes; the text dominates.
             out.append((label, enc, key, len(text.encode()), statistics.median(us) if us else None))
     return out, first

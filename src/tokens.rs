@@ -139,9 +139,6 @@ pub struct TokenizerConfig {
     pub fallback: Option<Encoding>,
     /// Explicit model → encoding overrides, tried first, in order.
     pub models: Vec<(WildMatch, Option<Encoding>)>,
-    /// `tokenizer.preload`, validated and otherwise unused: older configurations set it, and
-    /// there is nothing to load (the rank tables are static data of the module).
-    pub preload: Vec<Encoding>,
     /// Prompt text counted exactly per request; beyond it, bounded (see `Counter`).
     pub max_exact_bytes: usize,
 }
@@ -164,16 +161,14 @@ impl TokenizerConfig {
             DEFAULT_MAX_EXACT_BYTES,
             MAX_EXACT_BYTES_LIMIT,
         )?;
-        let mut preload = Vec::new();
+        // `tokenizer.preload` is checked and otherwise ignored: older configurations set it,
+        // and there is nothing to load (the rank tables are static data of the module).
         for (i, name) in t.preload.iter().enumerate() {
-            if let Some(e) = configured(&format!("tokenizer.preload[{i}]"), name)? {
-                preload.push(e);
-            }
+            configured(&format!("tokenizer.preload[{i}]"), name)?;
         }
         Ok(TokenizerConfig {
             fallback,
             models,
-            preload,
             max_exact_bytes,
         })
     }
@@ -329,7 +324,6 @@ mod tests {
                 (WildMatch::new("llama-*"), Some(Encoding::O200kBase)),
                 (WildMatch::new("secret-*"), None),
             ],
-            preload: vec![],
             max_exact_bytes: DEFAULT_MAX_EXACT_BYTES,
         }
     }
