@@ -41,11 +41,7 @@ def main():
     try:
         with tempfile.TemporaryDirectory() as wd:
             fake = bench.start_fake(procs)
-            bodies = {}
-            for n in sizes:
-                bodies[n] = os.path.join(wd, f"content-{n}.txt")
-                with open(bodies[n], "w", encoding="utf-8") as f:
-                    f.write(bench.json.dumps(bench.prompt(n), ensure_ascii=False)[1:-1])
+            bodies = {n: bench.content_file(wd, str(n), n) for n in sizes}
             envoys = {"plain": bench.start_envoy(procs, "plain", fake, wd, 1),
                       "base": start(procs, args.base, "base", fake, wd),
                       "candidate": start(procs, args.candidate, "candidate", fake, wd)}

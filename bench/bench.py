@@ -64,6 +64,14 @@ def prompt(size):
     return data.decode("utf-8", errors="ignore")
 
 
+def content_file(workdir, name, size):
+    """A file with a prompt of `size` bytes, JSON-escaped, that bench/wrk.lua splices into each request."""
+    path = os.path.join(workdir, f"content-{name}.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(prompt(size), ensure_ascii=False)[1:-1])
+    return path
+
+
 def chat_body(size, stream=False):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt(size)}]}
     if stream:
@@ -502,10 +510,7 @@ def main():
             fake = start_fake(procs)
             body_files = {}
             for name, size in SIZES:
-                path = os.path.join(wd, f"content-{name}.txt")
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(json.dumps(prompt(size), ensure_ascii=False)[1:-1])
-                body_files[name] = path
+                body_files[name] = content_file(wd, name, size)
             stream_file = os.path.join(wd, "stream.json")
             with open(stream_file, "wb") as f:
                 f.write(chat_body(1 << 10, stream=True))
