@@ -37,6 +37,8 @@ RLS = os.environ.get("RLS", os.path.join(ROOT, "rls-fixture", "target", "release
 REDIS = os.environ.get("REDIS", "redis-server")
 # Limits no bench run reaches: the figures are the cost of checking, not of refusing.
 BENCH_LIMITS = {"default": {"rpm": 10**9, "tpm": 10**12, "tpd": 10**12, "concurrent": 10**6}}
+# A local dollar budget alone (day and month, both calendar windows), too large to refuse.
+BENCH_BUDGET = {"default": {"budget": {"day": 10**6, "month": 10**6}}}
 RLS_CONFIG = """
 domain: llm-gateway
 descriptors:
@@ -192,12 +194,15 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None, direct
             "name": "usage", "type": "STATIC", "connect_timeout": "1s",
             "load_assignment": {"cluster_name": "usage", "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": sink_port}}}}]}]}})
-    if variant in ("local-limits", "global-limits"):
-        # The shipped configuration plus limits: local ones, or the global service alone.
+    if variant in ("local-limits", "local-budget", "global-limits"):
+        # The shipped configuration plus limits: local ones, a local dollar budget, or the
+        # global service alone.
         conf = filters[0]["typed_config"]["config"]["configuration"]
         plugin = json.loads(conf["value"])
         if variant == "local-limits":
             plugin["limits"] = BENCH_LIMITS
+        elif variant == "local-budget":
+            plugin["limits"] = BENCH_BUDGET
         else:
             plugin["limits"] = {"global": {"cluster": "ratelimit", "timeout_ms": 1000}}
             b["static_resources"]["clusters"].append({
@@ -560,14 +565,16 @@ def main():
             # Limits: the filter without limits (A) against the filter with local limits, and with
             # the global service (gRPC to the fixture, Redis behind it) (B).
             rls_port = start_rls(procs, wd)
-            for v in ("local-limits", "global-limits"):
+            limited = ("local-limits", "local-budget", "global-limits")
+            for v in limited:
                 lat[v] = start_envoy(procs, v, fake, wd, 1, rls_port)
                 wrk(lat[v], body_files["1KB"], 1, "1s")
             lim = {}
             for r in range(rounds):
-                for v in ("filter", "local-limits", "global-limits"):
+                for v in ("filter",) + limited:
                     lim.setdefault(v, []).append(wrk(lat[v], body_files["1KB"], 1, lat_time))
-            for v, label in (("local-limits", "local limits"), ("global-limits", "global limits (RLS + Redis)")):
+            for v, label in (("local-limits", "local limits"), ("local-budget", "a local dollar budget"),
+                             ("global-limits", "global limits (RLS + Redis)")):
                 for stat in ("p50", "p99"):
                     a = statistics.median(x[stat] for x in lim["filter"])
                     b = statistics.median(x[stat] for x in lim[v])

@@ -59,6 +59,17 @@ impl Price {
     }
 }
 
+impl Price {
+    /// The most `prompt` input tokens and `output` output tokens can cost, whatever part of
+    /// the prompt turns out cached or written to the cache (a budget's reservation).
+    pub fn max_cost(&self, prompt: u64, output: u64) -> u64 {
+        let input = self.input.max(self.cached_input).max(self.cache_write);
+        prompt
+            .saturating_mul(input)
+            .saturating_add(output.saturating_mul(self.output))
+    }
+}
+
 /// USD per million tokens, as written in config.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -85,6 +85,36 @@ impl HttpError {
             ))
     }
 
+    /// 404 as for a model that does not exist: the caller's access list does not include it
+    /// (OpenAI answers a model an account cannot use the same way).
+    pub fn model_denied(model: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            "model_not_found",
+            "model_denied",
+        )
+        .param("model")
+        .msg(format!(
+            "The model `{model}` does not exist or you do not have access to it."
+        ))
+    }
+
+    /// 403: a budget applies and the model has no price (`limits.budgets.unpriced: refuse`).
+    pub fn model_not_priced(model: &str) -> Self {
+        Self::new(
+            403,
+            "permission_error",
+            "model_not_priced",
+            "model_not_priced",
+        )
+        .param("model")
+        .msg(format!(
+            "The model `{model}` has no price in this gateway's price table, and a dollar \
+                 budget applies to you: it cannot be admitted. Ask the operator to price it."
+        ))
+    }
+
     pub fn missing_key() -> Self {
         Self::new(401, "invalid_request_error", "missing_api_key", "unauthorized").msg(
             "You didn't provide an API key. Provide it in the Authorization header (Authorization: Bearer YOUR_KEY).",
@@ -117,6 +147,19 @@ impl HttpError {
     /// `tokens`, as OpenAI types its rate limit errors.
     pub fn rate_limited(kind: &'static str, message: impl Into<String>) -> Self {
         Self::new(429, kind, "rate_limit_exceeded", "rate_limited").msg(message)
+    }
+
+    /// 429 `insufficient_quota`: a dollar budget refused the request, as OpenAI answers an
+    /// account out of credit (the SDKs raise `RateLimitError`; `x-should-retry: false` tells
+    /// them not to retry a budget that resets later than a retry would wait).
+    pub fn over_budget(message: impl Into<String>) -> Self {
+        Self::new(
+            429,
+            "insufficient_quota",
+            "insufficient_quota",
+            "over_budget",
+        )
+        .msg(message)
     }
 
     /// 503: the global rate limit service did not answer and the failure mode is closed.

@@ -32,7 +32,8 @@ pub mod flow;
 #[cfg(target_arch = "wasm32")]
 mod shell;
 
-// Inbound and admit: what the client sent, who sent it, where it goes.
+// Inbound and admit: what the client sent, who sent it, which models it may use, where it goes.
+pub mod access;
 pub mod models;
 pub mod request;
 pub mod route;

@@ -7,7 +7,8 @@
 //! examples), in route order, then the `default` route's examples. A route whose header
 //! condition the request does not meet is not listed (it would not serve this caller). A name
 //! is listed once, under the first route that lists it, and `owned_by` is the provider of that
-//! route's first destination. OpenAI's shape by default; Anthropic's when the request carries
+//! route's first destination. Only the models the caller's access lists allow are listed
+//! (`access`). OpenAI's shape by default; Anthropic's when the request carries
 //! `anthropic-version`. The gateway knows no creation date: `created` is 0 (Anthropic:
 //! `1970-01-01T00:00:00Z`), and the whole list is one page.
 
@@ -118,8 +119,11 @@ pub fn answer(
     q: &Query,
     anthropic: bool,
     get: &dyn Fn(&str) -> Option<String>,
+    allowed: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<u8>, HttpError> {
-    let models = listed(cfg, get);
+    let mut models = listed(cfg, get);
+    // Only what the caller's access lists let it call.
+    models.retain(|l| allowed(l.id));
     let v = match q {
         Query::List if anthropic => json!({
             "data": models.iter().map(anthropic_model).collect::<Vec<_>>(),
@@ -227,7 +231,8 @@ mod tests {
         let c = cfg();
         let h = headers(&[]);
         let v: Value =
-            serde_json::from_slice(&answer(&c, &Query::List, false, &h).unwrap()).unwrap();
+            serde_json::from_slice(&answer(&c, &Query::List, false, &h, &|_| true).unwrap())
+                .unwrap();
         assert_eq!(v["object"], "list");
         assert_eq!(
             v["data"][0],
@@ -236,7 +241,8 @@ mod tests {
         assert_eq!(v["data"].as_array().unwrap().len(), 6);
 
         let v: Value =
-            serde_json::from_slice(&answer(&c, &Query::List, true, &h).unwrap()).unwrap();
+            serde_json::from_slice(&answer(&c, &Query::List, true, &h, &|_| true).unwrap())
+                .unwrap();
         assert_eq!(v["has_more"], false);
         assert_eq!(v["first_id"], "fast");
         assert_eq!(v["last_id"], "claude-sonnet-4-5");
@@ -247,8 +253,14 @@ mod tests {
         );
 
         let one = |id: &str, anthropic: bool| {
-            answer(&c, &Query::Retrieve(vec![id.to_string()]), anthropic, &h)
-                .map(|b| serde_json::from_slice::<Value>(&b).unwrap())
+            answer(
+                &c,
+                &Query::Retrieve(vec![id.to_string()]),
+                anthropic,
+                &h,
+                &|_| true,
+            )
+            .map(|b| serde_json::from_slice::<Value>(&b).unwrap())
         };
         assert_eq!(one("gpt-4.1-mini", false).unwrap()["owned_by"], "openai");
         assert_eq!(one("gpt-4.1-mini", true).unwrap()["type"], "model");
@@ -271,13 +283,15 @@ mod tests {
         .unwrap();
         let h = headers(&[]);
         let v: Value =
-            serde_json::from_slice(&answer(&c, &Query::List, true, &h).unwrap()).unwrap();
+            serde_json::from_slice(&answer(&c, &Query::List, true, &h, &|_| true).unwrap())
+                .unwrap();
         assert_eq!(
             v,
             json!({"data": [], "has_more": false, "first_id": null, "last_id": null})
         );
         let v: Value =
-            serde_json::from_slice(&answer(&c, &Query::List, false, &h).unwrap()).unwrap();
+            serde_json::from_slice(&answer(&c, &Query::List, false, &h, &|_| true).unwrap())
+                .unwrap();
         assert_eq!(v, json!({"object": "list", "data": []}));
     }
 

@@ -56,6 +56,12 @@ pub const RATELIMIT_LIMIT_TOKENS: &str = "x-ratelimit-limit-tokens";
 pub const RATELIMIT_REMAINING_TOKENS: &str = "x-ratelimit-remaining-tokens";
 pub const RATELIMIT_RESET_TOKENS: &str = "x-ratelimit-reset-tokens";
 pub const RETRY_AFTER: &str = "retry-after";
+/// `false` on a refusal a retry cannot pass (a budget that resets later than an SDK's back-off):
+/// the OpenAI and Anthropic SDKs read it and do not retry.
+pub const SHOULD_RETRY: &str = "x-should-retry";
+/// What the tightest local dollar budget of the caller has left after this request's
+/// reservation, in USD (on every response to a consumer with a budget).
+pub const BUDGET_REMAINING: &str = "x-llm-budget-remaining-usd";
 
 /// Prefix of the rate limit table's keys in Envoy's shared data.
 pub const LIMITS_SHARED_PREFIX: &str = "llm_gateway.limits.v1.";
@@ -81,6 +87,8 @@ pub const VECTORS_SHARED_PREFIX: &str = "llm_gateway.vectors.v1.";
 /// Filter-state properties for the access log (`wasm.<name>`).
 pub mod prop {
     pub const CONSUMER: &str = "llm.consumer";
+    /// The consumer's team, when it has one.
+    pub const TEAM: &str = "llm.team";
     pub const REQUEST_MODEL: &str = "llm.request_model";
     pub const UPSTREAM_MODEL: &str = "llm.upstream_model";
     pub const RESPONSE_MODEL: &str = "llm.response_model";
@@ -122,8 +130,9 @@ pub mod prop {
     /// The response's `id` (`chatcmpl-...`, `msg_...`).
     pub const RESPONSE_ID: &str = "llm.response_id";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 28] = [
         CONSUMER,
+        TEAM,
         REQUEST_MODEL,
         UPSTREAM_MODEL,
         RESPONSE_MODEL,
@@ -234,6 +243,16 @@ pub mod metric {
     /// `embedding_error`, `store_unavailable`, `store_error`).
     pub const CACHE_SEMANTIC_FAILURES: &str = "llm_gateway_cache_semantic_failures_total";
 
+    /// Budget alert thresholds crossed, by `consumer` or `team`, `window` (day, month) and
+    /// `threshold` (percent); once per threshold per window.
+    pub const BUDGET_ALERTS: &str = "llm_gateway_budget_alerts_total";
+    /// What a calendar budget has spent, in parts per million of its limit (1000000 = all of
+    /// it), by `consumer` or `team` and `window`; set as each request settles.
+    pub const BUDGET_SPENT: &str = "llm_gateway_budget_spent_ppm";
+    /// Requests let through uncharged by a budget because their model has no price
+    /// (`limits.budgets.unpriced: allow`), by consumer.
+    pub const BUDGET_UNPRICED: &str = "llm_gateway_budget_unpriced_total";
+
     /// Access token fetches from the GCP metadata server, by provider and `outcome` (`ok`,
     /// `error`, `dispatch`).
     pub const CREDENTIAL_REFRESHES: &str = "llm_gateway_credential_refreshes_total";
@@ -250,8 +269,12 @@ pub mod metric {
     pub const TAG_OUTCOME: &str = "outcome";
     pub const TAG_REASON: &str = "reason";
     pub const TAG_RESULT: &str = "result";
+    /// The consumer's team (only on the series of consumers that have one).
+    pub const TAG_TEAM: &str = "team";
+    pub const TAG_WINDOW: &str = "window";
+    pub const TAG_THRESHOLD: &str = "threshold";
     /// Every label key, for the `stats_tags` block shipped in `envoy/`.
-    pub const ALL_TAGS: [&str; 7] = [
+    pub const ALL_TAGS: [&str; 10] = [
         TAG_MODEL,
         TAG_PROVIDER,
         TAG_TOKEN_TYPE,
@@ -259,5 +282,8 @@ pub mod metric {
         TAG_OUTCOME,
         TAG_REASON,
         TAG_RESULT,
+        TAG_TEAM,
+        TAG_WINDOW,
+        TAG_THRESHOLD,
     ];
 }

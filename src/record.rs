@@ -14,6 +14,10 @@ use crate::tokens::Count;
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub consumer: Option<String>,
+    /// The consumer's team (from the configuration).
+    pub team: Option<String>,
+    /// A budget let the request through uncharged: its model has no price.
+    pub budget_unpriced: bool,
     /// The gateway's request id (Envoy's `x-request-id`), at most `meter::MAX_ID_BYTES`.
     pub request_id: Option<String>,
     /// The provider's own request id, from its response headers.
@@ -161,6 +165,7 @@ impl Record {
         // What is unknown is left unset, so the access log prints it as absent.
         let mut p: Vec<(&'static str, String)> = [
             (prop::CONSUMER, &self.consumer),
+            (prop::TEAM, &self.team),
             (prop::REQUEST_MODEL, &self.request_model),
             (prop::UPSTREAM_MODEL, &self.upstream_model),
             (prop::RESPONSE_MODEL, &self.learned.model),
@@ -226,13 +231,16 @@ impl Record {
 
     /// Metric updates for this request. `model`/`consumer` label values are passed in so the
     /// shell can fold them into `other` once a VM has seen too many distinct series.
-    pub fn metrics(&self, model: &str, consumer: &str) -> Vec<MetricUpdate> {
+    pub fn metrics(&self, model: &str, consumer: &str, team: Option<&str>) -> Vec<MetricUpdate> {
         let provider = self.provider.as_deref().unwrap_or("none");
-        let base = [
+        let mut base = vec![
             (metric::TAG_MODEL, model),
             (metric::TAG_PROVIDER, provider),
             (metric::TAG_CONSUMER, consumer),
         ];
+        if let Some(t) = team {
+            base.push((metric::TAG_TEAM, t));
+        }
         let mut out = Vec::with_capacity(12);
         out.push(MetricUpdate::counter(
             stat_name(
@@ -245,6 +253,12 @@ impl Record {
             out.push(MetricUpdate::histogram(metric::FILTER_TIME.to_string(), us));
         }
         self.limit_metrics(consumer, &mut out);
+        if self.budget_unpriced {
+            out.push(MetricUpdate::counter(
+                stat_name(metric::BUDGET_UNPRICED, &[(metric::TAG_CONSUMER, consumer)]),
+                1,
+            ));
+        }
         self.cache_metrics(model, consumer, &mut out);
         if self.local_outcome.is_none() && self.endpoint.is_some() {
             let per_model = per_model_of(model, provider);
@@ -505,7 +519,7 @@ mod tests {
                 estimated: false
             }
         );
-        let m = r.metrics("gpt-4o", "team-a");
+        let m = r.metrics("gpt-4o", "team-a", None);
         let requests: Vec<_> = m
             .iter()
             .filter(|u| u.name.starts_with("llm_gateway_requests_total."))
@@ -533,7 +547,7 @@ mod tests {
         assert_eq!(r.outcome(), "ok");
         r.learned.complete = false;
         assert_eq!(r.outcome(), "stream_incomplete");
-        let m = r.metrics("gpt-4o", "team-a");
+        let m = r.metrics("gpt-4o", "team-a", None);
         assert!(m.iter().any(|u| u.name.starts_with(metric::ESTIMATED)));
         assert!(m
             .iter()
@@ -545,7 +559,11 @@ mod tests {
         let mut r = ok_record();
         r.cache = Some("semantic_hit");
         r.cache_saved = 42;
-        let names: Vec<String> = r.metrics("m", "c").into_iter().map(|u| u.name).collect();
+        let names: Vec<String> = r
+            .metrics("m", "c", None)
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
         assert!(names
             .iter()
             .any(|n| n.starts_with(metric::CACHE_TOKENS_SAVED)));
@@ -575,7 +593,7 @@ mod tests {
             endpoint: Some("chat.completions"),
             ..Default::default()
         };
-        let m = r.metrics("none", "none");
+        let m = r.metrics("none", "none", None);
         assert_eq!(m.len(), 1);
         assert!(m[0].name.contains("outcome=.=unauthorized"));
         assert!(!r
@@ -598,7 +616,7 @@ mod tests {
         assert_eq!((t.prompt, t.completion, t.total), (max, 2, max));
         r.price(&crate::cost::Prices::parse(crate::cost::RawPricing::default()).unwrap());
         assert_eq!(r.cost, Some(max));
-        let m = r.metrics("gpt-4o", "team-a");
+        let m = r.metrics("gpt-4o", "team-a", None);
         let cost = m.iter().find(|u| u.name.starts_with(metric::COST)).unwrap();
         // Nanodollars of a saturated cost: the largest count, not (max + 500) wrapped to 0.
         assert_eq!(cost.value, max / 1000);
@@ -617,7 +635,7 @@ mod tests {
         });
         assert_eq!(r.tokens().total, max);
         r.cost = Some(max - 499);
-        let m = r.metrics("gpt-4o", "team-a");
+        let m = r.metrics("gpt-4o", "team-a", None);
         let cost = m.iter().find(|u| u.name.starts_with(metric::COST)).unwrap();
         assert_eq!(cost.value, max / 1000);
         // Without usage: the counted prompt and the estimate.

@@ -8,8 +8,12 @@
 //!
 //! Descriptors, one pair per scope, each with its own `hits_addend`:
 //! `[consumer=<name>, unit=requests]`, `[consumer=<name>, unit=tokens]`, and with a model
-//! `[consumer=<name>, model=<model>, unit=requests|tokens]`. The service's configuration decides
-//! which of them are limited.
+//! `[consumer=<name>, model=<model>, unit=requests|tokens]`; with global dollar budgets
+//! (`limits.global.budgets`), `[consumer=<name>, budget_month=2026-12]` and
+//! `[consumer=<name>, budget_day=2026-12-03]`, and the same with `team=<team>`, whose hits are
+//! the cost in `limits.global.budget_unit_usd` units (micro-dollars by default). The calendar
+//! period is the descriptor's value, so each day and month has its own counter in the service.
+//! The service's configuration decides which of them are limited.
 
 use std::time::Duration;
 
@@ -25,6 +29,19 @@ pub const KEY_MODEL: &str = "model";
 pub const KEY_UNIT: &str = "unit";
 pub const UNIT_REQUESTS: &str = "requests";
 pub const UNIT_TOKENS: &str = "tokens";
+pub const KEY_TEAM: &str = "team";
+pub const KEY_BUDGET_DAY: &str = "budget_day";
+pub const KEY_BUDGET_MONTH: &str = "budget_month";
+
+/// A request's charge to the global dollar budgets: its team, the calendar periods (descriptor
+/// key and value) and the hits, in budget units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetCharge {
+    pub team: Option<String>,
+    /// `(budget_month, 2026-12)`, `(budget_day, 2026-12-03)`, with when each period ends.
+    pub periods: Vec<(&'static str, String, Duration)>,
+    pub units: u64,
+}
 
 #[derive(Clone, PartialEq, Message)]
 pub struct RateLimitRequest {
@@ -120,10 +137,13 @@ impl Unit {
 }
 
 /// What one descriptor stands for, to read its status back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Described {
     pub tokens: bool,
     pub model: Option<String>,
+    /// A dollar budget: whose (`team eng`, or empty for the consumer's own), the window's
+    /// description, and how long until its period ends.
+    pub budget: Option<(String, &'static str, Duration)>,
 }
 
 /// The request for one gateway request: `requests` and `tokens` hits for the consumer and, when
@@ -134,9 +154,10 @@ pub fn request(
     model: Option<&str>,
     requests: u64,
     tokens: u64,
+    budget: Option<&BudgetCharge>,
 ) -> (Vec<u8>, Vec<Described>) {
-    let mut descriptors = Vec::with_capacity(4);
-    let mut described = Vec::with_capacity(4);
+    let mut descriptors = Vec::with_capacity(8);
+    let mut described = Vec::with_capacity(8);
     for m in std::iter::once(None).chain(model.map(Some)) {
         for (unit, hits) in [(UNIT_REQUESTS, requests), (UNIT_TOKENS, tokens)] {
             if hits == 0 {
@@ -163,7 +184,43 @@ pub fn request(
             described.push(Described {
                 tokens: unit == UNIT_TOKENS,
                 model: m.map(str::to_string),
+                budget: None,
             });
+        }
+    }
+    if let Some(b) = budget.filter(|b| b.units > 0) {
+        let team = b.team.as_deref().map(|t| (KEY_TEAM, t));
+        for (key, who) in std::iter::once((KEY_CONSUMER, consumer)).chain(team) {
+            for (period_key, period, reset) in &b.periods {
+                descriptors.push(RateLimitDescriptor {
+                    entries: vec![
+                        Entry {
+                            key: key.into(),
+                            value: who.into(),
+                        },
+                        Entry {
+                            key: (*period_key).into(),
+                            value: period.clone(),
+                        },
+                    ],
+                    hits_addend: Some(b.units),
+                });
+                let whose = if key == KEY_TEAM {
+                    format!("team {who}")
+                } else {
+                    String::new()
+                };
+                let window = if *period_key == KEY_BUDGET_DAY {
+                    "USD per day"
+                } else {
+                    "USD per month"
+                };
+                described.push(Described {
+                    tokens: false,
+                    model: None,
+                    budget: Some((whose, window, *reset)),
+                });
+            }
         }
     }
     let req = RateLimitRequest {
@@ -189,15 +246,29 @@ pub struct OverLimit {
     pub what: String,
     pub limit: u64,
     pub retry_after: Option<Duration>,
+    /// A global dollar budget refused (its limit is in budget units).
+    pub budget: bool,
 }
 
 impl OverLimit {
-    /// The 429 for `consumer`, naming the global limit.
-    pub fn error(&self, consumer: &str) -> crate::error::HttpError {
+    /// The 429 for `consumer`, naming the global limit; a budget's limit is `limit` units of
+    /// `unit_pico` picodollars.
+    pub fn error(&self, consumer: &str, unit_pico: u64) -> crate::error::HttpError {
         let again = self
             .retry_after
             .map(|d| format!(" Please try again in {}.", crate::limits::format_reset(d)))
             .unwrap_or_default();
+        if self.budget {
+            let limit = crate::limits::budget::usd(self.limit.saturating_mul(unit_pico));
+            let when = self
+                .retry_after
+                .map(|d| format!(" The budget resets in {}.", crate::limits::format_reset(d)))
+                .unwrap_or_default();
+            return crate::error::HttpError::over_budget(format!(
+                "Budget exceeded for {consumer} on {} (global): Limit {limit}.{when}",
+                self.what
+            ));
+        }
         crate::error::HttpError::rate_limited(
             self.kind,
             format!(
@@ -229,6 +300,24 @@ pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
             continue;
         };
         let reset = duration(&st.duration_until_reset);
+        if let Some((whose, window, until)) = &d.budget {
+            if st.code == Code::OverLimit as i32 && over_limit.is_none() {
+                let what = if whose.is_empty() {
+                    window.to_string()
+                } else {
+                    format!("{window} of {whose}")
+                };
+                over_limit = Some(OverLimit {
+                    kind: "insufficient_quota",
+                    what,
+                    limit: u64::from(limit.requests_per_unit),
+                    // The period's end, not the service's window.
+                    retry_after: Some(*until),
+                    budget: true,
+                });
+            }
+            continue;
+        }
         let r = Remaining {
             limit: u64::from(limit.requests_per_unit),
             remaining: u64::from(st.limit_remaining),
@@ -247,6 +336,7 @@ pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
                 what,
                 limit: u64::from(limit.requests_per_unit),
                 retry_after: reset,
+                budget: false,
             });
         }
     }
@@ -256,6 +346,7 @@ pub fn verdict(bytes: &[u8], described: &[Described]) -> Option<Verdict> {
             what: "the global limit".into(),
             limit: 0,
             retry_after: None,
+            budget: false,
         });
     }
     Some(Verdict {
@@ -271,7 +362,7 @@ mod tests {
 
     #[test]
     fn request_decodes_as_envoy_types() {
-        let (bytes, described) = request("llm", "team-a", Some("gpt-4o"), 1, 420);
+        let (bytes, described) = request("llm", "team-a", Some("gpt-4o"), 1, 420, None);
         let r = pb::RateLimitRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(r.domain, "llm");
         assert_eq!(r.descriptors.len(), 4);
@@ -296,7 +387,7 @@ mod tests {
             Some(1)
         );
         // Nothing to add: left out.
-        let (bytes, described) = request("llm", "a", None, 0, 7);
+        let (bytes, described) = request("llm", "a", None, 0, 7, None);
         let r = pb::RateLimitRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(r.descriptors.len(), 1);
         assert!(described[0].tokens);
@@ -332,16 +423,18 @@ mod tests {
             Described {
                 tokens: false,
                 model: None,
+                budget: None,
             },
             Described {
                 tokens: true,
                 model: Some("gpt-4o".into()),
+                budget: None,
             },
         ];
         let v = verdict(&resp.encode_to_vec(), &described).unwrap();
         let o = v.over_limit.unwrap();
         assert_eq!(o.what, "tokens per day for model gpt-4o");
-        let e = o.error("team-a");
+        let e = o.error("team-a", 1);
         assert_eq!((e.status, e.kind), (429, "tokens"));
         assert_eq!(
             e.message,
@@ -353,6 +446,93 @@ mod tests {
         assert_eq!(v.snapshot.requests.unwrap().remaining, 7);
         assert_eq!(v.snapshot.tokens.unwrap().limit, 1000);
         assert!(verdict(b"\xff\xff", &described).is_none());
+    }
+
+    #[test]
+    fn budget_descriptors_name_the_period_and_refusals_name_the_budget() {
+        use pb::rate_limit_response::{rate_limit::Unit as PbUnit, Code as PbCode, *};
+        let charge = BudgetCharge {
+            team: Some("eng".into()),
+            periods: vec![
+                (
+                    KEY_BUDGET_MONTH,
+                    "2027-06".into(),
+                    Duration::from_secs(86_400),
+                ),
+                (
+                    KEY_BUDGET_DAY,
+                    "2027-06-30".into(),
+                    Duration::from_secs(3600),
+                ),
+            ],
+            units: 8000,
+        };
+        let (bytes, described) = request("llm", "alice", None, 1, 0, Some(&charge));
+        let r = pb::RateLimitRequest::decode(bytes.as_slice()).unwrap();
+        let budget: Vec<(Vec<(String, String)>, u64)> = r
+            .descriptors
+            .iter()
+            .skip(1)
+            .map(|d| {
+                let e = d.entries.iter().map(|e| (e.key.clone(), e.value.clone()));
+                (e.collect(), d.hits_addend.as_ref().map_or(0, |v| v.value))
+            })
+            .collect();
+        let pair = |a: &str, b: &str, c: &str, d: &str| {
+            (
+                vec![
+                    (a.to_string(), b.to_string()),
+                    (c.to_string(), d.to_string()),
+                ],
+                8000,
+            )
+        };
+        assert_eq!(
+            budget,
+            [
+                pair("consumer", "alice", "budget_month", "2027-06"),
+                pair("consumer", "alice", "budget_day", "2027-06-30"),
+                pair("team", "eng", "budget_month", "2027-06"),
+                pair("team", "eng", "budget_day", "2027-06-30"),
+            ]
+        );
+        assert_eq!(described.len(), 5);
+        // Nothing to charge: no budget descriptors.
+        let none = BudgetCharge { units: 0, ..charge };
+        assert_eq!(request("llm", "alice", None, 1, 0, Some(&none)).1.len(), 1);
+
+        let ok = DescriptorStatus {
+            code: PbCode::Ok as i32,
+            ..Default::default()
+        };
+        let over = DescriptorStatus {
+            code: PbCode::OverLimit as i32,
+            current_limit: Some(RateLimit {
+                requests_per_unit: 500_000_000,
+                unit: PbUnit::Year as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = pb::RateLimitResponse {
+            overall_code: PbCode::OverLimit as i32,
+            statuses: vec![ok.clone(), ok.clone(), ok, over],
+            ..Default::default()
+        };
+        let v = verdict(&resp.encode_to_vec(), &described).unwrap();
+        let o = v.over_limit.unwrap();
+        assert!(o.budget);
+        assert_eq!(o.retry_after, Some(Duration::from_secs(86_400)));
+        let e = o.error("alice", 1_000_000);
+        assert_eq!(
+            (e.status, e.kind, e.code),
+            (429, "insufficient_quota", "insufficient_quota")
+        );
+        assert_eq!(
+            e.message,
+            "Budget exceeded for alice on USD per month of team eng (global): Limit $500.00. \
+             The budget resets in 24h0m0s."
+        );
     }
 
     #[test]

@@ -20,6 +20,11 @@ descriptors:
       - key: unit
         value: tokens
         rate_limit: {unit: day, requests_per_unit: 1000}
+  # Team ops: $0.05 a month, in micro-dollars (a counter per month value).
+  - key: team
+    value: ops
+    descriptors:
+      - {key: budget_month, rate_limit: {unit: year, requests_per_unit: 50000}}
   # team-b spends its token budget over however many requests the report timing takes: its
   # request limit must not run out first.
   - key: consumer
@@ -248,4 +253,88 @@ fn headers_only_mode_asks_the_service_before_forwarding() {
     let r = ask(&gw, "team-c", &[("x-fake-completion-tokens", "3")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["usage"]["prompt_tokens"], 8);
+}
+
+/// A gateway whose consumer team-b (its request limit high enough not to refuse first) is in
+/// team ops, with gpt-4o-mini at $0.001 a token and the
+/// month's dollar budgets kept by the service.
+fn budget_gateway(fake: &Fake, rls_port: u16) -> Gateway {
+    let config = json!({
+        "providers": {"openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"}},
+        "default": {"to": {"provider": "openai"}, "models": ["gpt-4o-mini"]},
+        "consumers": [{"name": "team-a"}, {"name": "team-b", "team": "ops"}],
+        "consumer_header": "x-team",
+        "pricing": {"models": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}},
+        "limits": {"global": {"cluster": "ratelimit", "timeout_ms": 2000, "failure_mode": "closed",
+                              "budgets": ["month"]}},
+    });
+    Gateway::start(
+        fake,
+        Options {
+            plugin_config: Some(config),
+            edit: Some(Box::new(move |b: &mut Value| {
+                b["static_resources"]["clusters"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(grpc_cluster("ratelimit", rls_port));
+            })),
+            ..Options::default()
+        },
+    )
+}
+
+#[test]
+fn a_global_dollar_budget_is_shared_by_two_envoys_and_survives_restarting_both() {
+    let redis = Redis::start();
+    let rls = RateLimitService::start(&redis, RLS_CONFIG, None);
+    let fake = Fake::start(None);
+    let small = json!({"model": "gpt-4o-mini", "max_tokens": 10,
+                       "messages": [{"role": "user", "content": "Hello"}]});
+    let two = [("x-fake-completion-tokens", "2")];
+    let refused = {
+        let a = budget_gateway(&fake, rls.port);
+        let b = budget_gateway(&fake, rls.port);
+        // Each request costs 8 + 2 tokens, $0.010: the prompt's $0.008 at admission, the rest
+        // reported when it ends. Alternating gateways, the team's $0.05 runs out.
+        let mut admitted = 0;
+        let refused = loop {
+            let gw = if admitted % 2 == 0 { &a } else { &b };
+            let r = chat_as(gw, "team-b", &small, &two);
+            if r.status != 200 {
+                break r;
+            }
+            admitted += 1;
+            assert!(admitted < 12, "the global budget never refused");
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        // Exactly $0.05: five requests, whatever gateway served them.
+        assert_eq!(admitted, 5);
+        refused
+    };
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    let e = refused.json();
+    assert_eq!(e["error"]["code"], "insufficient_quota");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "Budget exceeded for team-b on USD per month of team ops (global): Limit $0.05."
+        ),
+        "{msg}"
+    );
+    assert_eq!(refused.header("x-should-retry"), Some("false"));
+
+    // Both Envoys are gone; new ones see the same spend in Redis.
+    let a = budget_gateway(&fake, rls.port);
+    let b = budget_gateway(&fake, rls.port);
+    for gw in [&a, &b] {
+        let r = chat_as(gw, "team-b", &small, &two);
+        assert_eq!(r.status, 429, "after the restart: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "insufficient_quota");
+    }
+    assert_eq!(
+        a.counter("wasmcustom.llm_gateway_ratelimit_rejections_total.consumer=.=team-b;.;reason=.=global_budget;.;"),
+        1
+    );
+    // A consumer outside the team is untouched.
+    assert_eq!(chat_as(&a, "team-a", &small, &two).status, 200);
 }

@@ -283,3 +283,104 @@ fn buffered_usage_events_are_posted_when_the_rules_change() {
     assert_eq!(events.len(), old_rules, "{posts:?}");
     assert!(events.iter().all(|e| e["provider"] == "openai"));
 }
+
+/// The demo consumer (team eng) with a $0.05 monthly budget at $0.001 a token, the budgets'
+/// clock moved by `skew_s`, and the default access list `allow`.
+fn budget_rules(skew_s: i64, allow: &[&str]) -> Value {
+    let mut r = rules("openai");
+    r["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"match": {"model": "gpt-4o"}, "to": {"provider": "openai"}}));
+    r["consumers"][0]["team"] = "eng".into();
+    r["pricing"] = json!({"models": {"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}}});
+    r["limits"] = json!({
+        "consumers": {"demo": {"budget": {"month": 0.05}}},
+        "budgets": {"clock_skew_s": skew_s},
+    });
+    r["access"] = json!({"default": {"allow": allow}});
+    r
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn budgets_keep_their_spend_across_a_reload_and_start_again_at_the_month_boundary() {
+    // 2027-07-01 00:00 UTC.
+    const JULY: i64 = 1_814_400_000;
+    let fake = Fake::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let rules_dir = tmp.path().join("rules");
+    // The budgets' clock reads an hour before July.
+    let june = JULY - 3600 - now_s();
+    let mut dir = RulesDir::new(
+        &rules_dir,
+        &filter_yaml(&budget_rules(june, &["gpt-4o-mini"])),
+    );
+    let b = k8s_bootstrap(fake.port, &rules_dir);
+    let opts = Options {
+        edit: Some(Box::new(move |boot: &mut Value| *boot = b)),
+        ..Options::default()
+    };
+    let gw = Gateway::start(&fake, opts);
+    let ask = || {
+        chat(
+            &gw,
+            &json!({"model": "gpt-4o-mini", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            &[("x-fake-completion-tokens", "2")],
+        )
+    };
+    let mut admitted = 0;
+    let refusal = loop {
+        let r = ask();
+        if r.status != 200 {
+            break r;
+        }
+        admitted += 1;
+        assert!(admitted < 10, "the budget never refused");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refusal.status, 429, "{}", refusal.text());
+    let msg = refusal.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("The budget resets at 2027-07-01 00:00 UTC (in 59m"),
+        "{msg}"
+    );
+
+    // A reload that changes something else (the access list) keeps what was spent.
+    dir.update(&filter_yaml(&budget_rules(
+        june,
+        &["gpt-4o-mini", "gpt-4o"],
+    )));
+    let probe = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    wait_for("the new access list", || {
+        chat(&gw, &probe, &[]).status != 404
+    });
+    let r = ask();
+    assert_eq!(r.status, 429, "spend kept across the reload: {}", r.text());
+
+    // The calendar reaches July (the same clock, an hour and a minute on): a new month.
+    let july = JULY + 60 - now_s();
+    dir.update(&filter_yaml(&budget_rules(
+        july,
+        &["gpt-4o-mini", "gpt-4o"],
+    )));
+    wait_for("the new month", || ask().status == 200);
+    let r = ask();
+    assert_eq!(r.status, 200);
+    let left: f64 = r
+        .header("x-llm-budget-remaining-usd")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left > 0.02, "a fresh month: {left}");
+}

@@ -76,15 +76,23 @@ enum UnitName {
     Minute,
     Hour,
     Day,
+    Week,
+    Month,
+    Year,
 }
 
 impl UnitName {
+    /// The window's length, as envoyproxy/ratelimit divides time (a month is 30 days, a year
+    /// 365).
     fn seconds(self) -> u64 {
         match self {
             UnitName::Second => 1,
             UnitName::Minute => 60,
             UnitName::Hour => 3600,
             UnitName::Day => 86_400,
+            UnitName::Week => 7 * 86_400,
+            UnitName::Month => 30 * 86_400,
+            UnitName::Year => 365 * 86_400,
         }
     }
 
@@ -94,6 +102,9 @@ impl UnitName {
             UnitName::Minute => Unit::Minute,
             UnitName::Hour => Unit::Hour,
             UnitName::Day => Unit::Day,
+            UnitName::Week => Unit::Week,
+            UnitName::Month => Unit::Month,
+            UnitName::Year => Unit::Year,
         }
     }
 }

@@ -14,6 +14,10 @@ pub(super) struct RawConsumer {
     name: String,
     #[serde(default)]
     key_sha256: KeyList,
+    /// The team it belongs to: the team's limits, budgets and access list apply on top of its
+    /// own, and metrics, the access log and usage events carry it.
+    #[serde(default)]
+    team: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -28,6 +32,7 @@ enum KeyList {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
     pub name: String,
+    pub team: Option<String>,
 }
 
 /// sha256 (raw bytes) of an accepted key → index into the consumers.
@@ -67,7 +72,14 @@ pub(super) fn parse(raw: Vec<RawConsumer>) -> Result<(Vec<Consumer>, Keys), Conf
             }
         }
         label_name(&format!("{field}.name"), &c.name)?;
-        consumers.push(Consumer { name: c.name });
+        if let Some(t) = &c.team {
+            // It becomes a team label, and `team:<name>` a limit scope.
+            label_name(&format!("{field}.team"), t)?;
+        }
+        consumers.push(Consumer {
+            name: c.name,
+            team: c.team,
+        });
     }
     Ok((consumers, keys))
 }

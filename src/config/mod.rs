@@ -30,11 +30,12 @@ pub use providers::{
 pub use routes::{is_glob, Dest, HeaderMatch, Match, Route, Target, MAX_CHAIN};
 
 pub use crate::limits::{
-    ConsumerLimits, FailureMode, Global, Limits, ModelRule, DEFAULT_GLOBAL_TIMEOUT_MS,
+    ConsumerLimits, FailureMode, Global, Limits, ModelRule, Unpriced, DEFAULT_GLOBAL_TIMEOUT_MS,
     DEFAULT_MAX_TOKENS, DEFAULT_MAX_TRACKED, MAX_DEFAULT_MAX_TOKENS, MAX_TRACKED,
 };
 pub use crate::tokens::TokenizerConfig;
 
+use crate::access::{Access, RawAccess};
 use crate::cache::{CacheConfig, ChromaConfig, RawCache, RouteCache, SemanticConfig, VectorStore};
 use crate::cost::{Prices, RawPricing};
 use crate::limits::RawLimits;
@@ -78,6 +79,8 @@ struct RawConfig {
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
+    access: Option<RawAccess>,
+    #[serde(default)]
     pricing: RawPricing,
     #[serde(default)]
     usage_export: Option<RawExport>,
@@ -110,6 +113,10 @@ pub struct Config {
     /// chosen from the headers alone and the body is read as it passes, for accounting only.
     pub body_routing: bool,
     pub limits: Option<Limits>,
+    /// Which models each consumer and team may call.
+    pub access: Access,
+    /// Consumer name → its team, for the consumers that have one.
+    pub teams: HashMap<String, String>,
     /// The price table (the shipped one unless `pricing.defaults` is false).
     pub prices: Prices,
     /// Where usage events go, if anywhere.
@@ -132,6 +139,11 @@ impl Config {
         } else {
             names::metric::OTHER
         }
+    }
+
+    /// The team of consumer `name`, when it has one.
+    pub fn team_of(&self, name: &str) -> Option<&str> {
+        self.teams.get(name).map(String::as_str)
     }
 
     /// The global rate limit service, when one is configured.
@@ -210,15 +222,23 @@ impl Config {
         }
         let (max_request_body_bytes, max_response_body_bytes) =
             body_sizes(raw.max_request_body_bytes, raw.max_response_body_bytes)?;
+        let teams: HashMap<String, String> = consumers
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.team.clone()?)))
+            .collect();
+        let team_known = |t: &str| teams.values().any(|x| x == t);
+        let known = |name: &str| {
+            consumer_header.is_some()
+                || consumers.iter().any(|c| c.name == name)
+                || (raw.allow_anonymous && name == ANONYMOUS)
+        };
         let limits = match raw.limits {
-            Some(l) => Some(limits(
-                l,
-                &consumers,
-                raw.allow_anonymous,
-                consumer_header.is_some(),
-                raw.body_routing,
-            )?),
+            Some(l) => Some(limits(l, &known, &team_known, raw.body_routing)?),
             None => None,
+        };
+        let access = match raw.access {
+            Some(a) => Access::parse(a, &known, &team_known)?,
+            None => Access::default(),
         };
         let (default, default_cache, default_models) = match default {
             Some(d) => (Some(d.target), d.cache, d.models),
@@ -232,6 +252,8 @@ impl Config {
             default_cache,
             default_models,
             limits,
+            access,
+            teams,
             cluster_header,
             max_request_body_bytes,
             max_response_body_bytes,
@@ -346,15 +368,18 @@ fn body_sizes(
 /// header), and whose per-model rules need `body_routing` (the model is in the body).
 fn limits(
     raw: RawLimits,
-    consumers: &[Consumer],
-    anonymous: bool,
-    by_header: bool,
+    known: &dyn Fn(&str) -> bool,
+    team_known: &dyn Fn(&str) -> bool,
     body_routing: bool,
 ) -> Result<Limits, ConfigError> {
-    let known = |name: &str| {
-        by_header || consumers.iter().any(|c| c.name == name) || (anonymous && name == ANONYMOUS)
-    };
-    let l = Limits::parse(raw, &known)?;
+    let l = Limits::parse(raw, known, team_known)?;
+    if l.budgets && !body_routing {
+        return Err(err(
+            "limits.budgets",
+            "dollar budgets need body_routing (the price is the model's, and the reservation \
+             counts the prompt)",
+        ));
+    }
     if l.has_model_rules() && !body_routing {
         let field = if l.default.models.is_empty() {
             "limits.consumers"

@@ -229,7 +229,7 @@ fn limits_inherit_override_and_unlimit() {
     // Without a cap, each of n choices may take the default.
     assert_eq!(l.reservation(10, None, 3), 10 + 3 * 256);
     assert_eq!(l.reservation(10, Some(15), 3), 25);
-    let a = l.scopes("team-a", Some("gpt-4o"));
+    let a = l.scopes("team-a", None, Some("gpt-4o"));
     assert_eq!(a.len(), 1);
     assert_eq!(
         a[0].spec,
@@ -237,14 +237,15 @@ fn limits_inherit_override_and_unlimit() {
             rpm: Some(60),
             tpm: Some(5000),
             tpd: None,
-            concurrent: None
+            concurrent: None,
+            budget: Default::default(),
         }
     );
-    let b = l.scopes("team-b", Some("gpt-4o-mini"));
+    let b = l.scopes("team-b", None, Some("gpt-4o-mini"));
     assert_eq!(b.len(), 2);
     assert_eq!(b[1].name, "team-b / gpt-4o*");
     assert_eq!(b[1].spec.tpm, Some(100));
-    assert_eq!(l.scopes("team-b", None).len(), 1);
+    assert_eq!(l.scopes("team-b", None, None).len(), 1);
     assert!(l.global.is_none());
 }
 
@@ -675,4 +676,125 @@ fn every_size_has_a_maximum_named_in_its_error() {
         *at = v.into();
         assert_eq!(parse(b).unwrap_err().field, path.join("."));
     }
+}
+
+#[test]
+fn teams_budgets_and_access_lists_parse_and_scope() {
+    let mut v = base();
+    v["consumers"][0]["team"] = "eng".into();
+    v["limits"] = serde_json::json!({
+        "default": {"budget": {"day": 5}},
+        "consumers": {"team-a": {"budget": {"month": 100.5, "rolling": {"usd": 2, "hours": 0.5}}}},
+        "teams": {"eng": {"rpm": 10, "budget": {"month": 500}}},
+        "budgets": {"utc_offset": "-08:00", "alerts": [10, 90]},
+    });
+    v["access"] = serde_json::json!({"teams": {"eng": {"deny": ["o3*"]}}});
+    let c = parse(v).unwrap();
+    assert_eq!(c.team_of("team-a"), Some("eng"));
+    assert!(!c.access.allows("team-a", Some("eng"), "o3-mini"));
+    let l = c.limits.as_ref().unwrap();
+    assert!(l.budgets);
+    let s = l.scopes("team-a", c.team_of("team-a"), Some("gpt-4o"));
+    let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["team-a", "team:eng"]);
+    let own = s[0].spec.budget;
+    // The consumer's budget replaces the default's.
+    assert_eq!((own.day, own.month), (None, Some(100_500_000_000_000)));
+    let r = own.rolling.unwrap();
+    assert_eq!(
+        (r.limit, r.period),
+        (2_000_000_000_000, std::time::Duration::from_secs(1800))
+    );
+    assert_eq!(own.calendar.offset_s, -8 * 3600);
+    assert_eq!(own.alerts[..3], [100_000, 900_000, 0]);
+    assert_eq!(s[1].spec.rpm, Some(10));
+    assert_eq!(s[1].spec.budget.month, Some(500_000_000_000_000));
+    // Another consumer has the default's own day budget; a consumer named like a team scope
+    // never shares the team's counters.
+    assert_eq!(
+        l.scopes("x", None, None)[0].spec.budget.day,
+        Some(5_000_000_000_000)
+    );
+    assert_eq!(
+        l.scopes("team:eng", None, None)[0].name,
+        "consumer:team:eng"
+    );
+}
+
+#[test]
+fn budget_and_access_errors_name_the_field() {
+    let with = |limits: serde_json::Value| {
+        let mut v = base();
+        v["consumers"][0]["team"] = "eng".into();
+        v["limits"] = limits;
+        field_of(v)
+    };
+    let cases = [
+        (
+            serde_json::json!({"teams": {"ops": {"rpm": 1}}}),
+            "limits.teams.ops: unknown team",
+        ),
+        (
+            serde_json::json!({"default": {"budget": {}}}),
+            "limits.default.budget: sets no budget",
+        ),
+        (
+            serde_json::json!({"default": {"budget": {"day": -1}}}),
+            "limits.default.budget.day: must be",
+        ),
+        (
+            serde_json::json!({"default": {"budget": {"day": 2e6}}}),
+            "limits.default.budget.day: must be",
+        ),
+        (
+            serde_json::json!({"default": {"budget": {"rolling": {"usd": 1, "hours": 0}}}}),
+            "limits.default.budget.rolling.hours",
+        ),
+        (
+            serde_json::json!({"budgets": {"utc_offset": "+25:00"}}),
+            "limits.budgets.utc_offset",
+        ),
+        (
+            serde_json::json!({"budgets": {"utc_offset": "0530"}}),
+            "limits.budgets.utc_offset",
+        ),
+        (
+            serde_json::json!({"budgets": {"alerts": [50, 40]}}),
+            "limits.budgets.alerts[1]",
+        ),
+        (
+            serde_json::json!({"budgets": {"alerts": [0]}}),
+            "limits.budgets.alerts[0]",
+        ),
+        (
+            serde_json::json!({"global": {"cluster": "rls", "budgets": ["week"]}}),
+            "limits.global.budgets[0]",
+        ),
+        (
+            serde_json::json!({"global": {"cluster": "rls", "budget_unit_usd": 0}}),
+            "limits.global.budget_unit_usd",
+        ),
+    ];
+    for (limits, want) in cases {
+        let got = with(limits.clone());
+        assert!(got.starts_with(want), "{limits}: {got}");
+    }
+    let mut v = base();
+    v["consumers"][0]["team"] = "bad team".into();
+    assert!(field_of(v).starts_with("consumers[0].team"));
+    let mut v = base();
+    v["access"] = serde_json::json!({"consumers": {"nobody": {"allow": ["x"]}}});
+    assert!(field_of(v).starts_with("access.consumers.nobody: unknown consumer"));
+    // Budgets need the body.
+    let mut v = base();
+    v["body_routing"] = false.into();
+    v["providers"].as_object_mut().unwrap().remove("azure");
+    v["routes"] = serde_json::json!([]);
+    v["default"] = serde_json::json!({"to": {"provider": "openai"}});
+    v["limits"] = serde_json::json!({"default": {"budget": {"day": 1}}});
+    let got = field_of(v);
+    assert!(
+        got.starts_with("limits.budgets: dollar budgets need body_routing"),
+        "{got}"
+    );
 }

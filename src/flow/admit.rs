@@ -69,6 +69,14 @@ impl Exchange {
 
         let headers = std::mem::take(&mut self.inbound.headers);
         let decision = self.route(h, &cfg, &req, &headers)?;
+        let consumer = self.record.consumer.as_deref().unwrap_or_default();
+        if !cfg
+            .access
+            .allows(consumer, self.record.team.as_deref(), &req.model)
+        {
+            // Refused as a model that does not exist; counted under the route's label.
+            return Err(HttpError::model_denied(&req.model));
+        }
         if !resumed {
             self.count(h, &req, &decision.upstream_model);
             if !decision.provider.format.is_openai() {
@@ -93,11 +101,19 @@ impl Exchange {
                 reply => return Ok(reply),
             }
         }
+        // Priced before anything is reserved: an unpriced model may be refused.
+        let budget = self.global_budget_charge(h, &decision, &req.model, prompt)?;
         if let Some(l) = &cfg.limits {
             let tokens = l.reservation(prompt, req.max_output_tokens(), req.choices());
+            let pico_usd = if l.budgets {
+                self.budget_reservation(&cfg, l, &req.model, &decision, prompt, tokens)?
+            } else {
+                0
+            };
             let cost = Cost {
                 requests: 1,
                 tokens,
+                pico_usd,
             };
             self.limit_locally(h, Some(&req.model), cost)?;
         }
@@ -116,12 +132,53 @@ impl Exchange {
         // The global service is charged the prompt now and the rest when the request ends
         // (its protocol cannot give back an unused reservation).
         // The model descriptor is the request's label, never the client's own string.
-        let waiting = self.limit_globally(h, Some(&decision.model_label), prompt.max(1))?;
+        let waiting = self.limit_globally(h, Some(&decision.model_label), prompt.max(1), budget)?;
         Ok(if waiting {
             Step::Pause
         } else {
             self.await_credential(h)
         })
+    }
+
+    /// What a request reserves in its dollar budgets: its prompt and output cap (`tokens` in
+    /// all) at the dearest price of any provider that may serve it. A model without a price is
+    /// refused or let through uncharged, as `limits.budgets.unpriced` says, when a budget
+    /// applies to the caller.
+    fn budget_reservation(
+        &mut self,
+        cfg: &crate::config::Config,
+        l: &crate::config::Limits,
+        model: &str,
+        decision: &Decision,
+        prompt: u64,
+        tokens: u64,
+    ) -> Result<u64, HttpError> {
+        let consumer = self.record.consumer.as_deref().unwrap_or_default();
+        let scopes = l.scopes(consumer, self.record.team.as_deref(), Some(model));
+        if scopes.iter().all(|s| s.spec.budget.is_unlimited()) {
+            return Ok(0);
+        }
+        let output = tokens.saturating_sub(prompt);
+        let one = [(decision.provider, decision.upstream_model.clone())];
+        let dests = match &decision.failover {
+            Some((_, chain)) => &chain[..],
+            None => &one[..],
+        };
+        let mut most = 0u64;
+        for (provider, upstream) in dests {
+            let price = cfg
+                .prices
+                .lookup(Some(&provider.name), upstream)
+                .or_else(|| cfg.prices.lookup(Some(&provider.name), model));
+            match price {
+                Some(p) => most = most.max(p.max_cost(prompt, output)),
+                None if l.unpriced == crate::config::Unpriced::Allow => {
+                    self.record.budget_unpriced = true;
+                }
+                None => return Err(HttpError::model_not_priced(model)),
+            }
+        }
+        Ok(most)
     }
 
     /// A Responses request to a provider without the Responses API (or down a failover

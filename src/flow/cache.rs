@@ -187,6 +187,7 @@ impl Exchange {
         let cost = Cost {
             requests: 1,
             tokens,
+            pico_usd: 0,
         };
         if let Err(e) = self.limit_locally(h, model.as_deref(), cost) {
             return Some(self.reject(e));

@@ -58,9 +58,10 @@ impl Exchange {
             .learned
             .first_token_ms
             .map(|t| t.saturating_sub(start));
-        self.settle_limits(h);
+        // Priced before the limits settle: a budget settles to the actual cost.
         let cfg = self.config();
         self.record.price(&cfg.prices);
+        self.settle_limits(h);
         for (name, value) in self.record.properties() {
             h.set_property(name, &value);
         }
@@ -96,10 +97,11 @@ impl Exchange {
             .consumer
             .as_deref()
             .map_or(names::metric::NONE, |c| cfg.consumer_label(c));
-        let mut updates = self.record.metrics(model, consumer);
+        let team = self.record.team.as_deref();
+        let mut updates = self.record.metrics(model, consumer, team);
         if updates.iter().any(|u| !h.metric_room(&u.name)) {
             let other = names::metric::OTHER;
-            updates = self.record.metrics(other, other);
+            updates = self.record.metrics(other, other, team.map(|_| other));
         }
         updates.push(MetricUpdate {
             kind: Kind::Gauge,

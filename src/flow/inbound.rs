@@ -93,6 +93,7 @@ impl Exchange {
     ) -> Result<(), HttpError> {
         let cfg = self.config();
         let who = route::identify(&cfg, &|name| headers.get(name))?;
+        self.record.team = cfg.team_of(&who.name).map(str::to_string);
         self.record.consumer = Some(who.name);
         if end_of_stream {
             return Err(HttpError::invalid_json("the body is empty"));
@@ -159,8 +160,11 @@ impl Exchange {
         let cfg = self.config();
         let get = |name: &str| headers.get(name);
         let anthropic = self.inbound.client == ClientApi::Anthropic;
-        let answer =
-            route::identify(&cfg, &get).and_then(|_| models::answer(&cfg, q, anthropic, &get));
+        let answer = route::identify(&cfg, &get).and_then(|who| {
+            let team = cfg.team_of(&who.name);
+            let allowed = |m: &str| cfg.access.allows(&who.name, team, m);
+            models::answer(&cfg, q, anthropic, &get, &allowed)
+        });
         match answer {
             Ok(body) => Step::Reply(super::LocalReply {
                 status: 200,
@@ -192,13 +196,14 @@ impl Exchange {
         let one = Cost {
             requests: 1,
             tokens: 1,
+            pico_usd: 0,
         };
         if let Err(e) = self.limit_locally(h, None, one) {
             return Step::Reply(self.reject(e));
         }
         self.forward(h, &decision, headers, None);
         self.outbound.body_copy = Some(Vec::new());
-        match self.limit_globally(h, None, 1) {
+        match self.limit_globally(h, None, 1, None) {
             Ok(true) => Step::Pause,
             Ok(false) => Step::Continue,
             Err(e) => Step::Reply(self.reject(e)),

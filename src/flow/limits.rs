@@ -19,6 +19,9 @@ pub struct Report {
     pub consumer: String,
     pub model: Option<String>,
     pub tokens: u64,
+    /// The global dollar budgets' remainder: the periods the request was admitted in, and
+    /// the units not charged at admission.
+    pub budget: Option<rls::BudgetCharge>,
 }
 
 /// Call the global rate limit service's `ShouldRateLimit` with an encoded request.
@@ -56,6 +59,12 @@ impl Exchange {
             h.push((names::RATELIMIT_REMAINING_TOKENS, t.remaining.to_string()));
             h.push((names::RATELIMIT_RESET_TOKENS, limits::format_reset(t.reset)));
         }
+        if let Some(pico) = s.usd {
+            h.push((
+                names::BUDGET_REMAINING,
+                format!("{:.6}", pico as f64 / 1e12),
+            ));
+        }
         h
     }
 
@@ -71,7 +80,7 @@ impl Exchange {
             return Ok(());
         };
         let consumer = self.record.consumer.clone().unwrap_or_default();
-        let scopes = l.scopes(&consumer, model);
+        let scopes = l.scopes(&consumer, self.record.team.as_deref(), model);
         if scopes.is_empty() {
             return Ok(());
         }
@@ -86,6 +95,12 @@ impl Exchange {
             Ok(Err(rejection)) => {
                 self.holding.snapshot = Some(rejection.snapshot);
                 self.holding.retry_after = rejection.retry_after;
+                // A budget that resets later than an SDK's back-off (or never admits this
+                // request): the SDK should not retry it.
+                self.holding.no_retry = matches!(rejection.reason, limits::Reason::Budget(_))
+                    && rejection
+                        .retry_after
+                        .is_none_or(|d| d > std::time::Duration::from_secs(60));
                 self.record.limited = Some(rejection.reason.label());
                 Err(rejection.error())
             }
@@ -103,19 +118,24 @@ impl Exchange {
         }
     }
 
-    /// Ask the global service; `true` while its answer is awaited (the request stays paused).
+    /// Ask the global service, charging one request, `tokens` and the admission's part of
+    /// the global dollar budgets; `true` while its answer is awaited (the request stays
+    /// paused).
     pub fn limit_globally(
         &mut self,
         h: &mut impl Host,
         model: Option<&str>,
         tokens: u64,
+        budget: Option<rls::BudgetCharge>,
     ) -> Result<bool, HttpError> {
         let cfg = self.config();
         let Some(g) = cfg.global() else {
             return Ok(false);
         };
         let consumer = self.record.consumer.clone().unwrap_or_default();
-        let (bytes, described) = rls::request(&g.domain, &consumer, model, 1, tokens);
+        let (bytes, described) =
+            rls::request(&g.domain, &consumer, model, 1, tokens, budget.as_ref());
+        self.holding.global_budget = budget;
         self.holding.global_tokens = tokens;
         self.holding.global_sent_ms = h.now_ms();
         match call_rls(h, g, &bytes) {
@@ -146,6 +166,7 @@ impl Exchange {
         }
         self.release_local(h);
         self.holding.global_tokens = 0;
+        self.holding.global_budget = None;
         Some(HttpError::limiter_unavailable())
     }
 
@@ -204,34 +225,161 @@ impl Exchange {
             None => self.await_credential(h),
             Some(o) => {
                 self.release_local(h);
-                self.record.limited = Some("global");
+                self.record.limited = Some(if o.budget { "global_budget" } else { "global" });
                 self.holding.retry_after = o.retry_after;
+                self.holding.no_retry = o.budget
+                    && o.retry_after
+                        .is_none_or(|d| d > std::time::Duration::from_secs(60));
                 let consumer = self.record.consumer.clone().unwrap_or_default();
-                Step::Reply(self.reject(o.error(&consumer)))
+                let unit = self.shared.config.global().map_or(1, |g| g.unit_pico);
+                Step::Reply(self.reject(o.error(&consumer, unit)))
             }
         }
     }
 
-    /// The request is over: correct the local reservation to what was used, release its
-    /// in-flight slot, and queue what the global service has not been charged yet.
-    pub fn settle_limits(&mut self, h: &impl Host) {
+    /// The request is over: correct the local reservation to what was used (tokens, and its
+    /// priced cost in the budgets), release its in-flight slot, report the budgets, and queue
+    /// what the global service has not been charged yet.
+    pub fn settle_limits(&mut self, h: &mut impl Host) {
         let actual = self.record.billable_tokens();
-        if let (Some(held), Some(limiter)) = (self.holding.held.take(), &self.shared.limiter) {
-            let _ = limiter.borrow_mut().settle(h, &held, actual, h.now_ns());
+        let cost = self.record.cost.unwrap_or(0);
+        let limiter = self.shared.limiter.clone();
+        if let (Some(held), Some(limiter)) = (self.holding.held.take(), limiter) {
+            let settled = limiter
+                .borrow_mut()
+                .settle(h, &held, actual, cost, h.now_ns());
             self.record.reservation = Some((held.reserved_tokens, actual));
+            if let Ok(s) = settled {
+                self.report_budgets(h, s);
+            }
         }
         let owed = actual.saturating_sub(self.holding.global_tokens);
-        let global = self.shared.config.global().is_some();
-        if global && owed > 0 && self.record.local_outcome.is_none() {
+        let global = self.shared.config.global().cloned();
+        // The budgets' remainder, in whole units (rounded up, the service's side of exact).
+        let budget = self.holding.global_budget.take().and_then(|b| {
+            let unit = global.as_ref().map_or(1, |g| g.unit_pico.max(1));
+            let units = cost.div_ceil(unit).saturating_sub(b.units);
+            (units > 0).then_some(rls::BudgetCharge { units, ..b })
+        });
+        let due = owed > 0 || budget.is_some();
+        if global.is_some() && due && self.record.local_outcome.is_none() {
             let mut q = self.shared.reports.borrow_mut();
             if q.len() < MAX_QUEUED_REPORTS {
                 q.push(Report {
                     consumer: self.record.consumer.clone().unwrap_or_default(),
                     model: self.record.model_label.clone(),
                     tokens: owed,
+                    budget,
                 });
             } else {
                 self.record.global_failure = Some("report_queue_full");
+            }
+        }
+    }
+}
+
+impl Exchange {
+    /// What a request charges the global dollar budgets at admission: its prompt at the
+    /// cheapest input price (what it will cost at the least; the rest is reported when it
+    /// ends, as the service cannot give back), at least one unit, in the calendar periods of
+    /// now. A model without a price is refused or let through uncharged, as
+    /// `limits.budgets.unpriced` says.
+    pub(super) fn global_budget_charge(
+        &mut self,
+        h: &impl Host,
+        decision: &crate::route::Decision,
+        model: &str,
+        prompt: u64,
+    ) -> Result<Option<rls::BudgetCharge>, HttpError> {
+        let cfg = self.config();
+        let Some(g) = cfg.global().filter(|g| !g.budgets.is_empty()) else {
+            return Ok(None);
+        };
+        let provider = Some(decision.provider.name.as_str());
+        let price = cfg
+            .prices
+            .lookup(provider, &decision.upstream_model)
+            .or_else(|| cfg.prices.lookup(provider, model));
+        let Some(p) = price else {
+            let allow = cfg
+                .limits
+                .as_ref()
+                .is_some_and(|l| l.unpriced == crate::config::Unpriced::Allow);
+            if allow {
+                self.record.budget_unpriced = true;
+                return Ok(None);
+            }
+            return Err(HttpError::model_not_priced(model));
+        };
+        let pico = prompt.saturating_mul(p.input.min(p.cached_input));
+        let t = g.calendar.now(h.now_ns());
+        let periods = g
+            .budgets
+            .iter()
+            .map(|&w| {
+                let key = match w {
+                    limits::BudgetWindow::Month => rls::KEY_BUDGET_MONTH,
+                    _ => rls::KEY_BUDGET_DAY,
+                };
+                let ends = g.calendar.end(w, t);
+                let reset = std::time::Duration::from_nanos(ends.saturating_sub(t));
+                (key, g.calendar.period(w, t), reset)
+            })
+            .collect();
+        Ok(Some(rls::BudgetCharge {
+            team: self.record.team.clone(),
+            periods,
+            units: (pico / g.unit_pico.max(1)).max(1),
+        }))
+    }
+
+    /// A settled request's budgets: each threshold it crossed (a metric and a usage event, once
+    /// per threshold per window) and what each calendar budget now holds (a gauge). Series are
+    /// named by configured consumers and teams only; per-model budgets and consumers without a
+    /// label of their own raise events but no series.
+    fn report_budgets(&mut self, h: &mut impl Host, s: limits::Settled) {
+        use crate::metrics::{stat_name, MetricUpdate};
+        use names::metric;
+        let cfg = self.config();
+        let who = |scope: &str| -> Option<(&'static str, String)> {
+            if let Some(team) = scope.strip_prefix(limits::TEAM_SCOPE) {
+                return Some((metric::TAG_TEAM, team.to_string()));
+            }
+            (!scope.contains(" / ") && cfg.consumer_labels.contains(scope))
+                .then(|| (metric::TAG_CONSUMER, scope.to_string()))
+        };
+        for spent in &s.spent {
+            if let Some((tag, name)) = who(&spent.scope) {
+                let ppm = (u128::from(spent.spent) * 1_000_000 / u128::from(spent.limit.max(1)))
+                    .min(u128::from(u64::MAX)) as u64;
+                h.metric(&MetricUpdate {
+                    kind: crate::metrics::Kind::Gauge,
+                    name: stat_name(
+                        metric::BUDGET_SPENT,
+                        &[(tag, &name), (metric::TAG_WINDOW, spent.window.name())],
+                    ),
+                    value: ppm,
+                });
+            }
+        }
+        for c in s.crossings {
+            let percent = (c.threshold_ppm / 10_000).to_string();
+            if let Some((tag, name)) = who(&c.scope) {
+                h.metric(&MetricUpdate::counter(
+                    stat_name(
+                        metric::BUDGET_ALERTS,
+                        &[
+                            (tag, &name),
+                            (metric::TAG_WINDOW, c.window.name()),
+                            (metric::TAG_THRESHOLD, &percent),
+                        ],
+                    ),
+                    1,
+                ));
+            }
+            if let Some(x) = self.shared.exporter.clone() {
+                let e = crate::usage::Event::budget_alert(&c, &self.record, h.now_ns());
+                super::finish::export_event(h, &x, e);
             }
         }
     }

@@ -199,10 +199,14 @@ pub struct Holding {
     /// Rate limit figures for the `x-ratelimit-*` response headers.
     pub snapshot: Option<Snapshot>,
     pub retry_after: Option<std::time::Duration>,
+    /// The refusal cannot pass before a client's retries give up (`x-should-retry: false`).
+    pub no_retry: bool,
     /// The pending call to the global service and what its descriptors stand for.
     pub global_call: Option<(u32, Vec<rls::Described>)>,
     /// Tokens charged to the global service at admission.
     pub global_tokens: u64,
+    /// What the global dollar budgets were charged at admission.
+    pub global_budget: Option<rls::BudgetCharge>,
     /// When the call to the global service left (ms).
     pub global_sent_ms: u64,
 }
@@ -286,6 +290,9 @@ impl Exchange {
                 d.as_secs_f64().ceil().max(1.0).to_string(),
             ));
         }
+        if self.holding.no_retry && e.status == 429 {
+            headers.push((names::SHOULD_RETRY, "false".to_string()));
+        }
         LocalReply {
             status: e.status,
             headers,
@@ -298,7 +305,7 @@ impl Exchange {
     /// without it).
     pub fn abandon(&mut self, h: &impl Host) {
         if let (Some(held), Some(limiter)) = (self.holding.held.take(), &self.shared.limiter) {
-            let _ = limiter.borrow_mut().settle(h, &held, 0, h.now_ns());
+            let _ = limiter.borrow_mut().settle(h, &held, 0, 0, h.now_ns());
         }
     }
 }

@@ -183,13 +183,35 @@ impl Vm {
             return;
         };
         let queued = std::mem::take(&mut *s.reports.borrow_mut());
-        let mut merged: HashMap<(String, Option<String>), u64> = HashMap::new();
+        // One call per consumer, model and budget periods (the time left in a period only
+        // phrases a refusal: not part of the key).
+        type Key = (
+            String,
+            Option<String>,
+            Option<(Option<String>, Vec<(&'static str, String)>)>,
+        );
+        let mut merged: HashMap<Key, (u64, Option<rls::BudgetCharge>)> = HashMap::new();
         for r in queued {
-            let e = merged.entry((r.consumer, r.model)).or_default();
-            *e = e.saturating_add(r.tokens);
+            let periods = r.budget.as_ref().map(|b| {
+                let p = b.periods.iter().map(|(k, v, _)| (*k, v.clone())).collect();
+                (b.team.clone(), p)
+            });
+            let e = merged.entry((r.consumer, r.model, periods)).or_default();
+            e.0 = e.0.saturating_add(r.tokens);
+            match (&mut e.1, r.budget) {
+                (Some(have), Some(b)) => have.units = have.units.saturating_add(b.units),
+                (slot, b) => *slot = slot.take().or(b),
+            }
         }
-        for ((consumer, model), tokens) in merged {
-            let (bytes, _) = rls::request(&g.domain, &consumer, model.as_deref(), 0, tokens);
+        for ((consumer, model, _), (tokens, budget)) in merged {
+            let (bytes, _) = rls::request(
+                &g.domain,
+                &consumer,
+                model.as_deref(),
+                0,
+                tokens,
+                budget.as_ref(),
+            );
             if let Err(e) = call_rls(h, &g, &bytes) {
                 log::warn!("llm-gateway: could not report usage to the rate limit service: {e:?}");
                 count(h, names::metric::GLOBAL_REPORT_FAILURES);

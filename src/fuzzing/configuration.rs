@@ -48,7 +48,8 @@ pub fn config(data: &[u8]) {
             let _ = d.provider.credential_header();
         }
         if let (Some(l), Ok(id)) = (&cfg.limits, &identity) {
-            let _ = l.scopes(&id.name, Some(model));
+            let _ = l.scopes(&id.name, cfg.team_of(&id.name), Some(model));
+            let _ = cfg.access.allows(&id.name, cfg.team_of(&id.name), model);
             let _ = l.reservation(u64::MAX, None, u64::MAX);
         }
         let _ = cfg.prices.lookup(None, model);

@@ -25,11 +25,16 @@ pub fn rls(data: &[u8]) {
         .map(|i| Described {
             tokens: shape & (8 << i) != 0,
             model: (i % 2 == 1).then(|| "gpt-4o".to_string()),
+            // The last may be a dollar budget's.
+            budget: (i == 3 && shape & 128 != 0).then(|| {
+                let reset = std::time::Duration::from_secs(u64::from(shape));
+                ("team eng".to_string(), "USD per month", reset)
+            }),
         })
         .collect();
     if let Some(v) = verdict(input.rest(), &described) {
         if let Some(o) = v.over_limit {
-            let e = o.error("team-a");
+            let e = o.error("team-a", u64::from(shape) * 1_000_000);
             let _ = e.body();
         }
     }

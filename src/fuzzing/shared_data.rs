@@ -168,12 +168,12 @@ pub fn cache_store(data: &[u8]) {
 
 /// Three scopes, two of them nested, with limits read from the input.
 fn limit_scopes(input: &mut Input<'_>) -> Vec<crate::limits::Scope> {
-    use crate::limits::{Scope, Spec};
+    use crate::limits::{Budget, Calendar, Rolling, Scope, Spec};
     let limit = |input: &mut Input<'_>| {
         let b = input.byte();
         (b & 1 != 0).then(|| input.number())
     };
-    ["team-a", "team-b", "team-a / gpt-4o*"]
+    ["team-a", "team:eng", "team-a / gpt-4o*"]
         .iter()
         .map(|name| Scope {
             name: name.to_string(),
@@ -184,6 +184,27 @@ fn limit_scopes(input: &mut Input<'_>) -> Vec<crate::limits::Scope> {
                 concurrent: {
                     let b = input.byte();
                     (b & 1 != 0).then_some(u32::from(b >> 1))
+                },
+                budget: {
+                    let (day, month) = (limit(input), limit(input));
+                    let rolling = limit(input).map(|limit| Rolling {
+                        limit,
+                        period: std::time::Duration::from_secs(u64::from(input.byte()) + 1),
+                    });
+                    let mut alerts = [0; crate::limits::budget::MAX_ALERTS];
+                    for (i, a) in alerts.iter_mut().take(3).enumerate() {
+                        *a = 250_000 * (i as u32 + 1);
+                    }
+                    Budget {
+                        day,
+                        month,
+                        rolling,
+                        calendar: Calendar {
+                            offset_s: i32::from(input.byte() as i8) * 600,
+                            skew_s: 0,
+                        },
+                        alerts,
+                    }
                 },
             },
         })
@@ -213,6 +234,7 @@ pub fn limits_store(data: &[u8]) {
                 let cost = Cost {
                     requests: input.number(),
                     tokens: input.number(),
+                    pico_usd: input.number(),
                 };
                 let from = scopes.get(from..).unwrap_or_default();
                 if let Some(Ok(Ok(h))) = vms.get_mut(vm).map(|l| l.admit(&store, from, cost, now)) {
@@ -223,7 +245,7 @@ pub fn limits_store(data: &[u8]) {
                 if !held.is_empty() {
                     let (vm, h) = held.remove(usize::from(input.byte()) % held.len());
                     if let Some(l) = vms.get_mut(vm) {
-                        let _ = l.settle(&store, &h, input.number(), now);
+                        let _ = l.settle(&store, &h, input.number(), input.number(), now);
                     }
                 }
             }

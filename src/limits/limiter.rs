@@ -6,6 +6,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use sha2::{Digest, Sha256};
 
+use super::budget::{self, Crossing, Spent};
 use super::slot::{charge, correct_tokens, cost_ns, snapshot, Owner, Slot, EMPTY};
 use super::{Conflict, Cost, Reason, Rejection, Scope, Snapshot, Spec, Store, Window};
 
@@ -16,6 +17,8 @@ pub struct Held {
     reserved_requests: u64,
     /// Tokens reserved in each token window.
     pub reserved_tokens: u64,
+    /// Picodollars reserved in each budget.
+    pub reserved_pico: u64,
     pub snapshot: Snapshot,
     /// Scopes that could not be tracked because the table is full.
     pub untracked: usize,
@@ -25,8 +28,20 @@ pub struct Held {
 struct HeldSlot {
     index: u32,
     owner: Owner,
+    /// The scope's name, for alerts.
+    scope: String,
     spec: Spec,
     concurrent: bool,
+    /// The ends of the budget windows (day, month) the reservation went into.
+    ends: [u64; 2],
+}
+
+/// What settling a request found in its budgets: thresholds crossed, and what each calendar
+/// budget now holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settled {
+    pub crossings: Vec<Crossing>,
+    pub spent: Vec<Spent>,
 }
 
 /// Release the in-flight count a request holds.
@@ -260,6 +275,7 @@ impl Limiter {
             slots: Vec::with_capacity(scopes.len()),
             reserved_requests: cost.requests,
             reserved_tokens: cost.tokens,
+            reserved_pico: cost.pico_usd,
             snapshot: Snapshot::default(),
             untracked: 0,
         };
@@ -270,13 +286,15 @@ impl Limiter {
                 continue;
             };
             match self.charge_slot(store, index, &owner, &scope.spec, cost, now)? {
-                Ok(snap) => {
+                Ok((snap, index, ends)) => {
                     held.snapshot.merge(&snap);
                     held.slots.push(HeldSlot {
                         index,
                         owner,
+                        scope: scope.name.clone(),
                         spec: scope.spec,
                         concurrent: scope.spec.concurrent.is_some(),
+                        ends,
                     });
                 }
                 Err((reason, retry_after, snap)) => {
@@ -305,7 +323,8 @@ impl Limiter {
         spec: &Spec,
         cost: Cost,
         now: u64,
-    ) -> Result<Result<Snapshot, (Reason, Option<Duration>, Snapshot)>, TableError> {
+    ) -> Result<Result<(Snapshot, u32, [u64; 2]), (Reason, Option<Duration>, Snapshot)>, TableError>
+    {
         for _ in 0..MAX_RETRIES {
             let (mut slot, cas) = self.read(store, index);
             if slot.owner != *owner {
@@ -314,7 +333,7 @@ impl Limiter {
                 return match self.locate(store, owner, now)? {
                     Some(i) if i != index => self.charge_slot(store, i, owner, spec, cost, now),
                     Some(_) => continue,
-                    None => Ok(Ok(Snapshot::default())),
+                    None => Ok(Ok((Snapshot::default(), index, [0; 2]))),
                 };
             }
             // Windows whose limit was removed keep stale state; fold it into "full".
@@ -323,10 +342,19 @@ impl Limiter {
                     *slot.tat_mut(w) = 0;
                 }
             }
+            if spec.budget.rolling.is_none() {
+                slot.usd_tat = 0;
+            }
+            if spec.budget.day.is_none() {
+                slot.day = Default::default();
+            }
+            if spec.budget.month.is_none() {
+                slot.month = Default::default();
+            }
             match charge(&slot, spec, cost, now) {
-                Ok(next) => {
+                Ok((next, ends)) => {
                     if store.set(&self.key(index), &next.encode(), cas).is_ok() {
-                        return Ok(Ok(snapshot(&next, spec, now)));
+                        return Ok(Ok((snapshot(&next, spec, now), index, ends)));
                     }
                 }
                 Err((reason, retry)) => {
@@ -353,6 +381,18 @@ impl Limiter {
                     let t = slot.tat_mut(w);
                     *t = t.saturating_sub(cost_ns(cost.requests, limit, w.period()));
                 }
+                let mut nothing = Default::default();
+                let b = &h.spec.budget;
+                budget::settle(
+                    &mut slot.budget(),
+                    b,
+                    "",
+                    h.ends,
+                    cost.pico_usd,
+                    0,
+                    now,
+                    &mut nothing,
+                );
             })?;
         }
         Ok(())
@@ -364,26 +404,47 @@ impl Limiter {
         let cost = Cost {
             requests: held.reserved_requests,
             tokens: held.reserved_tokens,
+            pico_usd: held.reserved_pico,
         };
         self.undo(store, held, cost, now)
     }
 
-    /// The request ended having used `actual_tokens`: correct the reservation and release the
-    /// in-flight count. Call exactly once per admitted request.
+    /// The request ended having used `actual_tokens` costing `actual_pico`: correct the
+    /// reservations and release the in-flight count. Call exactly once per admitted request.
     pub fn settle(
         &mut self,
         store: &dyn Store,
         held: &Held,
         actual_tokens: u64,
+        actual_pico: u64,
         now: u64,
-    ) -> Result<(), TableError> {
+    ) -> Result<Settled, TableError> {
+        let mut settled = Settled::default();
         for h in &held.slots {
-            self.update(store, h, |slot| {
+            let report = self.update(store, h, |slot| {
                 release(slot, h);
                 correct_tokens(slot, &h.spec, held.reserved_tokens, actual_tokens, now);
+                let mut report = (Vec::new(), Vec::new());
+                if !h.spec.budget.is_unlimited() {
+                    budget::settle(
+                        &mut slot.budget(),
+                        &h.spec.budget,
+                        &h.scope,
+                        h.ends,
+                        held.reserved_pico,
+                        actual_pico,
+                        now,
+                        &mut report,
+                    );
+                }
+                report
             })?;
+            if let Some((crossings, spent)) = report {
+                settled.crossings.extend(crossings);
+                settled.spent.extend(spent);
+            }
         }
-        Ok(())
+        Ok(settled)
     }
 
     /// Charge `tokens` more to every held slot without refusing (headers-only mode learns the
@@ -411,23 +472,24 @@ impl Limiter {
         Ok(())
     }
 
-    /// Apply `f` to a held slot's state by compare-and-swap.
-    fn update(
+    /// Apply `f` to a held slot's state by compare-and-swap; what `f` returned on the write
+    /// that succeeded (`None`: the slot is no longer the scope's).
+    fn update<R>(
         &mut self,
         store: &dyn Store,
         h: &HeldSlot,
-        f: impl Fn(&mut Slot),
-    ) -> Result<(), TableError> {
+        mut f: impl FnMut(&mut Slot) -> R,
+    ) -> Result<Option<R>, TableError> {
         for _ in 0..MAX_RETRIES {
             let (mut slot, cas) = self.read(store, h.index);
             if slot.owner != h.owner {
                 // Cannot happen while the request holds the slot (it is not idle); if a limit
                 // was lowered to nothing meanwhile, there is nothing left to correct.
-                return Ok(());
+                return Ok(None);
             }
-            f(&mut slot);
+            let r = f(&mut slot);
             if store.set(&self.key(h.index), &slot.encode(), cas).is_ok() {
-                return Ok(());
+                return Ok(Some(r));
             }
         }
         Err(TableError::Contended)

@@ -21,16 +21,19 @@
 
 use std::time::Duration;
 
+pub mod budget;
 mod config;
 mod limiter;
 mod slot;
 pub mod test_store;
 
+pub use budget::{Budget, BudgetWindow, Calendar, Crossing, Refusal, Rolling, Spent};
 pub use config::{
-    ConsumerLimits, FailureMode, Global, Limits, ModelRule, RawLimits, DEFAULT_GLOBAL_TIMEOUT_MS,
-    DEFAULT_MAX_TOKENS, DEFAULT_MAX_TRACKED, MAX_DEFAULT_MAX_TOKENS, MAX_TRACKED,
+    ConsumerLimits, FailureMode, Global, Limits, ModelRule, RawLimits, Unpriced,
+    DEFAULT_GLOBAL_TIMEOUT_MS, DEFAULT_MAX_TOKENS, DEFAULT_MAX_TRACKED, MAX_BUDGET_USD,
+    MAX_DEFAULT_MAX_TOKENS, MAX_TRACKED, TEAM_SCOPE,
 };
-pub use limiter::{Held, Limiter, TableError};
+pub use limiter::{Held, Limiter, Settled, TableError};
 
 /// Shared data as Envoy implements it: a value and a CAS token per key; `cas == 0` writes
 /// unconditionally, any other value must match the key's current token.
@@ -94,6 +97,8 @@ pub struct Spec {
     pub tpm: Option<u64>,
     pub tpd: Option<u64>,
     pub concurrent: Option<u32>,
+    /// Dollar budgets (kept in this process; `limits.global.budgets` are the service's).
+    pub budget: Budget,
 }
 
 impl Spec {
@@ -106,23 +111,29 @@ impl Spec {
     }
 
     pub fn is_unlimited(&self) -> bool {
-        self.rpm.is_none() && self.tpm.is_none() && self.tpd.is_none() && self.concurrent.is_none()
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.tpd.is_none()
+            && self.concurrent.is_none()
+            && self.budget.is_unlimited()
     }
 }
 
 /// One limited scope of a request: its display name (for errors) and its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
-    /// `team-a`, or `team-a / gpt-4o*` for a consumer × model rule.
+    /// `alice`, `team:eng` for a team, or `alice / gpt-4o*` for a consumer × model rule.
     pub name: String,
     pub spec: Spec,
 }
 
 /// What a request costs at admission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cost {
     pub requests: u64,
     pub tokens: u64,
+    /// The priced maximum, in picodollars (budgets).
+    pub pico_usd: u64,
 }
 
 /// Why a request was refused.
@@ -138,6 +149,9 @@ pub struct Rejection {
 impl Rejection {
     /// The 429 for this rejection, naming the limit the way OpenAI's messages do.
     pub fn error(&self) -> crate::error::HttpError {
+        if let Reason::Budget(r) = &self.reason {
+            return crate::error::HttpError::over_budget(r.message(&self.scope));
+        }
         let again = match self.retry_after {
             Some(d) => format!(" Please try again in {}.", format_reset(d)),
             None => String::new(),
@@ -171,6 +185,7 @@ impl Rejection {
                 };
                 crate::error::HttpError::rate_limited(kind, message)
             }
+            Reason::Budget(_) => crate::error::HttpError::over_budget(String::new()),
             Reason::Concurrency { limit } => crate::error::HttpError::rate_limited(
                 "requests",
                 format!(
@@ -193,6 +208,8 @@ pub enum Reason {
     Concurrency {
         limit: u32,
     },
+    /// A dollar budget.
+    Budget(Refusal),
 }
 
 impl Reason {
@@ -201,6 +218,7 @@ impl Reason {
         match self {
             Reason::Window { window, .. } => window.name(),
             Reason::Concurrency { .. } => "concurrent",
+            Reason::Budget(_) => "budget",
         }
     }
 }
@@ -211,6 +229,8 @@ impl Reason {
 pub struct Snapshot {
     pub requests: Option<Remaining>,
     pub tokens: Option<Remaining>,
+    /// The least any local dollar budget has left, in picodollars.
+    pub usd: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,13 +246,13 @@ impl Snapshot {
     pub fn of(tokens: bool, r: Remaining) -> Snapshot {
         if tokens {
             Snapshot {
-                requests: None,
                 tokens: Some(r),
+                ..Snapshot::default()
             }
         } else {
             Snapshot {
                 requests: Some(r),
-                tokens: None,
+                ..Snapshot::default()
             }
         }
     }
@@ -247,6 +267,10 @@ impl Snapshot {
         }
         self.requests = tighter(self.requests, other.requests);
         self.tokens = tighter(self.tokens, other.tokens);
+        self.usd = match (self.usd, other.usd) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 

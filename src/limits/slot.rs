@@ -2,23 +2,29 @@
 
 use std::time::Duration;
 
+use super::budget::{self, Period, State, PERIOD_LEN};
 use super::{Cost, Reason, Remaining, Snapshot, Spec, Window};
 
 /// Who a slot belongs to: the first 16 bytes of the sha256 of the scope's name.
 pub(super) type Owner = [u8; 16];
 pub(super) const EMPTY: Owner = [0; 16];
 
-/// One slot's state as stored: owner, in-flight count, one TAT per window (ns since the epoch).
+/// One slot's state as stored: owner, in-flight count, one TAT per window (ns since the epoch),
+/// and the dollar budgets: the day's and the month's windows and the rolling window's TAT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Slot {
     pub(super) owner: Owner,
     pub(super) in_flight: u32,
     /// In the order of `Window::ALL`.
     pub(super) tat: [u64; 3],
+    pub(super) usd_tat: u64,
+    pub(super) day: Period,
+    pub(super) month: Period,
 }
 
-const SLOT_VERSION: u8 = 1;
-pub(super) const SLOT_LEN: usize = 1 + 16 + 4 + 24;
+const SLOT_VERSION: u8 = 2;
+const BUDGET_AT: usize = 1 + 16 + 4 + 24;
+pub(super) const SLOT_LEN: usize = BUDGET_AT + 8 + 2 * PERIOD_LEN;
 
 impl Slot {
     pub(super) fn empty() -> Slot {
@@ -26,6 +32,18 @@ impl Slot {
             owner: EMPTY,
             in_flight: 0,
             tat: [0; 3],
+            usd_tat: 0,
+            day: Period::default(),
+            month: Period::default(),
+        }
+    }
+
+    /// The budget windows of the slot.
+    pub(super) fn budget(&mut self) -> State<'_> {
+        State {
+            day: &mut self.day,
+            month: &mut self.month,
+            rolling_tat: &mut self.usd_tat,
         }
     }
 
@@ -34,9 +52,14 @@ impl Slot {
         b[0] = SLOT_VERSION;
         b[1..17].copy_from_slice(&self.owner);
         b[17..21].copy_from_slice(&self.in_flight.to_le_bytes());
-        for (at, t) in b[21..].chunks_exact_mut(8).zip(self.tat) {
+        for (at, t) in b[21..BUDGET_AT].chunks_exact_mut(8).zip(self.tat) {
             at.copy_from_slice(&t.to_le_bytes());
         }
+        let (usd, periods) = b[BUDGET_AT..].split_at_mut(8);
+        usd.copy_from_slice(&self.usd_tat.to_le_bytes());
+        let (day, month) = periods.split_at_mut(PERIOD_LEN);
+        self.day.write(day);
+        self.month.write(month);
         b
     }
 
@@ -79,12 +102,20 @@ impl Slot {
             owner: b.get(1..17)?.try_into().ok()?,
             in_flight: u32::from_le_bytes(b.get(17..21)?.try_into().ok()?),
             tat: [at(0)?, at(1)?, at(2)?],
+            usd_tat: at(3)?,
+            day: Period::read(b.get(BUDGET_AT + 8..)?)?,
+            month: Period::read(b.get(BUDGET_AT + 8 + PERIOD_LEN..)?)?,
         })
     }
 
-    /// Nothing in flight and every window full again: the slot can be given to another scope.
+    /// Nothing in flight, every window full again and no budget window holding anything: the
+    /// slot can be given to another scope.
     pub(super) fn idle(&self, now: u64) -> bool {
-        self.in_flight == 0 && self.tat.iter().all(|&t| t <= now)
+        self.in_flight == 0
+            && self.tat.iter().all(|&t| t <= now)
+            && self.usd_tat <= now
+            && self.day.idle(now)
+            && self.month.idle(now)
     }
 }
 
@@ -116,16 +147,37 @@ pub(super) fn snapshot(slot: &Slot, spec: &Spec, now: u64) -> Snapshot {
             s.merge(&Snapshot::of(w.counts_tokens(), r));
         }
     }
+    let b = &spec.budget;
+    for (w, p) in [
+        (budget::BudgetWindow::Day, &slot.day),
+        (budget::BudgetWindow::Month, &slot.month),
+    ] {
+        if let Some(limit) = b.limit(w) {
+            let current = p.ends > b.calendar.now(now);
+            let used = if current {
+                p.spent.saturating_add(p.reserved)
+            } else {
+                0
+            };
+            let left = limit.saturating_sub(used);
+            s.usd = Some(s.usd.map_or(left, |u| u.min(left)));
+        }
+    }
+    if let Some(r) = b.rolling {
+        let left = remaining(slot.usd_tat, now, r.limit, r.period).remaining;
+        s.usd = Some(s.usd.map_or(left, |u| u.min(left)));
+    }
     s
 }
 
-/// Charge `cost` to a slot, or say which window refuses it.
+/// Charge `cost` to a slot, or say which window refuses it. Returns the slot and the ends of
+/// the budget windows the reservation went into.
 pub(super) fn charge(
     slot: &Slot,
     spec: &Spec,
     cost: Cost,
     now: u64,
-) -> Result<Slot, (Reason, Option<Duration>)> {
+) -> Result<(Slot, [u64; 2]), (Reason, Option<Duration>)> {
     let mut next = *slot;
     if let Some(limit) = spec.concurrent {
         if slot.in_flight >= limit {
@@ -160,7 +212,15 @@ pub(super) fn charge(
         }
         *next.tat_mut(w) = new_tat;
     }
-    Ok(next)
+    let mut ends = [0; 2];
+    if !spec.budget.is_unlimited() {
+        ends =
+            budget::reserve(&mut next.budget(), &spec.budget, cost.pico_usd, now).map_err(|r| {
+                let retry = (r.requested <= r.limit).then_some(r.reset);
+                (Reason::Budget(r), retry)
+            })?;
+    }
+    Ok((next, ends))
 }
 
 /// Correct the token windows from `reserved` to `actual` tokens.

@@ -22,6 +22,7 @@ fn limiter(store: &MemStore, slots: u32) -> Limiter {
 const ONE: Cost = Cost {
     requests: 1,
     tokens: 0,
+    pico_usd: 0,
 };
 
 #[test]
@@ -71,6 +72,7 @@ fn tokens_are_reserved_then_refunded() {
     let cost = Cost {
         requests: 1,
         tokens: 400,
+        pico_usd: 0,
     };
     let a = l.admit(&store, &s, cost, T0).unwrap().unwrap();
     assert_eq!(a.snapshot.tokens.unwrap().remaining, 600);
@@ -86,12 +88,12 @@ fn tokens_are_reserved_then_refunded() {
         }
     );
     // Both used 50: 700 come back.
-    l.settle(&store, &a, 50, T0).unwrap();
-    l.settle(&store, &b, 50, T0).unwrap();
+    l.settle(&store, &a, 50, 0, T0).unwrap();
+    l.settle(&store, &b, 50, 0, T0).unwrap();
     let c = l.admit(&store, &s, cost, T0).unwrap().unwrap();
     assert_eq!(c.snapshot.tokens.unwrap().remaining, 500);
     // Using more than reserved is charged too.
-    l.settle(&store, &c, 900, T0).unwrap();
+    l.settle(&store, &c, 900, 0, T0).unwrap();
     let r = l.admit(&store, &s, cost, T0).unwrap().unwrap_err();
     match r.reason {
         Reason::Window { remaining, .. } => assert_eq!(remaining, 0),
@@ -117,6 +119,7 @@ fn larger_than_the_limit_never_passes() {
             Cost {
                 requests: 1,
                 tokens: 101,
+                pico_usd: 0,
             },
             T0,
         )
@@ -142,7 +145,7 @@ fn concurrency_is_released_on_settle() {
         l.admit(&store, &s, ONE, T0).unwrap().unwrap_err().reason,
         Reason::Concurrency { limit: 2 }
     ));
-    l.settle(&store, &a, 0, T0).unwrap();
+    l.settle(&store, &a, 0, 0, T0).unwrap();
     let c = l.admit(&store, &s, ONE, T0).unwrap().unwrap();
     // A cancelled admission gives its slot back too.
     l.cancel(&store, &c, T0).unwrap();
@@ -172,6 +175,7 @@ fn a_rejection_in_a_later_scope_gives_back_the_earlier_ones() {
     let cost = Cost {
         requests: 1,
         tokens: 200,
+        pico_usd: 0,
     };
     let r = l
         .admit(&store, &[consumer.clone(), model], cost, T0)
@@ -221,11 +225,15 @@ fn consumers_do_not_share_and_the_table_is_bounded() {
 
 #[test]
 fn short_and_corrupt_slots_read_as_empty_and_limits_still_hold() {
-    let slot = Slot {
+    let mut slot = Slot {
         owner: [7; 16],
         in_flight: 3,
         tat: [1, u64::MAX, 2],
+        ..Slot::empty()
     };
+    slot.usd_tat = 9;
+    slot.month.spent = u64::MAX;
+    slot.day.alerted = 5;
     let b = slot.encode();
     assert_eq!(Slot::decode(&b), slot);
     for len in 0..SLOT_LEN {
@@ -235,7 +243,7 @@ fn short_and_corrupt_slots_read_as_empty_and_limits_still_hold() {
     long.push(0);
     assert_eq!(Slot::decode(&long), Slot::empty());
     let mut other_version = b;
-    other_version[0] = 2;
+    other_version[0] = 1;
     assert_eq!(Slot::decode(&other_version), Slot::empty());
     // A table full of garbage (short records, the largest counts and times) is no panic,
     // and a consumer whose slot says "everything in flight, every window far ahead" is
@@ -247,6 +255,7 @@ fn short_and_corrupt_slots_read_as_empty_and_limits_still_hold() {
         tpm: Some(u64::MAX),
         tpd: Some(1),
         concurrent: Some(u32::MAX),
+        ..Spec::default()
     };
     let owner = Limiter::owner("c");
     let home = l.home(&owner);
@@ -259,11 +268,13 @@ fn short_and_corrupt_slots_read_as_empty_and_limits_still_hold() {
         owner,
         in_flight: u32::MAX,
         tat: [u64::MAX; 3],
+        ..Slot::empty()
     };
     store.set(&format!("t.{home}"), &maxed.encode(), 0).unwrap();
     let big = Cost {
         requests: u64::MAX,
         tokens: u64::MAX,
+        pico_usd: 0,
     };
     let r = l.admit(&store, &[scope("c", spec)], big, T0).unwrap();
     assert!(matches!(
@@ -297,6 +308,7 @@ fn the_largest_token_figures_saturate() {
     let cost = Cost {
         requests: 1,
         tokens: u64::MAX - 1,
+        pico_usd: 0,
     };
     let mut held = l.admit(&store, &s, cost, T0).unwrap().unwrap();
     // Headers-only mode adds the prompt it learns later: the reservation saturates.
@@ -304,8 +316,8 @@ fn the_largest_token_figures_saturate() {
     assert_eq!(held.reserved_tokens, u64::MAX);
     l.add_tokens(&store, &mut held, u64::MAX, T0).unwrap();
     assert_eq!(held.reserved_tokens, u64::MAX);
-    l.settle(&store, &held, u64::MAX, T0).unwrap();
-    l.settle(&store, &held, 0, T0).unwrap();
+    l.settle(&store, &held, u64::MAX, 0, T0).unwrap();
+    l.settle(&store, &held, 0, 0, T0).unwrap();
 }
 
 #[test]
@@ -335,12 +347,13 @@ fn exact_across_threads() {
                     let cost = Cost {
                         requests: 1,
                         tokens: 10,
+                        pico_usd: 0,
                     };
                     if let Ok(h) = l.admit(&store, &s, cost, T0).unwrap() {
                         if name == "hot" {
                             ok += 1;
                         }
-                        l.settle(&store, &h, 10, T0).unwrap();
+                        l.settle(&store, &h, 10, 0, T0).unwrap();
                     }
                 }
                 ok

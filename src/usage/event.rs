@@ -8,6 +8,8 @@ use crate::record::{Record, Tokens};
 
 /// The OTLP log record's `eventName`.
 pub const EVENT_NAME: &str = "llm_gateway.usage";
+/// The `eventName` of a budget alert (a JSON event says `"event": "budget_alert"`).
+pub const ALERT_EVENT_NAME: &str = "llm_gateway.budget_alert";
 
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,8 @@ type Fields = Vec<(&'static str, &'static str, Val)>;
 /// One finished request, as exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// `EVENT_NAME` or `ALERT_EVENT_NAME`.
+    pub name: &'static str,
     /// When the request started (ns since the epoch).
     pub time_ns: u64,
     /// When the event was made (ns since the epoch).
@@ -40,7 +44,66 @@ impl Event {
         usage(&mut f, r);
         how(&mut f, r);
         Event {
+            name: EVENT_NAME,
             time_ns: start_ns,
+            observed_ns: now_ns,
+            fields: f,
+        }
+    }
+
+    /// A budget's spent fraction crossed an alert threshold, settling request `r`.
+    pub fn budget_alert(c: &crate::limits::Crossing, r: &Record, now_ns: u64) -> Event {
+        let mut f: Fields = Vec::with_capacity(10);
+        let (kind, name) = match c.scope.strip_prefix(crate::limits::TEAM_SCOPE) {
+            Some(team) => ("team", team.to_string()),
+            None => ("consumer", c.scope.clone()),
+        };
+        let s = |v: &str| Val::Str(v.to_string());
+        f.push(("llm_gateway.budget.scope", "budget_scope", s(&c.scope)));
+        f.push((
+            "llm_gateway.budget.scope_kind",
+            "budget_scope_kind",
+            s(kind),
+        ));
+        f.push((
+            "llm_gateway.budget.scope_name",
+            "budget_scope_name",
+            s(&name),
+        ));
+        f.push((
+            "llm_gateway.budget.window",
+            "budget_window",
+            s(c.window.name()),
+        ));
+        f.push((
+            "llm_gateway.budget.threshold_percent",
+            "threshold_percent",
+            Val::Int(u64::from(c.threshold_ppm / 10_000)),
+        ));
+        f.push((
+            "llm_gateway.budget.spent_usd",
+            "spent_usd",
+            Val::Double(crate::cost::dollars(c.spent)),
+        ));
+        f.push((
+            "llm_gateway.budget.limit_usd",
+            "limit_usd",
+            Val::Double(crate::cost::dollars(c.limit)),
+        ));
+        f.push((
+            "llm_gateway.budget.resets_unix_ms",
+            "resets_unix_ms",
+            Val::Int(c.resets_ns / 1_000_000),
+        ));
+        if let Some(v) = &r.consumer {
+            f.push(("llm_gateway.consumer", "consumer", s(v)));
+        }
+        if let Some(v) = &r.team {
+            f.push(("llm_gateway.team", "team", s(v)));
+        }
+        Event {
+            name: ALERT_EVENT_NAME,
+            time_ns: now_ns,
             observed_ns: now_ns,
             fields: f,
         }
@@ -65,6 +128,7 @@ fn what(f: &mut Fields, r: &Record, request_id: Option<String>) {
     };
     s("llm_gateway.request_id", "request_id", &request_id);
     s("llm_gateway.consumer", "consumer", &r.consumer);
+    s("llm_gateway.team", "team", &r.team);
     s("gen_ai.request.model", "request_model", &r.request_model);
     s(
         "llm_gateway.upstream_model",
@@ -205,6 +269,9 @@ impl Serialize for Flat<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.fields.len() + 1))?;
         m.serialize_entry("time_unix_ms", &(self.0.time_ns / 1_000_000))?;
+        if self.0.name == ALERT_EVENT_NAME {
+            m.serialize_entry("event", "budget_alert")?;
+        }
         for (_, k, v) in &self.0.fields {
             match v {
                 Val::Str(x) => m.serialize_entry(k, x)?,
@@ -265,7 +332,7 @@ impl Serialize for LogRecord<'_> {
         m.serialize_entry("observedTimeUnixNano", &Decimal(e.observed_ns))?;
         m.serialize_entry("severityNumber", &9)?;
         m.serialize_entry("severityText", "INFO")?;
-        m.serialize_entry("eventName", EVENT_NAME)?;
+        m.serialize_entry("eventName", e.name)?;
         m.serialize_entry(
             "attributes",
             &Seq(|| e.fields.iter().map(|(k, _, v)| KeyValue(k, v))),

@@ -298,3 +298,37 @@ fn a_post_is_sized_by_its_events_not_by_batch_size() {
     assert_eq!(full.events, MAX_BATCH_SIZE);
     assert_eq!(full.body.capacity(), full.body.len());
 }
+
+#[test]
+fn a_budget_alert_is_an_event_of_its_own_in_both_formats() {
+    use crate::limits::{BudgetWindow, Crossing};
+    let c = Crossing {
+        scope: "team:eng".into(),
+        window: BudgetWindow::Month,
+        threshold_ppm: 800_000,
+        spent: 400_500_000_000_000,
+        limit: 500_000_000_000_000,
+        resets_ns: 1_798_761_600_000_000_000,
+    };
+    let mut r = record(8);
+    r.team = Some("eng".into());
+    let e = Event::budget_alert(&c, &r, 1_700_000_000_000_000_000);
+    let x = Exporter::new(export(json!({"format": "json"})), None);
+    let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+    assert_eq!(
+        v,
+        json!([{"time_unix_ms": 1_700_000_000_000u64, "event": "budget_alert",
+                "budget_scope": "team:eng", "budget_scope_kind": "team", "budget_scope_name": "eng",
+                "budget_window": "month", "threshold_percent": 80, "spent_usd": 400.5,
+                "limit_usd": 500.0, "resets_unix_ms": 1_798_761_600_000u64,
+                "consumer": "team-a", "team": "eng"}])
+    );
+    let x = Exporter::new(export(json!({})), None);
+    let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+    let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+    assert_eq!(rec["eventName"], "llm_gateway.budget_alert");
+    assert_eq!(
+        rec["attributes"][4],
+        json!({"key": "llm_gateway.budget.threshold_percent", "value": {"intValue": "80"}})
+    );
+}

@@ -202,7 +202,7 @@ fn the_global_service_is_asked_and_its_ok_resumes_the_request() {
     // Requests and the counted prompt, for the consumer and for the consumer and model label.
     assert_eq!(
         call.body,
-        rls::request("llm-gateway", "team-a", Some("gpt-4o-mini"), 1, 8).0
+        rls::request("llm-gateway", "team-a", Some("gpt-4o-mini"), 1, 8, None).0
     );
     let sent = RateLimitRequest::decode(call.body.as_slice()).unwrap();
     assert_eq!(sent.domain, "llm-gateway");

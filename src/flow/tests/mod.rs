@@ -4,6 +4,7 @@
 
 mod admit;
 mod attempt;
+mod budgets;
 mod cache;
 mod credentials;
 mod finish;

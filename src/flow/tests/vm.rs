@@ -197,7 +197,7 @@ fn the_tokens_a_request_used_beyond_its_admission_are_reported_to_the_global_ser
     );
     assert_eq!(
         report.body,
-        rls::request("gw", "team-a", Some("gpt-4o-mini"), 0, 5).0
+        rls::request("gw", "team-a", Some("gpt-4o-mini"), 0, 5, None).0
     );
     // Nothing more owed.
     vm.on_tick(&mut h);
