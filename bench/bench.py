@@ -46,6 +46,8 @@ descriptors:
     descriptors:
       - {key: unit, value: requests, rate_limit: {unit: minute, requests_per_unit: 1000000000}}
       - {key: unit, value: tokens, rate_limit: {unit: minute, requests_per_unit: 4000000000}}
+      - {key: budget_day, rate_limit: {unit: day, requests_per_unit: 4000000000}}
+      - {key: budget_month, rate_limit: {unit: year, requests_per_unit: 4000000000}}
 """
 WRK = os.environ.get("WRK", "wrk")
 WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "llm_gateway.wasm")
@@ -194,7 +196,7 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None, direct
             "name": "usage", "type": "STATIC", "connect_timeout": "1s",
             "load_assignment": {"cluster_name": "usage", "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": sink_port}}}}]}]}})
-    if variant in ("local-limits", "local-budget", "global-limits"):
+    if variant in ("local-limits", "local-budget", "global-limits", "global-budget"):
         # The shipped configuration plus limits: local ones, a local dollar budget, or the
         # global service alone.
         conf = filters[0]["typed_config"]["config"]["configuration"]
@@ -205,6 +207,9 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None, direct
             plugin["limits"] = BENCH_BUDGET
         else:
             plugin["limits"] = {"global": {"cluster": "ratelimit", "timeout_ms": 1000}}
+            if variant == "global-budget":
+                # The dollar budgets alone: the limits above match the same descriptors.
+                plugin["limits"]["global"]["budgets"] = ["day", "month"]
             b["static_resources"]["clusters"].append({
                 "name": "ratelimit", "type": "STATIC", "connect_timeout": "1s",
                 "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -565,7 +570,7 @@ def main():
             # Limits: the filter without limits (A) against the filter with local limits, and with
             # the global service (gRPC to the fixture, Redis behind it) (B).
             rls_port = start_rls(procs, wd)
-            limited = ("local-limits", "local-budget", "global-limits")
+            limited = ("local-limits", "local-budget", "global-limits", "global-budget")
             for v in limited:
                 lat[v] = start_envoy(procs, v, fake, wd, 1, rls_port)
                 wrk(lat[v], body_files["1KB"], 1, "1s")
@@ -574,7 +579,8 @@ def main():
                 for v in ("filter",) + limited:
                     lim.setdefault(v, []).append(wrk(lat[v], body_files["1KB"], 1, lat_time))
             for v, label in (("local-limits", "local limits"), ("local-budget", "a local dollar budget"),
-                             ("global-limits", "global limits (RLS + Redis)")):
+                             ("global-limits", "global limits (RLS + Redis)"),
+                             ("global-budget", "global limits with dollar budgets (RLS + Redis)")):
                 for stat in ("p50", "p99"):
                     a = statistics.median(x[stat] for x in lim["filter"])
                     b = statistics.median(x[stat] for x in lim[v])
