@@ -55,6 +55,12 @@ fn gateway_in_mode(fake: &Fake, rls_port: u16, global: Value, body_routing: bool
         "tokenizer": {"preload": ["o200k_base"]},
         "limits": {"global": global},
     });
+    start(fake, rls_port, config, body_routing)
+}
+
+/// Envoy with the plugin `config` and the `ratelimit` cluster at `rls_port`; `body_routing: false`
+/// removes `allow_on_headers_stop_iteration`, as under Istio's WasmPlugin.
+fn start(fake: &Fake, rls_port: u16, config: Value, body_routing: bool) -> Gateway {
     Gateway::start(
         fake,
         Options {
@@ -268,19 +274,7 @@ fn budget_gateway(fake: &Fake, rls_port: u16) -> Gateway {
         "limits": {"global": {"cluster": "ratelimit", "timeout_ms": 2000, "failure_mode": "closed",
                               "budgets": ["month"]}},
     });
-    Gateway::start(
-        fake,
-        Options {
-            plugin_config: Some(config),
-            edit: Some(Box::new(move |b: &mut Value| {
-                b["static_resources"]["clusters"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(grpc_cluster("ratelimit", rls_port));
-            })),
-            ..Options::default()
-        },
-    )
+    start(fake, rls_port, config, true)
 }
 
 #[test]

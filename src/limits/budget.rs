@@ -515,6 +515,29 @@ mod tests {
         assert_eq!(skewed.real(jan1 + 60 * S), NEW_YEARS_EVE);
     }
 
+    /// Settle one request on `slot`: the crossings and what the calendar windows hold.
+    fn settle_one(
+        slot: &mut (Period, Period, u64),
+        b: &Budget,
+        ends: [u64; 2],
+        reserved: u64,
+        actual: u64,
+        now: u64,
+    ) -> (Vec<Crossing>, Vec<Spent>) {
+        let mut report = Default::default();
+        settle(
+            &mut state(slot),
+            b,
+            "alice",
+            ends,
+            reserved,
+            actual,
+            now,
+            &mut report,
+        );
+        report
+    }
+
     fn monthly(limit: u64) -> Budget {
         let mut alerts = [0; MAX_ALERTS];
         alerts[..3].copy_from_slice(&[500_000, 800_000, 1_000_000]);
@@ -547,21 +570,11 @@ mod tests {
         // Two end costing $1 each: $5 is free again ($2 spent, $3 still reserved), and the
         // 50 % alert has not fired.
         let end = [0, b.calendar.end(BudgetWindow::Month, NEW_YEARS_EVE)];
-        let mut report = Default::default();
-        for _ in 0..2 {
-            settle(
-                &mut state(&mut slot),
-                &b,
-                "team:eng",
-                end,
-                3 * USD,
-                USD,
-                NEW_YEARS_EVE,
-                &mut report,
-            );
+        for spent in [USD, 2 * USD] {
+            let (crossings, held) = settle_one(&mut slot, &b, end, 3 * USD, USD, NEW_YEARS_EVE);
+            assert!(crossings.is_empty());
+            assert_eq!(held.last().map(|s| s.spent), Some(spent));
         }
-        assert!(report.0.is_empty());
-        assert_eq!(report.1.last().map(|s| s.spent), Some(2 * USD));
         assert!(reserve(&mut state(&mut slot), &b, 3 * USD, NEW_YEARS_EVE).is_ok());
         assert!(reserve(&mut state(&mut slot), &b, 3 * USD, NEW_YEARS_EVE).is_err());
         // A request larger than the whole budget is told so.
@@ -579,17 +592,7 @@ mod tests {
         let mut fired = Vec::new();
         for cost in [4, 1, 2, 1, 2] {
             let ends = reserve(&mut state(&mut slot), &b, 2 * USD, t).unwrap();
-            let mut report = Default::default();
-            settle(
-                &mut state(&mut slot),
-                &b,
-                "alice",
-                ends,
-                2 * USD,
-                cost * USD,
-                t,
-                &mut report,
-            );
+            let report = settle_one(&mut slot, &b, ends, 2 * USD, cost * USD, t);
             fired.push(
                 report
                     .0
@@ -606,17 +609,7 @@ mod tests {
         let next = NEW_YEARS_EVE + 2 * 60 * S;
         let ends = reserve(&mut state(&mut slot), &b, USD, next).unwrap();
         assert_eq!(slot.1.spent, 0);
-        let mut report = Default::default();
-        settle(
-            &mut state(&mut slot),
-            &b,
-            "alice",
-            ends,
-            USD,
-            6 * USD,
-            next,
-            &mut report,
-        );
+        let report = settle_one(&mut slot, &b, ends, USD, 6 * USD, next);
         assert_eq!(report.0.len(), 1, "a new window alerts again");
     }
 
@@ -628,17 +621,8 @@ mod tests {
         let jan = NEW_YEARS_EVE + 120 * S;
         let new = reserve(&mut state(&mut slot), &b, 10 * USD, jan).unwrap();
         assert_ne!(old, new);
-        let mut report = Default::default();
-        settle(
-            &mut state(&mut slot),
-            &b,
-            "a",
-            old,
-            9 * USD,
-            9 * USD,
-            jan,
-            &mut report,
-        );
+        let (crossings, spent) = settle_one(&mut slot, &b, old, 9 * USD, 9 * USD, jan);
+        assert!(crossings.is_empty() && spent.is_empty());
         assert_eq!((slot.1.spent, slot.1.reserved), (0, 10 * USD));
     }
 
@@ -658,17 +642,8 @@ mod tests {
         assert_eq!(r.reset, Duration::from_secs(360));
         assert!(r.message("a").ends_with("Please try again in 6m0s."));
         // Refunded $5 of it: $5 is there at once.
-        let mut report = Default::default();
-        settle(
-            &mut state(&mut slot),
-            &b,
-            "a",
-            [0; 2],
-            10 * USD,
-            5 * USD,
-            t,
-            &mut report,
-        );
+        let (crossings, _) = settle_one(&mut slot, &b, [0; 2], 10 * USD, 5 * USD, t);
+        assert!(crossings.is_empty(), "no alerts on a rolling window");
         assert!(reserve(&mut state(&mut slot), &b, 5 * USD, t).is_ok());
         assert!(reserve(&mut state(&mut slot), &b, USD, t + 300 * S).is_err());
         assert!(reserve(&mut state(&mut slot), &b, USD, t + 360 * S).is_ok());
