@@ -222,7 +222,8 @@ pub struct Limits {
 
 impl Limits {
     /// Validate `limits`. `known` says whether a consumer may be named in `limits.consumers`
-    /// (it is listed, or anonymous and allowed, or consumers are named by a header).
+    /// (it is listed, or anonymous and allowed, or consumers are named by a header), and
+    /// `team_known` whether a team may be named in `limits.teams` (a consumer has it).
     pub fn parse(
         raw: RawLimits,
         known: &dyn Fn(&str) -> bool,
@@ -233,21 +234,7 @@ impl Limits {
             label_name(&format!("limits.consumers.{name}"), name)?;
         }
         let shape = raw.budgets.parse()?;
-        let d = raw.default;
-        let default = ConsumerLimits {
-            spec: Spec {
-                rpm: d.rpm.flatten(),
-                tpm: d.tpm.flatten(),
-                tpd: d.tpd.flatten(),
-                concurrent: d.concurrent.flatten(),
-                budget: budget("limits.default.budget", d.budget.flatten(), &shape)?,
-            },
-            models: model_rules(
-                "limits.default.models",
-                d.models.unwrap_or_default(),
-                &shape,
-            )?,
-        };
+        let default = standalone("limits.default", raw.default, &shape)?;
         let mut teams = HashMap::new();
         for (name, t) in raw.teams {
             let field = format!("limits.teams.{name}");
@@ -257,19 +244,7 @@ impl Limits {
                     format!("unknown team \"{name}\" (no consumer in consumers has it)"),
                 ));
             }
-            let spec = Spec {
-                rpm: t.rpm.flatten(),
-                tpm: t.tpm.flatten(),
-                tpd: t.tpd.flatten(),
-                concurrent: t.concurrent.flatten(),
-                budget: budget(&format!("{field}.budget"), t.budget.flatten(), &shape)?,
-            };
-            let models = model_rules(
-                &format!("{field}.models"),
-                t.models.unwrap_or_default(),
-                &shape,
-            )?;
-            teams.insert(name, ConsumerLimits { spec, models });
+            teams.insert(name, standalone(&field, t, &shape)?);
         }
         let mut consumers = HashMap::new();
         for (name, o) in raw.consumers {
@@ -424,6 +399,24 @@ impl Global {
             calendar,
         })
     }
+}
+
+/// The limits of a scope that inherits nothing (the default's, a team's), at `field`.
+fn standalone(field: &str, raw: RawSpec, shape: &Shape) -> Result<ConsumerLimits, ConfigError> {
+    Ok(ConsumerLimits {
+        spec: Spec {
+            rpm: raw.rpm.flatten(),
+            tpm: raw.tpm.flatten(),
+            tpd: raw.tpd.flatten(),
+            concurrent: raw.concurrent.flatten(),
+            budget: budget(&format!("{field}.budget"), raw.budget.flatten(), shape)?,
+        },
+        models: model_rules(
+            &format!("{field}.models"),
+            raw.models.unwrap_or_default(),
+            shape,
+        )?,
+    })
 }
 
 /// What every budget shares: its calendar, its alerts, and the unpriced rule.
