@@ -342,10 +342,14 @@ impl Exchange {
         use names::metric;
         let cfg = self.config();
         let who = |scope: &str| -> Option<(&'static str, String)> {
+            if scope.contains(" / ") {
+                return None; // a per-model rule's budget
+            }
             if let Some(team) = scope.strip_prefix(limits::TEAM_SCOPE) {
                 return Some((metric::TAG_TEAM, team.to_string()));
             }
-            (!scope.contains(" / ") && cfg.consumer_labels.contains(scope))
+            cfg.consumer_labels
+                .contains(scope)
                 .then(|| (metric::TAG_CONSUMER, scope.to_string()))
         };
         for spent in &s.spent {

@@ -372,3 +372,48 @@ fn reset_format() {
     assert_eq!(format_reset(Duration::from_secs(3723)), "1h2m3s");
     assert_eq!(format_reset(Duration::ZERO), "0ms");
 }
+
+#[test]
+fn a_scope_moved_to_another_slot_is_settled_where_it_was_charged() {
+    let store = MemStore::default();
+    let mut vm1 = limiter(&store, 2);
+    let mut vm2 = Limiter::new("t.", 2);
+    let spec = Spec {
+        rpm: Some(60),
+        concurrent: Some(1),
+        ..Spec::default()
+    };
+    let home = vm1.home(&Limiter::owner("x"));
+    let y = (0..100)
+        .map(|i| format!("y{i}"))
+        .find(|n| vm1.home(&Limiter::owner(n)) == home)
+        .unwrap();
+    // x takes its home slot and gives it back; a minute on, the slot is idle.
+    let held = vm1
+        .admit(&store, &[scope("x", spec)], ONE, T0)
+        .unwrap()
+        .unwrap();
+    vm1.settle(&store, &held, 0, 0, T0).unwrap();
+    let later = T0 + 61 * SEC;
+    // y, with the same home, reclaims it and stays in flight.
+    let _y = vm2
+        .admit(&store, &[scope(&y, spec)], ONE, later)
+        .unwrap()
+        .unwrap();
+    // vm1 still has x at its home: it finds x another slot, charges it there...
+    let held = vm1
+        .admit(&store, &[scope("x", spec)], ONE, later)
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.untracked, 0);
+    assert!(vm1
+        .admit(&store, &[scope("x", spec)], ONE, later)
+        .unwrap()
+        .is_err());
+    // ...and settles it there: x's one request in flight is free again.
+    vm1.settle(&store, &held, 0, 0, later).unwrap();
+    assert!(vm1
+        .admit(&store, &[scope("x", spec)], ONE, later)
+        .unwrap()
+        .is_ok());
+}
