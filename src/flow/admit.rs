@@ -166,19 +166,40 @@ impl Exchange {
         };
         let mut most = 0u64;
         for (provider, upstream) in dests {
-            let price = cfg
-                .prices
-                .lookup(Some(&provider.name), upstream)
-                .or_else(|| cfg.prices.lookup(Some(&provider.name), model));
-            match price {
-                Some(p) => most = most.max(p.max_cost(prompt, output)),
-                None if l.unpriced == crate::config::Unpriced::Allow => {
-                    self.record.budget_unpriced = true;
-                }
-                None => return Err(HttpError::model_not_priced(model)),
+            if let Some(p) = self.budget_price(cfg, provider, upstream, model)? {
+                most = most.max(p.max_cost(prompt, output));
             }
         }
         Ok(most)
+    }
+
+    /// The price a budget charges `model` at on `provider` (sent as `upstream`). Without one:
+    /// refused, or `None` (through uncharged, and flagged) when `limits.budgets.unpriced` lets
+    /// it.
+    pub(super) fn budget_price(
+        &mut self,
+        cfg: &crate::config::Config,
+        provider: &crate::config::Provider,
+        upstream: &str,
+        model: &str,
+    ) -> Result<Option<crate::cost::Price>, HttpError> {
+        let name = Some(provider.name.as_str());
+        let price = cfg
+            .prices
+            .lookup(name, upstream)
+            .or_else(|| cfg.prices.lookup(name, model));
+        if price.is_some() {
+            return Ok(price);
+        }
+        let allow = cfg
+            .limits
+            .as_ref()
+            .is_some_and(|l| l.unpriced == crate::config::Unpriced::Allow);
+        if !allow {
+            return Err(HttpError::model_not_priced(model));
+        }
+        self.record.budget_unpriced = true;
+        Ok(None)
     }
 
     /// A Responses request to a provider without the Responses API (or down a failover

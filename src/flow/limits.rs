@@ -24,6 +24,12 @@ pub struct Report {
     pub budget: Option<rls::BudgetCharge>,
 }
 
+/// A budget refusal that resets after `retry_after` (`None`: never passes) is beyond what an
+/// SDK's retries wait (a few seconds of back-off): tell it not to retry.
+fn beyond_retries(retry_after: Option<std::time::Duration>) -> bool {
+    retry_after.is_none_or(|d| d > std::time::Duration::from_secs(60))
+}
+
 /// Call the global rate limit service's `ShouldRateLimit` with an encoded request.
 pub fn call_rls(
     h: &mut impl Host,
@@ -98,9 +104,7 @@ impl Exchange {
                 // A budget that resets later than an SDK's back-off (or never admits this
                 // request): the SDK should not retry it.
                 self.holding.no_retry = matches!(rejection.reason, limits::Reason::Budget(_))
-                    && rejection
-                        .retry_after
-                        .is_none_or(|d| d > std::time::Duration::from_secs(60));
+                    && beyond_retries(rejection.retry_after);
                 self.record.limited = Some(rejection.reason.label());
                 Err(rejection.error())
             }
@@ -227,9 +231,7 @@ impl Exchange {
                 self.release_local(h);
                 self.record.limited = Some(if o.budget { "global_budget" } else { "global" });
                 self.holding.retry_after = o.retry_after;
-                self.holding.no_retry = o.budget
-                    && o.retry_after
-                        .is_none_or(|d| d > std::time::Duration::from_secs(60));
+                self.holding.no_retry = o.budget && beyond_retries(o.retry_after);
                 let consumer = self.record.consumer.clone().unwrap_or_default();
                 let unit = self.shared.config.global().map_or(1, |g| g.unit_pico);
                 Step::Reply(self.reject(o.error(&consumer, unit)))
@@ -295,21 +297,10 @@ impl Exchange {
         let Some(g) = cfg.global().filter(|g| !g.budgets.is_empty()) else {
             return Ok(None);
         };
-        let provider = Some(decision.provider.name.as_str());
-        let price = cfg
-            .prices
-            .lookup(provider, &decision.upstream_model)
-            .or_else(|| cfg.prices.lookup(provider, model));
-        let Some(p) = price else {
-            let allow = cfg
-                .limits
-                .as_ref()
-                .is_some_and(|l| l.unpriced == crate::config::Unpriced::Allow);
-            if allow {
-                self.record.budget_unpriced = true;
-                return Ok(None);
-            }
-            return Err(HttpError::model_not_priced(model));
+        let Some(p) =
+            self.budget_price(&cfg, decision.provider, &decision.upstream_model, model)?
+        else {
+            return Ok(None);
         };
         let pico = prompt.saturating_mul(p.input.min(p.cached_input));
         let t = g.calendar.now(h.now_ns());

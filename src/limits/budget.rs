@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::slot::cost_ns;
+use super::slot::{advance, correct};
 
 /// Alert thresholds a budget may have.
 pub const MAX_ALERTS: usize = 8;
@@ -339,23 +339,18 @@ pub(super) fn reserve(
         }
     }
     if let Some(r) = b.rolling {
-        let period = r.period.as_nanos() as u64;
-        let tat = (*s.rolling_tat).max(now);
-        let new_tat = tat.saturating_add(cost_ns(amount, r.limit, r.period));
-        if new_tat - now > period {
-            let ahead = s.rolling_tat.saturating_sub(now).min(period);
-            let left = ((period - ahead) as u128 * r.limit as u128 / period.max(1) as u128) as u64;
-            return Err(Refusal {
-                window: BudgetWindow::Rolling,
-                limit: r.limit,
-                remaining: left.min(r.limit),
-                requested: amount,
-                reset: Duration::from_nanos(new_tat - now - period),
-                resets_at: None,
-                calendar: b.calendar,
-            });
-        }
-        *s.rolling_tat = new_tat;
+        *s.rolling_tat =
+            advance(*s.rolling_tat, now, amount, r.limit, r.period).map_err(|(left, wait)| {
+                Refusal {
+                    window: BudgetWindow::Rolling,
+                    limit: r.limit,
+                    remaining: left,
+                    requested: amount,
+                    reset: wait,
+                    resets_at: None,
+                    calendar: b.calendar,
+                }
+            })?;
     }
     Ok(ends)
 }
@@ -405,14 +400,7 @@ pub(super) fn settle(
         });
     }
     if let Some(r) = b.rolling {
-        let t = &mut *s.rolling_tat;
-        if actual >= reserved {
-            *t = (*t)
-                .max(now)
-                .saturating_add(cost_ns(actual - reserved, r.limit, r.period));
-        } else {
-            *t = t.saturating_sub(cost_ns(reserved - actual, r.limit, r.period));
-        }
+        correct(s.rolling_tat, reserved, actual, r.limit, r.period, now);
     }
 }
 

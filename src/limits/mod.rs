@@ -257,6 +257,14 @@ impl Snapshot {
         }
     }
 
+    /// A snapshot of what a dollar budget has left (picodollars).
+    pub fn usd(left: u64) -> Snapshot {
+        Snapshot {
+            usd: Some(left),
+            ..Snapshot::default()
+        }
+    }
+
     /// Keep the tighter of two figures for each kind.
     pub fn merge(&mut self, other: &Snapshot) {
         fn tighter(a: Option<Remaining>, b: Option<Remaining>) -> Option<Remaining> {

@@ -128,7 +128,43 @@ pub(super) fn cost_ns(amount: u64, limit: u64, period: Duration) -> u64 {
     u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
-fn remaining(tat: u64, now: u64, limit: u64, period: Duration) -> Remaining {
+/// One GCRA window charged `amount`: its new TAT, or what is left in it and how long until
+/// `amount` would fit.
+pub(super) fn advance(
+    tat: u64,
+    now: u64,
+    amount: u64,
+    limit: u64,
+    period: Duration,
+) -> Result<u64, (u64, Duration)> {
+    let period_ns = period.as_nanos() as u64;
+    let new_tat = tat.max(now).saturating_add(cost_ns(amount, limit, period));
+    if new_tat - now > period_ns {
+        let left = remaining(tat, now, limit, period).remaining;
+        return Err((left, Duration::from_nanos(new_tat - now - period_ns)));
+    }
+    Ok(new_tat)
+}
+
+/// Move one GCRA window's TAT from `reserved` to `actual` units.
+pub(super) fn correct(
+    tat: &mut u64,
+    reserved: u64,
+    actual: u64,
+    limit: u64,
+    period: Duration,
+    now: u64,
+) {
+    if actual >= reserved {
+        let extra = cost_ns(actual - reserved, limit, period);
+        *tat = (*tat).max(now).saturating_add(extra);
+    } else {
+        // A refund cannot make a window fuller than full: a TAT at or before now is full.
+        *tat = tat.saturating_sub(cost_ns(reserved - actual, limit, period));
+    }
+}
+
+pub(super) fn remaining(tat: u64, now: u64, limit: u64, period: Duration) -> Remaining {
     let period_ns = period.as_nanos() as u64;
     let ahead = tat.saturating_sub(now).min(period_ns);
     let left = ((period_ns - ahead) as u128 * limit as u128 / period_ns.max(1) as u128) as u64;
@@ -159,13 +195,12 @@ pub(super) fn snapshot(slot: &Slot, spec: &Spec, now: u64) -> Snapshot {
             } else {
                 0
             };
-            let left = limit.saturating_sub(used);
-            s.usd = Some(s.usd.map_or(left, |u| u.min(left)));
+            s.merge(&Snapshot::usd(limit.saturating_sub(used)));
         }
     }
     if let Some(r) = b.rolling {
         let left = remaining(slot.usd_tat, now, r.limit, r.period).remaining;
-        s.usd = Some(s.usd.map_or(left, |u| u.min(left)));
+        s.merge(&Snapshot::usd(left));
     }
     s
 }
@@ -194,23 +229,20 @@ pub(super) fn charge(
         } else {
             cost.requests
         };
-        let period = w.period().as_nanos() as u64;
-        let tat = slot.tat(w).max(now);
-        let new_tat = tat.saturating_add(cost_ns(amount, limit, w.period()));
-        if new_tat - now > period {
-            let left = remaining(slot.tat(w), now, limit, w.period()).remaining;
-            let retry = (amount <= limit).then(|| Duration::from_nanos(new_tat - now - period));
-            return Err((
-                Reason::Window {
-                    window: w,
-                    limit,
-                    remaining: left,
-                    requested: amount,
-                },
-                retry,
-            ));
+        match advance(slot.tat(w), now, amount, limit, w.period()) {
+            Ok(new_tat) => *next.tat_mut(w) = new_tat,
+            Err((left, wait)) => {
+                return Err((
+                    Reason::Window {
+                        window: w,
+                        limit,
+                        remaining: left,
+                        requested: amount,
+                    },
+                    (amount <= limit).then_some(wait),
+                ))
+            }
         }
-        *next.tat_mut(w) = new_tat;
     }
     let mut ends = [0; 2];
     if !spec.budget.is_unlimited() {
@@ -229,14 +261,6 @@ pub(super) fn correct_tokens(slot: &mut Slot, spec: &Spec, reserved: u64, actual
         let Some(limit) = spec.limit(w) else {
             continue;
         };
-        let t = slot.tat_mut(w);
-        if actual >= reserved {
-            let extra = cost_ns(actual - reserved, limit, w.period());
-            *t = (*t).max(now).saturating_add(extra);
-        } else {
-            // A refund cannot make a window fuller than full: a TAT at or before now is full.
-            let back = cost_ns(reserved - actual, limit, w.period());
-            *t = t.saturating_sub(back);
-        }
+        correct(slot.tat_mut(w), reserved, actual, limit, w.period(), now);
     }
 }
