@@ -408,7 +408,8 @@ def gauge(envoy, name):
 def log_values(envoy, start, field):
     with open(envoy["access_log"]) as f:
         f.seek(start)
-        return [json.loads(l)[field] for l in f if l.strip()]
+        # Envoy may be mid-write: only finished (newline-ended) lines count.
+        return [json.loads(l)[field] for l in f if l.strip() and l.endswith("\n")]
 
 
 def log_size(envoy):

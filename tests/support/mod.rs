@@ -463,7 +463,9 @@ impl Gateway {
         loop {
             let text =
                 std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-            let lines: Vec<Value> = text
+            // Envoy may be mid-write: only lines it has finished (ended by a newline) count.
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            let lines: Vec<Value> = complete
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| {
