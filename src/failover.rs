@@ -17,6 +17,8 @@
 //!   filter reads when the request ends, for the access log, the metrics and, when every
 //!   provider failed, one clear error.
 
+pub mod first_event;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::providers::{AuthStyle, Format, Provider, Wire};
@@ -128,6 +130,10 @@ pub enum Outcome {
     Timeout,
     /// The connection or stream was reset before an answer.
     Reset,
+    /// A `200` whose first event (or whole JSON body) was an error.
+    InBandError,
+    /// A `200` with no first event within the per-try timeout.
+    NoFirstEvent,
 }
 
 impl Outcome {
@@ -138,6 +144,8 @@ impl Outcome {
             Outcome::ConnectFailure => "connect_failure".into(),
             Outcome::Timeout => "timeout".into(),
             Outcome::Reset => "reset".into(),
+            Outcome::InBandError => "in_band_error".into(),
+            Outcome::NoFirstEvent => "first_event_timeout".into(),
         }
     }
 
@@ -170,6 +178,8 @@ impl Outcome {
             "connect_failure" => "connection failed".into(),
             "timeout" => "timed out".into(),
             "reset" => "connection reset".into(),
+            "in_band_error" => "an error inside its 200 answer".into(),
+            "first_event_timeout" => "no first event in time".into(),
             s => format!("HTTP {s}"),
         }
     }

@@ -47,6 +47,8 @@ pub const ANTHROPIC_VERSION: &str = "anthropic-version";
 pub const ATTEMPT_PROVIDER: &str = "x-llm-attempt-provider";
 /// Envoy's per-request retry count (a failover chain makes one attempt per provider).
 pub const ENVOY_MAX_RETRIES: &str = "x-envoy-max-retries";
+/// Envoy's per-try timeout for one request: a chain's `first_event_timeout_ms` for a stream.
+pub const ENVOY_PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
 
 /// Rate limit headers OpenAI clients know, on every response to a limited consumer.
 pub const RATELIMIT_LIMIT_REQUESTS: &str = "x-ratelimit-limit-requests";

@@ -73,6 +73,8 @@ pub struct Decision<'c> {
     /// For a failover chain: the composite cluster, and every provider in order (the first
     /// being `provider`) with the model it receives.
     pub failover: Option<(&'c str, Vec<(&'c Provider, String)>)>,
+    /// The chain's `first_event_timeout_ms`.
+    pub first_event_timeout_ms: Option<u64>,
     /// The route's response cache settings, when it caches.
     pub cache: Option<&'c crate::cache::RouteCache>,
 }
@@ -136,7 +138,7 @@ pub fn route<'c>(
         .get(dest.provider)
         .ok_or_else(|| HttpError::model_not_found(model))?;
     let failover = match target {
-        Target::Chain { dests, cluster } => Some((
+        Target::Chain { dests, cluster, .. } => Some((
             cluster.as_str(),
             dests
                 .iter()
@@ -154,6 +156,13 @@ pub fn route<'c>(
         route,
         model_label,
         failover,
+        first_event_timeout_ms: match target {
+            Target::Chain {
+                first_event_timeout_ms,
+                ..
+            } => *first_event_timeout_ms,
+            _ => None,
+        },
         cache,
     })
 }

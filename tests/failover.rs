@@ -9,6 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::answers::*;
 use support::*;
 
 const CLAUDE_KEY: &str = "sk-ant-failover-key";
@@ -20,6 +21,10 @@ struct Providers {
     limited: Fake,
     slow: Fake,
     started: Fake,
+    /// Answers 200, then an in-band error as its first event.
+    in_band: Fake,
+    /// Answers 200, then nothing for 5 s.
+    stalled: Fake,
     dead_port: u16,
 }
 
@@ -30,6 +35,14 @@ fn providers() -> Providers {
         limited: Fake::start_with(None, &[("x-fake-status", "429")]),
         slow: Fake::start_with(None, &[("x-fake-delay-ms", "5000")]),
         started: Fake::start_with(None, &[("x-fake-abort-after-events", "3")]),
+        in_band: Fake::start_with(
+            None,
+            &[
+                ("x-fake-stream-error-after-events", "0"),
+                ("x-fake-error-in-200", "1"),
+            ],
+        ),
+        stalled: Fake::start_with(None, &[("x-fake-first-event-delay-ms", "5000")]),
         dead_port: free_port(),
     }
 }
@@ -48,6 +61,9 @@ fn gateway(p: &Providers) -> Gateway {
             "primary-slow": {"cluster": "pslow", "api_key_env": "OPENAI_API_KEY"},
             "primary-dead": {"cluster": "pdead", "api_key_env": "OPENAI_API_KEY"},
             "primary-started": {"cluster": "pstarted", "api_key_env": "OPENAI_API_KEY"},
+            "primary-in-band": {"cluster": "pinband", "api_key_env": "OPENAI_API_KEY"},
+            "claude-in-band": {"cluster": "pinband", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
+            "primary-stalled": {"cluster": "pstalled", "api_key_env": "OPENAI_API_KEY"},
             "azure": {"cluster": "azure", "format": "azure", "api_key_env": "BACKUP_API_KEY",
                       "models": {"gpt-4o": "my-gpt4o"}},
             "claude": {"cluster": "claude", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"}
@@ -65,17 +81,27 @@ fn gateway(p: &Providers) -> Gateway {
             {"match": {"model": "all-down"}, "to": {"provider": "primary-dead"},
              "fallback": {"cluster": "failover-e", "to": [{"provider": "primary-429"}, {"provider": "primary-503"}]}},
             {"match": {"model": "started"}, "to": {"provider": "primary-started"},
-             "fallback": {"cluster": "failover-f", "to": [{"provider": "azure", "model": "gpt-4o"}]}}
+             "fallback": {"cluster": "failover-f", "to": [{"provider": "azure", "model": "gpt-4o"}]}},
+            {"match": {"model": "in-band-then-azure"}, "to": {"provider": "primary-in-band"},
+             "fallback": {"cluster": "failover-g", "to": [{"provider": "azure", "model": "gpt-4o"}]}},
+            {"match": {"model": "claude-in-band-then-azure"}, "to": {"provider": "claude-in-band", "model": "claude-sonnet-4-5"},
+             "fallback": {"cluster": "failover-h", "to": [{"provider": "azure", "model": "gpt-4o"}]}},
+            {"match": {"model": "stalled-then-claude"}, "to": {"provider": "primary-stalled"},
+             "fallback": {"cluster": "failover-i", "to": [{"provider": "claude", "model": "claude-sonnet-4-5"}],
+                          "first_event_timeout_ms": 300}}
         ],
         "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}]
     });
-    let chains: [(&str, &[&str]); 6] = [
+    let chains: [(&str, &[&str]); 9] = [
         ("failover-a", &["p503", "azure", "claude"]),
         ("failover-b", &["pdead", "claude"]),
         ("failover-c", &["pslow", "azure"]),
         ("failover-d", &["p429", "claude"]),
         ("failover-e", &["pdead", "p429", "p503"]),
         ("failover-f", &["pstarted", "azure"]),
+        ("failover-g", &["pinband", "azure"]),
+        ("failover-h", &["pinband", "azure"]),
+        ("failover-i", &["pstalled", "claude"]),
     ];
     let ports = [
         ("p503", p.down.port),
@@ -83,6 +109,8 @@ fn gateway(p: &Providers) -> Gateway {
         ("pslow", p.slow.port),
         ("pdead", p.dead_port),
         ("pstarted", p.started.port),
+        ("pinband", p.in_band.port),
+        ("pstalled", p.stalled.port),
         ("azure", p.ok.port),
         ("claude", p.ok.port),
     ];
@@ -305,6 +333,93 @@ fn a_failing_provider_fails_over_and_each_attempt_is_adapted() {
     let served =
         "llm_gateway_requests_total{gen_ai_request_model=\"gpt-4o\",gen_ai_provider_name=\"azure\"";
     assert!(prom.contains(served), "{prom}");
+}
+
+/// A provider that answers 200 and then an error as its first event, or nothing: the attempt
+/// is held until its first event, so Envoy retries it on the next provider and the client, of
+/// each API, gets that one's answer alone.
+#[test]
+fn a_200_whose_first_event_is_an_error_or_late_fails_over_unseen() {
+    let p = providers();
+    let gw = gateway(&p);
+    let mut logs = 0;
+    for api in APIS {
+        for (model, failed, served) in [
+            (
+                "in-band-then-azure",
+                "primary-in-band:in_band_error",
+                "azure",
+            ),
+            (
+                "claude-in-band-then-azure",
+                "claude-in-band:in_band_error",
+                "azure",
+            ),
+            (
+                "stalled-then-claude",
+                "primary-stalled:first_event_timeout",
+                "claude",
+            ),
+        ] {
+            let case = format!("{api:?}, {model}");
+            let started = Instant::now();
+            let r = api.send(&gw, &api.ask(model, "Hello", true, false), &[]);
+            let took = started.elapsed();
+            logs += 1;
+            let answer = api.read(&r, true);
+            assert!(!answer.text.is_empty(), "{case}: {}", r.text());
+            for trace in [
+                "\"error\":{",
+                "overloaded",
+                "server_error",
+                "response.failed",
+            ] {
+                assert!(
+                    !r.text().contains(trace),
+                    "{case}: nothing of the failed attempt: {}",
+                    r.text()
+                );
+            }
+            let log = last_log(&gw, logs);
+            assert_eq!(log["provider"], served, "{case}: {log}");
+            assert_eq!(log["attempts"], "2", "{case}: {log}");
+            assert_eq!(log["failover"], failed, "{case}: {log}");
+            assert_eq!(
+                (&log["status"], &log["outcome"]),
+                (&json!(200), &json!("ok")),
+                "{case}: {log}"
+            );
+            assert!(
+                log["completion_tokens"].as_str().is_some_and(|t| t != "0"),
+                "{case}: {log}"
+            );
+            if model.starts_with("stalled") {
+                // The chain's first_event_timeout_ms (300), not the route's per-try timeout.
+                assert!(
+                    took >= Duration::from_millis(280) && took < Duration::from_millis(900),
+                    "{case}: {took:?}"
+                );
+            }
+        }
+    }
+    // A JSON answer is held whole: a 200 whose body is an error object fails over too.
+    let r = chat(&gw, &ask("in-band-then-azure", false), &[]);
+    logs += 1;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["object"], "chat.completion");
+    let log = last_log(&gw, logs);
+    assert_eq!(log["failover"], "primary-in-band:in_band_error", "{log}");
+    let prom = gw.prometheus();
+    for (provider, reason, n) in [
+        ("primary-in-band", "in_band_error", 4),
+        ("claude-in-band", "in_band_error", 3),
+        ("primary-stalled", "first_event_timeout", 3),
+    ] {
+        let line = format!(
+            "llm_gateway_failovers_total{{gen_ai_provider_name=\"{provider}\",reason=\"{reason}\"}} {n}"
+        );
+        assert!(prom.contains(&line), "{line} missing:\n{prom}");
+    }
 }
 
 #[test]

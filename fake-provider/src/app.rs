@@ -137,6 +137,9 @@ struct Controls {
     status: Option<StatusCode>,
     delay: Duration,
     chunk_delay: Duration,
+    /// `x-fake-first-event-delay-ms`: a stream's headers go out at once, its first event only
+    /// after this long (a provider that stalls after answering 200).
+    first_event_delay: Duration,
     completion_tokens: u64,
     no_usage: bool,
     cached_tokens: u64,
@@ -157,12 +160,23 @@ struct Controls {
     /// clean end without the last event (Anthropic mode: `event: error` with an
     /// overloaded_error; chat completions: `data: {"error": ...}` with a server_error).
     stream_error_after_events: Option<usize>,
+    /// `x-fake-error-in-200`: a non-streamed chat completion answers `200` with an OpenAI
+    /// error object as its body (a server_error), as some OpenAI-compatible servers do.
+    error_in_200: bool,
 }
 
 /// The `created` timestamp used with `x-fake-id`.
 const FIXED_CREATED: u64 = 1_700_000_000;
 
 impl Controls {
+    /// How a streamed answer is paced.
+    fn pace(&self) -> sse::Pace {
+        sse::Pace {
+            first: self.first_event_delay,
+            between: self.chunk_delay,
+        }
+    }
+
     /// The response id and `created` for a new response.
     fn id_and_created(&self, prefix: &str) -> (String, u64) {
         match &self.fixed_id {
@@ -205,6 +219,9 @@ impl Controls {
             status,
             delay: Duration::from_millis(num(headers, "x-fake-delay-ms")?.unwrap_or(0)),
             chunk_delay: Duration::from_millis(num(headers, "x-fake-chunk-delay-ms")?.unwrap_or(0)),
+            first_event_delay: Duration::from_millis(
+                num(headers, "x-fake-first-event-delay-ms")?.unwrap_or(0),
+            ),
             completion_tokens: num(headers, "x-fake-completion-tokens")?
                 .unwrap_or(DEFAULT_COMPLETION_TOKENS)
                 .min(MAX_COMPLETION_TOKENS),
@@ -224,6 +241,7 @@ impl Controls {
                 .map(|s| s.trim().to_string()),
             stream_error_after_events: num(headers, "x-fake-stream-error-after-events")?
                 .map(|n| n as usize),
+            error_in_200: num(headers, "x-fake-error-in-200")?.is_some_and(|n| n != 0),
         })
     }
 }
@@ -661,12 +679,16 @@ fn tool_call_id(ctl: &Controls, choice: u32) -> String {
 /// OpenAI's in-band stream error (`data: {"error": ...}`), sent by
 /// `x-fake-stream-error-after-events`.
 fn openai_stream_error_frame() -> String {
-    let err = ApiError::new(
+    format!("data: {}\n\n", sse_data(&openai_server_error().body()))
+}
+
+/// OpenAI's error for a failure on its side.
+fn openai_server_error() -> ApiError {
+    ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "server_error",
         "The server had an error while processing your request. Sorry about that!",
-    );
-    format!("data: {}\n\n", sse_data(&err.body()))
+    )
 }
 
 /// What one choice of a chat answer says: text, or a call of the tool.
@@ -727,6 +749,9 @@ fn interleave(per_choice: Vec<Vec<String>>) -> Vec<String> {
 }
 
 fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
+    if ctl.error_in_200 && !req.stream {
+        return Ok(json_response(StatusCode::OK, &openai_server_error().body()));
+    }
     let tool = openai_tool_call(req, ctl)?;
     let answers = chat_answers(req, ctl, tool.as_ref())?;
     let completion_tokens = answers.iter().map(|a| a.completion_tokens).sum();
@@ -921,7 +946,7 @@ fn chat(req: &GenerationRequest, ctl: &Controls) -> Result<Response, ApiError> {
     Ok(sse::frames_response(
         frames,
         "text/event-stream",
-        ctl.chunk_delay,
+        ctl.pace(),
         ctl.abort_after_events,
         error_after,
     ))
@@ -1016,11 +1041,7 @@ fn text_completion(req: &GenerationRequest, ctl: &Controls) -> Result<Response, 
         events.push(sse_data(&body(vec![], Some(usage))));
     }
     events.push("[DONE]".to_owned());
-    Ok(sse::response(
-        events,
-        ctl.chunk_delay,
-        ctl.abort_after_events,
-    ))
+    Ok(sse::response(events, ctl.pace(), ctl.abort_after_events))
 }
 
 fn embeddings(req: &EmbeddingsRequest, ctl: &Controls) -> Response {

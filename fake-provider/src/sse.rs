@@ -12,20 +12,24 @@ use axum::response::Response;
 /// Message of the body error that truncates a stream.
 pub const ABORT_MESSAGE: &str = "fake-provider: stream aborted by x-fake-abort-after-events";
 
-/// An SSE response sending `events` (JSON texts or `[DONE]`) as `data:` frames, sleeping
-/// `chunk_delay` between events. With `abort_after = Some(n)` only the first
+/// How a stream is paced: `first` before its first event (after the headers went out, as a
+/// provider that stalls), `between` between events.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pace {
+    pub first: Duration,
+    pub between: Duration,
+}
+
+/// An SSE response sending `events` (JSON texts or `[DONE]`) as `data:` frames, paced by
+/// `pace`. With `abort_after = Some(n)` only the first
 /// `n` events are sent (never the last one, `[DONE]`) and the body then fails,
 /// so the server resets the stream instead of finishing it.
-pub fn response(
-    events: Vec<String>,
-    chunk_delay: Duration,
-    abort_after: Option<usize>,
-) -> Response {
+pub fn response(events: Vec<String>, pace: Pace, abort_after: Option<usize>) -> Response {
     let frames = events
         .into_iter()
         .map(|data| format!("data: {data}\n\n"))
         .collect();
-    frames_response(frames, "text/event-stream", chunk_delay, abort_after, None)
+    frames_response(frames, "text/event-stream", pace, abort_after, None)
 }
 
 /// A streamed response sending whole `frames` (SSE text, or any bytes: event-stream frames).
@@ -36,7 +40,7 @@ pub fn response(
 pub fn frames_response<F: Into<Bytes> + Send + 'static>(
     mut frames: Vec<F>,
     content_type: &'static str,
-    chunk_delay: Duration,
+    pace: Pace,
     abort_after: Option<usize>,
     error_after: Option<(usize, Vec<F>)>,
 ) -> Response {
@@ -49,14 +53,17 @@ pub fn frames_response<F: Into<Bytes> + Send + 'static>(
         None => frames.len(),
     };
     let stream = async_stream::stream! {
+        if !pace.first.is_zero() {
+            tokio::time::sleep(pace.first).await;
+        }
         for (i, frame) in frames.into_iter().take(send).enumerate() {
             if i > 0 {
-                pace(chunk_delay).await;
+                wait(pace.between).await;
             }
             yield Ok::<Bytes, io::Error>(frame.into());
         }
         if abort_after.is_some() {
-            pace(chunk_delay).await;
+            wait(pace.between).await;
             yield Err(io::Error::other(ABORT_MESSAGE));
         }
     };
@@ -69,7 +76,7 @@ pub fn frames_response<F: Into<Bytes> + Send + 'static>(
 
 /// Waits between events. Even without a delay it yields once, so the server
 /// flushes each event as its own write rather than batching them.
-async fn pace(delay: Duration) {
+async fn wait(delay: Duration) {
     if delay.is_zero() {
         tokio::task::yield_now().await;
     } else {

@@ -36,6 +36,8 @@ pub(super) struct RawRoute {
 struct RawFallback {
     cluster: String,
     to: Vec<RawDest>,
+    #[serde(default)]
+    first_event_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,6 +112,10 @@ pub enum Target {
     Chain {
         dests: Vec<Dest>,
         cluster: String,
+        /// For a stream: how long an attempt may take to its first event before the next
+        /// provider is tried (Envoy's per-try timeout for the request); `None` keeps the
+        /// route's `per_try_timeout`.
+        first_event_timeout_ms: Option<u64>,
     },
 }
 
@@ -289,9 +295,16 @@ fn chain(
             d.model,
         )?);
     }
+    if fb.first_event_timeout_ms == Some(0) {
+        return Err(err(
+            format!("{f}.first_event_timeout_ms"),
+            "must be at least 1 (leave it out to keep the route's per_try_timeout)",
+        ));
+    }
     Ok(Target::Chain {
         dests,
         cluster: fb.cluster,
+        first_event_timeout_ms: fb.first_event_timeout_ms,
     })
 }
 

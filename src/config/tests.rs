@@ -170,6 +170,11 @@ fn errors_name_the_field() {
     assert!(field_of(v).starts_with("tokenizer.fallback"));
 
     let mut v = base();
+    v["routes"][0]["fallback"] = serde_json::json!(
+        {"cluster": "failover-x", "to": [{"provider": "openai"}], "first_event_timeout_ms": 0});
+    assert!(field_of(v).starts_with("routes[0].fallback.first_event_timeout_ms"));
+
+    let mut v = base();
     v["cluster_header"] = "bad header".into();
     assert!(field_of(v).starts_with("cluster_header"));
 

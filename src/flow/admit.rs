@@ -300,6 +300,13 @@ impl Exchange {
                 // Exactly one attempt per provider of the chain.
                 let retries = chain.len().saturating_sub(1).to_string();
                 set_request_header(h, names::ENVOY_MAX_RETRIES, Some(&retries));
+                // A streamed attempt's headers are held until its first event, so the per-try
+                // timeout bounds the wait for it.
+                let per_try = decision
+                    .first_event_timeout_ms
+                    .filter(|_| req.stream)
+                    .map(|ms| ms.to_string());
+                set_request_header(h, names::ENVOY_PER_TRY_TIMEOUT, per_try.as_deref());
                 let body = req
                     .rewrite(None, self.upstream.strip_usage)
                     .or_else(as_sent);

@@ -15,6 +15,7 @@
 use super::outbound::journal;
 use super::Step;
 use crate::config::{AuthStyle, Wire};
+use crate::failover::first_event::{FirstEvent, Verdict};
 use crate::failover::{Attempt, Outcome, Plan};
 use crate::gcp_token;
 use crate::host::{self, Buffer, Host, Map};
@@ -45,6 +46,9 @@ pub struct AttemptFilter {
     expected_ms: Option<u64>,
     answered: bool,
     translation: Option<ResponseTranslator>,
+    /// The answer held until its first event (every attempt but the last; see
+    /// [`crate::failover::first_event`]).
+    first_event: Option<FirstEvent>,
 }
 
 fn record(h: &mut impl Host, n: u64, provider: &str, outcome: &Outcome) {
@@ -145,12 +149,13 @@ impl AttemptFilter {
         Step::Continue
     }
 
-    /// The provider answered: journal it, and translate an answer that is not in OpenAI's
-    /// format.
-    pub fn on_response_headers(&mut self, h: &mut impl Host) -> Step {
-        let Some((n, _, attempt)) = self.active.as_ref() else {
+    /// The provider answered: journal it, translate an answer that is not in OpenAI's format,
+    /// and hold a `200` that a later provider could replace until its first event.
+    pub fn on_response_headers(&mut self, h: &mut impl Host, end_of_stream: bool) -> Step {
+        let Some((n, plan, attempt)) = self.active.as_ref() else {
             return Step::Continue;
         };
+        let later = usize::try_from(*n).is_ok_and(|n| n < plan.attempts.len());
         let (n, provider, direction) = (*n, attempt.provider.clone(), attempt.wire().direction());
         let attempt_model = attempt.model.clone();
         let r = Map::ResponseHeaders;
@@ -181,6 +186,60 @@ impl AttemptFilter {
             }
             self.translation = Some(t);
         }
+        if status == 200 && later && !end_of_stream {
+            let emitted = self
+                .translation
+                .as_ref()
+                .and_then(ResponseTranslator::output_content_type)
+                .map(str::to_string)
+                .or_else(|| h.header(r, names::CONTENT_TYPE))
+                .unwrap_or_default();
+            self.first_event = Some(FirstEvent::new(&emitted));
+            return Step::Pause;
+        }
+        Step::Continue
+    }
+
+    /// A piece of a held answer: keep holding, let it through, or fail the attempt over (as a
+    /// 503, which the route's retry policy retries; nothing of it reaches the client).
+    fn hold(&mut self, h: &mut impl Host, size: usize, end_of_stream: bool) -> Step {
+        let chunk = h.body(Buffer::ResponseBody, size);
+        // A stream is judged as it leaves here, a JSON answer as the provider sent it.
+        let piece = match self.translation.as_mut() {
+            Some(t) if !t.buffers() => t.chunk(&chunk),
+            _ => chunk,
+        };
+        let Some(check) = self.first_event.as_mut() else {
+            return Step::Continue;
+        };
+        let verdict = check.feed(&piece, end_of_stream);
+        if verdict == Verdict::Wait {
+            h.set_body(Buffer::ResponseBody, size, &[]);
+            return Step::Pause;
+        }
+        let held = check.take();
+        self.first_event = None;
+        if verdict == Verdict::Fail {
+            if let Some((n, _, attempt)) = self.active.as_ref() {
+                let (n, provider) = (*n, attempt.provider.clone());
+                record(h, n, &provider, &Outcome::InBandError);
+            }
+            h.set_header(Map::ResponseHeaders, names::STATUS, Some("503"));
+            h.set_body(Buffer::ResponseBody, size, &held);
+            return Step::Continue;
+        }
+        match self.translation.as_mut() {
+            Some(t) if t.buffers() && end_of_stream => {
+                let out = t.chunk(&held);
+                h.set_body(Buffer::ResponseBody, size, &out);
+            }
+            Some(t) if t.buffers() => {
+                // The rest is buffered by Envoy and translated whole at its end.
+                h.set_body(Buffer::ResponseBody, size, &held);
+                return Step::Pause;
+            }
+            _ => h.set_body(Buffer::ResponseBody, size, &held),
+        }
         Step::Continue
     }
 
@@ -191,6 +250,9 @@ impl AttemptFilter {
         size: usize,
         end_of_stream: bool,
     ) -> Step {
+        if self.first_event.is_some() {
+            return self.hold(h, size, end_of_stream);
+        }
         let Some(t) = self.translation.as_mut() else {
             return Step::Continue;
         };
@@ -203,17 +265,22 @@ impl AttemptFilter {
         Step::Continue
     }
 
-    /// The attempt is over: one that never got an answer journals why.
+    /// The attempt is over: one that never got an answer, or whose first event never came,
+    /// journals why.
     pub fn on_done(&mut self, h: &mut impl Host) {
-        let Some((n, _, attempt)) = self.active.as_ref().filter(|_| !self.answered) else {
+        let held = self.first_event.is_some();
+        let Some((n, _, attempt)) = self.active.as_ref().filter(|_| !self.answered || held) else {
             return;
         };
         let (n, provider) = (*n, attempt.provider.clone());
-        let failed = h
-            .property(&names::host::TRANSPORT_FAILURE)
-            .is_some_and(|r| !r.is_empty());
+        let failed = !held
+            && h.property(&names::host::TRANSPORT_FAILURE)
+                .is_some_and(|r| !r.is_empty());
         let waited = h.now_ms().saturating_sub(self.started_ms);
-        let outcome = Outcome::without_answer(failed, waited, self.expected_ms);
+        let outcome = match Outcome::without_answer(failed, waited, self.expected_ms) {
+            Outcome::Timeout if held => Outcome::NoFirstEvent,
+            o => o,
+        };
         record(h, n, &provider, &outcome);
     }
 }

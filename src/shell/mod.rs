@@ -204,8 +204,10 @@ impl HttpContext for Attempt {
         act(&mut self.host, step)
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let step = self.attempt.on_response_headers(&mut self.host);
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let step = self
+            .attempt
+            .on_response_headers(&mut self.host, end_of_stream);
         act(&mut self.host, step)
     }
 

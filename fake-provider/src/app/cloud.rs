@@ -241,7 +241,7 @@ pub(super) fn latency_ms(ctl: &Controls, events: usize) -> u64 {
     let per_event = ctl
         .chunk_delay
         .saturating_mul(u32::try_from(events).unwrap_or(u32::MAX));
-    (ctl.delay + per_event)
+    (ctl.delay + ctl.first_event_delay + per_event)
         .max(Duration::from_millis(1))
         .as_millis() as u64
 }

@@ -264,7 +264,7 @@ pub(super) fn message(
     Ok(sse::frames_response(
         frames,
         STREAM_CONTENT_TYPE,
-        ctl.chunk_delay,
+        ctl.pace(),
         ctl.abort_after_events,
         error_after,
     ))

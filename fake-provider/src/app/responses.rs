@@ -288,7 +288,7 @@ fn create(store: &Store, req: &CreateRequest, ctl: &Controls) -> Result<Response
     Ok(sse::frames_response(
         frames,
         STREAM_CONTENT_TYPE,
-        ctl.chunk_delay,
+        ctl.pace(),
         ctl.abort_after_events,
         error_after,
     ))

@@ -234,6 +234,37 @@ fn a_failover_route_hands_its_plan_to_the_upstream_filter() {
 }
 
 #[test]
+fn a_streamed_chain_request_waits_for_its_first_event_as_long_as_the_chain_says() {
+    let mut c = config();
+    let route = c["routes"]
+        .as_array_mut()
+        .and_then(|r| r.iter_mut().find(|r| r["fallback"].is_object()))
+        .unwrap();
+    route["fallback"]["first_event_timeout_ms"] = 750.into();
+    let vm = vm(&host(&[]), &c);
+    // A client's own per-try timeout never reaches Envoy's router.
+    let client = post(
+        "/v1/chat/completions",
+        &[("x-envoy-upstream-rq-per-try-timeout-ms", "1")],
+    );
+    for (stream, want) in [(true, Some("750")), (false, None)] {
+        let mut h = host(&client);
+        let mut ex = vm.exchange(1).unwrap();
+        let mut body = hello("gpt-4.1");
+        body["stream"] = stream.into();
+        assert_eq!(send(&mut ex, &mut h, &body), Step::Continue);
+        assert_eq!(
+            header(&h, "x-envoy-upstream-rq-per-try-timeout-ms").as_deref(),
+            want,
+            "stream {stream}"
+        );
+    }
+    // Without the setting the route's per_try_timeout applies.
+    let (_, h) = admit(&client, hello("gpt-4.1").to_string().as_bytes());
+    assert_eq!(header(&h, "x-envoy-upstream-rq-per-try-timeout-ms"), None);
+}
+
+#[test]
 fn a_weighted_split_follows_the_draw() {
     let vm = vm(&host(&[]), &config());
     for (draw, cluster) in [(89, "openai"), (90, "azure"), (99, "azure"), (0, "openai")] {

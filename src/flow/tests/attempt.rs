@@ -52,10 +52,12 @@ fn the_first_attempt_goes_to_the_first_provider_with_its_key() {
     assert_eq!(a.on_request_body(&mut h, body.len(), true), Step::Continue);
     // Already naming the attempt's model: the same bytes.
     assert_eq!(h.bodies_set, vec![(Buffer::RequestBody, body.len(), body)]);
-    answer_attempt(&mut a, &mut h, 200, &JSON, &completion("Hi!"));
+    // A later provider could still serve: the answer is held until it is seen to be one.
+    let held = answer_attempt(&mut a, &mut h, 200, &JSON, &completion("Hi!"));
+    assert_eq!(held, Step::Pause);
     assert_eq!(journal(&h), json!([["openai", "200"]]));
     assert_eq!(h.response_body, completion("Hi!"));
-    assert_eq!(h.bodies_set.len(), 1);
+    assert_eq!(h.bodies_set.len(), 2);
     // Answered: nothing more to journal when it ends.
     a.on_done(&mut h);
     assert_eq!(journal(&h), json!([["openai", "200"]]));
@@ -67,11 +69,12 @@ fn answer_attempt(
     status: u16,
     headers: &[(&str, &str)],
     body: &[u8],
-) {
+) -> Step {
     h.respond(status, headers, body);
-    assert_eq!(a.on_response_headers(h), Step::Continue);
+    let step = a.on_response_headers(h, false);
     let n = h.response_body.len();
     assert_eq!(a.on_response_body(h, n, true), Step::Continue);
+    step
 }
 
 #[test]
@@ -112,7 +115,7 @@ fn the_second_attempt_is_adapted_to_an_anthropic_provider_and_its_answer_transla
         ],
         &message,
     );
-    assert_eq!(a.on_response_headers(&mut h), Step::Continue);
+    assert_eq!(a.on_response_headers(&mut h, false), Step::Continue);
     assert_eq!(h.response_header("content-length"), None);
     assert_eq!(journal(&h), json!([["openai", "503"], ["claude", "200"]]));
     assert_eq!(a.on_response_body(&mut h, 5, false), Step::Pause);
@@ -176,7 +179,10 @@ fn a_request_without_a_plan_or_past_the_chain_is_left_alone() {
         assert_eq!(a.on_request_headers(&mut h), Step::Continue);
         let n = h.request_body.len();
         assert_eq!(a.on_request_body(&mut h, n, true), Step::Continue);
-        answer_attempt(&mut a, &mut h, 503, &JSON, b"{}");
+        assert_eq!(
+            answer_attempt(&mut a, &mut h, 503, &JSON, b"{}"),
+            Step::Continue
+        );
         a.on_done(&mut h);
         assert_eq!(h.request_headers, before);
         assert!(h.bodies_set.is_empty());
@@ -253,7 +259,7 @@ fn a_bedrock_attempt_is_named_for_its_signer_and_the_next_drops_what_the_signer_
     let answer = json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hi"}]}},
         "stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}});
     h.respond(424, &JSON, br#"{"message":"model error"}"#);
-    assert_eq!(a.on_response_headers(&mut h), Step::Continue);
+    assert_eq!(a.on_response_headers(&mut h, false), Step::Continue);
     assert_eq!(h.response_header(":status").as_deref(), Some("502"));
     answer_attempt(&mut a, &mut h, 200, &JSON, answer.to_string().as_bytes());
     let chat = parsed(&h.response_body);
@@ -298,4 +304,112 @@ fn a_bedrock_attempt_is_named_for_its_signer_and_the_next_drops_what_the_signer_
         h.request_header("x-llm-attempt-provider").as_deref(),
         Some("gemini")
     );
+}
+
+/// Attempt 1 of 2 answered 200 with a stream: held until its first event.
+fn held_stream() -> (AttemptFilter, FakeHost) {
+    let mut h = attempt_host(1);
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    h.respond(200, &SSE, b"");
+    assert_eq!(a.on_response_headers(&mut h, false), Step::Pause);
+    (a, h)
+}
+
+/// The next piece of the stream arrives (Envoy hands over what the filter left buffered and
+/// the new bytes).
+fn piece(a: &mut AttemptFilter, h: &mut FakeHost, bytes: &str, end: bool) -> Step {
+    h.response_body.extend_from_slice(bytes.as_bytes());
+    let n = h.response_body.len();
+    a.on_response_body(h, n, end)
+}
+
+#[test]
+fn a_stream_that_opens_with_an_in_band_error_becomes_a_503_for_the_retry_policy() {
+    let (mut a, mut h) = held_stream();
+    let error = "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
+    assert_eq!(piece(&mut a, &mut h, &error[..30], false), Step::Pause);
+    // Held by the filter, not left in Envoy's buffer.
+    assert!(h.response_body.is_empty());
+    assert_eq!(h.response_header(":status").as_deref(), Some("200"));
+    assert_eq!(piece(&mut a, &mut h, &error[30..], false), Step::Continue);
+    assert_eq!(h.response_header(":status").as_deref(), Some("503"));
+    assert_eq!(journal(&h), json!([["openai", "in_band_error"]]));
+    // Decided: the rest passes, and the end journals nothing more.
+    assert_eq!(piece(&mut a, &mut h, "", true), Step::Continue);
+    a.on_done(&mut h);
+    assert_eq!(journal(&h), json!([["openai", "in_band_error"]]));
+}
+
+#[test]
+fn a_stream_is_let_through_whole_at_its_first_output() {
+    let (mut a, mut h) = held_stream();
+    let role = "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+    let text = "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n";
+    assert_eq!(piece(&mut a, &mut h, role, false), Step::Pause);
+    assert!(h.response_body.is_empty());
+    assert_eq!(piece(&mut a, &mut h, text, false), Step::Continue);
+    assert_eq!(h.response_body, format!("{role}{text}").into_bytes());
+    assert_eq!(h.response_header(":status").as_deref(), Some("200"));
+    // Then it streams as it comes.
+    h.response_body.clear();
+    assert_eq!(
+        piece(&mut a, &mut h, "data: [DONE]\n\n", true),
+        Step::Continue
+    );
+    assert_eq!(h.response_body, b"data: [DONE]\n\n");
+    a.on_done(&mut h);
+    assert_eq!(journal(&h), json!([["openai", "200"]]));
+}
+
+#[test]
+fn a_stream_whose_first_event_never_comes_is_journaled_as_such() {
+    let (mut a, mut h) = held_stream();
+    // Envoy's per-try timeout (1000 ms here) ends the attempt while its headers are held.
+    h.advance_ms(1000);
+    a.on_done(&mut h);
+    assert_eq!(journal(&h), json!([["openai", "first_event_timeout"]]));
+    // Ended sooner (the client went away): a reset.
+    let (mut a, mut h) = held_stream();
+    h.advance_ms(10);
+    a.on_done(&mut h);
+    assert_eq!(journal(&h), json!([["openai", "reset"]]));
+}
+
+#[test]
+fn a_json_200_that_is_an_error_object_fails_over_and_a_completion_does_not() {
+    for (body, status, outcome) in [
+        (
+            r#"{"error":{"message":"Overloaded","type":"server_error","param":null,"code":null}}"#
+                .to_string(),
+            "503",
+            "in_band_error",
+        ),
+        (String::from_utf8(completion("Hi!")).unwrap(), "200", "200"),
+    ] {
+        let mut h = attempt_host(1);
+        let mut a = AttemptFilter::default();
+        assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+        h.respond(200, &JSON, b"");
+        assert_eq!(a.on_response_headers(&mut h, false), Step::Pause);
+        assert_eq!(piece(&mut a, &mut h, &body[..10], false), Step::Pause);
+        assert_eq!(piece(&mut a, &mut h, &body[10..], true), Step::Continue);
+        assert_eq!(h.response_header(":status").as_deref(), Some(status));
+        assert_eq!(h.response_body, body.as_bytes());
+        assert_eq!(journal(&h), json!([["openai", outcome]]));
+    }
+}
+
+#[test]
+fn the_last_attempt_and_a_headers_only_answer_are_not_held() {
+    let mut h = attempt_host(2);
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    h.respond(200, &SSE, b"");
+    assert_eq!(a.on_response_headers(&mut h, false), Step::Continue);
+    let mut h = attempt_host(1);
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    h.respond(200, &JSON, b"");
+    assert_eq!(a.on_response_headers(&mut h, true), Step::Continue);
 }

@@ -255,7 +255,7 @@ fn converse(
     Ok(sse::frames_response(
         frames,
         eventstream::CONTENT_TYPE,
-        ctl.chunk_delay,
+        ctl.pace(),
         ctl.abort_after_events,
         error_after,
     ))

@@ -385,7 +385,7 @@ impl<'a> Generated<'a> {
             return sse::frames_response(
                 frames,
                 "text/event-stream",
-                ctl.chunk_delay,
+                ctl.pace(),
                 ctl.abort_after_events,
                 error_after,
             );
@@ -406,7 +406,7 @@ impl<'a> Generated<'a> {
         sse::frames_response(
             frames,
             "application/json; charset=UTF-8",
-            ctl.chunk_delay,
+            ctl.pace(),
             ctl.abort_after_events,
             error_after,
         )
