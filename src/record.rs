@@ -81,8 +81,9 @@ impl Record {
         }
         match self.status {
             0 => "no_response",
-            200..=299 if self.stream && !self.learned.complete => "stream_incomplete",
+            // An error the provider sent in-band says why the stream ended early.
             200..=299 if self.learned.stream_error => "stream_error",
+            200..=299 if self.stream && !self.learned.complete => "stream_incomplete",
             200..=299 => "ok",
             _ => "upstream_error",
         }

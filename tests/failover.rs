@@ -25,6 +25,8 @@ struct Providers {
     in_band: Fake,
     /// Answers 200, then nothing for 5 s.
     stalled: Fake,
+    /// Answers 200, five events (some output), then an in-band error.
+    mid_stream: Fake,
     dead_port: u16,
 }
 
@@ -43,6 +45,7 @@ fn providers() -> Providers {
             ],
         ),
         stalled: Fake::start_with(None, &[("x-fake-first-event-delay-ms", "5000")]),
+        mid_stream: Fake::start_with(None, &[("x-fake-stream-error-after-events", "5")]),
         dead_port: free_port(),
     }
 }
@@ -64,6 +67,8 @@ fn gateway(p: &Providers) -> Gateway {
             "primary-in-band": {"cluster": "pinband", "api_key_env": "OPENAI_API_KEY"},
             "claude-in-band": {"cluster": "pinband", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
             "primary-stalled": {"cluster": "pstalled", "api_key_env": "OPENAI_API_KEY"},
+            "primary-mid": {"cluster": "pmid", "api_key_env": "OPENAI_API_KEY"},
+            "claude-mid": {"cluster": "pmid", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
             "azure": {"cluster": "azure", "format": "azure", "api_key_env": "BACKUP_API_KEY",
                       "models": {"gpt-4o": "my-gpt4o"}},
             "claude": {"cluster": "claude", "format": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"}
@@ -88,11 +93,15 @@ fn gateway(p: &Providers) -> Gateway {
              "fallback": {"cluster": "failover-h", "to": [{"provider": "azure", "model": "gpt-4o"}]}},
             {"match": {"model": "stalled-then-claude"}, "to": {"provider": "primary-stalled"},
              "fallback": {"cluster": "failover-i", "to": [{"provider": "claude", "model": "claude-sonnet-4-5"}],
-                          "first_event_timeout_ms": 300}}
+                          "first_event_timeout_ms": 300}},
+            {"match": {"model": "mid-then-azure"}, "to": {"provider": "primary-mid"},
+             "fallback": {"cluster": "failover-j", "to": [{"provider": "azure", "model": "gpt-4o"}]}},
+            {"match": {"model": "claude-mid-then-azure"}, "to": {"provider": "claude-mid", "model": "claude-sonnet-4-5"},
+             "fallback": {"cluster": "failover-k", "to": [{"provider": "azure", "model": "gpt-4o"}]}}
         ],
         "consumers": [{"name": "demo", "key_sha256": "0b006f9beb977623c3f78ec1be7fe09519ecfab87240f4f263e4164f76667e55"}]
     });
-    let chains: [(&str, &[&str]); 9] = [
+    let chains: [(&str, &[&str]); 11] = [
         ("failover-a", &["p503", "azure", "claude"]),
         ("failover-b", &["pdead", "claude"]),
         ("failover-c", &["pslow", "azure"]),
@@ -102,6 +111,8 @@ fn gateway(p: &Providers) -> Gateway {
         ("failover-g", &["pinband", "azure"]),
         ("failover-h", &["pinband", "azure"]),
         ("failover-i", &["pstalled", "claude"]),
+        ("failover-j", &["pmid", "azure"]),
+        ("failover-k", &["pmid", "azure"]),
     ];
     let ports = [
         ("p503", p.down.port),
@@ -111,6 +122,7 @@ fn gateway(p: &Providers) -> Gateway {
         ("pstarted", p.started.port),
         ("pinband", p.in_band.port),
         ("pstalled", p.stalled.port),
+        ("pmid", p.mid_stream.port),
         ("azure", p.ok.port),
         ("claude", p.ok.port),
     ];
@@ -419,6 +431,52 @@ fn a_200_whose_first_event_is_an_error_or_late_fails_over_unseen() {
             "llm_gateway_failovers_total{{gen_ai_provider_name=\"{provider}\",reason=\"{reason}\"}} {n}"
         );
         assert!(prom.contains(&line), "{line} missing:\n{prom}");
+    }
+}
+
+/// A stream that fails in-band after its first output is not replayed (the client already has
+/// part of it): the client gets an error event in its own API's format, ending the stream as
+/// that API does, and the request is counted once, for the provider that served it.
+#[test]
+fn a_stream_that_fails_after_its_first_output_ends_in_a_clean_error_counted_once() {
+    let p = providers();
+    let gw = gateway(&p);
+    let requests = |provider: &str| {
+        prom_sum(
+            &gw.prometheus(),
+            "llm_gateway_requests_total",
+            &[("gen_ai_provider_name", provider)],
+        )
+    };
+    let mut logs = 0;
+    for api in APIS {
+        for (model, provider) in [
+            ("mid-then-azure", "primary-mid"),
+            ("claude-mid-then-azure", "claude-mid"),
+        ] {
+            let case = format!("{api:?}, {model}");
+            let before = requests(provider);
+            let r = api.send(&gw, &api.ask(model, "Hello", true, false), &[]);
+            logs += 1;
+            assert_eq!(r.status, 200, "{case}: {}", r.text());
+            let text = r.text();
+            let error = stream_error(api, &text, &case);
+            assert!(!error.is_null(), "{case}: {text}");
+            assert!(
+                error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{case}: {error}"
+            );
+            assert!(
+                text.contains("quick"),
+                "{case}: the output before the error: {text}"
+            );
+            let log = last_log(&gw, logs);
+            assert_eq!(log["provider"], provider, "{case}: {log}");
+            assert_eq!(log["attempts"], "1", "{case}: {log}");
+            assert_eq!(log["failover"], Value::Null, "{case}: {log}");
+            assert_eq!(log["outcome"], "stream_error", "{case}: {log}");
+            assert_eq!(requests(provider), before + 1.0, "{case}: counted once");
+        }
     }
 }
 

@@ -382,8 +382,8 @@ fn in_band_stream_errors(w: &World) {
             }
             let line = log_of(&w.gw, &id);
             assert_eq!(line["provider"], t.provider, "{case}: {line}");
-            // Today an in-band error is logged as a stream that did not end normally.
-            assert_eq!(line["outcome"], "stream_incomplete", "{case}: {line}");
+            // An error the provider sent in-band, not a stream that was merely cut.
+            assert_eq!(line["outcome"], "stream_error", "{case}: {line}");
             assert_eq!(log_lines(w, &id), 1, "{case}: access-log lines");
             event_of(&w.sink, &id);
         }
