@@ -434,6 +434,30 @@ fn a_200_whose_first_event_is_an_error_or_late_fails_over_unseen() {
     }
 }
 
+/// The official SDKs' streaming APIs (openai chat and Responses streams, anthropic
+/// `messages.stream`) see one clean stream when the first provider fails in-band or stalls.
+#[test]
+fn the_sdks_streaming_apis_see_one_clean_stream_on_failover() {
+    let p = providers();
+    let gw = gateway(&p);
+    let chains = [
+        "in-band-then-azure",
+        "claude-in-band-then-azure",
+        "stalled-then-claude",
+    ];
+    let out = run_sdk_script_with(&gw, "failover_streams.py", &chains, "all clean");
+    for model in chains {
+        assert!(out.contains(&format!("clean {model}")), "{out}");
+    }
+    // 3 chains × 3 APIs, each failed over once.
+    let log = gw.access_log(9);
+    assert_eq!(log.len(), 9, "{log:?}");
+    for l in &log {
+        assert_eq!(l["attempts"], "2", "{l}");
+        assert_eq!(l["outcome"], "ok", "{l}");
+    }
+}
+
 /// A stream that fails in-band after its first output is not replayed (the client already has
 /// part of it): the client gets an error event in its own API's format, ending the stream as
 /// that API does, and the request is counted once, for the provider that served it.
