@@ -165,15 +165,16 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None, direct
             "embeddings": {"provider": "openai", "model": "text-embedding-3-small"},
             "max_vectors": SEMANTIC_VECTORS}}
         conf["value"] = json.dumps(plugin)
-    if variant in ("failover", "anthropic"):
+    if variant in ("failover", "failover-unchecked", "anthropic"):
         # gpt-4o-mini (the bench's model) through the shipped failover chain, its first
         # provider answering; or to an Anthropic-format provider (both ways translated).
         conf = filters[0]["typed_config"]["config"]["configuration"]
         plugin = json.loads(conf["value"])
         for r in plugin["routes"]:
             if r.get("name") == "gpt-4o-mini":
-                if variant == "failover":
-                    r["fallback"] = {"cluster": "failover-openai-backup", "to": [{"provider": "backup"}]}
+                if variant.startswith("failover"):
+                    r["fallback"] = {"cluster": "failover-openai-backup", "to": [{"provider": "backup"}],
+                                     "first_event_check": variant == "failover"}
                 else:
                     r["to"] = {"provider": "claude"}
         plugin["providers"]["claude"] = {"cluster": "backup", "format": "anthropic", "auth": "none"}
@@ -654,6 +655,20 @@ def main():
                     name = (f"Envoy CPU per request, chat 1KB, {label}, c=1" if stat == "cpu"
                             else f"chat 1KB, {label}, vs OpenAI format, c=1, {stat}")
                     rows.append((name, f"OpenAI format {fmt_us(a)}", fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
+            # A streamed failover request whose first provider answers: its first event held by
+            # the upstream filter (the check) against the same chain without the check.
+            lat["failover-unchecked"] = start_envoy(procs, "failover-unchecked", fake, wd, 1)
+            for v in ("failover-unchecked", "failover"):  # warm up
+                stream_probe(lat[v], stream_file, 3)
+            held = {}
+            for r in range(rounds):
+                for v in ("failover-unchecked", "failover"):
+                    held.setdefault(v, []).append(stream_probe(lat[v], stream_file, n_stream))
+            for stat, label in (("p50", "time to first byte"), ("total", "total")):
+                a = statistics.median(x[stat] for x in held["failover-unchecked"])
+                b = statistics.median(x[stat] for x in held["failover"])
+                rows.append((f"stream 64 chunks, failover chain, first event held vs not, {label}, p50",
+                             f"unchecked {fmt_us(a)}", fmt_us(b), fmt_us(b - a), f"{b / a:.2f}×"))
             for stat, label in (("p50", "time to first byte"), ("total", "total")):
                 a = statistics.median(x[stat] for x in cloud_stream["openai"])
                 b = statistics.median(x[stat] for x in cloud_stream["bedrock"])

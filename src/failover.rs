@@ -45,6 +45,18 @@ pub struct Plan {
     /// `max_tokens` for providers that require it (Anthropic) when the client set none.
     pub default_max_tokens: u64,
     pub attempts: Vec<Attempt>,
+    /// Whether attempts but the last hold a 200 until its first event
+    /// ([`first_event`]); `fallback.first_event_check`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub first_event_check: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Plan {
@@ -59,6 +71,7 @@ impl Plan {
     ) -> Plan {
         Plan {
             default_max_tokens,
+            first_event_check: true,
             attempts: chain
                 .iter()
                 .map(|(p, model)| Attempt {

@@ -75,6 +75,8 @@ pub struct Decision<'c> {
     pub failover: Option<(&'c str, Vec<(&'c Provider, String)>)>,
     /// The chain's `first_event_timeout_ms`.
     pub first_event_timeout_ms: Option<u64>,
+    /// The chain's `first_event_check`.
+    pub first_event_check: bool,
     /// The route's response cache settings, when it caches.
     pub cache: Option<&'c crate::cache::RouteCache>,
 }
@@ -163,6 +165,13 @@ pub fn route<'c>(
             } => *first_event_timeout_ms,
             _ => None,
         },
+        first_event_check: matches!(
+            target,
+            Target::Chain {
+                first_event_check: true,
+                ..
+            }
+        ),
         cache,
     })
 }

@@ -38,6 +38,12 @@ struct RawFallback {
     to: Vec<RawDest>,
     #[serde(default)]
     first_event_timeout_ms: Option<u64>,
+    #[serde(default = "yes")]
+    first_event_check: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -116,6 +122,8 @@ pub enum Target {
         /// provider is tried (Envoy's per-try timeout for the request); `None` keeps the
         /// route's `per_try_timeout`.
         first_event_timeout_ms: Option<u64>,
+        /// Whether attempts but the last hold a 200 until its first event.
+        first_event_check: bool,
     },
 }
 
@@ -305,6 +313,7 @@ fn chain(
         dests,
         cluster: fb.cluster,
         first_event_timeout_ms: fb.first_event_timeout_ms,
+        first_event_check: fb.first_event_check,
     })
 }
 

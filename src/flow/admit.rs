@@ -294,7 +294,9 @@ impl Exchange {
             Some((cluster, chain)) => {
                 // Each attempt is adapted to its provider by the upstream filter; the request
                 // leaves here in OpenAI's format, naming the client's model.
-                let plan = Plan::new(chain, &client_path, endpoint.path_suffix(), req.stream, max);
+                let mut plan =
+                    Plan::new(chain, &client_path, endpoint.path_suffix(), req.stream, max);
+                plan.first_event_check = decision.first_event_check;
                 h.set_property(names::prop::PLAN, &plan.encode());
                 self.upstream.chain_len = chain.len();
                 // Exactly one attempt per provider of the chain.

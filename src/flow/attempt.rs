@@ -155,7 +155,8 @@ impl AttemptFilter {
         let Some((n, plan, attempt)) = self.active.as_ref() else {
             return Step::Continue;
         };
-        let later = usize::try_from(*n).is_ok_and(|n| n < plan.attempts.len());
+        let held =
+            plan.first_event_check && usize::try_from(*n).is_ok_and(|n| n < plan.attempts.len());
         let (n, provider, direction) = (*n, attempt.provider.clone(), attempt.wire().direction());
         let attempt_model = attempt.model.clone();
         let r = Map::ResponseHeaders;
@@ -186,7 +187,7 @@ impl AttemptFilter {
             }
             self.translation = Some(t);
         }
-        if status == 200 && later && !end_of_stream {
+        if status == 200 && held && !end_of_stream {
             let emitted = self
                 .translation
                 .as_ref()

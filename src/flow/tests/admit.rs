@@ -201,6 +201,7 @@ fn a_failover_route_hands_its_plan_to_the_upstream_filter() {
         plan,
         Plan {
             default_max_tokens: 4096,
+            first_event_check: true,
             attempts: vec![
                 attempt(
                     "openai",
@@ -262,6 +263,28 @@ fn a_streamed_chain_request_waits_for_its_first_event_as_long_as_the_chain_says(
     // Without the setting the route's per_try_timeout applies.
     let (_, h) = admit(&client, hello("gpt-4.1").to_string().as_bytes());
     assert_eq!(header(&h, "x-envoy-upstream-rq-per-try-timeout-ms"), None);
+    assert!(
+        Plan::decode(&h.properties["llm.plan"])
+            .unwrap()
+            .first_event_check
+    );
+    // A chain may turn the check off: its attempts pass a 200 at once.
+    let mut c = config();
+    if let Some(r) = c["routes"]
+        .as_array_mut()
+        .and_then(|r| r.iter_mut().find(|r| r["fallback"].is_object()))
+    {
+        r["fallback"]["first_event_check"] = false.into();
+    }
+    let unchecked = super::support::vm(&host(&[]), &c);
+    let mut h = host(&chat());
+    let mut ex = unchecked.exchange(1).unwrap();
+    assert_eq!(send(&mut ex, &mut h, &hello("gpt-4.1")), Step::Continue);
+    assert!(
+        !Plan::decode(&h.properties["llm.plan"])
+            .unwrap()
+            .first_event_check
+    );
 }
 
 #[test]

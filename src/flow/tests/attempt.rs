@@ -413,3 +413,16 @@ fn the_last_attempt_and_a_headers_only_answer_are_not_held() {
     h.respond(200, &JSON, b"");
     assert_eq!(a.on_response_headers(&mut h, true), Step::Continue);
 }
+
+#[test]
+fn a_chain_without_the_first_event_check_passes_a_200_at_once() {
+    let mut h = attempt_host(1);
+    let mut plan = crate::failover::Plan::decode(&h.properties["llm.plan"]).unwrap();
+    plan.first_event_check = false;
+    h.properties
+        .insert("llm.plan".into(), plan.encode().into_bytes());
+    let mut a = AttemptFilter::default();
+    assert_eq!(a.on_request_headers(&mut h), Step::Continue);
+    h.respond(200, &SSE, b"");
+    assert_eq!(a.on_response_headers(&mut h, false), Step::Continue);
+}
