@@ -139,18 +139,27 @@ pub fn route<'c>(
         .providers
         .get(dest.provider)
         .ok_or_else(|| HttpError::model_not_found(model))?;
-    let failover = match target {
-        Target::Chain { dests, cluster, .. } => Some((
-            cluster.as_str(),
-            dests
-                .iter()
-                .filter_map(|d| {
-                    let p = cfg.providers.get(d.provider)?;
-                    Some((p, upstream_model(p, d, model)))
-                })
-                .collect(),
-        )),
-        _ => None,
+    let (failover, first_event_timeout_ms, first_event_check) = match target {
+        Target::Chain {
+            dests,
+            cluster,
+            first_event_timeout_ms,
+            first_event_check,
+        } => (
+            Some((
+                cluster.as_str(),
+                dests
+                    .iter()
+                    .filter_map(|d| {
+                        let p = cfg.providers.get(d.provider)?;
+                        Some((p, upstream_model(p, d, model)))
+                    })
+                    .collect(),
+            )),
+            *first_event_timeout_ms,
+            *first_event_check,
+        ),
+        _ => (None, None, false),
     };
     Ok(Decision {
         provider,
@@ -158,20 +167,8 @@ pub fn route<'c>(
         route,
         model_label,
         failover,
-        first_event_timeout_ms: match target {
-            Target::Chain {
-                first_event_timeout_ms,
-                ..
-            } => *first_event_timeout_ms,
-            _ => None,
-        },
-        first_event_check: matches!(
-            target,
-            Target::Chain {
-                first_event_check: true,
-                ..
-            }
-        ),
+        first_event_timeout_ms,
+        first_event_check,
         cache,
     })
 }
