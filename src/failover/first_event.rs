@@ -18,6 +18,7 @@
 use serde_json::Value;
 
 use crate::sse;
+use crate::translate::{media_type, SSE_CONTENT_TYPE};
 
 /// How much of a stream is held at most before it is let through unjudged (no provider sends
 /// this much before its first output).
@@ -57,16 +58,11 @@ pub struct FirstEvent {
 impl FirstEvent {
     /// The check for an answer of this (emitted) content type.
     pub fn new(content_type: &str) -> FirstEvent {
-        let ct = content_type.split(';').next().unwrap_or("").trim();
-        let stream = ct.eq_ignore_ascii_case("text/event-stream");
+        let stream = media_type(content_type).eq_ignore_ascii_case(SSE_CONTENT_TYPE);
         FirstEvent {
             parser: stream.then(|| sse::Parser::new(MAX_HELD_STREAM)),
             held: Vec::new(),
         }
-    }
-
-    pub fn streamed(&self) -> bool {
-        self.parser.is_some()
     }
 
     /// Hold the next piece of the answer; `end` when it is the last.

@@ -221,10 +221,7 @@ impl AttemptFilter {
         let held = check.take();
         self.first_event = None;
         if verdict == Verdict::Fail {
-            if let Some((n, _, attempt)) = self.active.as_ref() {
-                let (n, provider) = (*n, attempt.provider.clone());
-                record(h, n, &provider, &Outcome::InBandError);
-            }
+            self.record_outcome(h, &Outcome::InBandError);
             h.set_header(Map::ResponseHeaders, names::STATUS, Some("503"));
             h.set_body(Buffer::ResponseBody, size, &held);
             return Step::Continue;
@@ -270,10 +267,9 @@ impl AttemptFilter {
     /// journals why.
     pub fn on_done(&mut self, h: &mut impl Host) {
         let held = self.first_event.is_some();
-        let Some((n, _, attempt)) = self.active.as_ref().filter(|_| !self.answered || held) else {
+        if self.active.is_none() || (self.answered && !held) {
             return;
-        };
-        let (n, provider) = (*n, attempt.provider.clone());
+        }
         let failed = !held
             && h.property(&names::host::TRANSPORT_FAILURE)
                 .is_some_and(|r| !r.is_empty());
@@ -282,6 +278,13 @@ impl AttemptFilter {
             Outcome::Timeout if held => Outcome::NoFirstEvent,
             o => o,
         };
-        record(h, n, &provider, &outcome);
+        self.record_outcome(h, &outcome);
+    }
+
+    /// Journal how this attempt ended.
+    fn record_outcome(&self, h: &mut impl Host, outcome: &Outcome) {
+        if let Some((n, _, attempt)) = self.active.as_ref() {
+            record(h, *n, &attempt.provider, outcome);
+        }
     }
 }

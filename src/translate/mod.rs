@@ -59,7 +59,12 @@ const MAX_EVENT_BYTES: usize = 1 << 20;
 /// The content type of an AWS event stream (Bedrock's ConverseStream).
 pub const EVENTSTREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
 /// The content type of an SSE stream.
-const SSE_CONTENT_TYPE: &str = "text/event-stream";
+pub const SSE_CONTENT_TYPE: &str = "text/event-stream";
+
+/// A content type's media type, without its parameters (`text/event-stream; charset=utf-8`).
+pub fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
 /// The exception kind a stream translator is given when the event stream cannot be read on.
 pub const UNREADABLE_STREAM: &str = "unreadableEventStream";
 
@@ -254,7 +259,7 @@ impl ResponseTranslator {
         context: ResponseContext,
         mut echo: ResponsesEcho,
     ) -> ResponseTranslator {
-        let ct = content_type.split(';').next().unwrap_or("").trim();
+        let ct = media_type(content_type);
         let framing = if ct.eq_ignore_ascii_case(SSE_CONTENT_TYPE) {
             Some(Framing::Sse(sse::Parser::new(MAX_EVENT_BYTES)))
         } else if ct.eq_ignore_ascii_case(EVENTSTREAM_CONTENT_TYPE) {
