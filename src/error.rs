@@ -16,6 +16,8 @@ pub struct HttpError {
     pub message: String,
     /// Label for metrics and the access log (`outcome`).
     pub outcome: &'static str,
+    /// When a `429` may be retried (its `Retry-After`), when the error itself knows.
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +43,7 @@ impl HttpError {
             param: None,
             message: String::new(),
             outcome,
+            retry_after_ms: None,
         }
     }
 
@@ -160,6 +163,18 @@ impl HttpError {
             "over_budget",
         )
         .msg(message)
+    }
+
+    /// 429: every provider the request could go to is cooling down after its own `429`
+    /// (nothing was sent); it may be retried after `retry_after_ms`.
+    pub fn providers_cooling(retry_after_ms: u64) -> Self {
+        let s = retry_after_ms.div_ceil(1000).max(1);
+        let mut e =
+            Self::new(429, "requests", "rate_limit_exceeded", "providers_cooling").msg(format!(
+            "Every provider of this model is rate limited by its API; please retry after {s} s."
+        ));
+        e.retry_after_ms = Some(retry_after_ms);
+        e
     }
 
     /// 503: the global rate limit service did not answer and the failure mode is closed.

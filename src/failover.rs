@@ -21,8 +21,9 @@ pub mod first_event;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::providers::{AuthStyle, Format, Provider, Wire};
+use crate::config::providers::{AuthStyle, Format, Wire};
 use crate::error::HttpError;
+use crate::route::Hop;
 use crate::translate::{openai_to_anthropic, Target};
 
 /// One attempt of a chain: where it goes and how the request must look there.
@@ -35,8 +36,18 @@ pub struct Attempt {
     /// The model name this provider receives.
     pub model: String,
     pub auth: AuthStyle,
-    /// The environment variable holding the provider's key.
+    /// The environment variable holding the key this attempt uses.
     pub key_env: Option<String>,
+    /// That key's index among the provider's keys (metrics and cool-down name it so).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub key: usize,
+    /// The provider's cool-down after a `429`: `(default_ms, max_ms)`; `None` when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<(u64, u64)>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The chain for one request.
@@ -60,10 +71,10 @@ fn is_true(b: &bool) -> bool {
 }
 
 impl Plan {
-    /// The plan for a chain of `(provider, model)`; `client_path` is the path of an
-    /// OpenAI-format request and `suffix` its endpoint (`chat/completions`...).
+    /// The plan for a chain of hops; `client_path` is the path of an OpenAI-format request
+    /// and `suffix` its endpoint (`chat/completions`...).
     pub fn new(
-        chain: &[(&Provider, String)],
+        chain: &[Hop],
         client_path: &str,
         suffix: &str,
         stream: bool,
@@ -74,15 +85,21 @@ impl Plan {
             first_event_check: true,
             attempts: chain
                 .iter()
-                .map(|(p, model)| Attempt {
-                    provider: p.name.clone(),
-                    format: p.format,
-                    path: p
-                        .path(suffix, model, stream)
-                        .unwrap_or_else(|| client_path.to_string()),
-                    model: model.clone(),
-                    auth: p.auth,
-                    key_env: p.key_env.clone(),
+                .map(|hop| {
+                    let p = hop.provider;
+                    let c = p.cooldown;
+                    Attempt {
+                        provider: p.name.clone(),
+                        format: p.format,
+                        path: p
+                            .path(suffix, &hop.model, stream)
+                            .unwrap_or_else(|| client_path.to_string()),
+                        model: hop.model.clone(),
+                        auth: p.auth,
+                        key_env: p.key_env(hop.key).map(str::to_string),
+                        key: hop.key,
+                        cooldown: (!c.max.is_zero()).then(|| (millis(c.default), millis(c.max))),
+                    }
                 })
                 .collect(),
         }
@@ -101,6 +118,10 @@ impl Plan {
         let i = usize::try_from(n.checked_sub(1)?).ok()?;
         self.attempts.get(i)
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Attempt {
@@ -291,8 +312,15 @@ mod tests {
     #[test]
     fn a_chain_becomes_a_plan_without_secrets() {
         let c = cfg();
-        let d = crate::route::route(&c, "gpt-4o", "/v1/chat/completions", &|_| None, &mut |_| 0)
-            .unwrap();
+        let d = crate::route::route(
+            &c,
+            "gpt-4o",
+            "/v1/chat/completions",
+            &|_| None,
+            &crate::cooldown::Cooling::default(),
+            &mut |_| 0,
+        )
+        .unwrap();
         let (cluster, chain) = d.failover.clone().unwrap();
         assert_eq!(cluster, "gpt4o-failover");
         let plan = Plan::new(
@@ -333,8 +361,15 @@ mod tests {
     #[test]
     fn each_attempt_gets_its_own_body() {
         let c = cfg();
-        let d = crate::route::route(&c, "gpt-4o", "/v1/chat/completions", &|_| None, &mut |_| 0)
-            .unwrap();
+        let d = crate::route::route(
+            &c,
+            "gpt-4o",
+            "/v1/chat/completions",
+            &|_| None,
+            &crate::cooldown::Cooling::default(),
+            &mut |_| 0,
+        )
+        .unwrap();
         let plan = Plan::new(
             &d.failover.unwrap().1,
             "/v1/chat/completions",

@@ -52,6 +52,7 @@ pub mod rls;
 // The upstream request and the answer: provider credentials the VM fetches, translation
 // between client APIs and providers, failover chains, reading provider responses (SSE and
 // AWS event-stream framing).
+pub mod cooldown;
 pub mod eventstream;
 pub mod failover;
 pub mod gcp_token;

@@ -28,6 +28,14 @@ impl MetricUpdate {
         }
     }
 
+    pub fn gauge(name: String, value: u64) -> MetricUpdate {
+        MetricUpdate {
+            kind: Kind::Gauge,
+            name,
+            value,
+        }
+    }
+
     pub fn histogram(name: String, value: u64) -> MetricUpdate {
         MetricUpdate {
             kind: Kind::Histogram,

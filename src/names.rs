@@ -58,6 +58,8 @@ pub const RATELIMIT_LIMIT_TOKENS: &str = "x-ratelimit-limit-tokens";
 pub const RATELIMIT_REMAINING_TOKENS: &str = "x-ratelimit-remaining-tokens";
 pub const RATELIMIT_RESET_TOKENS: &str = "x-ratelimit-reset-tokens";
 pub const RETRY_AFTER: &str = "retry-after";
+/// Azure OpenAI's (and OpenAI's) wait before a retry, in milliseconds.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 /// `false` on a refusal a retry cannot pass (a budget that resets later than an SDK's back-off):
 /// the OpenAI and Anthropic SDKs read it and do not retry.
 pub const SHOULD_RETRY: &str = "x-should-retry";
@@ -129,10 +131,12 @@ pub mod prop {
     pub const CACHE_LOOKUP_US: &str = "llm.cache_lookup_us";
     /// The provider's own request id (its `x-request-id` or `request-id` response header).
     pub const PROVIDER_REQUEST_ID: &str = "llm.provider_request_id";
+    /// For a provider with several keys: the index of the key that served (never the key).
+    pub const PROVIDER_KEY: &str = "llm.provider_key";
     /// The response's `id` (`chatcmpl-...`, `msg_...`).
     pub const RESPONSE_ID: &str = "llm.response_id";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 29] = [
         CONSUMER,
         TEAM,
         REQUEST_MODEL,
@@ -161,6 +165,7 @@ pub mod prop {
         CACHE_LOOKUP_US,
         PROVIDER_REQUEST_ID,
         RESPONSE_ID,
+        PROVIDER_KEY,
     ];
 
     /// Internal, between the gateway filter and its upstream twin on a failover cluster
@@ -259,6 +264,15 @@ pub mod metric {
     /// `error`, `dispatch`).
     pub const CREDENTIAL_REFRESHES: &str = "llm_gateway_credential_refreshes_total";
 
+    /// Cool-downs a provider's key entered or extended after a `429` (or `503` with
+    /// `Retry-After`), by provider and `provider_key` (the key's index).
+    pub const COOLDOWNS: &str = "llm_gateway_provider_cooldowns_total";
+    /// 1 while a provider's key is cooling down, else 0, by provider and `provider_key`.
+    pub const COOLING: &str = "llm_gateway_provider_cooling";
+    /// Requests sent with each key of a provider that has several, by provider and
+    /// `provider_key`.
+    pub const KEY_REQUESTS: &str = "llm_gateway_provider_key_requests_total";
+
     /// The label value of whatever the configuration does not name.
     pub const OTHER: &str = "other";
     /// The label value of what is not known (no model routed, no provider chosen).
@@ -275,8 +289,10 @@ pub mod metric {
     pub const TAG_TEAM: &str = "team";
     pub const TAG_WINDOW: &str = "window";
     pub const TAG_THRESHOLD: &str = "threshold";
+    /// The index of a provider's key.
+    pub const TAG_PROVIDER_KEY: &str = "provider_key";
     /// Every label key, for the `stats_tags` block shipped in `envoy/`.
-    pub const ALL_TAGS: [&str; 10] = [
+    pub const ALL_TAGS: [&str; 11] = [
         TAG_MODEL,
         TAG_PROVIDER,
         TAG_TOKEN_TYPE,
@@ -287,5 +303,6 @@ pub mod metric {
         TAG_TEAM,
         TAG_WINDOW,
         TAG_THRESHOLD,
+        TAG_PROVIDER_KEY,
     ];
 }

@@ -27,6 +27,8 @@ pub struct Record {
     pub model_label: Option<String>,
     pub upstream_model: Option<String>,
     pub provider: Option<String>,
+    /// For a provider with several keys: the index of the key that served.
+    pub provider_key: Option<usize>,
     pub endpoint: Option<&'static str>,
     pub stream: bool,
     /// Prompt tokens counted by the filter before sending.
@@ -219,6 +221,9 @@ impl Record {
         }
         if let Some(us) = self.tokenize_us {
             p.push((prop::TOKENIZE_US, us.to_string()));
+        }
+        if let Some(k) = self.provider_key {
+            p.push((prop::PROVIDER_KEY, k.to_string()));
         }
         if let Some(j) = self.journal.as_ref().filter(|j| !j.0.is_empty()) {
             p.push((prop::ATTEMPTS, j.0.len().to_string()));
@@ -417,6 +422,16 @@ impl Record {
         if let Some(reason) = self.global_failure {
             out.push(counter(
                 stat_name(metric::GLOBAL_FAILURES, &[(metric::TAG_REASON, reason)]),
+                1,
+            ));
+        }
+        if let (Some(k), Some(p)) = (self.provider_key, self.provider.as_deref()) {
+            let key = k.to_string();
+            out.push(counter(
+                stat_name(
+                    metric::KEY_REQUESTS,
+                    &[(metric::TAG_PROVIDER, p), (metric::TAG_PROVIDER_KEY, &key)],
+                ),
                 1,
             ));
         }

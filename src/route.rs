@@ -2,11 +2,15 @@
 //!
 //! Rules are tried in order; the first whose every condition holds (model glob, path glob,
 //! header presence or glob) wins, else the default route, else 404 `model_not_found`. A weighted
-//! split draws once per request. The result is a value the shell applies to the request.
+//! split draws once per request. Providers cooling down ([`crate::cooldown`]) are passed over:
+//! a split draws among the others, a chain starts at its first provider that is not cooling,
+//! a provider's key is drawn among its keys that are not; when none is left the request gets
+//! one `429`. The result is a value the shell applies to the request.
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Dest, HeaderMatch, Provider, Target, ANONYMOUS};
+use crate::cooldown::Cooling;
 use crate::error::HttpError;
 use crate::names;
 
@@ -59,20 +63,31 @@ fn bearer(v: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// A provider a request may go to: the model it receives there and the key it uses.
+#[derive(Debug, Clone)]
+pub struct Hop<'c> {
+    pub provider: &'c Provider,
+    pub model: String,
+    /// The index of the key (`Provider::credentials`).
+    pub key: usize,
+}
+
 /// Where a request goes.
 #[derive(Debug, Clone)]
 pub struct Decision<'c> {
     pub provider: &'c Provider,
     /// The model name the provider receives.
     pub upstream_model: String,
+    /// The index of the provider's key the request uses.
+    pub key: usize,
     /// Name of the matched route (`default` for the default route).
     pub route: &'c str,
     /// The request's `gen_ai_request_model` label: the client's model when the route lists it
     /// (`Route::models`), else the route's `other:<route>`; never another client string.
     pub model_label: String,
     /// For a failover chain: the composite cluster, and every provider in order (the first
-    /// being `provider`) with the model it receives.
-    pub failover: Option<(&'c str, Vec<(&'c Provider, String)>)>,
+    /// being `provider`) with the model it receives and its key.
+    pub failover: Option<(&'c str, Vec<Hop<'c>>)>,
     /// The chain's `first_event_timeout_ms`.
     pub first_event_timeout_ms: Option<u64>,
     /// The chain's `first_event_check`.
@@ -100,12 +115,14 @@ pub fn header_holds(h: &HeaderMatch, get: &dyn Fn(&str) -> Option<String>) -> bo
     }
 }
 
-/// Pick the destination. `draw` returns a number in `0..total` for weighted splits.
+/// Pick the destination, passing over what is in `cooling`. `draw` returns a number in
+/// `0..total` for weighted splits and key choices.
 pub fn route<'c>(
     cfg: &'c Config,
     model: &str,
     path: &str,
     get: &dyn Fn(&str) -> Option<String>,
+    cooling: &Cooling,
     draw: &mut dyn FnMut(u32) -> u32,
 ) -> Result<Decision<'c>, HttpError> {
     let path = path.split('?').next().unwrap_or(path);
@@ -134,36 +151,76 @@ pub fn route<'c>(
         }
         (None, None) => return Err(HttpError::model_not_found(model)),
     };
-    let dest = pick(target, draw).ok_or_else(|| HttpError::model_not_found(model))?;
-    let provider = cfg
-        .providers
-        .get(dest.provider)
-        .ok_or_else(|| HttpError::model_not_found(model))?;
-    let (failover, first_event_timeout_ms, first_event_check) = match target {
+    let provider_of = |d: &Dest| {
+        cfg.providers
+            .get(d.provider)
+            .ok_or_else(|| HttpError::model_not_found(model))
+    };
+    let hop = |d: &Dest, draw: &mut dyn FnMut(u32) -> u32| -> Result<Hop<'c>, HttpError> {
+        let p = provider_of(d)?;
+        Ok(Hop {
+            provider: p,
+            model: upstream_model(p, d, model),
+            key: key(p, cooling, draw),
+        })
+    };
+    // The earliest end of a cool-down among `dests`, when every one of them is cooling.
+    let all_cooling = |dests: &mut dyn Iterator<Item = &Dest>| -> HttpError {
+        let earliest = dests
+            .filter_map(|d| provider_of(d).ok())
+            .filter_map(|p| cooling.provider_until(&p.name, p.keys()))
+            .min()
+            .unwrap_or(cooling.at_ms);
+        HttpError::providers_cooling(earliest.saturating_sub(cooling.at_ms))
+    };
+    let (first, failover, first_event_timeout_ms, first_event_check) = match target {
+        Target::One(d) => {
+            if cools(cfg, d, cooling) {
+                return Err(all_cooling(&mut std::iter::once(d)));
+            }
+            (hop(d, draw)?, None, None, false)
+        }
+        Target::Split { dests, total } => {
+            let d = pick(dests, *total, cfg, cooling, draw)
+                .ok_or_else(|| all_cooling(&mut dests.iter().map(|(d, _)| d)))?;
+            (hop(d, draw)?, None, None, false)
+        }
         Target::Chain {
             dests,
-            cluster,
+            tails,
             first_event_timeout_ms,
             first_event_check,
-        } => (
-            Some((
-                cluster.as_str(),
-                dests
-                    .iter()
-                    .filter_map(|d| {
-                        let p = cfg.providers.get(d.provider)?;
-                        Some((p, upstream_model(p, d, model)))
-                    })
-                    .collect(),
-            )),
-            *first_event_timeout_ms,
-            *first_event_check,
-        ),
-        _ => (None, None, false),
+            ..
+        } => {
+            let start = dests
+                .iter()
+                .position(|d| !cools(cfg, d, cooling))
+                .ok_or_else(|| all_cooling(&mut dests.iter()))?;
+            let hops = dests
+                .iter()
+                .skip(start)
+                .map(|d| hop(d, draw))
+                .collect::<Result<Vec<_>, _>>()?;
+            let first = hops
+                .first()
+                .cloned()
+                .ok_or_else(|| HttpError::model_not_found(model))?;
+            match tails.get(start).and_then(Option::as_deref) {
+                Some(cluster) if hops.len() > 1 => (
+                    first,
+                    Some((cluster, hops)),
+                    *first_event_timeout_ms,
+                    *first_event_check,
+                ),
+                // The rest of the chain has no cluster of its own: its first provider alone.
+                _ => (first, None, None, false),
+            }
+        }
     };
     Ok(Decision {
-        provider,
-        upstream_model: upstream_model(provider, dest, model),
+        provider: first.provider,
+        upstream_model: first.model,
+        key: first.key,
         route,
         model_label,
         failover,
@@ -176,21 +233,63 @@ pub fn route<'c>(
 /// The model label of every request the default route serves.
 pub const DEFAULT_OTHER_LABEL: &str = "other:default";
 
-fn pick<'t>(target: &'t Target, draw: &mut dyn FnMut(u32) -> u32) -> Option<&'t Dest> {
-    match target {
-        Target::One(d) => Some(d),
-        Target::Chain { dests, .. } => dests.first(),
-        Target::Split { dests, total } => {
-            let mut x = draw(*total);
-            for (d, w) in dests {
-                if x < *w {
-                    return Some(d);
-                }
-                x -= w;
-            }
-            dests.last().map(|(d, _)| d)
-        }
+/// Whether every key of `d`'s provider is cooling down.
+fn cools(cfg: &Config, d: &Dest, cooling: &Cooling) -> bool {
+    !cooling.is_empty()
+        && cfg
+            .providers
+            .get(d.provider)
+            .is_some_and(|p| cooling.provider_until(&p.name, p.keys()).is_some())
+}
+
+/// A weighted draw among the destinations that are not cooling down (their weights alone).
+fn pick<'t>(
+    dests: &'t [(Dest, u32)],
+    total: u32,
+    cfg: &Config,
+    cooling: &Cooling,
+    draw: &mut dyn FnMut(u32) -> u32,
+) -> Option<&'t Dest> {
+    let open = |d: &Dest| !cools(cfg, d, cooling);
+    let total = if cooling.is_empty() {
+        total
+    } else {
+        dests
+            .iter()
+            .filter(|(d, _)| open(d))
+            .fold(0u32, |t, (_, w)| t.saturating_add(*w))
+    };
+    if total == 0 {
+        return None;
     }
+    let mut x = draw(total);
+    let mut last = None;
+    for (d, w) in dests.iter().filter(|(d, _)| open(d)) {
+        if x < *w {
+            return Some(d);
+        }
+        x -= w;
+        last = Some(d);
+    }
+    last
+}
+
+/// The key of `p` a request uses: drawn among those that are not cooling down (among all
+/// when every one is); no draw for a provider with one key.
+fn key(p: &Provider, cooling: &Cooling, draw: &mut dyn FnMut(u32) -> u32) -> usize {
+    let n = p.keys();
+    if n == 1 {
+        return 0;
+    }
+    let usable = cooling.usable_keys(&p.name, n);
+    let from: Vec<usize> = if usable.is_empty() {
+        (0..n).collect()
+    } else {
+        usable
+    };
+    let len = u32::try_from(from.len()).unwrap_or(u32::MAX);
+    let i = usize::try_from(draw(len)).unwrap_or(0);
+    from.get(i).or(from.first()).copied().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -250,7 +349,7 @@ mod tests {
         h: &[(&str, &str)],
         x: u32,
     ) -> Result<Decision<'c>, HttpError> {
-        route(c, model, path, &headers(h), &mut |_| x)
+        route(c, model, path, &headers(h), &Cooling::default(), &mut |_| x)
     }
 
     #[test]
@@ -296,10 +395,184 @@ mod tests {
         let mut n = [0u32; 2];
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..10_000 {
-            let d = route(&c, "gpt-4o", "/", &headers(&[]), &mut |t| rng.u32(0..t)).unwrap();
+            let d = route(
+                &c,
+                "gpt-4o",
+                "/",
+                &headers(&[]),
+                &Cooling::default(),
+                &mut |t| rng.u32(0..t),
+            )
+            .unwrap();
             n[usize::from(d.provider.name == "azure")] += 1;
         }
         assert!((8_800..9_200).contains(&n[0]), "{n:?}");
+    }
+
+    fn cooling(entries: &[(&str, usize, u64)], at_ms: u64) -> Cooling {
+        Cooling {
+            entries: entries
+                .iter()
+                .map(|(p, k, u)| crate::cooldown::Entry {
+                    provider: p.to_string(),
+                    key: *k,
+                    until_ms: *u,
+                })
+                .collect(),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_split_draws_among_the_providers_that_are_not_cooling() {
+        let c = cfg(json!({}));
+        let cool = cooling(&[("openai", 0, 5_000)], 1_000);
+        // Azure alone is left: weight 10 of 10, whatever the draw.
+        let mut totals = Vec::new();
+        let d = route(&c, "gpt-4o", "/", &headers(&[]), &cool, &mut |t| {
+            totals.push(t);
+            t - 1
+        })
+        .unwrap();
+        assert_eq!(d.provider.name, "azure");
+        assert_eq!(totals, [10], "the weights are re-normalised");
+        // Both cooling: one 429 saying when the first of them serves again.
+        let both = cooling(&[("openai", 0, 5_000), ("azure", 0, 3_500)], 1_000);
+        let e = route(&c, "gpt-4o", "/", &headers(&[]), &both, &mut |_| 0).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.outcome),
+            (429, "rate_limit_exceeded", "providers_cooling")
+        );
+        assert_eq!(e.retry_after_ms, Some(2_500));
+        assert!(e.message.contains("retry after 3 s"), "{}", e.message);
+        // A single provider cooling: the same 429, nothing sent.
+        let e = go_cool(&c, "claude-3", &cooling(&[("local", 0, 9_000)], 1_000)).unwrap_err();
+        assert_eq!((e.status, e.retry_after_ms), (429, Some(8_000)));
+        // Other providers' cool-downs change nothing.
+        assert_eq!(
+            go_cool(&c, "claude-3", &cool).unwrap().provider.name,
+            "local"
+        );
+    }
+
+    fn go_cool<'c>(c: &'c Config, model: &str, cool: &Cooling) -> Result<Decision<'c>, HttpError> {
+        route(
+            c,
+            model,
+            "/v1/chat/completions",
+            &headers(&[]),
+            cool,
+            &mut |_| 0,
+        )
+    }
+
+    #[test]
+    fn keys_are_drawn_among_those_not_cooling() {
+        let env = |k: &str| Some(format!("secret-{k}"));
+        let c = Config::parse(
+            json!({
+                "providers": {"openai": {"cluster": "c", "api_key_env": ["K0", "K1", "K2"]}},
+                "default": {"to": {"provider": "openai"}}
+            })
+            .to_string()
+            .as_bytes(),
+            &env,
+        )
+        .unwrap();
+        let key = |cool: &Cooling, x: u32| {
+            let mut asked = Vec::new();
+            let d = route(&c, "m", "/", &headers(&[]), cool, &mut |t| {
+                asked.push(t);
+                x.min(t - 1)
+            })
+            .unwrap();
+            (d.key, asked, d.provider.credential_header(d.key).unwrap().1)
+        };
+        let none = Cooling::default();
+        assert_eq!(key(&none, 0), (0, vec![3], "Bearer secret-K0".into()));
+        assert_eq!(key(&none, 2).0, 2);
+        // Key 1 cooling: the draw is over keys 0 and 2.
+        let one = cooling(&[("openai", 1, 9_000)], 0);
+        assert_eq!(key(&one, 0).0, 0);
+        assert_eq!(key(&one, 1), (2, vec![2], "Bearer secret-K2".into()));
+        // Two cooling: the last one, no choice left.
+        let two = cooling(&[("openai", 1, 9_000), ("openai", 0, 9_000)], 0);
+        assert_eq!(key(&two, 0).0, 2);
+        // All three: the provider cools, and so the route.
+        let all = cooling(
+            &[
+                ("openai", 1, 9_000),
+                ("openai", 0, 7_000),
+                ("openai", 2, 8_000),
+            ],
+            0,
+        );
+        let e = route(&c, "m", "/", &headers(&[]), &all, &mut |_| 0).unwrap_err();
+        assert_eq!(e.retry_after_ms, Some(7_000));
+    }
+
+    #[test]
+    fn a_chain_starts_at_its_first_provider_that_is_not_cooling() {
+        let c = Config::parse(
+            json!({
+                "providers": {"a": {"cluster": "ca"}, "b": {"cluster": "cb"},
+                              "c": {"cluster": "cc"}, "d": {"cluster": "cd"}},
+                "routes": [
+                    {"match": {"model": "m"}, "to": {"provider": "a"},
+                     "fallback": {"cluster": "abcd", "to": [{"provider": "b"}, {"provider": "c"}, {"provider": "d"}],
+                                  "tail_clusters": ["bcd"], "first_event_timeout_ms": 500}}
+                ]
+            })
+            .to_string()
+            .as_bytes(),
+            &|_| None,
+        )
+        .unwrap();
+        let chain = |cool: &Cooling| {
+            let d = go_cool(&c, "m", cool).unwrap();
+            let hops: Vec<String> = d
+                .failover
+                .as_ref()
+                .map(|(_, h)| h.iter().map(|h| h.provider.name.clone()).collect())
+                .unwrap_or_default();
+            (
+                d.provider.name.as_str(),
+                d.failover.as_ref().map(|(c, _)| *c),
+                hops,
+                d.first_event_timeout_ms,
+            )
+        };
+        assert_eq!(
+            chain(&Cooling::default()),
+            (
+                "a",
+                Some("abcd"),
+                vec!["a".into(), "b".into(), "c".into(), "d".into()],
+                Some(500)
+            )
+        );
+        // a cools: the tail from b, through its own composite cluster.
+        assert_eq!(
+            chain(&cooling(&[("a", 0, 9)], 0)),
+            (
+                "b",
+                Some("bcd"),
+                vec!["b".into(), "c".into(), "d".into()],
+                Some(500)
+            )
+        );
+        // A later provider cooling does not move the start.
+        assert_eq!(chain(&cooling(&[("b", 0, 9)], 0)).1, Some("abcd"));
+        // a and b cool: the tail from c has no cluster listed, so c alone.
+        assert_eq!(
+            chain(&cooling(&[("a", 0, 9), ("b", 0, 9)], 0)),
+            ("c", None, vec![], None)
+        );
+        // Only the last is left: it alone.
+        let three = cooling(&[("a", 0, 9), ("b", 0, 9), ("c", 0, 9)], 0);
+        assert_eq!(chain(&three).0, "d");
+        let all = cooling(&[("a", 0, 9), ("b", 0, 4), ("c", 0, 9), ("d", 0, 9)], 0);
+        assert_eq!(go_cool(&c, "m", &all).unwrap_err().retry_after_ms, Some(4));
     }
 
     #[test]

@@ -163,6 +163,12 @@ struct Controls {
     /// `x-fake-error-in-200`: a non-streamed chat completion answers `200` with an OpenAI
     /// error object as its body (a server_error), as some OpenAI-compatible servers do.
     error_in_200: bool,
+    /// `x-fake-retry-after`: the `retry-after` (seconds) of a simulated 429 or 503 (a 429
+    /// says `1` without it; a 503 says nothing).
+    retry_after: Option<u64>,
+    /// `x-fake-rate-limited-key`: requests carrying this key (as a bearer token, `api-key` or
+    /// `x-api-key`) get a 429, as one account's key that hit its limit while others serve.
+    rate_limited_key: Option<String>,
 }
 
 /// The `created` timestamp used with `x-fake-id`.
@@ -242,6 +248,11 @@ impl Controls {
             stream_error_after_events: num(headers, "x-fake-stream-error-after-events")?
                 .map(|n| n as usize),
             error_in_200: num(headers, "x-fake-error-in-200")?.is_some_and(|n| n != 0),
+            retry_after: num(headers, "x-fake-retry-after")?,
+            rate_limited_key: headers
+                .get("x-fake-rate-limited-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         })
     }
 }
@@ -471,11 +482,31 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
 
 fn error_response(err: &ApiError) -> Response {
     let mut resp = json_response(err.status, &err.body());
-    if err.status == StatusCode::TOO_MANY_REQUESTS {
+    let retry_after = match (err.retry_after, err.status) {
+        (Some(s), _) => Some(s),
+        (None, StatusCode::TOO_MANY_REQUESTS) => Some(1),
+        (None, _) => None,
+    };
+    if let Some(s) = retry_after {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     resp
+}
+
+/// The key a request presents: a bearer token, `api-key` or `x-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    bearer.or_else(|| {
+        ["api-key", "x-api-key"]
+            .iter()
+            .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+    })
 }
 
 fn now() -> u64 {
@@ -1126,11 +1157,18 @@ async fn handle(
     let result = (|| {
         check_auth(&config, &headers)?;
         let ctl = controls?;
-        if let Some(status) = ctl
+        let limited = ctl
+            .rate_limited_key
+            .as_deref()
+            .is_some_and(|k| presented_key(&headers) == Some(k));
+        let status = ctl
             .status
             .filter(|s| s.is_client_error() || s.is_server_error())
-        {
-            return Err(simulated_error(status));
+            .or(limited.then_some(StatusCode::TOO_MANY_REQUESTS));
+        if let Some(status) = status {
+            let mut e = simulated_error(status);
+            e.retry_after = ctl.retry_after;
+            return Err(e);
         }
         let Some(parsed) = parsed else {
             return Err(

@@ -25,7 +25,8 @@ mod routes;
 pub use check::{ConfigError, MAX_LABEL_BYTES, MAX_TIMEOUT_MS};
 pub use consumers::{Consumer, ANONYMOUS};
 pub use providers::{
-    AuthStyle, Format, Provider, ResponsesApi, VertexSite, Wire, DEFAULT_AZURE_API_VERSION,
+    AuthStyle, Cooldown, Format, Provider, ResponsesApi, VertexSite, Wire,
+    DEFAULT_AZURE_API_VERSION,
 };
 pub use routes::{is_glob, Dest, HeaderMatch, Match, Route, Target, MAX_CHAIN};
 

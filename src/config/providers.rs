@@ -2,6 +2,7 @@
 //! read once from the VM environment (the config names only the variable).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hashbrown::HashMap;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -27,7 +28,9 @@ pub(super) struct RawProvider {
     #[serde(default)]
     auth: Option<AuthStyle>,
     #[serde(default)]
-    api_key_env: Option<String>,
+    api_key_env: Option<KeyEnvs>,
+    #[serde(default)]
+    cooldown: Option<RawCooldown>,
     #[serde(default)]
     models: BTreeMap<String, String>,
     #[serde(default)]
@@ -36,6 +39,52 @@ pub(super) struct RawProvider {
     vertex: Option<VertexSite>,
     #[serde(default)]
     token_cluster: Option<String>,
+}
+
+/// `api_key_env`: one variable, or a list of them (several keys of one account, or of
+/// several accounts, that requests spread over).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeyEnvs {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Most keys one provider may list.
+pub const MAX_KEYS: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCooldown {
+    #[serde(default)]
+    default_ms: Option<u64>,
+    #[serde(default)]
+    max_ms: Option<u64>,
+}
+
+/// How long a provider's key rests after a `429` (see [`crate::cooldown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooldown {
+    /// After a `429` that gave no `Retry-After`.
+    pub default: Duration,
+    /// The longest rest, whatever the provider asked; zero turns cool-down off.
+    pub max: Duration,
+}
+
+/// `cooldown.default_ms` when not set.
+pub const DEFAULT_COOLDOWN_MS: u64 = 1_000;
+/// `cooldown.max_ms` when not set.
+pub const DEFAULT_MAX_COOLDOWN_MS: u64 = 60_000;
+/// The largest `cooldown.max_ms` (a day).
+const MAX_COOLDOWN_MS: u64 = 86_400_000;
+
+impl Default for Cooldown {
+    fn default() -> Self {
+        Cooldown {
+            default: Duration::from_millis(DEFAULT_COOLDOWN_MS),
+            max: Duration::from_millis(DEFAULT_MAX_COOLDOWN_MS),
+        }
+    }
 }
 
 /// Where a Vertex AI provider's models live: `/v1/projects/{project}/locations/{location}/...`.
@@ -182,10 +231,15 @@ pub struct Provider {
     /// Azure's `api-version` query parameter.
     pub api_version: Option<String>,
     pub auth: AuthStyle,
-    /// The credential read from the VM environment at configure time.
-    pub credential: Option<String>,
-    /// The environment variable holding it (the upstream filter reads it itself).
-    pub key_env: Option<String>,
+    /// The credentials read from the VM environment at configure time (one per key; none
+    /// for auth styles without a key). Requests spread over them; metrics and logs name a key
+    /// by its index here, never by its value.
+    pub credentials: Vec<String>,
+    /// The environment variables holding them, in the same order (the upstream filter reads
+    /// them itself).
+    pub key_envs: Vec<String>,
+    /// How long a key rests after a `429`.
+    pub cooldown: Cooldown,
     /// Model name mapping applied last, after the route's own rewrite.
     pub models: HashMap<String, String>,
     /// How Responses API requests reach it.
@@ -251,9 +305,20 @@ impl Provider {
         }
     }
 
-    /// The header carrying this provider's credential, with its value.
-    pub fn credential_header(&self) -> Option<(&'static str, String)> {
-        self.auth.header(self.credential.as_deref()?)
+    /// The header carrying this provider's credential number `key`, with its value.
+    pub fn credential_header(&self, key: usize) -> Option<(&'static str, String)> {
+        self.auth.header(self.credentials.get(key)?)
+    }
+
+    /// How many keys its requests spread over (at least one: a provider without a key is
+    /// one "key" for cool-down).
+    pub fn keys(&self) -> usize {
+        self.credentials.len().max(1)
+    }
+
+    /// The variable of key number `key`.
+    pub fn key_env(&self, key: usize) -> Option<&str> {
+        self.key_envs.get(key).map(String::as_str)
     }
 }
 
@@ -281,7 +346,18 @@ fn provider(
     let field = format!("providers.{name}");
     required(&format!("{field}.cluster"), &p.cluster)?;
     let format = p.format.unwrap_or_default();
-    let auth = p.auth.unwrap_or(match (&p.api_key_env, format) {
+    let key_envs = match p.api_key_env {
+        None => Vec::new(),
+        Some(KeyEnvs::One(v)) => vec![v],
+        Some(KeyEnvs::Many(v)) if v.is_empty() || v.len() > MAX_KEYS => {
+            return Err(err(
+                format!("{field}.api_key_env"),
+                format!("lists 1 to {MAX_KEYS} variables"),
+            ))
+        }
+        Some(KeyEnvs::Many(v)) => v,
+    };
+    let auth = p.auth.unwrap_or(match (key_envs.first(), format) {
         (None, Format::Bedrock) => AuthStyle::AwsSigv4,
         (None, Format::Vertex) => AuthStyle::GcpMetadata,
         (None, _) => AuthStyle::None,
@@ -291,7 +367,8 @@ fn provider(
         (Some(_), Format::Openai | Format::Bedrock | Format::Vertex) => AuthStyle::Bearer,
     });
     check_auth(&field, format, auth)?;
-    let credential = credential(&field, auth, p.api_key_env.as_deref(), env)?;
+    let credentials = credentials(&field, auth, &key_envs, env)?;
+    let cooldown = cooldown(&field, p.cooldown)?;
     let token_cluster = match (
         auth,
         non_empty(&format!("{field}.token_cluster"), p.token_cluster)?,
@@ -367,8 +444,9 @@ fn provider(
         format,
         api_version,
         auth,
-        credential,
-        key_env: p.api_key_env,
+        credentials,
+        key_envs,
+        cooldown,
         models: p.models.into_iter().collect(),
         responses,
         vertex,
@@ -403,33 +481,78 @@ fn format_name(f: Format) -> &'static str {
     }
 }
 
-/// The credential of a provider (`field`) in the variable `var`, as its `auth` needs it.
-fn credential(
+/// The credentials of a provider (`field`) in the variables `vars`, as its `auth` needs them.
+fn credentials(
     field: &str,
     auth: AuthStyle,
-    var: Option<&str>,
+    vars: &[String],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<String>, ConfigError> {
-    match (auth, var) {
-        (AuthStyle::None | AuthStyle::AwsSigv4 | AuthStyle::GcpMetadata, None) => Ok(None),
-        (AuthStyle::None | AuthStyle::AwsSigv4 | AuthStyle::GcpMetadata, Some(_)) => Err(err(
+) -> Result<Vec<String>, ConfigError> {
+    let keyless = matches!(
+        auth,
+        AuthStyle::None | AuthStyle::AwsSigv4 | AuthStyle::GcpMetadata
+    );
+    match (keyless, vars.is_empty()) {
+        (true, true) => return Ok(Vec::new()),
+        (true, false) => return Err(err(
             format!("{field}.api_key_env"),
             "is set but the auth style takes no key (\"none\", \"aws-sigv4\", \"gcp-metadata\")",
         )),
-        (_, None) => Err(err(
-            format!("{field}.api_key_env"),
-            "is required when auth is \"bearer\" or \"api-key\"",
-        )),
-        (_, Some(var)) => match env(var) {
-            Some(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(err(
+        (false, true) => {
+            return Err(err(
                 format!("{field}.api_key_env"),
-                format!(
-                    "environment variable {var} is not set in the Wasm VM (list it in vm_config.environment_variables.host_env_keys)"
-                ),
-            )),
-        },
+                "is required when auth is \"bearer\" or \"api-key\"",
+            ))
+        }
+        (false, false) => {}
     }
+    let many = vars.len() > 1;
+    vars.iter()
+        .enumerate()
+        .map(|(i, var)| {
+            let at = if many {
+                format!("{field}.api_key_env[{i}]")
+            } else {
+                format!("{field}.api_key_env")
+            };
+            if vars.iter().take(i).any(|v| v == var) {
+                return Err(err(at, format!("{var} is listed twice")));
+            }
+            match env(var) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(err(
+                    at,
+                    format!(
+                        "environment variable {var} is not set in the Wasm VM (list it in vm_config.environment_variables.host_env_keys)"
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn cooldown(field: &str, raw: Option<RawCooldown>) -> Result<Cooldown, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Cooldown::default());
+    };
+    let default_ms = raw.default_ms.unwrap_or(DEFAULT_COOLDOWN_MS);
+    let max_ms = raw.max_ms.unwrap_or(DEFAULT_MAX_COOLDOWN_MS);
+    if max_ms > MAX_COOLDOWN_MS {
+        return Err(err(
+            format!("{field}.cooldown.max_ms"),
+            format!("is at most {MAX_COOLDOWN_MS} (a day); 0 turns cool-down off"),
+        ));
+    }
+    if max_ms > 0 && default_ms > max_ms {
+        return Err(err(
+            format!("{field}.cooldown.default_ms"),
+            format!("is more than cooldown.max_ms ({max_ms})"),
+        ));
+    }
+    Ok(Cooldown {
+        default: Duration::from_millis(default_ms),
+        max: Duration::from_millis(max_ms),
+    })
 }
 
 /// The index of the provider `name`; `field` names the reference.

@@ -40,6 +40,11 @@ struct RawFallback {
     first_event_timeout_ms: Option<u64>,
     #[serde(default = "yes")]
     first_event_check: bool,
+    /// `tail_clusters[i]`: the composite cluster of the chain's tail that starts at `to[i]`
+    /// (its sub-clusters `to[i..]`'s provider clusters), taken when every provider before
+    /// `to[i]` is cooling down; `null` or missing: that provider alone.
+    #[serde(default)]
+    tail_clusters: Vec<Option<String>>,
 }
 
 fn yes() -> bool {
@@ -124,6 +129,10 @@ pub enum Target {
         first_event_timeout_ms: Option<u64>,
         /// Whether attempts but the last hold a 200 until its first event.
         first_event_check: bool,
+        /// Per destination, the composite cluster of the chain from it on (`cluster` for the
+        /// first; `None`: that destination alone, without fallback). A chain starts at its
+        /// first provider that is not cooling down.
+        tails: Vec<Option<String>>,
     },
 }
 
@@ -309,8 +318,20 @@ fn chain(
             "must be at least 1 (leave it out to keep the route's per_try_timeout)",
         ));
     }
+    if fb.tail_clusters.len() > dests.len().saturating_sub(2) {
+        return Err(err(
+            format!("{f}.tail_clusters"),
+            "has one entry per fallback but the last (a tail of one provider is that provider's own cluster)",
+        ));
+    }
+    let mut tails = vec![Some(fb.cluster.clone())];
+    for (i, c) in fb.tail_clusters.into_iter().enumerate() {
+        tails.push(non_empty(&format!("{f}.tail_clusters[{i}]"), c)?);
+    }
+    tails.resize(dests.len(), None);
     Ok(Target::Chain {
         dests,
+        tails,
         cluster: fb.cluster,
         first_event_timeout_ms: fb.first_event_timeout_ms,
         first_event_check: fb.first_event_check,

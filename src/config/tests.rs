@@ -38,13 +38,13 @@ fn valid_config() {
     assert_eq!(c.providers.len(), 2);
     let az = c.providers.iter().find(|p| p.name == "azure").unwrap();
     assert_eq!(
-        az.credential_header(),
+        az.credential_header(0),
         Some(("api-key", "az-key".to_string()))
     );
     let oa = c.providers.iter().find(|p| p.name == "openai").unwrap();
     assert_eq!(oa.auth, AuthStyle::Bearer);
     assert_eq!(
-        oa.credential_header(),
+        oa.credential_header(0),
         Some(("authorization", "Bearer sk-provider".to_string()))
     );
     assert!(matches!(
@@ -359,7 +359,7 @@ fn provider_formats_and_paths() {
         Some("/openai/deployments/gpt%204o%2Fx/chat/completions?api-version=2024-10-21")
     );
     let claude = c.providers.iter().find(|p| p.name == "claude").unwrap();
-    assert_eq!(claude.credential_header().unwrap().0, "x-api-key");
+    assert_eq!(claude.credential_header(0).unwrap().0, "x-api-key");
     assert_eq!(
         claude.path("chat/completions", "m", false).as_deref(),
         Some("/v1/messages")
@@ -390,7 +390,7 @@ fn cloud_providers_paths_and_credentials() {
     let p = |n: &str| c.providers.iter().find(|p| p.name == n).unwrap();
     let bedrock = p("bedrock");
     assert_eq!(bedrock.auth, AuthStyle::AwsSigv4);
-    assert_eq!(bedrock.credential_header(), None, "Envoy's signer signs");
+    assert_eq!(bedrock.credential_header(0), None, "Envoy's signer signs");
     assert_eq!(
         bedrock
             .path(
@@ -408,12 +408,12 @@ fn cloud_providers_paths_and_credentials() {
         Some("/model/us.amazon.nova-pro-v1%3A0/converse")
     );
     assert_eq!(
-        p("bedrock-key").credential_header(),
+        p("bedrock-key").credential_header(0),
         Some(("authorization", "Bearer az-key".to_string()))
     );
     let gemini = p("gemini");
     assert_eq!(
-        gemini.credential_header(),
+        gemini.credential_header(0),
         Some(("x-goog-api-key", "az-key".to_string()))
     );
     assert_eq!(
@@ -802,4 +802,67 @@ fn budget_and_access_errors_name_the_field() {
         got.starts_with("limits.budgets: dollar budgets need body_routing"),
         "{got}"
     );
+}
+
+#[test]
+fn several_keys_cool_downs_and_chain_tails_are_checked() {
+    use serde_json::json;
+    let env = |k: &str| (k != "UNSET").then(|| format!("v-{k}"));
+    let parse = |v: serde_json::Value| {
+        Config::parse(v.to_string().as_bytes(), &env).map_err(|e| e.to_string())
+    };
+    let with = |provider: serde_json::Value| {
+        parse(json!({
+            "providers": {"p": provider, "q": {"cluster": "q"}},
+            "routes": [{"to": {"provider": "p"},
+                        "fallback": {"cluster": "pq", "to": [{"provider": "q"}]}}]
+        }))
+    };
+    let c = with(json!({"cluster": "p", "api_key_env": ["A", "B"]})).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.credentials, ["v-A", "v-B"]);
+    assert_eq!((p.keys(), p.key_env(1)), (2, Some("B")));
+    assert_eq!(p.cooldown, crate::config::Cooldown::default());
+    assert_eq!(c.providers[1].keys(), 1, "a keyless provider is one key");
+    assert_eq!(
+        with(json!({"cluster": "p", "api_key_env": ["A", "UNSET"]})).unwrap_err(),
+        "providers.p.api_key_env[1]: environment variable UNSET is not set in the Wasm VM (list it in vm_config.environment_variables.host_env_keys)"
+    );
+    assert_eq!(
+        with(json!({"cluster": "p", "api_key_env": ["A", "A"]})).unwrap_err(),
+        "providers.p.api_key_env[1]: A is listed twice"
+    );
+    assert!(with(json!({"cluster": "p", "api_key_env": []}))
+        .unwrap_err()
+        .starts_with("providers.p.api_key_env: lists 1 to 16"));
+    let c = with(json!({"cluster": "p", "cooldown": {"default_ms": 0, "max_ms": 5000}})).unwrap();
+    assert_eq!(c.providers[0].cooldown.max.as_millis(), 5000);
+    assert!(
+        with(json!({"cluster": "p", "cooldown": {"default_ms": 6000, "max_ms": 5000}}))
+            .unwrap_err()
+            .starts_with("providers.p.cooldown.default_ms")
+    );
+    assert!(
+        with(json!({"cluster": "p", "cooldown": {"max_ms": 86_400_001}}))
+            .unwrap_err()
+            .starts_with("providers.p.cooldown.max_ms")
+    );
+    assert!(with(json!({"cluster": "p", "cooldown": {"nope": 1}})).is_err());
+    // A tail of one provider is its own cluster: nothing to list for a chain of two.
+    let chain = |tails: serde_json::Value| {
+        parse(json!({
+            "providers": {"p": {"cluster": "p"}, "q": {"cluster": "q"}, "r": {"cluster": "r"}},
+            "routes": [{"to": {"provider": "p"},
+                        "fallback": {"cluster": "pqr", "to": [{"provider": "q"}, {"provider": "r"}],
+                                     "tail_clusters": tails}}]
+        }))
+    };
+    assert!(chain(json!(["qr"])).is_ok());
+    assert!(chain(json!([null])).is_ok());
+    assert!(chain(json!(["qr", "r"]))
+        .unwrap_err()
+        .starts_with("routes[0].fallback.tail_clusters: has one entry per fallback but the last"));
+    assert!(chain(json!([" "]))
+        .unwrap_err()
+        .starts_with("routes[0].fallback.tail_clusters[0]: must not be empty"));
 }

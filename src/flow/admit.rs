@@ -3,6 +3,7 @@
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
 use crate::config::{AuthStyle, ResponsesApi, Wire, DEFAULT_MAX_TOKENS};
+use crate::cooldown::Cooling;
 use crate::error::HttpError;
 use crate::failover::Plan;
 use crate::host::{Buffer, Host};
@@ -159,14 +160,18 @@ impl Exchange {
             return Ok(0);
         }
         let output = tokens.saturating_sub(prompt);
-        let one = [(decision.provider, decision.upstream_model.clone())];
+        let one = [route::Hop {
+            provider: decision.provider,
+            model: decision.upstream_model.clone(),
+            key: decision.key,
+        }];
         let dests = match &decision.failover {
             Some((_, chain)) => &chain[..],
             None => &one[..],
         };
         let mut most = 0u64;
-        for (provider, upstream) in dests {
-            if let Some(p) = self.budget_price(cfg, provider, upstream, model)? {
+        for hop in dests {
+            if let Some(p) = self.budget_price(cfg, hop.provider, &hop.model, model)? {
                 most = most.max(p.max_cost(prompt, output));
             }
         }
@@ -241,11 +246,13 @@ impl Exchange {
     ) -> Result<Decision<'c>, HttpError> {
         let mut replay = std::mem::take(&mut self.inbound.draws).into_iter();
         let mut drawn = Vec::new();
+        let cooling = Cooling::read(h, h.now_ms());
         let decision = route::route(
             cfg,
             &req.model,
             &self.inbound.path,
             &|n| headers.get(n),
+            &cooling,
             &mut |t| {
                 let x = replay
                     .next()
@@ -299,6 +306,10 @@ impl Exchange {
                 plan.first_event_check = decision.first_event_check;
                 h.set_property(names::prop::PLAN, &plan.encode());
                 self.upstream.chain_len = chain.len();
+                self.upstream.chain_keys = chain
+                    .iter()
+                    .map(|hop| (hop.provider.keys() > 1).then_some(hop.key))
+                    .collect();
                 // Exactly one attempt per provider of the chain.
                 let retries = chain.len().saturating_sub(1).to_string();
                 set_request_header(h, names::ENVOY_MAX_RETRIES, Some(&retries));
@@ -447,6 +458,12 @@ impl Exchange {
     ) {
         let cfg = self.config();
         self.record.provider = Some(decision.provider.name.clone());
+        if chain.is_none() {
+            self.record.provider_key = (decision.provider.keys() > 1).then_some(decision.key);
+            let c = decision.provider.cooldown;
+            self.upstream.cooldown =
+                (!c.max.is_zero()).then(|| (decision.provider.name.clone(), decision.key, c));
+        }
         // The client's credentials are already gone (`on_request_headers`).
         // The response must be readable as it passes: ask the provider not to compress it.
         if headers.has(names::ACCEPT_ENCODING) {
@@ -456,7 +473,7 @@ impl Exchange {
             if decision.provider.auth == AuthStyle::GcpMetadata {
                 // Set once the VM has a token (`await_credential`).
                 self.upstream.token_provider = Some(decision.provider.name.clone());
-            } else if let Some((name, value)) = decision.provider.credential_header() {
+            } else if let Some((name, value)) = decision.provider.credential_header(decision.key) {
                 set_request_header(h, name, Some(&value));
             }
         }

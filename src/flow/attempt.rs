@@ -12,9 +12,11 @@
 //! Header changes made by one attempt persist into the next (Envoy reuses the request header
 //! map), so every attempt sets or removes every provider-specific header itself.
 
-use super::outbound::journal;
+use std::time::Duration;
+
+use super::outbound::{cool_after, journal};
 use super::Step;
-use crate::config::{AuthStyle, Wire};
+use crate::config::{AuthStyle, Cooldown, Wire};
 use crate::failover::first_event::{FirstEvent, Verdict};
 use crate::failover::{Attempt, Outcome, Plan};
 use crate::gcp_token;
@@ -159,6 +161,7 @@ impl AttemptFilter {
             plan.first_event_check && usize::try_from(*n).is_ok_and(|n| n < plan.attempts.len());
         let (n, provider, direction) = (*n, attempt.provider.clone(), attempt.wire().direction());
         let attempt_model = attempt.model.clone();
+        let (key, cooldown) = (attempt.key, attempt.cooldown);
         let r = Map::ResponseHeaders;
         let provider_status = h
             .header(r, names::STATUS)
@@ -171,6 +174,13 @@ impl AttemptFilter {
         }
         self.answered = true;
         record(h, n, &provider, &Outcome::Status(status));
+        if let Some((default_ms, max_ms)) = cooldown {
+            let c = Cooldown {
+                default: Duration::from_millis(default_ms),
+                max: Duration::from_millis(max_ms),
+            };
+            cool_after(h, &provider, key, status, c);
+        }
         let direction = direction.filter(|_| h.header(r, names::CONTENT_ENCODING).is_none());
         if let Some(direction) = direction {
             let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();

@@ -47,6 +47,11 @@ impl Exchange {
             let journal = journal(h);
             if let Some(p) = journal.served() {
                 self.record.provider = Some(p.to_string());
+                self.record.provider_key = journal
+                    .0
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|i| self.upstream.chain_keys.get(i).copied().flatten());
             }
             self.record.journal = Some(journal);
         }

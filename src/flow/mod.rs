@@ -181,6 +181,11 @@ pub struct Upstream {
     pub credential_refused: Option<Rc<std::cell::Cell<Option<&'static str>>>>,
     /// Providers in the request's failover chain (0: no chain).
     pub chain_len: usize,
+    /// Per attempt of the chain, the key it uses, for providers with several.
+    pub chain_keys: Vec<Option<usize>>,
+    /// Without a chain: the provider and key the request went to, and how long that key
+    /// cools down after a `429` (the upstream filter sees to a chain's attempts).
+    pub cooldown: Option<(String, usize, crate::config::Cooldown)>,
     /// The client did not ask for the stream's usage chunk: it is removed from the answer.
     pub strip_usage: bool,
     /// The encoding the prompt was counted with (the meter counts the answer with it).
@@ -284,7 +289,11 @@ impl Exchange {
             headers.push((names::RESPONSE_REQUEST_ID, id.clone()));
         }
         headers.extend(self.limit_headers());
-        if let Some(d) = self.holding.retry_after.filter(|_| e.status == 429) {
+        let retry_after = self
+            .holding
+            .retry_after
+            .or(e.retry_after_ms.map(std::time::Duration::from_millis));
+        if let Some(d) = retry_after.filter(|_| e.status == 429) {
             headers.push((
                 names::RETRY_AFTER,
                 d.as_secs_f64().ceil().max(1.0).to_string(),

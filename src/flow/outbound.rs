@@ -3,10 +3,12 @@
 //! chunk, never held longer than a translator needs.
 
 use super::{ClientApi, Exchange, Step};
+use crate::cooldown::{self, Cooling};
 use crate::error::HttpError;
 use crate::failover::Journal;
 use crate::host::{self, Buffer, Host, Map};
 use crate::meter::{ChunkAction, Meter};
+use crate::metrics::{stat_name, MetricUpdate};
 use crate::names;
 use crate::request::Endpoint;
 use crate::translate::{
@@ -18,6 +20,46 @@ pub fn journal(h: &impl Host) -> Journal {
     h.property(&[names::prop::JOURNAL])
         .map(|b| Journal::decode(&b))
         .unwrap_or_default()
+}
+
+/// The provider `provider` answered with `status` (as the client gets it) on its key `key`:
+/// a `429`, or a `503` that said when to come back, cools that key down for every worker, and
+/// is counted (`llm_gateway_provider_cooldowns_total`, the `llm_gateway_provider_cooling`
+/// gauge).
+pub fn cool_after(
+    h: &mut impl Host,
+    provider: &str,
+    key: usize,
+    status: u32,
+    cooldown: crate::config::Cooldown,
+) {
+    if status != 429 && status != 503 {
+        return;
+    }
+    let now = h.now_ms();
+    let r = Map::ResponseHeaders;
+    let asked = cooldown::requested_wait(&|n| h.header(r, n), now);
+    let Some(d) = cooldown::duration_for(status, asked, cooldown.default, cooldown.max) else {
+        return;
+    };
+    let until = now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if !Cooling::mark(h, provider, key, until) {
+        log::warn!("llm-gateway: could not record the cool-down of provider {provider}");
+        return;
+    }
+    let k = key.to_string();
+    let tags = [
+        (names::metric::TAG_PROVIDER, provider),
+        (names::metric::TAG_PROVIDER_KEY, k.as_str()),
+    ];
+    h.metric(&MetricUpdate::counter(
+        stat_name(names::metric::COOLDOWNS, &tags),
+        1,
+    ));
+    h.metric(&MetricUpdate::gauge(
+        stat_name(names::metric::COOLING, &tags),
+        1,
+    ));
 }
 
 impl Exchange {
@@ -52,6 +94,9 @@ impl Exchange {
                 h.set_header(r, names::STATUS, Some(&status.to_string()));
                 self.record.status = status;
             }
+        }
+        if let Some((provider, key, c)) = self.upstream.cooldown.take() {
+            cool_after(h, &provider, key, self.record.status, c);
         }
         let ct = h.header(r, names::CONTENT_TYPE).unwrap_or_default();
         let ce = h.header(r, names::CONTENT_ENCODING);

@@ -5,6 +5,7 @@ use super::cache::Phase;
 use super::{Exchange, Step};
 use crate::cache::{self, ChromaConfig, VectorStore};
 use crate::chroma;
+use crate::cooldown::Cooling;
 use crate::host::{Buffer, Host, Map, Post};
 use crate::names;
 use crate::request::Endpoint;
@@ -63,7 +64,15 @@ impl Exchange {
         if let (Some(d), Some(o)) = (e.dimensions, req.as_object_mut()) {
             o.insert("dimensions".to_string(), d.into());
         }
-        let credential = provider.credential_header();
+        // Spread over the provider's keys that are not cooling down, like its requests.
+        let usable = Cooling::read(h, h.now_ms()).usable_keys(&provider.name, provider.keys());
+        let pick = u32::try_from(usable.len()).map_or(0, |n| h.random(n.max(1)));
+        let key = usize::try_from(pick)
+            .ok()
+            .and_then(|i| usable.get(i))
+            .copied()
+            .unwrap_or(0);
+        let credential = provider.credential_header(key);
         let extra: Vec<(&str, &str)> = credential.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let body = req.to_string();
         let post = Post {

@@ -7,6 +7,7 @@
 
 use super::{set_request_header, ClientApi, Exchange, LocalReply, RequestHeaders, Step};
 use crate::config::{Format, ResponsesApi};
+use crate::cooldown::Cooling;
 use crate::error::HttpError;
 use crate::host::{Buffer, Host};
 use crate::names;
@@ -88,8 +89,12 @@ impl Exchange {
     ) -> Step {
         let cfg = self.config();
         let get = |n: &str| headers.get(n);
-        let decision = route::identify(&cfg, &get)
-            .and_then(|_| route::route(&cfg, "", &self.inbound.path, &get, &mut |t| h.random(t)));
+        let decision = route::identify(&cfg, &get).and_then(|_| {
+            let cooling = Cooling::read(h, h.now_ms());
+            route::route(&cfg, "", &self.inbound.path, &get, &cooling, &mut |t| {
+                h.random(t)
+            })
+        });
         let decision = match decision {
             Ok(d) if stores_responses(&d) => d,
             Ok(_) => {
@@ -146,11 +151,13 @@ impl Exchange {
         let cfg = self.config();
         let req = Request::parse(Endpoint::Responses, body)?;
         let headers = std::mem::take(&mut self.inbound.headers);
+        // Counting sends nothing: no provider's cool-down matters.
         let decision = route::route(
             &cfg,
             &req.model,
             &self.inbound.path,
             &|n| headers.get(n),
+            &Cooling::default(),
             &mut |t| h.random(t),
         )?;
         let exact = tokens::encoding_for_model(&decision.upstream_model, &cfg.tokenizer)
@@ -174,11 +181,13 @@ impl Exchange {
         let cfg = self.config();
         let model = anthropic_to_openai::model_of(body)?;
         let headers = std::mem::take(&mut self.inbound.headers);
+        let cooling = Cooling::read(h, h.now_ms());
         let decision = route::route(
             &cfg,
             &model,
             &self.inbound.path,
             &|n| headers.get(n),
+            &cooling,
             &mut |t| h.random(t),
         )?;
         if decision.failover.is_some() || decision.provider.format != Format::Anthropic {

@@ -12,15 +12,19 @@ use super::limits::call_rls;
 use super::semantic::{failure, status_of_call};
 use super::{Exchange, Shared};
 use crate::config::Config;
+use crate::cooldown::Cooling;
 use crate::host::{self, Host, Post};
-use crate::metrics::{self, Kind, MetricUpdate};
-use crate::names;
+use crate::metrics::{self, stat_name, Kind, MetricUpdate};
+use crate::names::{self, metric};
 use crate::rls;
 use crate::usage::{Done, Exporter};
 
 /// How often a VM sends its queued end-of-request reports to the global rate limit service,
 /// posts usage events and adds vector-store records.
 pub const REPORT_PERIOD: Duration = Duration::from_millis(100);
+/// The tick of a VM with nothing else to do but sweep ended cool-downs (their gauges lag
+/// their end by at most this; routing reads the end itself).
+pub const COOLDOWN_SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 /// What the VM was configured as.
 pub enum Role {
@@ -51,6 +55,7 @@ impl Vm {
                     log::info!(
                         "llm-gateway: configured as the upstream filter of a failover cluster"
                     );
+                    Cooling::init(h);
                     return Ok((Vm::new(Role::Upstream), Duration::ZERO));
                 }
                 return Err(
@@ -67,6 +72,7 @@ impl Vm {
             c.consumers.len()
         );
         let export = c.usage_export.clone();
+        Cooling::init(h);
         let mut shared = Shared::new(c);
         if let Some(l) = &shared.limiter {
             l.borrow().init(h);
@@ -116,8 +122,12 @@ impl Vm {
         };
         let c = &s.config;
         let ticks = c.global().is_some() || s.exporter.is_some() || c.chroma().is_some();
+        // Cool-downs need a tick that sets their gauges back to 0 when they end.
+        let cools = c.providers.iter().any(|p| !p.cooldown.max.is_zero());
         if ticks || s.tokens.is_some() {
             REPORT_PERIOD
+        } else if cools {
+            COOLDOWN_SWEEP_PERIOD
         } else {
             Duration::ZERO
         }
@@ -131,7 +141,35 @@ impl Vm {
         self.flush_reports(h);
         self.flush_usage(h, false);
         self.flush_vector_adds(h);
+        self.sweep_cooldowns(h);
         Some(self.idle_tick())
+    }
+
+    /// Cool-downs that ended: their gauge back to 0, their line out of the table.
+    fn sweep_cooldowns(&mut self, h: &mut impl Host) {
+        let Some(s) = self.shared() else {
+            return;
+        };
+        let cfg = s.config.clone();
+        for (e, live) in Cooling::sweep(h, h.now_ms()) {
+            // Only the configuration's own providers and keys are metric labels.
+            let known = cfg
+                .providers
+                .iter()
+                .any(|p| p.name == e.provider && e.key < p.keys());
+            if !known {
+                continue;
+            }
+            let key = e.key.to_string();
+            let tags = [
+                (metric::TAG_PROVIDER, e.provider.as_str()),
+                (metric::TAG_PROVIDER_KEY, key.as_str()),
+            ];
+            h.metric(&MetricUpdate::gauge(
+                stat_name(metric::COOLING, &tags),
+                u64::from(live),
+            ));
+        }
     }
 
     /// Post the usage batches that are due (all of them when `drain`).

@@ -27,8 +27,27 @@ pub fn config(data: &[u8]) {
             n = n.wrapping_add(7);
             n % total.max(1)
         };
-        if let Ok(d) = crate::route::route(&cfg, model, "/v1/chat/completions", &headers, &mut draw)
-        {
+        // A table with every provider's first key cooling: routing passes over them.
+        let cooling = crate::cooldown::Cooling {
+            entries: cfg
+                .providers
+                .iter()
+                .map(|p| crate::cooldown::Entry {
+                    provider: p.name.clone(),
+                    key: 0,
+                    until_ms: (model.len() % 3) as u64 * 1_000,
+                })
+                .collect(),
+            at_ms: 500,
+        };
+        if let Ok(d) = crate::route::route(
+            &cfg,
+            model,
+            "/v1/chat/completions",
+            &headers,
+            &cooling,
+            &mut draw,
+        ) {
             if let Some((_, chain)) = &d.failover {
                 let plan = crate::failover::Plan::new(
                     chain,
@@ -45,7 +64,7 @@ pub fn config(data: &[u8]) {
             let _ = d
                 .provider
                 .path("chat/completions", &d.upstream_model, false);
-            let _ = d.provider.credential_header();
+            let _ = d.provider.credential_header(d.key);
         }
         if let (Some(l), Ok(id)) = (&cfg.limits, &identity) {
             let _ = l.scopes(&id.name, cfg.team_of(&id.name), Some(model));

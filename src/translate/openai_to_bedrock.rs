@@ -187,6 +187,7 @@ fn error(
         param: None,
         message,
         outcome,
+        retry_after_ms: None,
     }
 }
 

@@ -689,6 +689,34 @@ async fn require_key() {
 }
 
 #[tokio::test]
+async fn retry_after_and_one_rate_limited_key() {
+    let body = hello("gpt-4o");
+    let r = send(post_with(
+        "/v1/chat/completions",
+        &body,
+        &[("x-fake-status", "503"), ("x-fake-retry-after", "7")],
+    ))
+    .await;
+    assert_openai_error(&r, 503, "server_error", Value::Null);
+    assert_eq!(r.header("retry-after"), "7");
+    let limited = [("x-fake-rate-limited-key", "sk-b"), ("x-fake-retry-after", "3")];
+    for (auth, status) in [
+        (("authorization", "Bearer sk-b"), 429),
+        (("api-key", "sk-b"), 429),
+        (("authorization", "Bearer sk-a"), 200),
+    ] {
+        let mut h = limited.to_vec();
+        h.push(auth);
+        let r = send(post_with("/v1/chat/completions", &body, &h)).await;
+        assert_eq!(r.status.as_u16(), status, "{auth:?}");
+        if status == 429 {
+            assert_openai_error(&r, 429, "requests", json!("rate_limit_exceeded"));
+            assert_eq!(r.header("retry-after"), "3");
+        }
+    }
+}
+
+#[tokio::test]
 async fn fake_status() {
     let body = hello("gpt-4o");
     let r = send(post_with(

@@ -196,6 +196,8 @@ fn a_failover_route_hands_its_plan_to_the_upstream_filter() {
         model: model.into(),
         auth,
         key_env: Some(key.into()),
+        key: 0,
+        cooldown: Some((1_000, 60_000)),
     };
     assert_eq!(
         plan,

@@ -6,6 +6,7 @@ mod admit;
 mod attempt;
 mod budgets;
 mod cache;
+mod cooldown;
 mod credentials;
 mod finish;
 mod inbound;

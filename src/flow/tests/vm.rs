@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::support::*;
-use crate::flow::vm::{Role, Vm, REPORT_PERIOD};
+use crate::flow::vm::{Role, Vm, COOLDOWN_SWEEP_PERIOD, REPORT_PERIOD};
 use crate::flow::{self, Step};
 use crate::host::fake::FakeHost;
 use crate::metrics::stat_name;
@@ -62,12 +62,22 @@ fn the_upstream_role_makes_no_exchanges_and_never_ticks() {
 #[test]
 fn the_tick_runs_only_when_there_is_work_for_it() {
     let mut h = host(&[]);
-    assert_eq!(configure(&h, &config().to_string()), Ok(Duration::ZERO));
+    // Providers cool down by default: a slow tick sweeps their ended cool-downs.
+    assert_eq!(
+        configure(&h, &config().to_string()),
+        Ok(COOLDOWN_SWEEP_PERIOD)
+    );
+    let mut quiet = config();
+    for p in ["openai", "claude", "azure"] {
+        quiet["providers"][p]["cooldown"] = json!({"max_ms": 0});
+    }
+    assert_eq!(configure(&h, &quiet.to_string()), Ok(Duration::ZERO));
     let export = config_with(json!({"usage_export": {"cluster": "usage"}}));
     assert_eq!(configure(&h, &export.to_string()), Ok(REPORT_PERIOD));
     // `tokenizer.preload` (older configurations) is accepted and asks for no tick: the rank
     // tables are static data, with nothing to load.
-    let preload = config_with(json!({"tokenizer": {"preload": ["o200k_base"]}}));
+    let mut preload = quiet.clone();
+    preload["tokenizer"] = json!({"preload": ["o200k_base"]});
     let (mut vm, tick) = Vm::configure(&h, preload.to_string().as_bytes()).unwrap();
     assert_eq!(tick, Duration::ZERO);
     assert_eq!(vm.on_tick(&mut h), Some(Duration::ZERO));

@@ -245,5 +245,6 @@ pub fn translate_error(e: &Value, status: u32) -> HttpError {
         param: None,
         message,
         outcome: "upstream_error",
+        retry_after_ms: None,
     }
 }
