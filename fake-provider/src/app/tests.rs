@@ -699,7 +699,10 @@ async fn retry_after_and_one_rate_limited_key() {
     .await;
     assert_openai_error(&r, 503, "server_error", Value::Null);
     assert_eq!(r.header("retry-after"), "7");
-    let limited = [("x-fake-rate-limited-key", "sk-b"), ("x-fake-retry-after", "3")];
+    let limited = [
+        ("x-fake-rate-limited-key", "sk-b"),
+        ("x-fake-retry-after", "3"),
+    ];
     for (auth, status) in [
         (("authorization", "Bearer sk-b"), 429),
         (("api-key", "sk-b"), 429),
