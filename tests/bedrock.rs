@@ -86,7 +86,8 @@ fn config() -> Value {
     );
     c["usage_export"] =
         json!({"cluster": "usage", "format": "json", "batch_size": 1, "flush_interval_ms": 20});
-    c
+    // The error cases make Bedrock throttle (429) and then ask it again.
+    without_cooldown(c)
 }
 
 fn start() -> World {

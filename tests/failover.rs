@@ -126,8 +126,10 @@ fn gateway(p: &Providers) -> Gateway {
         ("azure", p.ok.port),
         ("claude", p.ok.port),
     ];
+    // primary-429 answers every request 429 and is asked again by the next test: cool-down
+    // (tests/cooldown.rs) would pass it over.
     let mut opts = Options {
-        plugin_config: Some(config),
+        plugin_config: Some(without_cooldown(config)),
         ..Options::default()
     };
     opts.edit = Some(Box::new(move |b: &mut Value| {

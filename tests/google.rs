@@ -61,8 +61,9 @@ fn start() -> World {
     let mut c = demo_config();
     c["usage_export"] =
         json!({"cluster": "usage", "format": "json", "batch_size": 1, "flush_interval_ms": 20});
+    // The error cases make each provider answer 429 and then ask it again.
     let opts = Options {
-        plugin_config: Some(c),
+        plugin_config: Some(without_cooldown(c)),
         edit: Some(Box::new(move |b: &mut Value| {
             b["static_resources"]["clusters"]
                 .as_array_mut()

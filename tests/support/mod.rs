@@ -236,6 +236,18 @@ pub fn demo_config() -> Value {
     serde_json::from_str(value).expect("the plugin configuration is JSON")
 }
 
+/// `config` with every provider's cool-down turned off: for tests that make a provider answer
+/// 429 (or 503 with `Retry-After`) on purpose and then ask it again, which is not what they
+/// test (tests/cooldown.rs tests cool-down).
+pub fn without_cooldown(mut config: Value) -> Value {
+    if let Some(providers) = config["providers"].as_object_mut() {
+        for p in providers.values_mut() {
+            p["cooldown"] = serde_json::json!({"max_ms": 0});
+        }
+    }
+    config
+}
+
 /// A change to the bootstrap (as JSON) before it is written.
 pub type Edit = Box<dyn FnOnce(&mut Value)>;
 
