@@ -309,18 +309,22 @@ mod tests {
         Config::parse(v.to_string().as_bytes(), &|_| Some("k".into())).unwrap()
     }
 
-    #[test]
-    fn a_chain_becomes_a_plan_without_secrets() {
-        let c = cfg();
-        let d = crate::route::route(
-            &c,
+    fn route_gpt4o(c: &Config) -> crate::route::Decision<'_> {
+        crate::route::route(
+            c,
             "gpt-4o",
             "/v1/chat/completions",
             &|_| None,
             &crate::cooldown::Cooling::default(),
             &mut |_| 0,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_chain_becomes_a_plan_without_secrets() {
+        let c = cfg();
+        let d = route_gpt4o(&c);
         let (cluster, chain) = d.failover.clone().unwrap();
         assert_eq!(cluster, "gpt4o-failover");
         let plan = Plan::new(
@@ -361,15 +365,7 @@ mod tests {
     #[test]
     fn each_attempt_gets_its_own_body() {
         let c = cfg();
-        let d = crate::route::route(
-            &c,
-            "gpt-4o",
-            "/v1/chat/completions",
-            &|_| None,
-            &crate::cooldown::Cooling::default(),
-            &mut |_| 0,
-        )
-        .unwrap();
+        let d = route_gpt4o(&c);
         let plan = Plan::new(
             &d.failover.unwrap().1,
             "/v1/chat/completions",

@@ -51,14 +51,7 @@ fn gateway(ok: &Fake, limited: &Fake, keyed: &Fake) -> Gateway {
     };
     opts.edit = Some(Box::new(move |b: &mut Value| {
         let clusters = b["static_resources"]["clusters"].as_array_mut().unwrap();
-        let mut chain = clusters
-            .iter()
-            .find(|c| c["name"] == "failover-openai-backup")
-            .cloned()
-            .expect("gateway.yaml ships a failover cluster");
-        chain["name"] = "failover-cool".into();
-        chain["cluster_type"]["typed_config"]["clusters"] =
-            json!([{"name": "limited"}, {"name": "backup"}]);
+        let chain = chain_cluster(clusters, "failover-cool", &["limited", "backup"]);
         clusters.push(chain);
         clusters.push(static_cluster("limited", limited_port));
         clusters.push(static_cluster("keyed", keyed_port));

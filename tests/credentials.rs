@@ -141,14 +141,7 @@ fn gateway(fake: &Fake, dead_port: u16) -> Gateway {
             json!({"match": {"prefix": "/v1/files"}, "route": {"cluster": "openai", "timeout": "30s"}}),
         );
         let clusters = b["static_resources"]["clusters"].as_array_mut().unwrap();
-        let mut chain = clusters
-            .iter()
-            .find(|c| c["name"] == "failover-openai-backup")
-            .cloned()
-            .expect("gateway.yaml ships a failover cluster");
-        chain["name"] = "failover-dead-backup".into();
-        chain["cluster_type"]["typed_config"]["clusters"] =
-            json!([{"name": "dead"}, {"name": "backup"}]);
+        let chain = chain_cluster(clusters, "failover-dead-backup", &["dead", "backup"]);
         clusters.push(chain);
         clusters.push(http_cluster("dead", dead_port));
     }));

@@ -190,14 +190,7 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
                 let clusters = b["static_resources"]["clusters"]
                     .as_array_mut()
                     .expect("clusters");
-                let mut chain = clusters
-                    .iter()
-                    .find(|c| c["name"] == "failover-openai-backup")
-                    .cloned()
-                    .expect("gateway.yaml ships a failover cluster");
-                chain["name"] = "failover-dash".into();
-                chain["cluster_type"]["typed_config"]["clusters"] =
-                    json!([{"name": "dead"}, {"name": "openai"}]);
+                let chain = chain_cluster(clusters, "failover-dash", &["dead", "openai"]);
                 clusters.push(chain);
                 clusters.push(http_cluster("dead", dead));
                 clusters.push(http_cluster("usage", sink.port));

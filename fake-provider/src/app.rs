@@ -412,12 +412,7 @@ fn check_auth(config: &Config, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &config.require_key else {
         return Ok(());
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+    let bearer = bearer_token(headers);
     let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
     if bearer == Some(key.as_str()) || api_key == Some(key.as_str()) {
         return Ok(());
@@ -494,15 +489,19 @@ fn error_response(err: &ApiError) -> Response {
     resp
 }
 
-/// The key a request presents: a bearer token, `api-key` or `x-api-key`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    bearer.or_else(|| {
+        .map(|(_, token)| token.trim())
+}
+
+/// The key a request presents: a bearer token, `api-key` or `x-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    bearer_token(headers).or_else(|| {
         ["api-key", "x-api-key"]
             .iter()
             .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))

@@ -248,6 +248,22 @@ pub fn without_cooldown(mut config: Value) -> Value {
     config
 }
 
+/// The shipped failover cluster (`failover-openai-backup`) copied as `name`, a composite
+/// cluster over `members` in order (the upstream filter as shipped).
+pub fn chain_cluster(clusters: &[Value], name: &str, members: &[&str]) -> Value {
+    let mut chain = clusters
+        .iter()
+        .find(|c| c["name"] == "failover-openai-backup")
+        .cloned()
+        .expect("gateway.yaml ships a failover cluster");
+    chain["name"] = name.into();
+    chain["cluster_type"]["typed_config"]["clusters"] = members
+        .iter()
+        .map(|m| serde_json::json!({"name": m}))
+        .collect();
+    chain
+}
+
 /// A change to the bootstrap (as JSON) before it is written.
 pub type Edit = Box<dyn FnOnce(&mut Value)>;
 

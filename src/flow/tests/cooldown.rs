@@ -24,6 +24,20 @@ fn cooling_metric(name: &str, provider: &str, key: &str) -> String {
     )
 }
 
+/// Attempt `n` of the chain request `g` sent, in the upstream filter, on the same shared data.
+fn attempt_of(g: &FakeHost, n: u64) -> FakeHost {
+    let mut h = next(g, &[]);
+    h.env = g.env.clone();
+    h.request_headers = g.request_headers.clone();
+    h.request_body = g.request_body.clone();
+    h.properties = g.properties.clone();
+    h.properties.insert(
+        "upstream.request_attempt_count".into(),
+        n.to_le_bytes().to_vec(),
+    );
+    h
+}
+
 /// A request for `model` on the VM's shared data (`prev`'s), admitted: what it did.
 fn admit(vm: &crate::flow::vm::Vm, prev: &FakeHost, model: &str, draw: u32) -> (Step, FakeHost) {
     let (step, h, _) = admit_ex(vm, prev, model, draw);
@@ -165,14 +179,7 @@ fn a_chain_attempt_that_got_a_429_cools_its_provider_for_the_next_requests() {
     let mut ex = vm.exchange(1).unwrap();
     assert_eq!(send(&mut ex, &mut g, &hello("gpt-4.1")), Step::Continue);
     // Attempt 1 (openai) runs in the upstream filter, on the same shared data.
-    let mut h = next(&g, &[]);
-    h.request_headers = g.request_headers.clone();
-    h.request_body = g.request_body.clone();
-    h.properties = g.properties.clone();
-    h.properties.insert(
-        "upstream.request_attempt_count".into(),
-        1u64.to_le_bytes().to_vec(),
-    );
+    let mut h = attempt_of(&g, 1);
     let mut a = AttemptFilter::default();
     assert_eq!(a.on_request_headers(&mut h), Step::Continue);
     h.respond(429, &[("retry-after", "30")], b"{}");
@@ -186,13 +193,7 @@ fn a_chain_attempt_that_got_a_429_cools_its_provider_for_the_next_requests() {
         1
     );
     // The last attempt (claude) answering 429 cools claude too.
-    let mut h2 = next(&g, &[]);
-    h2.request_headers = g.request_headers.clone();
-    h2.properties = g.properties.clone();
-    h2.properties.insert(
-        "upstream.request_attempt_count".into(),
-        2u64.to_le_bytes().to_vec(),
-    );
+    let mut h2 = attempt_of(&g, 2);
     let mut a2 = AttemptFilter::default();
     assert_eq!(a2.on_request_headers(&mut h2), Step::Continue);
     h2.respond(429, &[], b"{}");
@@ -286,14 +287,7 @@ fn a_chain_attempt_uses_the_key_the_gateway_drew_and_cools_that_key() {
     let plan = crate::failover::Plan::decode(&g.properties["llm.plan"]).unwrap();
     assert_eq!(plan.attempts[0].key, 1);
     assert_eq!(plan.attempts[0].key_env.as_deref(), Some("OPENAI_KEY_B"));
-    let mut h = next(&g, &[]);
-    h.env = g.env.clone();
-    h.request_headers = g.request_headers.clone();
-    h.properties = g.properties.clone();
-    h.properties.insert(
-        "upstream.request_attempt_count".into(),
-        1u64.to_le_bytes().to_vec(),
-    );
+    let mut h = attempt_of(&g, 1);
     let mut a = AttemptFilter::default();
     assert_eq!(a.on_request_headers(&mut h), Step::Continue);
     assert_eq!(
