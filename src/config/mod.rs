@@ -147,6 +147,11 @@ impl Config {
         self.teams.get(name).map(String::as_str)
     }
 
+    /// Whether any provider cools down after a 429 (see `crate::cooldown`).
+    pub fn cools_down(&self) -> bool {
+        self.providers.iter().any(|p| !p.cooldown.max.is_zero())
+    }
+
     /// The global rate limit service, when one is configured.
     pub fn global(&self) -> Option<&Global> {
         self.limits.as_ref()?.global.as_ref()

@@ -3,7 +3,6 @@
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
 use crate::config::{AuthStyle, ResponsesApi, Wire, DEFAULT_MAX_TOKENS};
-use crate::cooldown::Cooling;
 use crate::error::HttpError;
 use crate::failover::Plan;
 use crate::host::{Buffer, Host};
@@ -246,7 +245,7 @@ impl Exchange {
     ) -> Result<Decision<'c>, HttpError> {
         let mut replay = std::mem::take(&mut self.inbound.draws).into_iter();
         let mut drawn = Vec::new();
-        let cooling = Cooling::read(h, h.now_ms());
+        let cooling = self.cooling(h);
         let decision = route::route(
             cfg,
             &req.model,

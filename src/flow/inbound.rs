@@ -1,7 +1,6 @@
 //! Stage 1: the request headers (and, without body routing, the body as it passes).
 
 use super::{set_request_header, ClientApi, Exchange, RequestHeaders, Step};
-use crate::cooldown::Cooling;
 use crate::error::HttpError;
 use crate::host::{Buffer, Host};
 use crate::limits::Cost;
@@ -181,7 +180,7 @@ impl Exchange {
     fn route_on_headers(&mut self, h: &mut impl Host, headers: &RequestHeaders) -> Step {
         let cfg = self.config();
         // Config validation guarantees no rule depends on the model here.
-        let cooling = Cooling::read(h, h.now_ms());
+        let cooling = self.cooling(h);
         let decision = match route::route(
             &cfg,
             "",

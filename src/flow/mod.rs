@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::config::Config;
+use crate::cooldown::Cooling;
 use crate::error::HttpError;
 use crate::host::{Host, Map};
 use crate::limits::{Held, Limiter, Snapshot};
@@ -262,6 +263,19 @@ impl Exchange {
 
     pub fn config(&self) -> Rc<Config> {
         self.shared.config.clone()
+    }
+
+    /// The providers' cool-downs now; nothing is read when no provider cools down.
+    pub fn cooling(&self, h: &impl Host) -> Cooling {
+        let now = h.now_ms();
+        if self.shared.config.cools_down() {
+            Cooling::read(h, now)
+        } else {
+            Cooling {
+                entries: Vec::new(),
+                at_ms: now,
+            }
+        }
     }
 
     /// Anthropic client and provider: the answer passes unchanged (translated on the side for

@@ -90,7 +90,7 @@ impl Exchange {
         let cfg = self.config();
         let get = |n: &str| headers.get(n);
         let decision = route::identify(&cfg, &get).and_then(|_| {
-            let cooling = Cooling::read(h, h.now_ms());
+            let cooling = self.cooling(h);
             route::route(&cfg, "", &self.inbound.path, &get, &cooling, &mut |t| {
                 h.random(t)
             })
@@ -181,7 +181,7 @@ impl Exchange {
         let cfg = self.config();
         let model = anthropic_to_openai::model_of(body)?;
         let headers = std::mem::take(&mut self.inbound.headers);
-        let cooling = Cooling::read(h, h.now_ms());
+        let cooling = self.cooling(h);
         let decision = route::route(
             &cfg,
             &model,

@@ -122,11 +122,10 @@ impl Vm {
         };
         let c = &s.config;
         let ticks = c.global().is_some() || s.exporter.is_some() || c.chroma().is_some();
-        // Cool-downs need a tick that sets their gauges back to 0 when they end.
-        let cools = c.providers.iter().any(|p| !p.cooldown.max.is_zero());
         if ticks || s.tokens.is_some() {
             REPORT_PERIOD
-        } else if cools {
+        } else if c.cools_down() {
+            // Cool-downs need a tick that sets their gauges back to 0 when they end.
             COOLDOWN_SWEEP_PERIOD
         } else {
             Duration::ZERO
