@@ -96,6 +96,13 @@ impl Record {
         matches!(self.cache, Some("hit" | "semantic_hit"))
     }
 
+    /// The key a request was sent with, for a provider with several: none when the gateway
+    /// answered it itself (refused, or served from the cache).
+    fn sent_key(&self) -> Option<usize> {
+        self.provider_key
+            .filter(|_| self.local_outcome.is_none() && !self.cache_hit())
+    }
+
     /// What the provider bills for the request: the one figure the metrics, the access log,
     /// the usage event, the limits and the cost all use (README, "What is billed").
     /// - refused by the gateway, served from the cache, or answered with an error (no usage):
@@ -222,7 +229,7 @@ impl Record {
         if let Some(us) = self.tokenize_us {
             p.push((prop::TOKENIZE_US, us.to_string()));
         }
-        if let Some(k) = self.provider_key {
+        if let Some(k) = self.sent_key() {
             p.push((prop::PROVIDER_KEY, k.to_string()));
         }
         if let Some(j) = self.journal.as_ref().filter(|j| !j.0.is_empty()) {
@@ -425,7 +432,7 @@ impl Record {
                 1,
             ));
         }
-        if let (Some(k), Some(p)) = (self.provider_key, self.provider.as_deref()) {
+        if let (Some(k), Some(p)) = (self.sent_key(), self.provider.as_deref()) {
             let key = k.to_string();
             out.push(counter(
                 stat_name(

@@ -266,6 +266,16 @@ fn requests_spread_over_a_providers_keys_and_a_rate_limited_key_rests_alone() {
     assert_eq!(sent(1).0.as_deref(), Some("Bearer sk-b"));
     assert_eq!(sent(2).0.as_deref(), Some("Bearer sk-openai"));
     assert_eq!(sent(3).0.as_deref(), Some("Bearer sk-b"));
+    // A request the gateway refuses itself was sent with no key: none logged or counted.
+    let (_, mut h3, mut ex3) = admit_ex(&vm, &h, "gpt-4o-mini", 0);
+    let refused = ex3.reject(crate::error::HttpError::invalid_key());
+    assert_eq!(refused.status, 401);
+    ex3.finish(&mut h3);
+    assert_eq!(h3.prop("llm.provider_key"), None);
+    assert!(!h3
+        .metrics
+        .keys()
+        .any(|k| k.starts_with(metric::KEY_REQUESTS)));
     // No key's value appears in any metric name or logged property.
     let text = format!(
         "{:?} {:?}",
