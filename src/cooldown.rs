@@ -78,15 +78,32 @@ pub fn duration_for(
     (!max.is_zero() && !d.is_zero()).then(|| d.min(max))
 }
 
+/// The stat name of metric `name` for `provider`'s key `key` (its index, never its value).
+pub fn key_stat(name: &str, provider: &str, key: usize) -> String {
+    let key = key.to_string();
+    crate::metrics::stat_name(
+        name,
+        &[
+            (crate::names::metric::TAG_PROVIDER, provider),
+            (crate::names::metric::TAG_PROVIDER_KEY, key.as_str()),
+        ],
+    )
+}
+
 impl Cooling {
+    /// Nothing cooling, at `at_ms`.
+    pub fn empty(at_ms: u64) -> Cooling {
+        Cooling {
+            entries: Vec::new(),
+            at_ms,
+        }
+    }
+
     /// The table as it is at `now_ms` (expired keys left out; an unreadable table is empty).
     pub fn read(store: &impl Store, now_ms: u64) -> Cooling {
         match store.get(KEY) {
             Some((v, _)) => Self::decode(&v, Some(now_ms)),
-            None => Cooling {
-                entries: Vec::new(),
-                at_ms: now_ms,
-            },
+            None => Cooling::empty(now_ms),
         }
     }
 

@@ -264,8 +264,9 @@ pub mod metric {
     /// `error`, `dispatch`).
     pub const CREDENTIAL_REFRESHES: &str = "llm_gateway_credential_refreshes_total";
 
-    /// Cool-downs a provider's key entered or extended after a `429` (or `503` with
-    /// `Retry-After`), by provider and `provider_key` (the key's index).
+    /// Answers (a `429`, or a `503` with `Retry-After`) that cooled a provider's key down:
+    /// started, extended, or met a longer cool-down already running; by provider and
+    /// `provider_key` (the key's index).
     pub const COOLDOWNS: &str = "llm_gateway_provider_cooldowns_total";
     /// 1 while a provider's key is cooling down, else 0, by provider and `provider_key`.
     pub const COOLING: &str = "llm_gateway_provider_cooling";

@@ -433,14 +433,8 @@ impl Record {
             ));
         }
         if let (Some(k), Some(p)) = (self.sent_key(), self.provider.as_deref()) {
-            let key = k.to_string();
-            out.push(counter(
-                stat_name(
-                    metric::KEY_REQUESTS,
-                    &[(metric::TAG_PROVIDER, p), (metric::TAG_PROVIDER_KEY, &key)],
-                ),
-                1,
-            ));
+            let name = crate::cooldown::key_stat(metric::KEY_REQUESTS, p, k);
+            out.push(counter(name, 1));
         }
         for (provider, reason) in self.journal.iter().flat_map(|j| j.failovers()) {
             out.push(counter(

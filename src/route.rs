@@ -276,7 +276,7 @@ fn pick<'t>(
 
 /// The key of `p` a request uses: drawn among those that are not cooling down (among all
 /// when every one is); no draw for a provider with one key.
-fn key(p: &Provider, cooling: &Cooling, draw: &mut dyn FnMut(u32) -> u32) -> usize {
+pub fn key(p: &Provider, cooling: &Cooling, draw: &mut dyn FnMut(u32) -> u32) -> usize {
     let n = p.keys();
     if n == 1 {
         return 0;

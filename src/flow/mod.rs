@@ -271,10 +271,7 @@ impl Exchange {
         if self.shared.config.cools_down() {
             Cooling::read(h, now)
         } else {
-            Cooling {
-                entries: Vec::new(),
-                at_ms: now,
-            }
+            Cooling::empty(now)
         }
     }
 

@@ -8,7 +8,7 @@ use crate::error::HttpError;
 use crate::failover::Journal;
 use crate::host::{self, Buffer, Host, Map};
 use crate::meter::{ChunkAction, Meter};
-use crate::metrics::{stat_name, MetricUpdate};
+use crate::metrics::MetricUpdate;
 use crate::names;
 use crate::request::Endpoint;
 use crate::translate::{
@@ -47,19 +47,9 @@ pub fn cool_after(
         log::warn!("llm-gateway: could not record the cool-down of provider {provider}");
         return;
     }
-    let k = key.to_string();
-    let tags = [
-        (names::metric::TAG_PROVIDER, provider),
-        (names::metric::TAG_PROVIDER_KEY, k.as_str()),
-    ];
-    h.metric(&MetricUpdate::counter(
-        stat_name(names::metric::COOLDOWNS, &tags),
-        1,
-    ));
-    h.metric(&MetricUpdate::gauge(
-        stat_name(names::metric::COOLING, &tags),
-        1,
-    ));
+    let stat = |name| cooldown::key_stat(name, provider, key);
+    h.metric(&MetricUpdate::counter(stat(names::metric::COOLDOWNS), 1));
+    h.metric(&MetricUpdate::gauge(stat(names::metric::COOLING), 1));
 }
 
 impl Exchange {

@@ -65,13 +65,8 @@ impl Exchange {
             o.insert("dimensions".to_string(), d.into());
         }
         // Spread over the provider's keys that are not cooling down, like its requests.
-        let usable = Cooling::read(h, h.now_ms()).usable_keys(&provider.name, provider.keys());
-        let pick = u32::try_from(usable.len()).map_or(0, |n| h.random(n.max(1)));
-        let key = usize::try_from(pick)
-            .ok()
-            .and_then(|i| usable.get(i))
-            .copied()
-            .unwrap_or(0);
+        let cooling = Cooling::read(h, h.now_ms());
+        let key = crate::route::key(provider, &cooling, &mut |n| h.random(n));
         let credential = provider.credential_header(key);
         let extra: Vec<(&str, &str)> = credential.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let body = req.to_string();

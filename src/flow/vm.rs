@@ -12,9 +12,9 @@ use super::limits::call_rls;
 use super::semantic::{failure, status_of_call};
 use super::{Exchange, Shared};
 use crate::config::Config;
-use crate::cooldown::Cooling;
+use crate::cooldown::{self, Cooling};
 use crate::host::{self, Host, Post};
-use crate::metrics::{self, stat_name, Kind, MetricUpdate};
+use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names::{self, metric};
 use crate::rls;
 use crate::usage::{Done, Exporter};
@@ -149,25 +149,18 @@ impl Vm {
         let Some(s) = self.shared() else {
             return;
         };
-        let cfg = s.config.clone();
         for (e, live) in Cooling::sweep(h, h.now_ms()) {
             // Only the configuration's own providers and keys are metric labels.
-            let known = cfg
+            let known = s
+                .config
                 .providers
                 .iter()
                 .any(|p| p.name == e.provider && e.key < p.keys());
             if !known {
                 continue;
             }
-            let key = e.key.to_string();
-            let tags = [
-                (metric::TAG_PROVIDER, e.provider.as_str()),
-                (metric::TAG_PROVIDER_KEY, key.as_str()),
-            ];
-            h.metric(&MetricUpdate::gauge(
-                stat_name(metric::COOLING, &tags),
-                u64::from(live),
-            ));
+            let name = cooldown::key_stat(metric::COOLING, &e.provider, e.key);
+            h.metric(&MetricUpdate::gauge(name, u64::from(live)));
         }
     }
 

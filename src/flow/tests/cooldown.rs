@@ -15,13 +15,7 @@ use crate::names::metric;
 const CLUSTER: &str = "x-llm-gateway-cluster";
 
 fn cooling_metric(name: &str, provider: &str, key: &str) -> String {
-    stat_name(
-        name,
-        &[
-            (metric::TAG_PROVIDER, provider),
-            (metric::TAG_PROVIDER_KEY, key),
-        ],
-    )
+    crate::cooldown::key_stat(name, provider, key.parse().unwrap())
 }
 
 /// Attempt `n` of the chain request `g` sent, in the upstream filter, on the same shared data.
