@@ -188,7 +188,7 @@ fn tokenizer_texts() -> Vec<(&'static str, String)> {
 fn usage(c: &mut Criterion) {
     use llm_gateway::meter::{Learned, Usage};
     use llm_gateway::record::Record;
-    use llm_gateway::usage::{Event, Export, Exporter};
+    use llm_gateway::usage::{self, Event, Export};
     let prices = llm_gateway::cost::Prices::parse(Default::default()).expect("shipped prices");
     let record = Record {
         consumer: Some("team-a".into()),
@@ -218,7 +218,7 @@ fn usage(c: &mut Criterion) {
                 .expect("shape"),
         )
         .expect("valid");
-        let x = Exporter::new(cfg, Some("node-1".into()));
+        let x = usage::exporter(cfg, Some("node-1".into()));
         // What `on_log` does per request: price, build the event, encode it.
         group.bench_function(BenchmarkId::new("per request", format), |b| {
             b.iter(|| {
@@ -230,7 +230,7 @@ fn usage(c: &mut Criterion) {
                     1,
                     2,
                 );
-                x.record(&e)
+                e.encode(x.cfg.format)
             })
         });
     }
@@ -240,14 +240,14 @@ fn usage(c: &mut Criterion) {
                 .expect("shape"),
         )
         .expect("valid");
-        let x = Exporter::new(cfg, Some("node-1".into()));
+        let x = usage::exporter(cfg, Some("node-1".into()));
         let mut r = record.clone();
         r.price(&prices);
         let events: Vec<Event> = (0..100)
             .map(|i| Event::new(&r, Some(format!("req-{i}")), 1, 2))
             .collect();
         group.bench_function(BenchmarkId::new("encode 100", format), |b| {
-            b.iter(|| x.encode(&events))
+            b.iter(|| usage::encode(&x, &events))
         });
     }
     group.finish();

@@ -124,6 +124,9 @@ pub trait Host: Store {
     /// A uniformly random number below `bound` (`bound` > 0), for weighted splits.
     fn random(&mut self, bound: u32) -> u32;
 
+    /// 64 random bits (trace and span ids).
+    fn random_u64(&mut self) -> u64;
+
     /// Tell the host a stopping VM has finished its last work.
     fn done(&mut self);
 }

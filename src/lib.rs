@@ -60,10 +60,14 @@ pub mod meter;
 pub mod sse;
 pub mod translate;
 
-// Finish: the per-request record, its price, metrics and usage events.
+// Finish: the per-request record, its price, metrics, usage events and spans, and the export
+// queue both go out through.
 pub mod cost;
+pub mod export;
 pub mod metrics;
+pub mod otlp;
 pub mod record;
+pub mod trace;
 pub mod usage;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -100,6 +100,35 @@ struct Choice<'a> {
     delta: Option<Piece<'a>>,
     #[serde(default, borrow)]
     text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// Finish reasons a response lists at most (one per choice).
+pub const MAX_FINISH_REASONS: usize = 16;
+
+/// A finish reason from the wire, as one of the names OpenAI's API uses (`other` for any
+/// other string), so what is recorded is bounded.
+fn finish_reason(s: &str) -> &'static str {
+    match s {
+        "stop" => "stop",
+        "length" => "length",
+        "tool_calls" => "tool_calls",
+        "content_filter" => "content_filter",
+        "function_call" => "function_call",
+        _ => "other",
+    }
+}
+
+/// Record the finish reasons of `choices`.
+fn learn_finish(learned: &mut Learned, choices: &[Choice<'_>]) {
+    for c in choices {
+        if let Some(r) = c.finish_reason.as_deref() {
+            if learned.finish_reasons.len() < MAX_FINISH_REASONS {
+                learned.finish_reasons.push(finish_reason(r));
+            }
+        }
+    }
 }
 
 /// The generated parts of a message or a delta.
@@ -173,6 +202,21 @@ pub struct Learned {
     /// The provider reported an error inside a 200 stream (for the Responses API,
     /// `response.failed` or `error`).
     pub stream_error: bool,
+    /// Why each choice ended (`stop`, `length`, ...; see `finish_reason`), in the order they
+    /// came, at most `MAX_FINISH_REASONS`.
+    pub finish_reasons: Vec<&'static str>,
+    /// The generated text, at most `output_max` bytes, when asked for (`Meter::capture_output`:
+    /// a traced route that shows content).
+    pub output: Option<String>,
+    pub output_max: usize,
+}
+
+/// Keep `s` in the captured output, within its bound.
+fn capture(output: &mut Option<String>, max: usize, s: &str) {
+    if let Some(o) = output.as_mut() {
+        let room = max.saturating_sub(o.len());
+        o.push_str(crate::trace::span::cut_to(s, room));
+    }
 }
 
 enum Mode {
@@ -347,6 +391,12 @@ impl Meter {
         }
     }
 
+    /// Keep the generated text, at most `max` bytes of it (`Learned::output`).
+    pub fn capture_output(&mut self, max: usize) {
+        self.learned.output = Some(String::new());
+        self.learned.output_max = max;
+    }
+
     /// What was learned. A JSON body whose end was never flagged on a chunk (the response
     /// ended with trailers) is read now.
     pub fn finish(mut self) -> Learned {
@@ -402,6 +452,7 @@ fn learn_event(
     if learned.id.is_none() {
         learned.id = chunk.id.as_deref().map(bounded_id);
     }
+    learn_finish(learned, chunk.choices.as_deref().unwrap_or_default());
     let mut generated = false;
     for c in chunk.choices.iter().flatten() {
         generated |= c.generated(&mut |s| {
@@ -409,6 +460,7 @@ fn learn_event(
                 let t = &mut learned.completion_estimate.tokens;
                 *t = t.saturating_add(e.count(s));
             }
+            capture(&mut learned.output, learned.output_max, s);
         });
     }
     if generated && learned.first_token_ms.is_none() {
@@ -443,14 +495,18 @@ fn learn_json(learned: &mut Learned, buf: &[u8], encoding: Option<Encoding>) {
     learned.usage = body.usage;
     learned.model = body.model.map(Cow::into_owned);
     learned.id = body.id.as_deref().map(bounded_id);
-    if learned.usage.is_none() {
-        if let Some(e) = encoding {
-            for c in body.choices.iter().flatten() {
-                c.generated(&mut |s| {
+    learned.finish_reasons.clear();
+    learn_finish(learned, body.choices.as_deref().unwrap_or_default());
+    let estimate = encoding.filter(|_| learned.usage.is_none());
+    if estimate.is_some() || learned.output.is_some() {
+        for c in body.choices.iter().flatten() {
+            c.generated(&mut |s| {
+                if let Some(e) = estimate {
                     let t = &mut learned.completion_estimate.tokens;
                     *t = t.saturating_add(e.count(s));
-                });
-            }
+                }
+                capture(&mut learned.output, learned.output_max, s);
+            });
         }
     }
 }
@@ -525,6 +581,7 @@ mod tests {
         );
         assert!(l.complete);
         assert_eq!(l.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(l.finish_reasons, ["stop"], "one choice, its reason once");
         assert_eq!(l.first_token_ms, Some(100));
         // "Hello" + "! How can I assist you today?" = 9 tokens, as the provider said.
         assert_eq!(l.completion_estimate.tokens, 9);
@@ -577,6 +634,7 @@ mod tests {
         );
         assert_eq!(l.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
         assert_eq!(l.id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(l.finish_reasons, ["stop"]);
         assert!(l.complete);
 
         // No usage: completion estimated from the message.

@@ -70,6 +70,10 @@ pub const BUDGET_REMAINING: &str = "x-llm-budget-remaining-usd";
 /// Prefix of the rate limit table's keys in Envoy's shared data.
 pub const LIMITS_SHARED_PREFIX: &str = "llm_gateway.limits.v1.";
 
+/// W3C trace context: read from the caller, and (with `tracing`) sent to the provider.
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
 /// Envoy's request id (the access log's `request_id`), read from the request.
 pub const REQUEST_ID: &str = "x-request-id";
 /// Response header carrying the gateway's request id, on every answer to an LLM request, so a
@@ -135,8 +139,14 @@ pub mod prop {
     pub const PROVIDER_KEY: &str = "llm.provider_key";
     /// The response's `id` (`chatcmpl-...`, `msg_...`).
     pub const RESPONSE_ID: &str = "llm.response_id";
+    /// With `tracing`: the request's trace id (the caller's when it sent a `traceparent`), and
+    /// the gateway's span for the request, in hex; `llm.trace_sampled` says whether the trace
+    /// is recorded (and its spans exported).
+    pub const TRACE_ID: &str = "llm.trace_id";
+    pub const SPAN_ID: &str = "llm.span_id";
+    pub const TRACE_SAMPLED: &str = "llm.trace_sampled";
     /// Every property above, in the order the access log documents them.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 32] = [
         CONSUMER,
         TEAM,
         REQUEST_MODEL,
@@ -166,12 +176,20 @@ pub mod prop {
         PROVIDER_REQUEST_ID,
         RESPONSE_ID,
         PROVIDER_KEY,
+        TRACE_ID,
+        SPAN_ID,
+        TRACE_SAMPLED,
     ];
 
     /// Internal, between the gateway filter and its upstream twin on a failover cluster
     /// (see `failover`): the request's chain, and what each attempt did.
     pub const PLAN: &str = "llm.plan";
     pub const JOURNAL: &str = "llm.journal";
+    /// With `tracing`: the request's trace context (a `traceparent` naming the request's span),
+    /// from which each attempt sends its provider the `traceparent` of its own span; and when
+    /// each attempt ran (`trace::span::Timings`).
+    pub const TRACE: &str = "llm.trace";
+    pub const ATTEMPT_TIMES: &str = "llm.attempt_times";
     /// The request's `:authority` before its first attempt (a Bedrock attempt's signer
     /// rewrites it; the next attempt restores it).
     pub const AUTHORITY: &str = "llm.authority";
@@ -235,6 +253,11 @@ pub mod metric {
     pub const USAGE_POST_FAILURES: &str = "llm_gateway_usage_export_failures_total";
     /// Usage events held in the VMs' buffers (queued, waiting for a retry, or in flight).
     pub const USAGE_BUFFERED: &str = "llm_gateway_usage_events_buffered";
+    /// The same four for spans (`tracing.export`).
+    pub const SPANS_SENT: &str = "llm_gateway_trace_spans_sent_total";
+    pub const SPANS_DROPPED: &str = "llm_gateway_trace_spans_dropped_total";
+    pub const SPANS_POST_FAILURES: &str = "llm_gateway_trace_export_failures_total";
+    pub const SPANS_BUFFERED: &str = "llm_gateway_trace_spans_buffered";
 
     /// Cache lookups on caching routes, by model, consumer and `result` (`hit`, `semantic_hit`,
     /// `miss`, `bypass`).

@@ -70,6 +70,8 @@ pub struct Record {
     pub semantic_failure: Option<&'static str>,
     /// Microseconds spent in cache lookups (the filter's own work, not the callouts).
     pub cache_lookup_us: Option<u64>,
+    /// With `tracing`: the request's trace and span.
+    pub trace: Option<crate::trace::Ids>,
 }
 
 impl Record {
@@ -231,6 +233,11 @@ impl Record {
         }
         if let Some(k) = self.sent_key() {
             p.push((prop::PROVIDER_KEY, k.to_string()));
+        }
+        if let Some(t) = &self.trace {
+            p.push((prop::TRACE_ID, t.trace_id.clone()));
+            p.push((prop::SPAN_ID, t.span_id.clone()));
+            p.push((prop::TRACE_SAMPLED, t.sampled.to_string()));
         }
         if let Some(j) = self.journal.as_ref().filter(|j| !j.0.is_empty()) {
             p.push((prop::ATTEMPTS, j.0.len().to_string()));

@@ -80,7 +80,12 @@ pub struct Request<'a> {
     prompt: Prompt<'a>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// A top-level field as the client sent it (`null` reads as absent).
+    pub fn param(&self, key: &str) -> Option<&'a RawValue> {
+        self.top.get(key).filter(|v| !is_null(v))
+    }
+
     /// How many answers the request asks for (`n`, at least 1; the Responses API has no `n`).
     pub fn choices(&self) -> u64 {
         if self.endpoint == Endpoint::Responses {

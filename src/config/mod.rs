@@ -6,7 +6,8 @@
 //!
 //! Each section is validated by the module it configures: `providers`, `routes` and
 //! `consumers` here, `limits` by [`crate::limits`], `tokenizer` by [`crate::tokens`], `cache` by
-//! [`crate::cache`], `pricing` by [`crate::cost`], `usage_export` by [`crate::usage`], all with
+//! [`crate::cache`], `pricing` by [`crate::cost`], `usage_export` by [`crate::usage`], `tracing` by
+//! [`crate::trace`], all with
 //! the field checks of [`check`]. This module composes them and checks what crosses sections:
 //! references to providers, and what needs `body_routing`. Provider credentials are read here,
 //! once, from the VM environment (the Wasm vm_config's `environment_variables.host_env_keys`);
@@ -42,6 +43,7 @@ use crate::cost::{Prices, RawPricing};
 use crate::limits::RawLimits;
 use crate::names;
 use crate::tokens::RawTokenizer;
+use crate::trace::{RawTracing, Tracing};
 use crate::usage::{Export, RawExport};
 use check::{at_most, bounded, err, header_name};
 
@@ -86,6 +88,8 @@ struct RawConfig {
     #[serde(default)]
     usage_export: Option<RawExport>,
     #[serde(default)]
+    tracing: Option<RawTracing>,
+    #[serde(default)]
     cache: Option<RawCache>,
 }
 
@@ -122,6 +126,8 @@ pub struct Config {
     pub prices: Prices,
     /// Where usage events go, if anywhere.
     pub usage_export: Option<Export>,
+    /// Spans: where they go, the sampling, which routes show content.
+    pub tracing: Option<Tracing>,
     /// The response cache's store, when any route caches.
     pub cache: Option<CacheConfig>,
     /// Response caching on the default target.
@@ -246,6 +252,15 @@ impl Config {
             Some(a) => Access::parse(a, &known, &team_known)?,
             None => Access::default(),
         };
+        let has_default = default.is_some();
+        let tracing = raw
+            .tracing
+            .map(|t| {
+                Tracing::parse(t, &|name| {
+                    routes.iter().any(|r| r.name == name) || (has_default && name == "default")
+                })
+            })
+            .transpose()?;
         let (default, default_cache, default_models) = match default {
             Some(d) => (Some(d.target), d.cache, d.models),
             None => (None, None, Vec::new()),
@@ -254,6 +269,7 @@ impl Config {
             consumer_labels: consumer_labels(&consumers, raw.allow_anonymous, limits.as_ref()),
             prices: Prices::parse(raw.pricing)?,
             usage_export: raw.usage_export.map(Export::parse).transpose()?,
+            tracing,
             cache,
             default_cache,
             default_models,

@@ -69,6 +69,9 @@ impl Exchange {
 
         let headers = std::mem::take(&mut self.inbound.headers);
         let decision = self.route(h, &cfg, &req, &headers)?;
+        if !resumed {
+            self.trace_request(&req, body, decision.route);
+        }
         let consumer = self.record.consumer.as_deref().unwrap_or_default();
         if !cfg
             .access
@@ -478,6 +481,7 @@ impl Exchange {
         }
         let cluster = chain.unwrap_or(&decision.provider.cluster);
         set_request_header(h, &cfg.cluster_header, Some(cluster));
+        self.trace_upstream(h, chain.is_some());
     }
 }
 

@@ -51,6 +51,8 @@ pub struct AttemptFilter {
     /// The answer held until its first event (every attempt but the last; see
     /// [`crate::failover::first_event`]).
     first_event: Option<FirstEvent>,
+    /// The request is traced: when the attempt started (µs), for its span.
+    traced_since_us: Option<u64>,
 }
 
 fn record(h: &mut impl Host, n: u64, provider: &str, outcome: &Outcome) {
@@ -127,6 +129,9 @@ impl AttemptFilter {
         }
         // The body is rewritten below; its length is not known yet.
         h.set_header(r, names::CONTENT_LENGTH, None);
+        if super::trace::attempt_headers(h, n) {
+            self.traced_since_us = Some(h.now_us());
+        }
         self.active = Some((n, plan, attempt));
         Step::Continue
     }
@@ -174,6 +179,9 @@ impl AttemptFilter {
         }
         self.answered = true;
         record(h, n, &provider, &Outcome::Status(status));
+        if let Some(start) = self.traced_since_us {
+            super::trace::attempt_ran(h, n, start);
+        }
         if let Some((default_ms, max_ms)) = cooldown {
             let c = Cooldown {
                 default: Duration::from_millis(default_ms),
@@ -276,6 +284,9 @@ impl AttemptFilter {
     /// The attempt is over: one that never got an answer, or whose first event never came,
     /// journals why.
     pub fn on_done(&mut self, h: &mut impl Host) {
+        if let (Some((n, _, _)), Some(start)) = (self.active.as_ref(), self.traced_since_us) {
+            super::trace::attempt_ran(h, *n, start);
+        }
         let held = self.first_event.is_some();
         if self.active.is_none() || (self.answered && !held) {
             return;

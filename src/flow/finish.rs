@@ -13,7 +13,7 @@ use crate::usage::{self, Exporter};
 
 /// Queue a finished request's usage event; a full buffer drops it (counted).
 pub fn export_event(h: &mut impl Host, exporter: &RefCell<Exporter>, e: usage::Event) {
-    let queued = exporter.borrow_mut().push(e, h.now_ms());
+    let queued = usage::push(&mut exporter.borrow_mut(), &e, h.now_ms());
     if queued {
         h.add_gauge(names::metric::USAGE_BUFFERED, 1);
     } else {
@@ -85,6 +85,7 @@ impl Exchange {
             );
             export_event(h, &x, event);
         }
+        self.export_spans(h);
     }
 
     /// The record's metrics. Label values come from the configuration only (see

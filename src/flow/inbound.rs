@@ -67,6 +67,7 @@ impl Exchange {
         } else {
             endpoint.as_str()
         });
+        self.trace_start(h, &headers);
         match self.check_headers(&headers, end_of_stream) {
             Err(e) => Step::Reply(self.reject(e)),
             Ok(()) if !cfg.body_routing => self.route_on_headers(h, &headers),

@@ -145,6 +145,7 @@ impl Exchange {
         match call_rls(h, g, &bytes) {
             Ok(token) => {
                 self.holding.global_call = Some((token, described));
+                self.trace_global_start(h);
                 Ok(true)
             }
             Err(e) => {
@@ -215,12 +216,20 @@ impl Exchange {
                 14 => "unavailable",
                 _ => "error",
             };
+            self.trace_global_done(h, reason);
             return self.global_failed(h, reason);
         }
         let body = h.body(Buffer::GrpcResponse, size);
         let Some(verdict) = rls::verdict(&body, &described) else {
+            self.trace_global_done(h, "error");
             return self.global_failed(h, "error");
         };
+        let result = if verdict.over_limit.is_some() {
+            "over_limit"
+        } else {
+            "ok"
+        };
+        self.trace_global_done(h, result);
         self.holding
             .snapshot
             .get_or_insert_with(Snapshot::default)

@@ -6,7 +6,9 @@
 //!    [`limits`], the upstream request (provider, path, credential, body).
 //! 3. [`outbound`]: response headers and body — translators, the usage meter, the cache's
 //!    capture, the chain-failed reply.
-//! 4. [`finish`]: the end — settle, price, properties, metrics, the usage event.
+//! 4. [`finish`]: the end — settle, price, properties, metrics, the usage event, the spans.
+//!
+//! [`trace`] follows the request through all four when `tracing` is configured.
 //!
 //! [`attempt`] is the failover chain's upstream filter, and [`vm`] what a VM does between
 //! requests (configuration, ticks, posting usage events and reports). Each stage returns a
@@ -41,6 +43,7 @@ pub mod semantic;
 pub mod side;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 pub mod vm;
 
 /// What the shell does next with the request.
@@ -121,6 +124,8 @@ pub struct Shared {
     /// What finished requests still owe the global rate limit service.
     pub reports: Rc<RefCell<Vec<limits::Report>>>,
     pub exporter: Option<Rc<RefCell<Exporter>>>,
+    /// Where the spans go, with `tracing`.
+    pub tracer: Option<Rc<RefCell<Exporter>>>,
     /// The response cache's stores, when a route caches.
     pub caches: Option<Rc<cache::Stores>>,
     /// The access tokens the VM fetches, and the requests waiting for them.
@@ -145,6 +150,7 @@ impl Shared {
             limiter,
             reports: Rc::default(),
             exporter: None,
+            tracer: None,
             caches,
             tokens,
         }
@@ -243,6 +249,8 @@ pub struct Exchange {
     pub outbound: Outbound,
     /// The response cache's part in this request, on a caching route.
     pub cache: Option<Box<cache::State>>,
+    /// The request's trace, with `tracing`.
+    pub trace: Option<Box<crate::trace::span::State>>,
     /// The request's context in its VM (the root context resumes it by this id).
     pub context_id: u32,
 }
@@ -257,6 +265,7 @@ impl Exchange {
             holding: Holding::default(),
             outbound: Outbound::default(),
             cache: None,
+            trace: None,
             context_id: 0,
         }
     }

@@ -110,7 +110,7 @@ impl Exchange {
         } else {
             endpoint
         };
-        let meter = Meter::new(
+        let mut meter = Meter::new(
             read_as,
             &read_ct,
             ce.as_deref(),
@@ -118,6 +118,9 @@ impl Exchange {
             self.upstream.encoding,
             cfg.max_response_body_bytes,
         );
+        if let Some(max) = self.trace.as_ref().and_then(|t| t.content_max) {
+            meter.capture_output(max);
+        }
         if self.passthrough() && self.record.status >= 400 {
             // A passed-through error in Google's shape (Claude on Vertex AI) is rewritten in
             // Anthropic's (`translate_chunk`): its stated length would be wrong.

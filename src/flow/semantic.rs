@@ -82,6 +82,7 @@ impl Exchange {
         match h.post(&post) {
             Ok(token) => {
                 ctx.phase = Phase::Embedding(token);
+                self.trace_semantic_start(h);
                 Some(())
             }
             Err(err) => {
@@ -140,6 +141,12 @@ impl Exchange {
                 });
                 let answer = found.and_then(|k| stores.entries.get(&*h, &k, h.now_ms()));
                 self.add_lookup_time(h, t0);
+                let result = if answer.is_some() {
+                    "semantic_hit"
+                } else {
+                    "miss"
+                };
+                self.trace_semantic_done(h, result);
                 match answer.and_then(|a| self.serve_hit(h, &a, "semantic_hit")) {
                     Some(reply) => Step::Reply(reply),
                     None => self.proceed(h),
@@ -262,6 +269,12 @@ impl Exchange {
         if let Some(c) = self.cache.as_mut() {
             c.phase = Phase::Idle;
         }
+        let result = if answer.is_some() {
+            "semantic_hit"
+        } else {
+            "miss"
+        };
+        self.trace_semantic_done(h, result);
         match answer.and_then(|a| self.serve_hit(h, a.as_bytes(), "semantic_hit")) {
             Some(reply) => Step::Reply(reply),
             None => self.proceed(h),
@@ -271,6 +284,7 @@ impl Exchange {
     /// The semantic lookup could not be made: the request goes on to the provider.
     fn semantic_failed(&mut self, h: &mut impl Host, reason: &'static str) -> Step {
         self.record.semantic_failure = Some(reason);
+        self.trace_semantic_done(h, reason);
         if let Some(c) = self.cache.as_mut() {
             c.phase = Phase::Idle;
             c.vector = None;

@@ -13,11 +13,12 @@ use super::semantic::{failure, status_of_call};
 use super::{Exchange, Shared};
 use crate::config::Config;
 use crate::cooldown::{self, Cooling};
+use crate::export::{Done, Exporter, Sink};
 use crate::host::{self, Host, Post};
 use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names::{self, metric};
 use crate::rls;
-use crate::usage::{Done, Exporter};
+use crate::usage;
 
 /// How often a VM sends its queued end-of-request reports to the global rate limit service,
 /// posts usage events and adds vector-store records.
@@ -72,14 +73,17 @@ impl Vm {
             c.consumers.len()
         );
         let export = c.usage_export.clone();
+        let traces = c.tracing.as_ref().map(|t| t.export.clone());
         Cooling::init(h);
         let mut shared = Shared::new(c);
         if let Some(l) = &shared.limiter {
             l.borrow().init(h);
         }
-        shared.exporter = export.map(|e| {
-            let node = host::property_string(h, &["node", "id"]);
-            Rc::new(RefCell::new(Exporter::new(e, node)))
+        let node = host::property_string(h, &["node", "id"]);
+        shared.exporter = export.map(|e| Rc::new(RefCell::new(usage::exporter(e, node.clone()))));
+        shared.tracer = traces.map(|e| {
+            let frame = crate::otlp::frame(crate::otlp::Signal::Traces, &e.service_name, node);
+            Rc::new(RefCell::new(Exporter::new(e, Sink::Traces, frame)))
         });
         // Nothing to load for the tokenizer: its rank tables are static data of the module.
         let vm = Vm::new(Role::Gateway(shared));
@@ -121,7 +125,10 @@ impl Vm {
             return Duration::ZERO;
         };
         let c = &s.config;
-        let ticks = c.global().is_some() || s.exporter.is_some() || c.chroma().is_some();
+        let ticks = c.global().is_some()
+            || s.exporter.is_some()
+            || s.tracer.is_some()
+            || c.chroma().is_some();
         if ticks || s.tokens.is_some() {
             REPORT_PERIOD
         } else if c.cools_down() {
@@ -138,7 +145,7 @@ impl Vm {
             t.borrow_mut().on_tick(h);
         }
         self.flush_reports(h);
-        self.flush_usage(h, false);
+        self.flush_exports(h, false);
         self.flush_vector_adds(h);
         self.sweep_cooldowns(h);
         Some(self.idle_tick())
@@ -164,43 +171,18 @@ impl Vm {
         }
     }
 
-    /// Post the usage batches that are due (all of them when `drain`).
-    pub fn flush_usage(&mut self, h: &mut impl Host, drain: bool) {
-        let Some(x) = self.shared().and_then(|s| s.exporter.clone()) else {
-            return;
+    /// The VM's exporters: usage events, spans.
+    fn exporters(&self) -> Vec<Rc<RefCell<Exporter>>> {
+        let Some(s) = self.shared() else {
+            return Vec::new();
         };
-        let now = h.now_ms();
-        let batches = x.borrow_mut().take_due(now, drain);
-        if batches.is_empty() {
-            return;
-        }
-        let cfg = x.borrow().cfg.clone();
-        let extra: Vec<(&str, &str)> = cfg
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for b in batches {
-            let post = Post {
-                method: "POST",
-                cluster: &cfg.cluster,
-                authority: &cfg.authority,
-                path: &cfg.path,
-                headers: &extra,
-                body: &b.body,
-                timeout_ms: cfg.timeout_ms,
-            };
-            match h.post(&post) {
-                Ok(token) => x.borrow_mut().sent(token, b),
-                Err(e) => {
-                    log::warn!(
-                        "llm-gateway: cannot post usage events to cluster {}: {e:?}",
-                        cfg.cluster
-                    );
-                    let done = x.borrow_mut().failed(b, now);
-                    usage_done(h, done, "dispatch");
-                }
-            }
+        s.exporter.iter().chain(s.tracer.iter()).cloned().collect()
+    }
+
+    /// Post the batches of usage events and spans that are due (all of them when `drain`).
+    pub fn flush_exports(&mut self, h: &mut impl Host, drain: bool) {
+        for x in self.exporters() {
+            flush(h, &x, drain);
         }
     }
 
@@ -296,25 +278,28 @@ impl Vm {
             }
             return;
         }
-        let Some(x) = self.shared().and_then(|s| s.exporter.clone()) else {
-            return;
-        };
         let status = h.header(crate::host::Map::CallResponseHeaders, names::STATUS);
         let ok = status
             .as_deref()
             .and_then(|s| s.parse::<u16>().ok())
             .is_some_and(|s| (200..300).contains(&s));
-        let done = x.borrow_mut().answered(token, ok, h.now_ms());
-        if let Some(done) = done {
-            if !ok {
-                log::warn!(
-                    "llm-gateway: the usage collector answered {}",
-                    status.as_deref().unwrap_or("nothing")
-                );
+        let exporters = self.exporters();
+        for x in &exporters {
+            let sink = x.borrow().sink;
+            let done = x.borrow_mut().answered(token, ok, h.now_ms());
+            if let Some(done) = done {
+                if !ok {
+                    log::warn!(
+                        "llm-gateway: the collector of {} answered {}",
+                        sink.names().records,
+                        status.as_deref().unwrap_or("nothing")
+                    );
+                }
+                export_done(h, sink, done, status.as_deref().unwrap_or("no_response"));
+                break;
             }
-            usage_done(h, done, status.as_deref().unwrap_or("no_response"));
         }
-        if self.draining && x.borrow().in_flight() == 0 {
+        if self.draining && exporters.iter().all(|x| x.borrow().in_flight() == 0) {
             h.done();
         }
     }
@@ -332,11 +317,8 @@ impl Vm {
     /// The VM is going away (new configuration, shutdown): post what is left; `true` when
     /// nothing is left in flight (else the host waits for `done`).
     pub fn on_done(&mut self, h: &mut impl Host) -> bool {
-        self.flush_usage(h, true);
-        let waiting = self
-            .shared()
-            .and_then(|s| s.exporter.as_ref())
-            .is_some_and(|x| x.borrow().in_flight() > 0);
+        self.flush_exports(h, true);
+        let waiting = self.exporters().iter().any(|x| x.borrow().in_flight() > 0);
         self.draining = waiting;
         !waiting
     }
@@ -360,9 +342,10 @@ fn count_semantic_failure(h: &mut impl Host, reason: &str) {
     );
 }
 
-/// Count what became of a usage post.
-fn usage_done(h: &mut impl Host, done: Done, failure: &str) {
-    use names::metric::{TAG_REASON, USAGE_BUFFERED, USAGE_DROPPED, USAGE_POST_FAILURES};
+/// Count what became of a post of `sink`'s records.
+fn export_done(h: &mut impl Host, sink: Sink, done: Done, failure: &str) {
+    use names::metric::TAG_REASON;
+    let names = sink.names();
     let counter = |name: String, value: usize| MetricUpdate {
         kind: Kind::Counter,
         name,
@@ -371,20 +354,59 @@ fn usage_done(h: &mut impl Host, done: Done, failure: &str) {
     let gauge = |n: usize| -i64::try_from(n).unwrap_or(i64::MAX);
     match done {
         Done::Delivered(n) => {
-            h.metric(&counter(names::metric::USAGE_SENT.to_string(), n));
-            h.add_gauge(USAGE_BUFFERED, gauge(n));
+            h.metric(&counter(names.sent.to_string(), n));
+            h.add_gauge(names.buffered, gauge(n));
         }
         Done::Retrying | Done::Dropped(_) => {
-            let failures = metrics::stat_name(USAGE_POST_FAILURES, &[(TAG_REASON, failure)]);
+            let failures = metrics::stat_name(names.post_failures, &[(TAG_REASON, failure)]);
             h.metric(&counter(failures, 1));
             if let Done::Dropped(n) = done {
                 log::warn!(
-                    "llm-gateway: dropped {n} usage events after repeated failures to post them"
+                    "llm-gateway: dropped {n} {} after repeated failures to post them",
+                    names.records
                 );
                 let dropped =
-                    metrics::stat_name(USAGE_DROPPED, &[(TAG_REASON, "retries_exhausted")]);
+                    metrics::stat_name(names.dropped, &[(TAG_REASON, "retries_exhausted")]);
                 h.metric(&counter(dropped, n));
-                h.add_gauge(USAGE_BUFFERED, gauge(n));
+                h.add_gauge(names.buffered, gauge(n));
+            }
+        }
+    }
+}
+
+/// Post `x`'s batches that are due (all of them when `drain`).
+fn flush(h: &mut impl Host, x: &Rc<RefCell<Exporter>>, drain: bool) {
+    let now = h.now_ms();
+    let batches = x.borrow_mut().take_due(now, drain);
+    if batches.is_empty() {
+        return;
+    }
+    let (cfg, sink) = (x.borrow().cfg.clone(), x.borrow().sink);
+    let extra: Vec<(&str, &str)> = cfg
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for b in batches {
+        let post = Post {
+            method: "POST",
+            cluster: &cfg.cluster,
+            authority: &cfg.authority,
+            path: &cfg.path,
+            headers: &extra,
+            body: &b.body,
+            timeout_ms: cfg.timeout_ms,
+        };
+        match h.post(&post) {
+            Ok(token) => x.borrow_mut().sent(token, b),
+            Err(e) => {
+                log::warn!(
+                    "llm-gateway: cannot post {} to cluster {}: {e:?}",
+                    sink.names().records,
+                    cfg.cluster
+                );
+                let done = x.borrow_mut().failed(b, now);
+                export_done(h, sink, done, "dispatch");
             }
         }
     }

@@ -83,6 +83,9 @@ pub struct FakeHost {
     pub max_series: Option<usize>,
     /// Values `random` returns, in order (then 0).
     pub draws: VecDeque<u32>,
+    /// Values `random_u64` returns, in order; then a counter from 1.
+    pub bits: VecDeque<u64>,
+    bits_counter: u64,
     /// Body replacements the flow made: (buffer, replaced size, new bytes).
     pub bodies_set: Vec<(Buffer, usize, Vec<u8>)>,
     pub done_called: bool,
@@ -340,6 +343,13 @@ impl Host for FakeHost {
 
     fn random(&mut self, bound: u32) -> u32 {
         self.draws.pop_front().unwrap_or(0) % bound.max(1)
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        self.bits.pop_front().unwrap_or_else(|| {
+            self.bits_counter += 1;
+            self.bits_counter
+        })
     }
 
     fn done(&mut self) {

@@ -234,6 +234,10 @@ impl Host for WasmHost {
         fastrand::u32(0..bound.max(1))
     }
 
+    fn random_u64(&mut self) -> u64 {
+        fastrand::u64(..)
+    }
+
     fn done(&mut self) {
         let _ = hostcalls::done();
     }

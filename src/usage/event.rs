@@ -3,22 +3,14 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use super::config::Format;
+use crate::export::Format;
+use crate::otlp::{self, Decimal, KeyValue, Seq, Val};
 use crate::record::{Record, Tokens};
 
 /// The OTLP log record's `eventName`.
 pub const EVENT_NAME: &str = "llm_gateway.usage";
 /// The `eventName` of a budget alert (a JSON event says `"event": "budget_alert"`).
 pub const ALERT_EVENT_NAME: &str = "llm_gateway.budget_alert";
-
-/// One attribute value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    Str(String),
-    Int(u64),
-    Bool(bool),
-    Double(f64),
-}
 
 /// (OTLP attribute key, JSON key, value).
 type Fields = Vec<(&'static str, &'static str, Val)>;
@@ -34,6 +26,8 @@ pub struct Event {
     pub observed_ns: u64,
     /// (OTLP attribute key, JSON key, value); absent values are left out.
     pub fields: Fields,
+    /// With `tracing`: the request's trace and span (the log record's `traceId`, `spanId`).
+    pub trace: Option<crate::trace::Ids>,
 }
 
 impl Event {
@@ -48,6 +42,7 @@ impl Event {
             time_ns: start_ns,
             observed_ns: now_ns,
             fields: f,
+            trace: r.trace.clone(),
         }
     }
 
@@ -106,11 +101,12 @@ impl Event {
             time_ns: now_ns,
             observed_ns: now_ns,
             fields: f,
+            trace: r.trace.clone(),
         }
     }
 
     /// This event as an element of a post's array in `format`.
-    pub(super) fn encode(&self, format: Format) -> Vec<u8> {
+    pub fn encode(&self, format: Format) -> Vec<u8> {
         let out = match format {
             Format::Json => serde_json::to_vec(&Flat(self)),
             Format::Otlp => serde_json::to_vec(&LogRecord(self)),
@@ -148,7 +144,7 @@ fn what(f: &mut Fields, r: &Record, request_id: Option<String>) {
         f.push((
             "gen_ai.operation.name",
             "operation",
-            Val::Str(operation(e).to_string()),
+            Val::Str(crate::trace::span::operation(e).to_string()),
         ));
     }
     f.push(("llm_gateway.stream", "stream", Val::Bool(r.stream)));
@@ -272,52 +268,20 @@ impl Serialize for Flat<'_> {
         if self.0.name == ALERT_EVENT_NAME {
             m.serialize_entry("event", "budget_alert")?;
         }
+        if let Some(t) = &self.0.trace {
+            m.serialize_entry("trace_id", &t.trace_id)?;
+            m.serialize_entry("span_id", &t.span_id)?;
+        }
         for (_, k, v) in &self.0.fields {
             match v {
                 Val::Str(x) => m.serialize_entry(k, x)?,
                 Val::Int(x) => m.serialize_entry(k, x)?,
                 Val::Bool(x) => m.serialize_entry(k, x)?,
                 Val::Double(x) => m.serialize_entry(k, x)?,
+                Val::Strs(x) => m.serialize_entry(k, x)?,
             }
         }
         m.end()
-    }
-}
-
-/// An OTLP `KeyValue` in the OTLP/JSON encoding (64-bit integers as strings).
-struct KeyValue<'a>(&'a str, &'a Val);
-
-impl Serialize for KeyValue<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct AnyValue<'a>(&'a Val);
-        impl Serialize for AnyValue<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(1))?;
-                match self.0 {
-                    Val::Str(x) => m.serialize_entry("stringValue", x)?,
-                    // OTLP's intValue is an int64: a larger figure is sent as the largest.
-                    Val::Int(x) => {
-                        m.serialize_entry("intValue", &Decimal((*x).min(i64::MAX as u64)))?
-                    }
-                    Val::Bool(x) => m.serialize_entry("boolValue", x)?,
-                    Val::Double(x) => m.serialize_entry("doubleValue", x)?,
-                }
-                m.end()
-            }
-        }
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("key", self.0)?;
-        m.serialize_entry("value", &AnyValue(self.1))?;
-        m.end()
-    }
-}
-
-/// A 64-bit integer as a JSON string, as OTLP/JSON writes them.
-struct Decimal(u64);
-
-impl Serialize for Decimal {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
     }
 }
 
@@ -333,6 +297,12 @@ impl Serialize for LogRecord<'_> {
         m.serialize_entry("severityNumber", &9)?;
         m.serialize_entry("severityText", "INFO")?;
         m.serialize_entry("eventName", e.name)?;
+        if let Some(t) = &e.trace {
+            // The request's span: a trace backend links the record to it.
+            m.serialize_entry("traceId", &t.trace_id)?;
+            m.serialize_entry("spanId", &t.span_id)?;
+            m.serialize_entry("flags", &u32::from(t.sampled))?;
+        }
         m.serialize_entry(
             "attributes",
             &Seq(|| e.fields.iter().map(|(k, _, v)| KeyValue(k, v))),
@@ -341,75 +311,15 @@ impl Serialize for LogRecord<'_> {
     }
 }
 
-/// A sequence serialized straight from an iterator.
-struct Seq<F>(F);
-
-impl<F, I> Serialize for Seq<F>
-where
-    F: Fn() -> I,
-    I: Iterator,
-    I::Item: Serialize,
-{
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq((self.0)())
-    }
-}
-
-/// The OTLP instrumentation scope.
-struct Scope;
-
-impl Serialize for Scope {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("name", "llm-gateway")?;
-        m.serialize_entry("version", env!("CARGO_PKG_VERSION"))?;
-        m.end()
-    }
-}
-
-/// The GenAI semantic conventions' operation name of an endpoint.
-fn operation(endpoint: &str) -> &'static str {
-    match endpoint {
-        "embeddings" => "embeddings",
-        "completions" => "text_completion",
-        _ => "chat",
-    }
-}
-
 /// What every post of `format` starts and ends with: for OTLP, the `ExportLogsServiceRequest`
-/// with its resource (`service.name` and the version, and `instance`, this Envoy's node id, when
-/// it has one) and scope up to the `logRecords` array; for JSON, `[`.
+/// with its resource and scope up to the `logRecords` array ([`otlp::frame`]); for JSON, `[`.
 pub(super) fn frame(
     format: Format,
     service_name: &str,
     instance: Option<String>,
 ) -> (Vec<u8>, &'static [u8]) {
-    let mut resource = vec![
-        ("service.name", Val::Str(service_name.to_string())),
-        (
-            "service.version",
-            Val::Str(env!("CARGO_PKG_VERSION").to_string()),
-        ),
-    ];
-    if let Some(i) = instance.filter(|i| !i.is_empty()) {
-        resource.push(("service.instance.id", Val::Str(i)));
-    }
     match format {
         Format::Json => (b"[".to_vec(), b"]"),
-        Format::Otlp => {
-            let attrs =
-                serde_json::to_string(&Seq(|| resource.iter().map(|(k, v)| KeyValue(k, v))))
-                    .unwrap_or_else(|_| "[]".into());
-            let scope = serde_json::to_string(&Scope).unwrap_or_else(|_| "{}".into());
-            let prefix = [OTLP_RESOURCE, &attrs, OTLP_SCOPE, &scope, OTLP_RECORDS].concat();
-            (prefix.into_bytes(), OTLP_END)
-        }
+        Format::Otlp => otlp::frame(otlp::Signal::Logs, service_name, instance),
     }
 }
-
-// The OTLP frame around the log records, in pieces: the resource's attributes go after the
-// first, the scope after the second, the records after the third; the last closes it all.
-const OTLP_RESOURCE: &str = r#"{"resourceLogs":[{"resource":{"attributes":"#;
-const OTLP_SCOPE: &str = r#"},"scopeLogs":[{"scope":"#;
-const OTLP_RECORDS: &str = r#","logRecords":["#;
-const OTLP_END: &[u8] = b"]}]}]}";

@@ -100,8 +100,8 @@ fn events_carry_everything_in_both_encodings() {
         1_700_000_000_123_456_789,
         1_700_000_001_000_000_000,
     );
-    let x = Exporter::new(export(json!({"format": "json"})), None);
-    let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+    let x = exporter(export(json!({"format": "json"})), None);
+    let v: Value = serde_json::from_slice(&encode(&x, std::slice::from_ref(&e))).expect("json");
     assert_eq!(
         v,
         json!([{"time_unix_ms": 1_700_000_000_123u64, "request_id": "abc", "consumer": "team-a",
@@ -113,8 +113,8 @@ fn events_carry_everything_in_both_encodings() {
                 "reasoning_tokens": 0, "usage_estimated": false, "cost_usd": 0.000045,
                 "duration_ms": 12, "ttft_ms": 3, "attempts": 2, "failover": "primary:503"}])
     );
-    let x = Exporter::new(export(json!({})), Some("node-1".into()));
-    let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+    let x = exporter(export(json!({})), Some("node-1".into()));
+    let v: Value = serde_json::from_slice(&encode(&x, &[e])).expect("json");
     let rl = &v["resourceLogs"][0];
     assert_eq!(
         rl["resource"]["attributes"][2],
@@ -162,19 +162,19 @@ fn events_carry_everything_in_both_encodings() {
 
 #[test]
 fn batches_by_size_and_age() {
-    let mut x = Exporter::new(export(json!({"format": "json"})), None);
+    let mut x = exporter(export(json!({"format": "json"})), None);
     for n in 0..2 {
-        assert!(x.push(event(n), 1000));
+        assert!(push(&mut x, &event(n), 1000));
     }
     assert!(x.take_due(1050, false).is_empty(), "neither full nor old");
     let due = x.take_due(1100, false);
     assert_eq!(due.iter().map(|b| b.events).collect::<Vec<_>>(), [2]);
     // The 2 taken are held until their post is answered: 5 more fill the bound of 7.
     for n in 0..5 {
-        assert!(x.push(event(n), 2000));
+        assert!(push(&mut x, &event(n), 2000));
     }
     assert_eq!(x.held(), 7);
-    assert!(!x.push(event(9), 2000), "the buffer is bounded");
+    assert!(!push(&mut x, &event(9), 2000), "the buffer is bounded");
     let due2 = x.take_due(2000, false);
     assert_eq!(due2.iter().map(|b| b.events).collect::<Vec<_>>(), [3]);
     let rest = x.take_due(2100, false);
@@ -185,9 +185,9 @@ fn batches_by_size_and_age() {
 
 #[test]
 fn failed_posts_retry_with_backoff_then_drop() {
-    let mut x = Exporter::new(export(json!({})), None);
+    let mut x = exporter(export(json!({})), None);
     for n in 0..3 {
-        x.push(event(n), 0);
+        push(&mut x, &event(n), 0);
     }
     let mut b = x.take_due(0, false);
     assert_eq!(b.len(), 1);
@@ -208,7 +208,7 @@ fn failed_posts_retry_with_backoff_then_drop() {
     assert_eq!(x.failed(b, 310), Done::Dropped(3), "after max_retries (2)");
     assert_eq!(x.held(), 0);
     // A delivered batch frees its events.
-    x.push(event(1), 400);
+    push(&mut x, &event(1), 400);
     let b = x.take_due(400, true).remove(0);
     x.sent(1, b);
     assert_eq!(x.answered(1, true, 401), Some(Done::Delivered(1)));
@@ -217,9 +217,9 @@ fn failed_posts_retry_with_backoff_then_drop() {
 
 #[test]
 fn in_flight_posts_are_bounded() {
-    let mut x = Exporter::new(export(json!({"max_buffered_events": 100})), None);
+    let mut x = exporter(export(json!({"max_buffered_events": 100})), None);
     for n in 0..30 {
-        x.push(event(n), 0);
+        push(&mut x, &event(n), 0);
     }
     let due = x.take_due(0, false);
     assert_eq!(due.len(), MAX_IN_FLIGHT);
@@ -244,14 +244,14 @@ fn the_largest_figures_are_exported_in_range() {
     });
     r.cost = Some(u64::MAX);
     let e = Event::new(&r, None, u64::MAX, u64::MAX);
-    let x = Exporter::new(export(json!({"format": "json"})), None);
-    let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+    let x = exporter(export(json!({"format": "json"})), None);
+    let v: Value = serde_json::from_slice(&encode(&x, std::slice::from_ref(&e))).expect("json");
     assert_eq!(v[0]["prompt_tokens"], u64::MAX);
     assert_eq!(v[0]["total_tokens"], u64::MAX);
     // OTLP's intValue is an int64: the largest it holds, never a value the collector
     // refuses (which would drop the whole batch).
-    let x = Exporter::new(export(json!({})), None);
-    let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+    let x = exporter(export(json!({})), None);
+    let v: Value = serde_json::from_slice(&encode(&x, &[e])).expect("json");
     let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
     assert_eq!(rec["timeUnixNano"], u64::MAX.to_string(), "fixed64");
     let attr = |k: &str| {
@@ -280,8 +280,8 @@ fn the_largest_figures_are_exported_in_range() {
 fn a_post_is_sized_by_its_events_not_by_batch_size() {
     let cfg = export(json!({"batch_size": MAX_BATCH_SIZE,
                             "max_buffered_events": MAX_BUFFERED_EVENTS}));
-    let mut x = Exporter::new(cfg, None);
-    assert!(x.push(event(1), 0));
+    let mut x = exporter(cfg, None);
+    assert!(push(&mut x, &event(1), 0));
     let b = x.take_due(10_000, false).remove(0);
     assert_eq!(b.events, 1);
     // Once 2048 × batch_size bytes up front (2 GB at a batch_size of 1000000).
@@ -292,7 +292,7 @@ fn a_post_is_sized_by_its_events_not_by_batch_size() {
         EVENT_NAME
     );
     for n in 0..MAX_BATCH_SIZE as u64 {
-        x.push(event(n), 20_000);
+        push(&mut x, &event(n), 20_000);
     }
     let full = x.take_due(20_000, false).remove(0);
     assert_eq!(full.events, MAX_BATCH_SIZE);
@@ -313,8 +313,8 @@ fn a_budget_alert_is_an_event_of_its_own_in_both_formats() {
     let mut r = record(8);
     r.team = Some("eng".into());
     let e = Event::budget_alert(&c, &r, 1_700_000_000_000_000_000);
-    let x = Exporter::new(export(json!({"format": "json"})), None);
-    let v: Value = serde_json::from_slice(&x.encode(std::slice::from_ref(&e))).expect("json");
+    let x = exporter(export(json!({"format": "json"})), None);
+    let v: Value = serde_json::from_slice(&encode(&x, std::slice::from_ref(&e))).expect("json");
     assert_eq!(
         v,
         json!([{"time_unix_ms": 1_700_000_000_000u64, "event": "budget_alert",
@@ -323,8 +323,8 @@ fn a_budget_alert_is_an_event_of_its_own_in_both_formats() {
                 "limit_usd": 500.0, "resets_unix_ms": 1_798_761_600_000u64,
                 "consumer": "team-a", "team": "eng"}])
     );
-    let x = Exporter::new(export(json!({})), None);
-    let v: Value = serde_json::from_slice(&x.encode(&[e])).expect("json");
+    let x = exporter(export(json!({})), None);
+    let v: Value = serde_json::from_slice(&encode(&x, &[e])).expect("json");
     let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
     assert_eq!(rec["eventName"], "llm_gateway.budget_alert");
     assert_eq!(

@@ -3,9 +3,12 @@
     collector.py [--status 200] [--fail-first N] [--delay-ms D]
 
 Prints `listening on 127.0.0.1:PORT` once it accepts connections. A POST to `/v1/logs` is parsed
-as an OTLP `ExportLogsServiceRequest` with the official protobuf types (`opentelemetry-proto`,
-protobuf's `json_format`, strict: an unknown field is an error), as an OpenTelemetry Collector
-would; a body that does not parse is answered 400, like the Collector does. Any other POST must
+as an OTLP `ExportLogsServiceRequest`, one to `/v1/traces` as an `ExportTraceServiceRequest`, with
+the official protobuf types (`opentelemetry-proto`, protobuf's `json_format`, strict: an unknown
+field is an error), as an OpenTelemetry Collector would; a body that does not parse is answered
+400, like the Collector does. OTLP/JSON writes trace and span ids as hex, not as the base64 of
+protobuf's JSON mapping: like the Collector, the ids are read as hex of exactly 16 or 8 bytes
+(anything else is a parse error), and the parsed dict shows them as hex again. Any other POST must
 be JSON. The first `--fail-first` posts are answered 500 (and not recorded as accepted); after
 that, posts get `--status`.
 
@@ -23,6 +26,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+import base64
+
+# OTLP/JSON id fields and their length in bytes.
+ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
+MESSAGES = {"/v1/logs": ExportLogsServiceRequest, "/v1/traces": ExportTraceServiceRequest}
+
+
+def ids(value, to_proto):
+    """Walk a decoded OTLP/JSON message and re-encode its id fields: hex to protobuf-JSON base64
+    (`to_proto`), or back to hex. An id that is not hex of its exact length is an error; an empty
+    one means unset (OTLP's parentSpanId of a root span)."""
+    if isinstance(value, list):
+        return [ids(v, to_proto) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for k, v in value.items():
+        if k in ID_FIELDS and isinstance(v, str) and v:
+            if to_proto:
+                raw = bytes.fromhex(v) if len(v) == 2 * ID_FIELDS[k] and v == v.lower() else None
+                if raw is None:
+                    raise ValueError(f"{k} {v!r} is not {ID_FIELDS[k]} bytes of lowercase hex")
+                out[k] = base64.b64encode(raw).decode()
+            else:
+                out[k] = base64.b64decode(v).hex()
+        else:
+            out[k] = ids(v, to_proto)
+    return out
 
 
 def main():
@@ -80,9 +113,10 @@ def main():
                 "error": None,
             }
             try:
-                if self.path == "/v1/logs":
-                    msg = json_format.Parse(text, ExportLogsServiceRequest())
-                    entry["otlp"] = json_format.MessageToDict(msg)
+                if self.path in MESSAGES:
+                    proto = json.dumps(ids(json.loads(text), True))
+                    msg = json_format.Parse(proto, MESSAGES[self.path]())
+                    entry["otlp"] = ids(json_format.MessageToDict(msg), False)
                 else:
                     json.loads(text)
             except Exception as e:  # noqa: BLE001 - any parse failure is the client's fault

@@ -14,4 +14,5 @@ mod limits;
 mod outbound;
 mod responses;
 mod support;
+mod trace;
 mod vm;

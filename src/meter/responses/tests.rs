@@ -152,6 +152,7 @@ fn completed() -> Learned {
         id: Some(ID.into()),
         complete: true,
         stream_error: false,
+        ..Learned::default()
     }
 }
 

@@ -1,4 +1,5 @@
-//! `usage_export`: where usage events go, in which format, and the bounds of the buffer.
+//! Where a sink's records go (`usage_export`, `tracing.export`), in which format, and the
+//! bounds of the buffer.
 
 use std::collections::BTreeMap;
 
@@ -41,7 +42,7 @@ pub struct RawExport {
     pub service_name: Option<String>,
 }
 
-/// Where and how usage events are sent.
+/// Where and how a sink's records (usage events, spans) are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
     pub cluster: String,
@@ -75,34 +76,68 @@ pub const MAX_FLUSH_INTERVAL_MS: u64 = 600_000;
 /// Largest `max_retries` (the back-off reaches `MAX_BACKOFF_MS` after 6).
 pub const MAX_RETRIES: u32 = 10;
 
+/// What a section's records are, for its defaults and its errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Section {
+    /// The field path every error starts with (`usage_export`, `tracing.export`).
+    pub field: &'static str,
+    /// The OTLP/HTTP path of its signal (`/v1/logs`, `/v1/traces`).
+    pub otlp_path: &'static str,
+    /// The section takes OTLP only.
+    pub otlp_only: bool,
+}
+
+/// `usage_export`.
+pub const USAGE: Section = Section {
+    field: "usage_export",
+    otlp_path: "/v1/logs",
+    otlp_only: false,
+};
+
+/// `tracing.export`.
+pub const TRACES: Section = Section {
+    field: "tracing.export",
+    otlp_path: "/v1/traces",
+    otlp_only: true,
+};
+
 impl Export {
     /// Validate `usage_export`.
     pub fn parse(raw: RawExport) -> Result<Export, ConfigError> {
+        Export::parse_section(raw, USAGE)
+    }
+
+    /// Validate a section of this shape.
+    pub fn parse_section(raw: RawExport, section: Section) -> Result<Export, ConfigError> {
+        let field = section.field;
         if raw.cluster.trim().is_empty() {
-            return Err(err(format!("{F}.cluster"), "must not be empty"));
+            return Err(err(format!("{field}.cluster"), "must not be empty"));
         }
         let format = raw.format.unwrap_or(Format::Otlp);
-        let path = path(raw.path, format)?;
-        let headers = headers(raw.headers)?;
+        if section.otlp_only && format != Format::Otlp {
+            return Err(err(format!("{field}.format"), "must be otlp"));
+        }
+        let path = path(field, raw.path, format, section.otlp_path)?;
+        let headers = headers(field, raw.headers)?;
         let batch_size = bounded(
-            &format!("{F}.batch_size"),
+            &format!("{field}.batch_size"),
             raw.batch_size,
             DEFAULT_BATCH_SIZE,
             MAX_BATCH_SIZE,
         )?;
         let max_buffered_events = bounded(
-            &format!("{F}.max_buffered_events"),
+            &format!("{field}.max_buffered_events"),
             raw.max_buffered_events,
             DEFAULT_MAX_BUFFERED_EVENTS,
             MAX_BUFFERED_EVENTS,
         )?;
         if max_buffered_events < batch_size {
             return Err(err(
-                format!("{F}.max_buffered_events"),
+                format!("{field}.max_buffered_events"),
                 "must be at least batch_size",
             ));
         }
-        let authority = non_empty(&format!("{F}.authority"), raw.authority)?
+        let authority = non_empty(&format!("{field}.authority"), raw.authority)?
             .unwrap_or_else(|| raw.cluster.clone());
         Ok(Export {
             format,
@@ -111,45 +146,53 @@ impl Export {
             headers,
             batch_size,
             flush_interval_ms: bounded(
-                &format!("{F}.flush_interval_ms"),
+                &format!("{field}.flush_interval_ms"),
                 raw.flush_interval_ms,
                 DEFAULT_FLUSH_INTERVAL_MS,
                 MAX_FLUSH_INTERVAL_MS,
             )?,
             max_buffered_events,
             max_retries: at_most(
-                &format!("{F}.max_retries"),
+                &format!("{field}.max_retries"),
                 raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
                 MAX_RETRIES,
             )?,
             timeout_ms: bounded(
-                &format!("{F}.timeout_ms"),
+                &format!("{field}.timeout_ms"),
                 raw.timeout_ms,
                 DEFAULT_TIMEOUT_MS,
                 MAX_TIMEOUT_MS,
             )?,
-            service_name: non_empty(&format!("{F}.service_name"), raw.service_name)?
+            service_name: non_empty(&format!("{field}.service_name"), raw.service_name)?
                 .unwrap_or_else(|| "llm-gateway".to_string()),
             cluster: raw.cluster,
         })
     }
 }
 
-/// The section's name, which every field path starts with.
-const F: &str = "usage_export";
-
-/// The path events are posted to: as configured, or the format's.
-fn path(raw: Option<String>, format: Format) -> Result<String, ConfigError> {
+/// The path records are posted to: as configured, or the format's.
+fn path(
+    field: &str,
+    raw: Option<String>,
+    format: Format,
+    otlp_path: &str,
+) -> Result<String, ConfigError> {
     match raw {
         Some(p) if p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control()) => Ok(p),
-        Some(_) => Err(err(format!("{F}.path"), "must be a path starting with /")),
-        None if format == Format::Otlp => Ok("/v1/logs".to_string()),
+        Some(_) => Err(err(
+            format!("{field}.path"),
+            "must be a path starting with /",
+        )),
+        None if format == Format::Otlp => Ok(otlp_path.to_string()),
         None => Ok("/".to_string()),
     }
 }
 
 /// The headers every post carries: names lowercased, none the gateway sets itself.
-fn headers(raw: BTreeMap<String, String>) -> Result<Vec<(String, String)>, ConfigError> {
+fn headers(
+    field: &str,
+    raw: BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut headers = Vec::with_capacity(raw.len());
     for (name, value) in raw {
         let n = name.to_ascii_lowercase();
@@ -159,7 +202,7 @@ fn headers(raw: BTreeMap<String, String>) -> Result<Vec<(String, String)>, Confi
             && !matches!(n.as_str(), "content-type" | "content-length" | "host");
         if !valid || value.bytes().any(|b| b.is_ascii_control()) {
             return Err(err(
-                format!("{F}.headers.{name}"),
+                format!("{field}.headers.{name}"),
                 "is not a header the gateway can set",
             ));
         }
