@@ -123,14 +123,19 @@ $(MIN_ENVOY_VENV)/bin/envoy:
 integration-min-envoy: build fake redis collector-deps chroma-deps sdk $(MIN_ENVOY_VENV)/bin/envoy
 	ENVOY_BIN=$(MIN_ENVOY_VENV)/bin/envoy $(CARGO) test -p llm-gateway --test gateway --test hot_reload --test limits --test global_limits --test providers --test usage --test cache --test semantic_store --test labels --test billing --test credentials --test models --test outage --test params --test responses
 
-# The Kubernetes/Istio manifests: kubectl (its kustomize), the schema validators, pytest.
+# The Kubernetes/Istio/Envoy Gateway manifests: kubectl (its kustomize), the schema validators
+# (jsonschema and cel-python for the vendored Envoy Gateway CRDs, python-jsonpath for
+# EnvoyPatchPolicy), pytest.
 k8s-deps: | $(VENV)/bin/python
 	@command -v kubectl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubectl; }
-	@$(VENV)/bin/python -c 'import kubernetes_validate, cloudcoil.models.istio, cloudcoil.models.prometheus_operator, pytest, yaml' 2>/dev/null || \
+	@$(VENV)/bin/python -c 'import kubernetes_validate, cloudcoil.models.istio, cloudcoil.models.prometheus_operator, pytest, yaml, jsonschema, jsonpath, celpy' 2>/dev/null || \
 	  $(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
-	    cloudcoil-models-istio==1.24.2.1 cloudcoil-models-prometheus-operator==0.80.1.0 pytest==9.2.0 pyyaml==6.0.4
+	    cloudcoil-models-istio==1.24.2.1 cloudcoil-models-prometheus-operator==0.80.1.0 pytest==9.2.0 pyyaml==6.0.4 \
+	    jsonschema==4.26.0 python-jsonpath==2.2.2 cel-python==0.5.0
 
+# (The Envoy Gateway test also runs the generated Envoy configuration against the fake provider.)
 k8s-test: build envoy k8s-deps
+	$(CARGO) build --release -p fake-provider
 	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 VENV=$(VENV) $(VENV)/bin/python -m pytest -q tests/k8s
 
 # The plugin image: with Docker or Podman both Dockerfile targets, and in any case the `plugin`
