@@ -197,6 +197,19 @@ def bootstrap(variant, fake_port, workdir, rls_port=None, sink_port=None, direct
             "name": "usage", "type": "STATIC", "connect_timeout": "1s",
             "load_assignment": {"cluster_name": "usage", "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": sink_port}}}}]}]}})
+    if variant in ("tracing", "tracing-unsampled"):
+        # The shipped configuration plus tracing: every request sampled, its spans (the request's
+        # and its attempt's) posted as OTLP to the stub collector; or none sampled (the context
+        # is still read and sent on, and the ids logged).
+        conf = filters[0]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(conf["value"])
+        ratio = 1.0 if variant == "tracing" else 0.0
+        plugin["tracing"] = {"export": {"cluster": "traces"}, "sampling_ratio": ratio}
+        conf["value"] = json.dumps(plugin)
+        b["static_resources"]["clusters"].append({
+            "name": "traces", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "traces", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": sink_port}}}}]}]}})
     if variant in ("local-limits", "local-budget", "global-limits", "global-budget"):
         # The shipped configuration plus limits: local ones, a local dollar budget, or the
         # global service alone.
@@ -608,25 +621,34 @@ def main():
             # (request and answer translated) (B).
             # And usage events posted to a collector (OTLP, batches of 100 or every second).
             sink = start_collector(procs)
-            for v in ("failover", "anthropic", "usage-export"):
+            # And spans (tracing on, every request sampled) to the same collector.
+            for v in ("failover", "anthropic", "usage-export", "tracing"):
                 lat[v] = start_envoy(procs, v, fake, wd, 1, sink_port=sink)
                 wrk(lat[v], body_files["1KB"], 1, "1s")
             prov = {}
             for r in range(rounds):
-                for v in ("filter", "failover", "anthropic", "usage-export"):
+                for v in ("filter", "failover", "anthropic", "usage-export", "tracing"):
                     prov.setdefault(v, []).append(wrk(lat[v], body_files["1KB"], 1, lat_time))
             sent = gauge(lat["usage-export"], "llm_gateway_usage_events_sent_total") or 0
             if not sent:
                 sys.exit("usage export: the collector accepted no events")
             notes.append(f"usage export: {sent} events accepted by the collector during the runs")
+            spans = gauge(lat["tracing"], "llm_gateway_trace_spans_sent_total") or 0
+            if not spans:
+                sys.exit("tracing: the collector accepted no spans")
+            notes.append(f"tracing: {spans} spans accepted by the collector during the runs")
             for v, label in (("failover", "failover chain, first provider answers"),
                              ("anthropic", "Anthropic provider (translated)"),
-                             ("usage-export", "usage events to a collector (OTLP)")):
-                for stat in ("p50", "p99"):
+                             ("usage-export", "usage events to a collector (OTLP)"),
+                             ("tracing", "tracing on (every request sampled, spans to a collector)")):
+                for stat in ("p50", "p99", "cpu"):
+                    if stat == "cpu" and v != "tracing":
+                        continue
                     a = statistics.median(x[stat] for x in prov["filter"])
                     b = statistics.median(x[stat] for x in prov[v])
-                    rows.append((f"chat 1KB, {label}, c=1, {stat}", f"filter {fmt_us(a)}",
-                                 f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
+                    name = (f"Envoy CPU per request, chat 1KB, {label}, c=1" if stat == "cpu"
+                            else f"chat 1KB, {label}, c=1, {stat}")
+                    rows.append((name, f"filter {fmt_us(a)}", f"{fmt_us(b)}", fmt_us(b - a), f"{b / a:.2f}×"))
             # Cloud providers: the same 1 KB chat request, by model, through the demo's routes to
             # Bedrock (Converse, the request signed by Envoy's SigV4 filter), Gemini, Vertex Gemini
             # (its token from the metadata server, cached) and Vertex Claude (Anthropic's format),

@@ -253,6 +253,65 @@ fn usage(c: &mut Criterion) {
     group.finish();
 }
 
+/// What tracing adds in `on_log`: the request's span and its attempt's, built and encoded.
+fn trace(c: &mut Criterion) {
+    use llm_gateway::meter::{Learned, Usage};
+    use llm_gateway::record::Record;
+    use llm_gateway::trace::span::{self, Attempt, State};
+    use llm_gateway::trace::Context;
+    let record = Record {
+        consumer: Some("team-a".into()),
+        request_model: Some("gpt-4o-mini".into()),
+        upstream_model: Some("gpt-4o-mini".into()),
+        provider: Some("openai".into()),
+        endpoint: Some("chat.completions"),
+        request_id: Some("0b7c8a36-6a1e-4a5e-9f57-3c1f1b2a9d10".into()),
+        status: 200,
+        cost: Some(45_000_000),
+        learned: Learned {
+            usage: Some(Usage {
+                prompt_tokens: Some(250),
+                completion_tokens: Some(60),
+                total_tokens: Some(310),
+                ..Default::default()
+            }),
+            model: Some("gpt-4o-mini-2024-07-18".into()),
+            id: Some("chatcmpl-AbCdEf0123456789".into()),
+            finish_reasons: vec!["stop"],
+            complete: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut bits = [0x4bf9_2f35_77b3_4da6u64, 0xa3ce_929d_0e0e_4736, 7]
+        .into_iter()
+        .cycle();
+    let ctx = Context::start(None, None, 1.0, &mut || bits.next().unwrap_or(1));
+    let st = State::new(ctx, 1_767_225_600_000_000_000);
+    let attempt = Attempt {
+        n: 1,
+        provider: "openai".into(),
+        model: Some("gpt-4o-mini".into()),
+        outcome: "200".into(),
+        start_ns: 1_767_225_600_000_100_000,
+        end_ns: 1_767_225_600_300_000_000,
+    };
+    let mut group = c.benchmark_group("trace");
+    group.bench_function("spans per request (build, encode OTLP)", |b| {
+        b.iter(|| {
+            let spans = span::spans(
+                &st,
+                &record,
+                1_767_225_600_350_000_000,
+                std::slice::from_ref(&attempt),
+                None,
+            );
+            spans.iter().map(|s| s.encode().len()).sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
 fn cache(c: &mut Criterion) {
     use llm_gateway::cache::{self, CacheConfig, Entries, VectorIndex};
     use llm_gateway::limits::test_store::MemStore;
@@ -298,5 +357,5 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, tokenizer, usage, cache);
+criterion_group!(benches, pipeline, tokenizer, usage, trace, cache);
 criterion_main!(benches);

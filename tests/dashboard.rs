@@ -150,7 +150,23 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
     let ps = panels(&d);
     let ids: BTreeSet<u64> = ps.iter().filter_map(|p| p["id"].as_u64()).collect();
     assert_eq!(ids.len(), ps.len(), "unique panel ids");
-    for p in ps.iter().filter(|p| p["type"] != "row") {
+    for p in ps.iter().filter(|p| p["type"] == "text") {
+        // Text panels say how to use the others (find a request's trace from its access-log
+        // line): they name the fields the access log really has.
+        let text = p["options"]["content"].as_str().expect("content");
+        for field in [
+            "trace_id",
+            "span_id",
+            "trace_sampled",
+            "x-llm-gateway-request-id",
+        ] {
+            assert!(text.contains(field), "{}: {field}", p["title"]);
+        }
+    }
+    for p in ps
+        .iter()
+        .filter(|p| p["type"] != "row" && p["type"] != "text")
+    {
         assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
         assert!(p["gridPos"]["w"].as_u64().is_some_and(|w| w <= 24));
         assert!(!p["targets"].as_array().expect("targets").is_empty());
@@ -162,6 +178,8 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
     let fake = Fake::start(None);
     let dead = free_port();
     let sink = Collector::start(&["--fail-first", "1"]);
+    // Spans to a collector of their own, whose first post fails too.
+    let trace_sink = Collector::start(&["--fail-first", "1"]);
     let config = json!({
         "providers": {
             "openai": {"cluster": "openai", "api_key_env": "OPENAI_API_KEY"},
@@ -180,7 +198,9 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
         "limits": {"consumers": {"limited": {"rpm": 1}},
                    "global": {"cluster": "ratelimit", "timeout_ms": 50}},
         "usage_export": {"cluster": "usage", "flush_interval_ms": 50, "max_retries": 0},
+        "tracing": {"export": {"cluster": "traces", "flush_interval_ms": 50, "max_retries": 0}},
     });
+    let trace_port = trace_sink.port;
     let gw = Gateway::start(
         &fake,
         Options {
@@ -194,6 +214,7 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
                 clusters.push(chain);
                 clusters.push(http_cluster("dead", dead));
                 clusters.push(http_cluster("usage", sink.port));
+                clusters.push(http_cluster("traces", trace_port));
                 clusters.push(grpc_cluster("ratelimit", free_port()));
             })),
             ..Options::default()
@@ -239,15 +260,17 @@ fn every_query_is_promql_on_the_metrics_the_filter_emits() {
     std::thread::sleep(Duration::from_millis(300));
     ok(chat_as(&gw, "team-a", &hello("gpt-4o-mini"), &[]));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sink
-        .received()
-        .iter()
-        .filter(|p| p["status"] == 200)
-        .count()
-        == 0
-    {
-        assert!(Instant::now() < deadline, "no usage post accepted");
-        std::thread::sleep(Duration::from_millis(50));
+    for (what, sink) in [("usage", &sink), ("trace", &trace_sink)] {
+        while sink
+            .received()
+            .iter()
+            .filter(|p| p["status"] == 200)
+            .count()
+            == 0
+        {
+            assert!(Instant::now() < deadline, "no {what} post accepted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     std::thread::sleep(Duration::from_millis(200));
 

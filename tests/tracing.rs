@@ -51,6 +51,8 @@ fn setup(tracing: Value, sink_up: bool) -> Setup {
         "consumers": [{"name": "team-a"}],
         "consumer_header": "x-team",
         "tracing": t,
+        // Usage events to the same collector (OTLP logs): each names its request's span.
+        "usage_export": {"cluster": "otel", "flush_interval_ms": 100},
     });
     let down_port = down.port;
     let opts = Options {
@@ -218,6 +220,24 @@ fn a_callers_chat_is_a_genai_span_in_its_trace_and_the_provider_gets_the_attempt
     assert_eq!(trace_id, CALLER_TRACE);
     assert_eq!(span_id, req.1["spanId"].as_str().unwrap());
     assert_eq!(sampled, "true");
+    // So does the usage event, as the log record's traceId and spanId.
+    let record = |posts: &[Value]| -> Option<Value> {
+        posts
+            .iter()
+            .filter(|p| p["path"] == "/v1/logs" && p["status"] == 200)
+            .flat_map(|p| {
+                p["otlp"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .find(|r| r.to_string().contains("trace-1"))
+    };
+    let posts = s.sink.wait_for(10, |p| record(p).is_some());
+    let rec = record(&posts).expect("the usage event");
+    assert_eq!(rec["traceId"], CALLER_TRACE);
+    assert_eq!(rec["spanId"], span_id);
+    assert_eq!(rec["flags"], 1);
 }
 
 #[test]

@@ -93,6 +93,10 @@ impl State {
     }
 }
 
+/// A string attribute from the wire (a model name) is cut to this many bytes; the content
+/// attributes have their own bound (`tracing.content.max_bytes`).
+pub const MAX_ATTR_BYTES: usize = 256;
+
 /// Events a span carries at most.
 pub const MAX_EVENTS: usize = 8;
 
@@ -141,7 +145,10 @@ pub fn spans(
     output: Option<String>,
 ) -> Vec<Span> {
     let op = operation(r.endpoint.unwrap_or_default());
-    let model = r.request_model.as_deref().unwrap_or_default();
+    let model = cut_to(
+        r.request_model.as_deref().unwrap_or_default(),
+        MAX_ATTR_BYTES,
+    );
     let mut attrs = request_attrs(st, r, op);
     if let Some(i) = &st.input {
         attrs.push(("gen_ai.input.messages", Val::Str(i.clone())));
@@ -194,7 +201,7 @@ fn request_attrs(st: &State, r: &Record, op: &'static str) -> Attrs {
     ];
     for (k, v) in strs {
         if let Some(v) = v {
-            a.push((k, s(v)));
+            a.push((k, s(cut_to(v, MAX_ATTR_BYTES))));
         }
     }
     a.extend(st.params.iter().cloned());
@@ -263,8 +270,9 @@ fn attempt_span(st: &State, a: &Attempt, op: &'static str) -> Span {
         ("llm_gateway.attempt", Val::Int(a.n)),
         ("llm_gateway.outcome", Val::Str(a.outcome.clone())),
     ];
-    if let Some(m) = &a.model {
-        attrs.push(("gen_ai.request.model", Val::Str(m.clone())));
+    let model = a.model.as_deref().map(|m| cut_to(m, MAX_ATTR_BYTES));
+    if let Some(m) = model {
+        attrs.push(("gen_ai.request.model", Val::Str(m.to_string())));
     }
     let status = a.outcome.parse::<u64>().ok();
     if let Some(code) = status {
@@ -279,7 +287,7 @@ fn attempt_span(st: &State, a: &Attempt, op: &'static str) -> Span {
         span_id: st.ctx.attempt_span(a.n),
         parent: Some(st.ctx.span_id),
         tracestate: st.ctx.tracestate.clone(),
-        name: match &a.model {
+        name: match model {
             Some(m) => format!("{op} {m}"),
             None => op.to_string(),
         },

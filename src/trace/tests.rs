@@ -98,3 +98,31 @@ fn content_is_cut_on_a_character_boundary() {
     );
     assert!(span::input_messages(b"{}", 10).is_none());
 }
+
+#[test]
+fn strings_from_the_wire_are_bounded_in_a_span() {
+    let mut b = [1u64, 2, 3].into_iter();
+    let ctx = Context::start(None, None, 1.0, &mut || b.next().unwrap_or(0));
+    let st = span::State::new(ctx, 1);
+    let huge = "m".repeat(10_000);
+    let r = crate::record::Record {
+        request_model: Some(huge.clone()),
+        upstream_model: Some(huge.clone()),
+        endpoint: Some("chat.completions"),
+        status: 200,
+        ..Default::default()
+    };
+    let a = span::Attempt {
+        n: 1,
+        provider: "openai".into(),
+        model: Some(huge),
+        outcome: "200".into(),
+        start_ns: 1,
+        end_ns: 2,
+    };
+    for s in span::spans(&st, &r, 2, &[a], None) {
+        let encoded = s.encode();
+        assert!(encoded.len() < 4096, "{} bytes", encoded.len());
+        assert!(s.name.len() <= 4 + 1 + span::MAX_ATTR_BYTES);
+    }
+}

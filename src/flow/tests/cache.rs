@@ -351,3 +351,48 @@ fn with_chroma_a_miss_asks_for_the_collection_then_queries_it() {
         json!([{"partition": partition, "expires_ms": NOW_MS + 300_000}])
     );
 }
+
+#[test]
+fn a_traced_semantic_lookup_is_a_span_event_and_its_miss_goes_on_to_one_attempt() {
+    let mut cfg = semantic(Value::Null);
+    cfg["tracing"] = json!({"export": {"cluster": "otel", "flush_interval_ms": 1}});
+    let mut h = host(&chat());
+    let mut vm = vm(&h, &cfg);
+    let mut ex = vm.exchange(1).unwrap();
+    assert_eq!(
+        send(&mut ex, &mut h, &question("What is the capital of France?")),
+        Step::Pause
+    );
+    let token = h.callouts[0].token;
+    h.advance_ms(3);
+    assert_eq!(
+        answer_call(&mut ex, &mut h, token, &embedding()),
+        Step::Continue
+    );
+    // The provider gets the traceparent of the one attempt, set when the request finally left.
+    let tp = h
+        .request_header("traceparent")
+        .expect("a traceparent upstream");
+    answer(&mut ex, &mut h, 200, &JSON, &completion("Paris."));
+    ex.finish(&mut h);
+    h.advance_ms(1);
+    vm.on_tick(&mut h);
+    let post = h
+        .callouts
+        .iter()
+        .find(|c| c.cluster == "otel")
+        .expect("spans posted");
+    let body = parsed(&post.body);
+    let spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap();
+    assert_eq!(spans.len(), 2, "the request and its attempt");
+    let event = &spans[0]["events"][0];
+    assert_eq!(event["name"], "llm_gateway.semantic_cache.lookup");
+    let attrs = event["attributes"].as_array().unwrap();
+    assert!(attrs.contains(&json!({"key": "llm_gateway.result", "value": {"stringValue": "miss"}})));
+    assert!(
+        attrs.contains(&json!({"key": "llm_gateway.duration_us", "value": {"intValue": "3000"}}))
+    );
+    assert!(tp.contains(spans[1]["spanId"].as_str().unwrap()));
+}

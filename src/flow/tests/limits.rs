@@ -336,3 +336,34 @@ fn a_global_service_that_cannot_be_called_refuses_at_once_when_closed() {
     ex.finish(&mut h);
     assert_eq!(h.metric_value(&global_failures("unavailable")), 1);
 }
+
+#[test]
+fn a_traced_request_shows_its_call_to_the_global_service_as_a_span_event() {
+    let mut cfg = global("open");
+    cfg["tracing"] = json!({"export": {"cluster": "otel", "flush_interval_ms": 1}});
+    let mut h = host(&chat());
+    let mut vm = vm(&h, &cfg);
+    let mut ex = vm.exchange(1).unwrap();
+    let token = pending(&mut ex, &mut h);
+    h.advance_ms(7);
+    let step = ex.on_global_answer(&mut h, token, 14, 0);
+    assert_eq!(step, Step::Continue);
+    answer(&mut ex, &mut h, 200, &JSON, &completion("Hi!"));
+    ex.finish(&mut h);
+    h.advance_ms(1);
+    vm.on_tick(&mut h);
+    let post = h
+        .callouts
+        .iter()
+        .find(|c| c.cluster == "otel")
+        .expect("spans posted");
+    let spans = parsed(&post.body);
+    let event = &spans["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["events"][0];
+    assert_eq!(event["name"], "llm_gateway.rate_limit.global");
+    let attrs = event["attributes"].as_array().unwrap();
+    assert!(attrs
+        .contains(&json!({"key": "llm_gateway.result", "value": {"stringValue": "unavailable"}})));
+    assert!(
+        attrs.contains(&json!({"key": "llm_gateway.duration_us", "value": {"intValue": "7000"}}))
+    );
+}

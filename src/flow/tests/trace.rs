@@ -399,3 +399,23 @@ fn a_failover_chain_has_a_child_span_per_attempt_and_each_provider_its_own_paren
     assert_eq!(first["status"]["code"], 2, "the failed attempt is an error");
     assert!(second.get("status").is_none());
 }
+
+#[test]
+fn the_usage_event_names_the_requests_trace_and_span() {
+    let mut cfg = tracing(json!({}));
+    cfg["usage_export"] = json!({"cluster": "usage", "format": "json", "flush_interval_ms": 1000});
+    let mut h = host(&post("/v1/chat/completions", &[("traceparent", CALLER)]));
+    let mut vm = vm(&h, &cfg);
+    let ex = run(&vm, &mut h, &hello("gpt-4o-mini"), &completion("Hi!"));
+    let span = hex::encode(ex.trace.as_ref().unwrap().ctx.span_id);
+    h.advance_ms(1000);
+    vm.on_tick(&mut h);
+    let post = h
+        .callouts
+        .iter()
+        .find(|c| c.cluster == "usage")
+        .expect("usage posted");
+    let e = &parsed(&post.body)[0];
+    assert_eq!(e["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(e["span_id"], span);
+}
