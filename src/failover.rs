@@ -60,6 +60,10 @@ pub struct Plan {
     /// ([`first_event`]); `fallback.first_event_check`.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub first_event_check: bool,
+    /// With `tracing`: the request's trace context (a `traceparent` naming the request's
+    /// span), from which each attempt sends its provider the `traceparent` of its own span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 fn yes() -> bool {
@@ -83,6 +87,7 @@ impl Plan {
         Plan {
             default_max_tokens,
             first_event_check: true,
+            trace: None,
             attempts: chain
                 .iter()
                 .map(|hop| {

@@ -185,10 +185,7 @@ pub mod prop {
     /// (see `failover`): the request's chain, and what each attempt did.
     pub const PLAN: &str = "llm.plan";
     pub const JOURNAL: &str = "llm.journal";
-    /// With `tracing`: the request's trace context (a `traceparent` naming the request's span),
-    /// from which each attempt sends its provider the `traceparent` of its own span; and when
-    /// each attempt ran (`trace::span::Timings`).
-    pub const TRACE: &str = "llm.trace";
+    /// With `tracing`: when each attempt ran (`trace::span::Timings`).
     pub const ATTEMPT_TIMES: &str = "llm.attempt_times";
     /// The request's `:authority` before its first attempt (a Bedrock attempt's signer
     /// rewrites it; the next attempt restores it).

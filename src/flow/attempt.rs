@@ -129,7 +129,7 @@ impl AttemptFilter {
         }
         // The body is rewritten below; its length is not known yet.
         h.set_header(r, names::CONTENT_LENGTH, None);
-        if super::trace::attempt_headers(h, n) {
+        if super::trace::attempt_headers(h, n, plan.trace.as_deref()) {
             self.traced_since_us = Some(h.now_us());
         }
         self.active = Some((n, plan, attempt));

@@ -56,18 +56,14 @@ impl Exchange {
 
     /// The upstream request: a direct route's provider gets the `traceparent` of the
     /// request's one attempt; a chain's attempts get theirs from the upstream filter, which
-    /// reads the context from filter state.
+    /// finds the context in the chain's plan (`Plan::trace`).
     pub(super) fn trace_upstream(&mut self, h: &mut impl Host, chain: bool) {
-        let Some(st) = self.trace.as_mut() else {
+        let Some(st) = self.trace.as_mut().filter(|_| !chain) else {
             return;
         };
-        if chain {
-            h.set_property(names::prop::TRACE, &st.ctx.encode());
-        } else {
-            let tp = st.ctx.traceparent(&st.ctx.attempt_span(1));
-            set_request_header(h, names::TRACEPARENT, Some(&tp));
-            st.sent_ns = Some(h.now_ns());
-        }
+        let tp = st.ctx.traceparent(&st.ctx.attempt_span(1));
+        set_request_header(h, names::TRACEPARENT, Some(&tp));
+        st.sent_ns = Some(h.now_ns());
     }
 
     /// The semantic cache's lookup (its first callout) left.
@@ -251,12 +247,9 @@ fn output_type(v: &RawValue) -> Option<&'static str> {
 }
 
 /// Upstream filter, attempt `n` of a chain: its provider gets the `traceparent` of the
-/// attempt's span, when the request is traced.
-pub fn attempt_headers(h: &mut impl Host, n: u64) -> bool {
-    let Some(ctx) = h
-        .property(&[names::prop::TRACE])
-        .and_then(|b| Context::decode(&b))
-    else {
+/// attempt's span, when the request is traced (`trace`: the plan's context).
+pub fn attempt_headers(h: &mut impl Host, n: u64, trace: Option<&str>) -> bool {
+    let Some(ctx) = trace.and_then(|t| Context::decode(t.as_bytes())) else {
         return false;
     };
     let tp = ctx.traceparent(&ctx.attempt_span(n));

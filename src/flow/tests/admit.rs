@@ -204,6 +204,7 @@ fn a_failover_route_hands_its_plan_to_the_upstream_filter() {
         Plan {
             default_max_tokens: 4096,
             first_event_check: true,
+            trace: None,
             attempts: vec![
                 attempt(
                     "openai",
