@@ -185,12 +185,10 @@ fn tokenizer_texts() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn usage(c: &mut Criterion) {
+/// A finished chat request of 250 + 60 tokens, as `on_log` sees it.
+fn finished() -> llm_gateway::record::Record {
     use llm_gateway::meter::{Learned, Usage};
-    use llm_gateway::record::Record;
-    use llm_gateway::usage::{self, Event, Export};
-    let prices = llm_gateway::cost::Prices::parse(Default::default()).expect("shipped prices");
-    let record = Record {
+    llm_gateway::record::Record {
         consumer: Some("team-a".into()),
         request_model: Some("gpt-4o-mini".into()),
         upstream_model: Some("gpt-4o-mini".into()),
@@ -210,7 +208,13 @@ fn usage(c: &mut Criterion) {
             ..Default::default()
         },
         ..Default::default()
-    };
+    }
+}
+
+fn usage(c: &mut Criterion) {
+    use llm_gateway::usage::{self, Event, Export};
+    let prices = llm_gateway::cost::Prices::parse(Default::default()).expect("shipped prices");
+    let record = finished();
     let mut group = c.benchmark_group("usage");
     for format in ["otlp", "json"] {
         let cfg = Export::parse(
@@ -255,33 +259,19 @@ fn usage(c: &mut Criterion) {
 
 /// What tracing adds in `on_log`: the request's span and its attempt's, built and encoded.
 fn trace(c: &mut Criterion) {
-    use llm_gateway::meter::{Learned, Usage};
+    use llm_gateway::meter::Learned;
     use llm_gateway::record::Record;
     use llm_gateway::trace::span::{self, Attempt, State};
     use llm_gateway::trace::Context;
     let record = Record {
-        consumer: Some("team-a".into()),
-        request_model: Some("gpt-4o-mini".into()),
-        upstream_model: Some("gpt-4o-mini".into()),
-        provider: Some("openai".into()),
-        endpoint: Some("chat.completions"),
         request_id: Some("0b7c8a36-6a1e-4a5e-9f57-3c1f1b2a9d10".into()),
-        status: 200,
         cost: Some(45_000_000),
         learned: Learned {
-            usage: Some(Usage {
-                prompt_tokens: Some(250),
-                completion_tokens: Some(60),
-                total_tokens: Some(310),
-                ..Default::default()
-            }),
-            model: Some("gpt-4o-mini-2024-07-18".into()),
             id: Some("chatcmpl-AbCdEf0123456789".into()),
             finish_reasons: vec!["stop"],
-            complete: true,
-            ..Default::default()
+            ..finished().learned
         },
-        ..Default::default()
+        ..finished()
     };
     let mut bits = [0x4bf9_2f35_77b3_4da6u64, 0xa3ce_929d_0e0e_4736, 7]
         .into_iter()

@@ -145,7 +145,7 @@ impl Exchange {
         match call_rls(h, g, &bytes) {
             Ok(token) => {
                 self.holding.global_call = Some((token, described));
-                self.trace_global_start(h);
+                self.trace_callout(h, super::trace::GLOBAL_LIMIT);
                 Ok(true)
             }
             Err(e) => {
@@ -216,12 +216,12 @@ impl Exchange {
                 14 => "unavailable",
                 _ => "error",
             };
-            self.trace_global_done(h, reason);
+            self.trace_callout_done(h, super::trace::GLOBAL_LIMIT, reason);
             return self.global_failed(h, reason);
         }
         let body = h.body(Buffer::GrpcResponse, size);
         let Some(verdict) = rls::verdict(&body, &described) else {
-            self.trace_global_done(h, "error");
+            self.trace_callout_done(h, super::trace::GLOBAL_LIMIT, "error");
             return self.global_failed(h, "error");
         };
         let result = if verdict.over_limit.is_some() {
@@ -229,7 +229,7 @@ impl Exchange {
         } else {
             "ok"
         };
-        self.trace_global_done(h, result);
+        self.trace_callout_done(h, super::trace::GLOBAL_LIMIT, result);
         self.holding
             .snapshot
             .get_or_insert_with(Snapshot::default)

@@ -82,7 +82,7 @@ impl Exchange {
         match h.post(&post) {
             Ok(token) => {
                 ctx.phase = Phase::Embedding(token);
-                self.trace_semantic_start(h);
+                self.trace_callout(h, super::trace::SEMANTIC_LOOKUP);
                 Some(())
             }
             Err(err) => {
@@ -146,7 +146,7 @@ impl Exchange {
                 } else {
                     "miss"
                 };
-                self.trace_semantic_done(h, result);
+                self.trace_callout_done(h, super::trace::SEMANTIC_LOOKUP, result);
                 match answer.and_then(|a| self.serve_hit(h, &a, "semantic_hit")) {
                     Some(reply) => Step::Reply(reply),
                     None => self.proceed(h),
@@ -274,7 +274,7 @@ impl Exchange {
         } else {
             "miss"
         };
-        self.trace_semantic_done(h, result);
+        self.trace_callout_done(h, super::trace::SEMANTIC_LOOKUP, result);
         match answer.and_then(|a| self.serve_hit(h, a.as_bytes(), "semantic_hit")) {
             Some(reply) => Step::Reply(reply),
             None => self.proceed(h),
@@ -284,7 +284,7 @@ impl Exchange {
     /// The semantic lookup could not be made: the request goes on to the provider.
     fn semantic_failed(&mut self, h: &mut impl Host, reason: &'static str) -> Step {
         self.record.semantic_failure = Some(reason);
-        self.trace_semantic_done(h, reason);
+        self.trace_callout_done(h, super::trace::SEMANTIC_LOOKUP, reason);
         if let Some(c) = self.cache.as_mut() {
             c.phase = Phase::Idle;
             c.vector = None;

@@ -16,9 +16,7 @@ use crate::request::Request;
 use crate::trace::span::{self, Attempt, Attrs, State, Timings};
 use crate::trace::Context;
 
-/// Span events of the callouts a request waits for.
-pub const SEMANTIC_LOOKUP: &str = "llm_gateway.semantic_cache.lookup";
-pub const GLOBAL_LIMIT: &str = "llm_gateway.rate_limit.global";
+pub use crate::trace::span::{GLOBAL_LIMIT, SEMANTIC_LOOKUP};
 
 impl Exchange {
     /// Stage 1: the request's trace context, from the caller's `traceparent` and
@@ -66,42 +64,29 @@ impl Exchange {
         st.sent_ns = Some(h.now_ns());
     }
 
-    /// The semantic cache's lookup (its first callout) left.
-    pub(super) fn trace_semantic_start(&mut self, h: &impl Host) {
+    /// A callout the request waits for left: the semantic cache's lookup (its first call,
+    /// [`SEMANTIC_LOOKUP`]) or the call to the global rate limit service ([`GLOBAL_LIMIT`]).
+    pub(super) fn trace_callout(&mut self, h: &impl Host, event: &'static str) {
         if let Some(st) = self.trace.as_mut() {
-            st.semantic_start_ns = Some(h.now_ns());
+            *st.callout_start(event) = Some(h.now_ns());
         }
     }
 
-    /// The semantic cache's lookup ended: `result` is `semantic_hit`, `miss` or why it failed.
-    pub(super) fn trace_semantic_done(&mut self, h: &impl Host, result: &'static str) {
+    /// That callout ended, with `result`: for the lookup `semantic_hit`, `miss` or why it
+    /// failed; for the global service `ok`, `over_limit` or why there was no answer.
+    pub(super) fn trace_callout_done(
+        &mut self,
+        h: &impl Host,
+        event: &'static str,
+        result: &'static str,
+    ) {
         let now = h.now_ns();
         let Some(st) = self.trace.as_mut() else {
             return;
         };
-        if let Some(start) = st.semantic_start_ns.take() {
+        if let Some(start) = st.callout_start(event).take() {
             let attrs = vec![("llm_gateway.result", Val::Str(result.to_string()))];
-            st.event(SEMANTIC_LOOKUP, start, now, attrs);
-        }
-    }
-
-    /// The call to the global rate limit service left.
-    pub(super) fn trace_global_start(&mut self, h: &impl Host) {
-        if let Some(st) = self.trace.as_mut() {
-            st.global_start_ns = Some(h.now_ns());
-        }
-    }
-
-    /// The global rate limit service answered (or did not): `result` is `ok`, `over_limit` or
-    /// why there was no answer.
-    pub(super) fn trace_global_done(&mut self, h: &impl Host, result: &'static str) {
-        let now = h.now_ns();
-        let Some(st) = self.trace.as_mut() else {
-            return;
-        };
-        if let Some(start) = st.global_start_ns.take() {
-            let attrs = vec![("llm_gateway.result", Val::Str(result.to_string()))];
-            st.event(GLOBAL_LIMIT, start, now, attrs);
+            st.event(event, start, now, attrs);
         }
     }
 

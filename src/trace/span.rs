@@ -23,6 +23,10 @@ const STATUS_ERROR: u8 = 2;
 /// Attributes: (key, value).
 pub type Attrs = Vec<(&'static str, Val)>;
 
+/// Span events of the callouts a request waits for.
+pub const SEMANTIC_LOOKUP: &str = "llm_gateway.semantic_cache.lookup";
+pub const GLOBAL_LIMIT: &str = "llm_gateway.rate_limit.global";
+
 /// A span event: a callout the request waited for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -76,6 +80,16 @@ impl State {
             sent_ns: None,
             semantic_start_ns: None,
             global_start_ns: None,
+        }
+    }
+
+    /// When the callout of span event `event` started (the semantic lookup's, else the
+    /// global rate limit call's).
+    pub fn callout_start(&mut self, event: &str) -> &mut Option<u64> {
+        if event == SEMANTIC_LOOKUP {
+            &mut self.semantic_start_ns
+        } else {
+            &mut self.global_start_ns
         }
     }
 

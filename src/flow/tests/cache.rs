@@ -377,22 +377,17 @@ fn a_traced_semantic_lookup_is_a_span_event_and_its_miss_goes_on_to_one_attempt(
     ex.finish(&mut h);
     h.advance_ms(1);
     vm.on_tick(&mut h);
-    let post = h
-        .callouts
-        .iter()
-        .find(|c| c.cluster == "otel")
-        .expect("spans posted");
-    let body = parsed(&post.body);
-    let spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
-        .as_array()
-        .unwrap();
+    let spans = posted_spans(&h);
     assert_eq!(spans.len(), 2, "the request and its attempt");
     let event = &spans[0]["events"][0];
     assert_eq!(event["name"], "llm_gateway.semantic_cache.lookup");
-    let attrs = event["attributes"].as_array().unwrap();
-    assert!(attrs.contains(&json!({"key": "llm_gateway.result", "value": {"stringValue": "miss"}})));
-    assert!(
-        attrs.contains(&json!({"key": "llm_gateway.duration_us", "value": {"intValue": "3000"}}))
+    assert_eq!(
+        event_attr(event, "llm_gateway.result"),
+        Some(json!({"stringValue": "miss"}))
+    );
+    assert_eq!(
+        event_attr(event, "llm_gateway.duration_us"),
+        Some(json!({"intValue": "3000"}))
     );
     assert!(tp.contains(spans[1]["spanId"].as_str().unwrap()));
 }

@@ -352,18 +352,15 @@ fn a_traced_request_shows_its_call_to_the_global_service_as_a_span_event() {
     ex.finish(&mut h);
     h.advance_ms(1);
     vm.on_tick(&mut h);
-    let post = h
-        .callouts
-        .iter()
-        .find(|c| c.cluster == "otel")
-        .expect("spans posted");
-    let spans = parsed(&post.body);
-    let event = &spans["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["events"][0];
+    let spans = posted_spans(&h);
+    let event = &spans[0]["events"][0];
     assert_eq!(event["name"], "llm_gateway.rate_limit.global");
-    let attrs = event["attributes"].as_array().unwrap();
-    assert!(attrs
-        .contains(&json!({"key": "llm_gateway.result", "value": {"stringValue": "unavailable"}})));
-    assert!(
-        attrs.contains(&json!({"key": "llm_gateway.duration_us", "value": {"intValue": "7000"}}))
+    assert_eq!(
+        event_attr(event, "llm_gateway.result"),
+        Some(json!({"stringValue": "unavailable"}))
+    );
+    assert_eq!(
+        event_attr(event, "llm_gateway.duration_us"),
+        Some(json!({"intValue": "7000"}))
     );
 }

@@ -235,3 +235,27 @@ pub fn header<'a>(r: &'a crate::flow::LocalReply, name: &str) -> Option<&'a str>
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// The spans of every post to the trace collector's cluster `otel` so far.
+pub fn posted_spans(h: &FakeHost) -> Vec<Value> {
+    h.callouts
+        .iter()
+        .filter(|c| c.cluster == "otel")
+        .flat_map(|c| {
+            assert_eq!(c.path, "/v1/traces");
+            parsed(&c.body)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A span event's attribute `key`, as OTLP/JSON writes it.
+pub fn event_attr(event: &Value, key: &str) -> Option<Value> {
+    event["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| a["value"].clone())
+}

@@ -19,22 +19,6 @@ fn tracing(extra: Value) -> Value {
     config_with(json!({ "tracing": t }))
 }
 
-/// The spans of every post so far.
-fn spans(h: &FakeHost) -> Vec<Value> {
-    h.callouts
-        .iter()
-        .filter(|c| c.cluster == "otel")
-        .flat_map(|c| {
-            let v = parsed(&c.body);
-            assert_eq!(c.path, "/v1/traces");
-            v["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
     span["attributes"]
         .as_array()?
@@ -46,7 +30,7 @@ fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
 fn flushed(vm: &mut Vm, h: &mut FakeHost) -> Vec<Value> {
     h.advance_ms(1000);
     vm.on_tick(h);
-    spans(h)
+    posted_spans(h)
 }
 
 #[test]
