@@ -1,6 +1,6 @@
 //! Stage 4: the request is over (Envoy's access-log callback). Settle the limits, price the
 //! record, store a cacheable answer, and report: properties for the access log, metrics, the
-//! usage event. Every request the gateway handled is reported here exactly once.
+//! usage event, the spans. Every request the gateway handled is reported here exactly once.
 
 use std::cell::RefCell;
 
