@@ -306,7 +306,10 @@ impl Exchange {
                 let mut plan =
                     Plan::new(chain, &client_path, endpoint.path_suffix(), req.stream, max);
                 plan.first_event_check = decision.first_event_check;
-                plan.trace = self.trace.as_ref().map(|t| t.ctx.encode());
+                if let Some(t) = self.trace.as_mut() {
+                    plan.trace = Some(t.ctx.encode());
+                    t.chain_models = chain.iter().map(|hop| hop.model.clone()).collect();
+                }
                 h.set_property(names::prop::PLAN, &plan.encode());
                 self.upstream.chain_len = chain.len();
                 self.upstream.chain_keys = chain

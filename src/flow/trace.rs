@@ -138,11 +138,6 @@ impl Exchange {
                 .property(&[names::prop::ATTEMPT_TIMES])
                 .map(|b| Timings::decode(&b))
                 .unwrap_or_default();
-            let models: Vec<Option<String>> = h
-                .property(&[names::prop::PLAN])
-                .and_then(|b| crate::failover::Plan::decode(&b))
-                .map(|p| p.attempts.into_iter().map(|a| Some(a.model)).collect())
-                .unwrap_or_default();
             return journal
                 .0
                 .iter()
@@ -154,7 +149,7 @@ impl Exchange {
                         provider: provider.clone(),
                         model: usize::try_from(n - 1)
                             .ok()
-                            .and_then(|i| models.get(i).cloned().flatten()),
+                            .and_then(|i| st.chain_models.get(i).cloned()),
                         outcome: outcome.clone(),
                         start_ns,
                         end_ns,

@@ -63,6 +63,8 @@ pub struct State {
     pub events: Vec<Event>,
     /// A direct route's attempt: when it left (ns).
     pub sent_ns: Option<u64>,
+    /// A failover chain: the model each of its providers gets, in order.
+    pub chain_models: Vec<String>,
     /// A callout's start (ns), until its event is written.
     pub semantic_start_ns: Option<u64>,
     pub global_start_ns: Option<u64>,
@@ -78,6 +80,7 @@ impl State {
             input: None,
             events: Vec::new(),
             sent_ns: None,
+            chain_models: Vec::new(),
             semantic_start_ns: None,
             global_start_ns: None,
         }
