@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use super::outbound::journal;
 use super::Exchange;
+use crate::export::Sink;
 use crate::host::{self, Host};
 use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names;
@@ -17,15 +18,20 @@ pub fn export_event(h: &mut impl Host, exporter: &RefCell<Exporter>, e: usage::E
     if queued {
         h.add_gauge(names::metric::USAGE_BUFFERED, 1);
     } else {
-        h.metric(&MetricUpdate {
-            kind: Kind::Counter,
-            name: metrics::stat_name(
-                names::metric::USAGE_DROPPED,
-                &[(names::metric::TAG_REASON, "buffer_full")],
-            ),
-            value: 1,
-        });
+        dropped_full(h, Sink::Usage, 1);
     }
+}
+
+/// `n` records of `sink` found its buffer full: dropped, counted.
+pub fn dropped_full(h: &mut impl Host, sink: Sink, n: usize) {
+    h.metric(&MetricUpdate {
+        kind: Kind::Counter,
+        name: metrics::stat_name(
+            sink.names().dropped,
+            &[(names::metric::TAG_REASON, "buffer_full")],
+        ),
+        value: n as u64,
+    });
 }
 
 impl Exchange {

@@ -8,8 +8,8 @@
 use serde_json::value::RawValue;
 
 use super::{set_request_header, Exchange, RequestHeaders};
+use crate::export::Sink;
 use crate::host::{Host, Map};
-use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names;
 use crate::otlp::Val;
 use crate::request::Request;
@@ -110,14 +110,7 @@ impl Exchange {
         let mut x = x.borrow_mut();
         if !x.has_room(spans.len()) {
             drop(x);
-            h.metric(&MetricUpdate {
-                kind: Kind::Counter,
-                name: metrics::stat_name(
-                    names::metric::SPANS_DROPPED,
-                    &[(names::metric::TAG_REASON, "buffer_full")],
-                ),
-                value: spans.len() as u64,
-            });
+            super::finish::dropped_full(h, Sink::Traces, spans.len());
             return;
         }
         let now_ms = h.now_ms();
