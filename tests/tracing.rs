@@ -96,32 +96,7 @@ fn spans(posts: &[Value]) -> Vec<(HashMap<String, Value>, Value)> {
         })
         .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
         .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        .map(|s| {
-            let attrs = s["attributes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
-                    let v = &a["value"];
-                    let v = match (v.get("intValue"), v.get("arrayValue")) {
-                        (Some(i), _) => json!(i.as_str().and_then(|s| s.parse::<u64>().ok())),
-                        (_, Some(arr)) => arr["values"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|x| x["stringValue"].clone())
-                            .collect(),
-                        _ => v
-                            .as_object()
-                            .and_then(|o| o.values().next())
-                            .cloned()
-                            .unwrap_or_default(),
-                    };
-                    (a["key"].as_str().unwrap_or_default().to_string(), v)
-                })
-                .collect();
-            (attrs, s)
-        })
+        .map(|s| (support::usage::otlp_attributes(&s), s))
         .collect()
 }
 

@@ -55,27 +55,7 @@ fn records(posts: &[Value]) -> Vec<(HashMap<String, Value>, Value)> {
         })
         .flat_map(|rl| rl["scopeLogs"].as_array().cloned().unwrap_or_default())
         .flat_map(|sl| sl["logRecords"].as_array().cloned().unwrap_or_default())
-        .map(|r| {
-            let attrs = r["attributes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
-                    let v = &a["value"];
-                    // MessageToDict: int64 as a string, the rest as JSON.
-                    let v = match (
-                        v.get("intValue"),
-                        v.as_object().and_then(|o| o.values().next()),
-                    ) {
-                        (Some(i), _) => json!(i.as_str().and_then(|s| s.parse::<u64>().ok())),
-                        (None, Some(x)) => x.clone(),
-                        _ => Value::Null,
-                    };
-                    (a["key"].as_str().unwrap_or_default().to_string(), v)
-                })
-                .collect();
-            (attrs, r)
-        })
+        .map(|r| (support::usage::otlp_attributes(&r), r))
         .collect()
 }
 

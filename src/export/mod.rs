@@ -140,7 +140,7 @@ impl Exporter {
     /// Queue an encoded record (an element of the post's array); `false` when the buffer is
     /// full and the record is dropped.
     pub fn push(&mut self, record: Vec<u8>, now_ms: u64) -> bool {
-        if self.held >= self.cfg.max_buffered_events {
+        if !self.has_room(1) {
             return false;
         }
         if self.queue.is_empty() {

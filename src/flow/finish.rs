@@ -6,7 +6,6 @@ use std::cell::RefCell;
 
 use super::outbound::journal;
 use super::Exchange;
-use crate::export::Sink;
 use crate::host::{self, Host};
 use crate::metrics::{self, Kind, MetricUpdate};
 use crate::names;
@@ -14,24 +13,30 @@ use crate::usage::{self, Exporter};
 
 /// Queue a finished request's usage event; a full buffer drops it (counted).
 pub fn export_event(h: &mut impl Host, exporter: &RefCell<Exporter>, e: usage::Event) {
-    let queued = usage::push(&mut exporter.borrow_mut(), &e, h.now_ms());
-    if queued {
-        h.add_gauge(names::metric::USAGE_BUFFERED, 1);
-    } else {
-        dropped_full(h, Sink::Usage, 1);
-    }
+    let record = e.encode(exporter.borrow().cfg.format);
+    queue(h, exporter, vec![record]);
 }
 
-/// `n` records of `sink` found its buffer full: dropped, counted.
-pub fn dropped_full(h: &mut impl Host, sink: Sink, n: usize) {
-    h.metric(&MetricUpdate {
-        kind: Kind::Counter,
-        name: metrics::stat_name(
-            sink.names().dropped,
-            &[(names::metric::TAG_REASON, "buffer_full")],
-        ),
-        value: n as u64,
-    });
+/// Queue one request's encoded `records` in `exporter`, all of them or, when its buffer has
+/// no room for them all, none: those are dropped and counted.
+pub fn queue(h: &mut impl Host, exporter: &RefCell<Exporter>, records: Vec<Vec<u8>>) {
+    let mut x = exporter.borrow_mut();
+    let (sink, n) = (x.sink.names(), records.len());
+    if !x.has_room(n) {
+        drop(x);
+        h.metric(&MetricUpdate {
+            kind: Kind::Counter,
+            name: metrics::stat_name(sink.dropped, &[(names::metric::TAG_REASON, "buffer_full")]),
+            value: n as u64,
+        });
+        return;
+    }
+    let now_ms = h.now_ms();
+    for r in records {
+        x.push(r, now_ms);
+    }
+    drop(x);
+    h.add_gauge(sink.buffered, i64::try_from(n).unwrap_or(i64::MAX));
 }
 
 impl Exchange {

@@ -8,7 +8,6 @@
 use serde_json::value::RawValue;
 
 use super::{set_request_header, Exchange, RequestHeaders};
-use crate::export::Sink;
 use crate::host::{Host, Map};
 use crate::names;
 use crate::otlp::Val;
@@ -107,19 +106,7 @@ impl Exchange {
             Some(span::output_messages(text, max, reason))
         });
         let spans = span::spans(st, &self.record, now, &attempts, output);
-        let mut x = x.borrow_mut();
-        if !x.has_room(spans.len()) {
-            drop(x);
-            super::finish::dropped_full(h, Sink::Traces, spans.len());
-            return;
-        }
-        let now_ms = h.now_ms();
-        for s in &spans {
-            x.push(s.encode(), now_ms);
-        }
-        drop(x);
-        let n = i64::try_from(spans.len()).unwrap_or(i64::MAX);
-        h.add_gauge(names::metric::SPANS_BUFFERED, n);
+        super::finish::queue(h, &x, spans.iter().map(span::Span::encode).collect());
     }
 
     /// The upstream attempts the request made: each provider of its chain (as the journal

@@ -108,3 +108,32 @@ pub fn logged_figures(line: &Value) -> Figures {
         reasoning: n("reasoning_tokens"),
     }
 }
+
+/// The attributes of an OTLP log record or span, as the collector's `MessageToDict` gives them,
+/// by key: an int64 (a string there) as a number, a string array as an array, the rest as the
+/// JSON value it holds.
+pub fn otlp_attributes(item: &Value) -> std::collections::HashMap<String, Value> {
+    item["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let v = &a["value"];
+            let v = match (v.get("intValue"), v.get("arrayValue")) {
+                (Some(i), _) => serde_json::json!(i.as_str().and_then(|s| s.parse::<u64>().ok())),
+                (_, Some(arr)) => arr["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| x["stringValue"].clone())
+                    .collect(),
+                _ => v
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            (a["key"].as_str().unwrap_or_default().to_string(), v)
+        })
+        .collect()
+}
