@@ -2,10 +2,10 @@
 //! cl100k_base, the ranks tiktoken-rs ships, read through its public API (`decode_bytes` of every
 //! ordinary rank), laid out as static data the module carries with no start-up work:
 //!
-//! - `NAME.bytes`: every token's bytes, in rank order, concatenated;
-//! - `NAME.offsets`: `ranks + 1` little-endian u32, token `r` is `bytes[offsets[r]..offsets[r + 1]]`;
-//! - `NAME.slots`: a power-of-two open-addressing (linear probing) table of little-endian u32
-//!   slots, each `tag << 18 | rank` or `EMPTY`, placed by the shared hash (`rank_hash.rs`).
+//! - `NAME.slots`: a power-of-two open-addressing table of 16-byte slots in Robin Hood order,
+//!   placed by the shared hash, each holding a rank, its token's length and distance from home,
+//!   and the token itself (the format is in `src/tokens/rank_hash.rs`);
+//! - `NAME.tail`: the bytes past the 8th of every token longer than a slot holds.
 //!
 //! and `ranks.rs`, the `Table` statics that `include_bytes!` them.
 
@@ -17,15 +17,15 @@ use std::path::Path;
 mod rank_hash;
 
 /// Highest load of a slot table: the table has the next power of two of `ranks / MAX_LOAD` slots.
-/// At 0.5 (2^19 slots for o200k_base, 2^18 for cl100k_base, loads 0.38) the longest probe is 17–18
-/// slots and a lookup costs half what it does at 0.8 (2^18 / 2^17 slots, loads 0.76, longest probe
-/// 134–143), for 1.5 MB more data.
-const MAX_LOAD: f64 = 0.5;
+/// At 0.8, 2^18 slots for o200k_base and 2^17 for cl100k_base, loads 0.76: 4 MB and 2 MB, about
+/// what the old 4-byte slots at load 0.38 plus a rank-ordered copy of the tokens took. Robin Hood
+/// order keeps the probes short at that load, for the tokens found and for the pairs that are
+/// not tokens alike.
+const MAX_LOAD: f64 = 0.8;
 
 struct Laid {
-    bytes: Vec<u8>,
-    offsets: Vec<u8>,
     slots: Vec<u8>,
+    tail: Vec<u8>,
     shift: u32,
     ranks: usize,
     max_len: usize,
@@ -33,9 +33,10 @@ struct Laid {
 }
 
 fn lay_out(ranks: &[Vec<u8>]) -> Laid {
+    use rank_hash::{EMPTY, INLINE, MAX_DISP, SLOT_BYTES};
     assert!(
         ranks.len() < rank_hash::RANK_MASK as usize,
-        "too many ranks for an 18-bit slot"
+        "too many ranks for an 18-bit rank"
     );
     let mut bits = 1u32;
     while (1usize << bits) as f64 * MAX_LOAD < ranks.len() as f64 {
@@ -43,28 +44,59 @@ fn lay_out(ranks: &[Vec<u8>]) -> Laid {
     }
     let shift = 64 - bits;
     let mask = (1usize << bits) - 1;
-    let mut slots = vec![rank_hash::EMPTY; 1 << bits];
-    let mut bytes = Vec::new();
-    let mut offsets = Vec::with_capacity(4 * (ranks.len() + 1));
-    let mut max_probe = 0;
+    // Robin Hood insertion: (rank, distance from its home) per slot.
+    let mut table: Vec<Option<(usize, usize)>> = vec![None; 1 << bits];
     for (rank, token) in ranks.iter().enumerate() {
-        offsets.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(token);
-        let f = rank_hash::finish(rank_hash::hash(token));
-        let mut i = rank_hash::home(f, shift);
-        let mut probe = 0;
-        while slots[i] != rank_hash::EMPTY {
+        assert!(
+            (1..=128).contains(&token.len()),
+            "rank {rank}: {} bytes",
+            token.len()
+        );
+        let mut i = rank_hash::home(rank_hash::finish(rank_hash::hash(token)), shift);
+        let (mut cur, mut disp) = (rank, 0usize);
+        loop {
+            match table[i] {
+                None => {
+                    table[i] = Some((cur, disp));
+                    break;
+                }
+                Some((other, d)) if d < disp => {
+                    table[i] = Some((cur, disp));
+                    (cur, disp) = (other, d);
+                }
+                Some(_) => {}
+            }
             i = (i + 1) & mask;
-            probe += 1;
+            disp += 1;
         }
-        max_probe = max_probe.max(probe);
-        slots[i] = rank_hash::tag(f) << rank_hash::RANK_BITS | rank as u32;
     }
-    offsets.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    let max_probe = table.iter().flatten().map(|&(_, d)| d).max().unwrap_or(0);
+    assert!(max_probe <= MAX_DISP, "a slot {max_probe} past its home");
+    let mut slots = Vec::with_capacity(table.len() * SLOT_BYTES);
+    let mut tail = Vec::new();
+    for entry in &table {
+        let mut slot = [0u8; SLOT_BYTES];
+        match *entry {
+            None => slot[12..].copy_from_slice(&EMPTY.to_le_bytes()),
+            Some((rank, disp)) => {
+                let token = &ranks[rank];
+                let meta = rank_hash::meta(rank as u32, token.len(), disp);
+                assert_ne!(meta, EMPTY);
+                slot[12..].copy_from_slice(&meta.to_le_bytes());
+                if token.len() <= INLINE {
+                    slot[..token.len()].copy_from_slice(token);
+                } else {
+                    slot[..8].copy_from_slice(&token[..8]);
+                    slot[8..12].copy_from_slice(&(tail.len() as u32).to_le_bytes());
+                    tail.extend_from_slice(&token[8..]);
+                }
+            }
+        }
+        slots.extend_from_slice(&slot);
+    }
     Laid {
-        bytes,
-        offsets,
-        slots: slots.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        slots,
+        tail,
         shift,
         ranks: ranks.len(),
         max_len: ranks.iter().map(Vec::len).max().unwrap_or(0),
@@ -103,30 +135,24 @@ pub fn generate(out_dir: &Path) {
         let bpe = bpe.unwrap_or_else(|e| panic!("tiktoken-rs {name}: {e}"));
         let laid = lay_out(&ordinary_ranks(&bpe));
         let mut paths = Vec::new();
-        for (ext, data) in [
-            ("bytes", &laid.bytes),
-            ("offsets", &laid.offsets),
-            ("slots", &laid.slots),
-        ] {
+        for (ext, data) in [("slots", &laid.slots), ("tail", &laid.tail)] {
             let path = out_dir.join(format!("{name}.{ext}"));
             std::fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             paths.push(path.display().to_string());
         }
         let _ = write!(
             rust,
-            "/// {name}: {ranks} ranks, {b} bytes of tokens, {s} slots (longest probe {p}).\n\
+            "/// {name}: {ranks} ranks, {s} slots (longest probe {p}), {t} bytes of long tokens' tails.\n\
              pub(super) static {stat}: Table = Table {{\n    \
-             bytes: include_bytes!({b_path:?}),\n    \
-             offsets: include_bytes!({o_path:?}),\n    \
-             slots: include_bytes!({s_path:?}),\n    \
+             slots: &Aligned(*include_bytes!({s_path:?})).0,\n    \
+             tail: include_bytes!({t_path:?}),\n    \
              shift: {shift},\n    ranks: {ranks},\n    max_len: {max_len},\n    max_probe: {p},\n}};\n",
             ranks = laid.ranks,
-            b = laid.bytes.len(),
-            s = laid.slots.len() / 4,
+            s = laid.slots.len() / rank_hash::SLOT_BYTES,
+            t = laid.tail.len(),
             p = laid.max_probe,
-            b_path = paths[0],
-            o_path = paths[1],
-            s_path = paths[2],
+            s_path = paths[0],
+            t_path = paths[1],
             shift = laid.shift,
             max_len = laid.max_len,
         );

@@ -1,10 +1,12 @@
 //! Count-only byte pair encoding over rank tables compiled into the module.
 //!
 //! The tables (laid out at build time by `build/ranks.rs` from the ranks tiktoken-rs ships) are
-//! static data: the token bytes in rank order, an offset per rank, and an open-addressing hash
-//! table of `tag << 18 | rank` slots placed by the shared hash of `rank_hash.rs`. Looking a byte
-//! string up hashes it, probes from its home slot, and compares the bytes only where the 14-bit tag
-//! matches. There is nothing to build when a VM starts.
+//! static data: an open-addressing hash table of 16-byte slots in Robin Hood order, each holding
+//! a rank with its token's bytes (the format is in `rank_hash.rs`), and a tail with the rest of
+//! the few tokens longer than a slot holds. Looking a byte string up hashes it, probes from its
+//! home slot and compares the bytes in the slot: a token found near its home costs one cache line,
+//! which is what counting a prompt in a worker whose caches went cold since the last one waits
+//! on. There is nothing to build when a VM starts.
 //!
 //! [`count_piece`] counts the tokens tiktoken gives one pre-tokenized piece, following tiktoken's
 //! rules exactly: a piece that is itself a token is one token; otherwise, starting from single
@@ -17,7 +19,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::rank_hash::{self, EMPTY, RANK_BITS, RANK_MASK};
+use super::rank_hash::{
+    self, DISP_SHIFT, EMPTY, INLINE, LEN_MASK, LEN_SHIFT, RANK_MASK, SLOT_BYTES,
+};
 use super::Encoding;
 
 /// No rank: the pair is not a token (or there is no pair).
@@ -28,12 +32,10 @@ pub(crate) const SMALL: usize = 128;
 
 /// One encoding's rank table (see the module documentation and `build/ranks.rs`).
 pub(crate) struct Table {
-    /// Every token's bytes, in rank order.
-    bytes: &'static [u8],
-    /// `ranks + 1` little-endian u32: token `r` is `bytes[offsets[r]..offsets[r + 1]]`.
-    offsets: &'static [u8],
-    /// Little-endian u32 slots, `tag << RANK_BITS | rank` or `EMPTY`; a power of two of them.
+    /// The slots, `SLOT_BYTES` each, a power of two of them, starting on a cache line.
     slots: &'static [u8],
+    /// The bytes past the 8th of the tokens longer than `INLINE`.
+    tail: &'static [u8],
     /// `64 - log2(slots)`: the home slot is the finished hash's top bits.
     shift: u32,
     /// Number of (ordinary) ranks: `0..ranks`.
@@ -44,13 +46,32 @@ pub(crate) struct Table {
     max_probe: usize,
 }
 
+/// Static data that starts on a cache line (the slots, so that none straddles two).
+#[repr(C, align(64))]
+struct Aligned<T: ?Sized>(T);
+
 include!(concat!(env!("OUT_DIR"), "/ranks.rs"));
 
-/// The little-endian u32 at index `i` of `data`.
+/// Up to 8 bytes as a little-endian integer, zero-padded.
 #[inline(always)]
-fn u32_at(data: &[u8], i: usize) -> Option<u32> {
-    let b = data.get(i.wrapping_mul(4)..i.wrapping_mul(4).wrapping_add(4))?;
-    Some(u32::from_le_bytes(b.try_into().ok()?))
+fn word(bytes: &[u8]) -> u64 {
+    match bytes.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => bytes.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b)),
+    }
+}
+
+/// Slot `i`'s two little-endian words: bytes 0..8, and bytes 8..16 (the meta word on top).
+#[inline(always)]
+fn slot_words(slots: &[u8], i: usize) -> Option<(u64, u64)> {
+    let at = i.wrapping_mul(SLOT_BYTES);
+    let (lo, hi) = slots
+        .get(at..at.wrapping_add(SLOT_BYTES))?
+        .split_first_chunk::<8>()?;
+    Some((
+        u64::from_le_bytes(*lo),
+        u64::from_le_bytes(*hi.first_chunk::<8>()?),
+    ))
 }
 
 impl Table {
@@ -68,18 +89,7 @@ impl Table {
 
     /// Bytes of the data this table adds to the module.
     pub(crate) fn data_bytes(&self) -> usize {
-        self.bytes.len() + self.offsets.len() + self.slots.len()
-    }
-
-    /// The bytes of token `rank`.
-    #[inline]
-    pub(crate) fn token(&self, rank: u32) -> Option<&'static [u8]> {
-        if rank as usize >= self.ranks {
-            return None;
-        }
-        let start = u32_at(self.offsets, rank as usize)? as usize;
-        let end = u32_at(self.offsets, rank as usize + 1)? as usize;
-        self.bytes.get(start..end)
+        self.slots.len() + self.tail.len()
     }
 
     /// The rank of `bytes`, if they are a token.
@@ -94,20 +104,35 @@ impl Table {
     /// The rank of `bytes`, whose hash is `h`, if they are a token.
     #[inline]
     fn find(&self, bytes: &[u8], h: u64) -> Option<u32> {
-        let f = rank_hash::finish(h);
-        let tag = rank_hash::tag(f);
-        let mask = (self.slots.len() / 4).wrapping_sub(1);
-        let mut i = rank_hash::home(f, self.shift);
+        let n = bytes.len();
+        if n == 0 || n > self.max_len {
+            return None;
+        }
+        let len_bits = ((n as u32) - 1) << LEN_SHIFT;
+        // The token's bytes as a slot holds them: the first 8, then (up to `INLINE`) 4 more.
+        let head = word(bytes);
+        let rest = bytes.get(8..).unwrap_or_default();
+        let more = if n <= INLINE { word(rest) } else { 0 };
+        let mask = (self.slots.len() / SLOT_BYTES).wrapping_sub(1);
+        let mut i = rank_hash::home(rank_hash::finish(h), self.shift);
         // Every token sits at most `max_probe` slots past its home: no need to look further.
-        for _ in 0..=self.max_probe {
-            let slot = u32_at(self.slots, i)?;
-            if slot == EMPTY {
+        for dist in 0..=self.max_probe as u32 {
+            let (lo, hi) = slot_words(self.slots, i)?;
+            let meta = (hi >> 32) as u32;
+            // Robin Hood order: a slot nearer its home than `dist` would have been `bytes`'.
+            if meta == EMPTY || meta >> DISP_SHIFT < dist {
                 return None;
             }
-            if slot >> RANK_BITS == tag {
-                let rank = slot & RANK_MASK;
-                if self.token(rank) == Some(bytes) {
-                    return Some(rank);
+            if meta & LEN_MASK == len_bits && lo == head {
+                if n <= INLINE {
+                    if hi as u32 as u64 == more {
+                        return Some(meta & RANK_MASK);
+                    }
+                } else {
+                    let start = hi as u32 as usize;
+                    if self.tail.get(start..start.wrapping_add(rest.len())) == Some(rest) {
+                        return Some(meta & RANK_MASK);
+                    }
                 }
             }
             i = (i + 1) & mask;
@@ -395,10 +420,27 @@ mod tests {
             let table = Table::of(enc);
             let bpe = bpe(enc);
             assert!(table.ranks() > 100_000);
+            let map = ranks_map(enc);
+            assert_eq!(map.len(), table.ranks());
+            // No slot straddles two cache lines.
+            assert_eq!(table.slots.as_ptr() as usize % 64, 0, "{}", enc.name());
             for r in 0..table.ranks() as u32 {
                 let bytes = bpe.decode_bytes(&[r]).unwrap();
-                assert_eq!(table.token(r), Some(bytes.as_slice()), "{} {r}", enc.name());
                 assert_eq!(table.rank(&bytes), Some(r), "{} {r}: {bytes:?}", enc.name());
+                // Byte strings one byte off a token (most are not tokens) look up to what
+                // tiktoken's own map has: nothing matches on a part of the bytes only.
+                let mut near = vec![
+                    bytes[..bytes.len() - 1].to_vec(),
+                    [&bytes[..], b"e"].concat(),
+                ];
+                for k in [0, bytes.len() / 2, bytes.len() - 1] {
+                    let mut v = bytes.clone();
+                    v[k] ^= 0x20;
+                    near.push(v);
+                }
+                for v in near {
+                    assert_eq!(table.rank(&v), map.get(&v).copied(), "{} {v:?}", enc.name());
+                }
             }
             // Merging a token's bytes reaches the token, for every token of both encodings: the
             // "a piece that is a token is one token" rule is a fast path, never a different count.
@@ -412,7 +454,6 @@ mod tests {
             // The ranks are exactly 0..ranks: the next one is special or nothing.
             let next = table.ranks() as u32;
             assert!(bpe.decode_bytes(&[next]).is_err() || bpe.special_tokens().len() > 1);
-            assert_eq!(table.token(next), None);
         }
     }
 

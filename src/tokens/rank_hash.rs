@@ -4,19 +4,39 @@
 //!
 //! The hash is polynomial over the bytes (each byte plus one, so leading zero bytes count), which
 //! makes the hash of a concatenation cheap to get from the hashes of its halves:
-//! `H(xy) = H(x)·B^|y| + H(y)` (wrapping). [`finish`] then mixes it into the slot index (top bits)
-//! and the tag kept beside the rank in the slot (low bits).
+//! `H(xy) = H(x)·B^|y| + H(y)` (wrapping). [`finish`] then mixes it into the home slot (top bits).
+//!
+//! It also fixes the slot format both sides use. A slot is 16 bytes, one quarter of a cache line,
+//! so a lookup that finds its token near its home reads one line:
+//!
+//! - bytes 0..12: a token of up to [`INLINE`] bytes, zero-padded; a longer token's first 8 bytes
+//!   and, as a little-endian u32, where the rest of it starts in the table's tail;
+//! - bytes 12..16, the meta word (little-endian u32): the rank in bits 0..18, the token's length
+//!   minus one in bits 18..25, and in bits 25..32 the slot's distance from the token's home slot
+//!   (Robin Hood order: a lookup stops at the first slot nearer its own home than the lookup has
+//!   come, since its token would have taken that slot). `EMPTY` is a free slot.
 
 /// The polynomial's base: odd, so multiplying by it is a bijection of `u64`.
 pub const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Bits of a slot holding the rank; both encodings have fewer than 2^18 ranks.
+/// Bytes of a slot.
+pub const SLOT_BYTES: usize = 16;
+/// Longest token kept whole in its slot.
+pub const INLINE: usize = 12;
+/// Bits of the meta word holding the rank; both encodings have fewer than 2^18 ranks.
 pub const RANK_BITS: u32 = 18;
-/// Mask of the rank in a slot.
+/// Mask of the rank in the meta word.
 pub const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
-/// Mask of the tag (the slot's other 14 bits) within a finished hash.
-pub const TAG_MASK: u32 = u32::MAX >> RANK_BITS;
-/// An empty slot (its rank part, 2^18 − 1, is no encoding's rank).
+/// Where the length minus one starts in the meta word (7 bits: tokens of 1..=128 bytes).
+pub const LEN_SHIFT: u32 = RANK_BITS;
+/// Mask of the length bits in the meta word.
+pub const LEN_MASK: u32 = 0x7f << LEN_SHIFT;
+/// Where the distance from home starts in the meta word (7 bits).
+pub const DISP_SHIFT: u32 = 25;
+/// Longest distance from home a slot can record.
+#[allow(dead_code)] // the build script's
+pub const MAX_DISP: usize = 127;
+/// A free slot's meta word (its rank part, 2^18 − 1, is no encoding's rank).
 pub const EMPTY: u32 = u32::MAX;
 
 /// Longest suffix `concat` takes `BASE^len` of from [`POW`]: a token has at most 128 bytes.
@@ -53,7 +73,7 @@ pub fn concat(hx: u64, hy: u64, len_y: usize) -> u64 {
     hx.wrapping_mul(pow).wrapping_add(hy)
 }
 
-/// Mixes a polynomial hash for the table: the slot index is the top bits, the tag the low bits.
+/// Mixes a polynomial hash for the table: the home slot is the top bits.
 #[inline]
 pub fn finish(h: u64) -> u64 {
     let h = (h ^ (h >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
@@ -66,8 +86,10 @@ pub fn home(f: u64, shift: u32) -> usize {
     (f >> shift) as usize
 }
 
-/// The tag of finished hash `f`.
+/// The meta word of a slot holding `rank`, a token of `len` (1..=128) bytes, `disp` slots past
+/// its home.
+#[allow(dead_code)] // the build script's
 #[inline]
-pub fn tag(f: u64) -> u32 {
-    (f as u32) & TAG_MASK
+pub fn meta(rank: u32, len: usize, disp: usize) -> u32 {
+    rank | ((len as u32).wrapping_sub(1) << LEN_SHIFT) & LEN_MASK | (disp as u32) << DISP_SHIFT
 }
