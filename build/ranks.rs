@@ -2,10 +2,12 @@
 //! cl100k_base, the ranks tiktoken-rs ships, read through its public API (`decode_bytes` of every
 //! ordinary rank), laid out as static data the module carries with no start-up work:
 //!
-//! - `NAME.slots`: a power-of-two open-addressing table of 16-byte slots in Robin Hood order,
+//! - `NAME.slots`: a power-of-two open-addressing table of 8-byte slots in Robin Hood order,
 //!   placed by the shared hash, each holding a rank, its token's length and distance from home,
-//!   and the token itself (the format is in `src/tokens/rank_hash.rs`);
-//! - `NAME.tail`: the bytes past the 8th of every token longer than a slot holds.
+//!   and the token itself when it is short, else where its bytes are (the format is in
+//!   `src/tokens/rank_hash.rs`);
+//! - `NAME.bytes`: the bytes of every token longer than a slot holds, a token that begins
+//!   another one stored once, as the other's beginning.
 //!
 //! and `ranks.rs`, the `Table` statics that `include_bytes!` them.
 
@@ -17,15 +19,14 @@ use std::path::Path;
 mod rank_hash;
 
 /// Highest load of a slot table: the table has the next power of two of `ranks / MAX_LOAD` slots.
-/// At 0.8, 2^18 slots for o200k_base and 2^17 for cl100k_base, loads 0.76: 4 MB and 2 MB, about
-/// what the old 4-byte slots at load 0.38 plus a rank-ordered copy of the tokens took. Robin Hood
+/// At 0.8, 2^18 slots for o200k_base and 2^17 for cl100k_base, loads 0.76: 2 MB and 1 MB. Robin Hood
 /// order keeps the probes short at that load, for the tokens found and for the pairs that are
 /// not tokens alike.
 const MAX_LOAD: f64 = 0.8;
 
 struct Laid {
     slots: Vec<u8>,
-    tail: Vec<u8>,
+    bytes: Vec<u8>,
     shift: u32,
     ranks: usize,
     max_len: usize,
@@ -72,23 +73,43 @@ fn lay_out(ranks: &[Vec<u8>]) -> Laid {
     }
     let max_probe = table.iter().flatten().map(|&(_, d)| d).max().unwrap_or(0);
     assert!(max_probe <= MAX_DISP, "a slot {max_probe} past its home");
+    // The long tokens' bytes: in descending byte order a token that begins others comes right
+    // after the least of them, whose bytes begin with it.
+    let mut long: Vec<usize> = (0..ranks.len())
+        .filter(|&r| ranks[r].len() > INLINE)
+        .collect();
+    long.sort_by(|&a, &b| ranks[b].cmp(&ranks[a]));
+    let mut bytes = Vec::new();
+    let mut offset = vec![0u32; ranks.len()];
+    let mut prev: Option<usize> = None;
+    for &r in &long {
+        let at = match prev {
+            Some(p) if ranks[p].starts_with(&ranks[r]) => offset[p],
+            _ => {
+                let at = bytes.len() as u32;
+                bytes.extend_from_slice(&ranks[r]);
+                at
+            }
+        };
+        offset[r] = at;
+        prev = Some(r);
+    }
     let mut slots = Vec::with_capacity(table.len() * SLOT_BYTES);
-    let mut tail = Vec::new();
     for entry in &table {
         let mut slot = [0u8; SLOT_BYTES];
         match *entry {
-            None => slot[12..].copy_from_slice(&EMPTY.to_le_bytes()),
+            None => slot[4..].copy_from_slice(&EMPTY.to_le_bytes()),
             Some((rank, disp)) => {
                 let token = &ranks[rank];
                 let meta = rank_hash::meta(rank as u32, token.len(), disp);
                 assert_ne!(meta, EMPTY);
-                slot[12..].copy_from_slice(&meta.to_le_bytes());
+                slot[4..].copy_from_slice(&meta.to_le_bytes());
                 if token.len() <= INLINE {
                     slot[..token.len()].copy_from_slice(token);
                 } else {
-                    slot[..8].copy_from_slice(&token[..8]);
-                    slot[8..12].copy_from_slice(&(tail.len() as u32).to_le_bytes());
-                    tail.extend_from_slice(&token[8..]);
+                    let at = offset[rank] as usize;
+                    assert_eq!(&bytes[at..at + token.len()], &token[..]);
+                    slot[..4].copy_from_slice(&offset[rank].to_le_bytes());
                 }
             }
         }
@@ -96,7 +117,7 @@ fn lay_out(ranks: &[Vec<u8>]) -> Laid {
     }
     Laid {
         slots,
-        tail,
+        bytes,
         shift,
         ranks: ranks.len(),
         max_len: ranks.iter().map(Vec::len).max().unwrap_or(0),
@@ -135,21 +156,21 @@ pub fn generate(out_dir: &Path) {
         let bpe = bpe.unwrap_or_else(|e| panic!("tiktoken-rs {name}: {e}"));
         let laid = lay_out(&ordinary_ranks(&bpe));
         let mut paths = Vec::new();
-        for (ext, data) in [("slots", &laid.slots), ("tail", &laid.tail)] {
+        for (ext, data) in [("slots", &laid.slots), ("bytes", &laid.bytes)] {
             let path = out_dir.join(format!("{name}.{ext}"));
             std::fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             paths.push(path.display().to_string());
         }
         let _ = write!(
             rust,
-            "/// {name}: {ranks} ranks, {s} slots (longest probe {p}), {t} bytes of long tokens' tails.\n\
+            "/// {name}: {ranks} ranks, {s} slots (longest probe {p}), {t} bytes of long tokens.\n\
              pub(super) static {stat}: Table = Table {{\n    \
              slots: &Aligned(*include_bytes!({s_path:?})).0,\n    \
-             tail: include_bytes!({t_path:?}),\n    \
+             bytes: include_bytes!({t_path:?}),\n    \
              shift: {shift},\n    ranks: {ranks},\n    max_len: {max_len},\n    max_probe: {p},\n}};\n",
             ranks = laid.ranks,
             s = laid.slots.len() / rank_hash::SLOT_BYTES,
-            t = laid.tail.len(),
+            t = laid.bytes.len(),
             p = laid.max_probe,
             s_path = paths[0],
             t_path = paths[1],

@@ -1,12 +1,13 @@
 //! Count-only byte pair encoding over rank tables compiled into the module.
 //!
 //! The tables (laid out at build time by `build/ranks.rs` from the ranks tiktoken-rs ships) are
-//! static data: an open-addressing hash table of 16-byte slots in Robin Hood order, each holding
-//! a rank with its token's bytes (the format is in `rank_hash.rs`), and a tail with the rest of
-//! the few tokens longer than a slot holds. Looking a byte string up hashes it, probes from its
-//! home slot and compares the bytes in the slot: a token found near its home costs one cache line,
-//! which is what counting a prompt in a worker whose caches went cold since the last one waits
-//! on. There is nothing to build when a VM starts.
+//! static data: an open-addressing hash table of 8-byte slots in Robin Hood order, each holding
+//! a rank with its token's length and either the token (up to 4 bytes) or where its bytes are in
+//! the table's `bytes` (the format is in `rank_hash.rs`). Looking a byte string up hashes it,
+//! probes from its home slot and compares the bytes only where the length matches: a token found
+//! near its home costs a cache line or two. The tables are small because every VM gets its own
+//! copy of them (2 MB and 1 MB of slots, and the long tokens' bytes). There is nothing to build
+//! when a VM starts.
 //!
 //! [`count_piece`] counts the tokens tiktoken gives one pre-tokenized piece, following tiktoken's
 //! rules exactly: a piece that is itself a token is one token; otherwise, starting from single
@@ -34,8 +35,8 @@ pub(crate) const SMALL: usize = 128;
 pub(crate) struct Table {
     /// The slots, `SLOT_BYTES` each, a power of two of them, starting on a cache line.
     slots: &'static [u8],
-    /// The bytes past the 8th of the tokens longer than `INLINE`.
-    tail: &'static [u8],
+    /// The bytes of the tokens longer than `INLINE`.
+    bytes: &'static [u8],
     /// `64 - log2(slots)`: the home slot is the finished hash's top bits.
     shift: u32,
     /// Number of (ordinary) ranks: `0..ranks`.
@@ -61,17 +62,12 @@ fn word(bytes: &[u8]) -> u64 {
     }
 }
 
-/// Slot `i`'s two little-endian words: bytes 0..8, and bytes 8..16 (the meta word on top).
+/// Slot `i` as one little-endian word: the token or its offset below, the meta word on top.
 #[inline(always)]
-fn slot_words(slots: &[u8], i: usize) -> Option<(u64, u64)> {
+fn slot_word(slots: &[u8], i: usize) -> Option<u64> {
     let at = i.wrapping_mul(SLOT_BYTES);
-    let (lo, hi) = slots
-        .get(at..at.wrapping_add(SLOT_BYTES))?
-        .split_first_chunk::<8>()?;
-    Some((
-        u64::from_le_bytes(*lo),
-        u64::from_le_bytes(*hi.first_chunk::<8>()?),
-    ))
+    let w = slots.get(at..)?.first_chunk::<SLOT_BYTES>()?;
+    Some(u64::from_le_bytes(*w))
 }
 
 impl Table {
@@ -89,7 +85,7 @@ impl Table {
 
     /// Bytes of the data this table adds to the module.
     pub(crate) fn data_bytes(&self) -> usize {
-        self.slots.len() + self.tail.len()
+        self.slots.len() + self.bytes.len()
     }
 
     /// The rank of `bytes`, if they are a token.
@@ -109,30 +105,28 @@ impl Table {
             return None;
         }
         let len_bits = ((n as u32) - 1) << LEN_SHIFT;
-        // The token's bytes as a slot holds them: the first 8, then (up to `INLINE`) 4 more.
-        let head = word(bytes);
-        let rest = bytes.get(8..).unwrap_or_default();
-        let more = if n <= INLINE { word(rest) } else { 0 };
+        // A short token's bytes as its slot holds them.
+        let inline = if n <= INLINE { word(bytes) } else { 0 };
         let mask = (self.slots.len() / SLOT_BYTES).wrapping_sub(1);
         let mut i = rank_hash::home(rank_hash::finish(h), self.shift);
         // Every token sits at most `max_probe` slots past its home: no need to look further.
         for dist in 0..=self.max_probe as u32 {
-            let (lo, hi) = slot_words(self.slots, i)?;
-            let meta = (hi >> 32) as u32;
+            let w = slot_word(self.slots, i)?;
+            let meta = (w >> 32) as u32;
             // Robin Hood order: a slot nearer its home than `dist` would have been `bytes`'.
             if meta == EMPTY || meta >> DISP_SHIFT < dist {
                 return None;
             }
-            if meta & LEN_MASK == len_bits && lo == head {
-                if n <= INLINE {
-                    if hi as u32 as u64 == more {
-                        return Some(meta & RANK_MASK);
-                    }
+            if meta & LEN_MASK == len_bits {
+                let data = w as u32;
+                let found = if n <= INLINE {
+                    u64::from(data) == inline
                 } else {
-                    let start = hi as u32 as usize;
-                    if self.tail.get(start..start.wrapping_add(rest.len())) == Some(rest) {
-                        return Some(meta & RANK_MASK);
-                    }
+                    let at = data as usize;
+                    self.bytes.get(at..at.wrapping_add(n)) == Some(bytes)
+                };
+                if found {
+                    return Some(meta & RANK_MASK);
                 }
             }
             i = (i + 1) & mask;

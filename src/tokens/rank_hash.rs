@@ -6,12 +6,13 @@
 //! makes the hash of a concatenation cheap to get from the hashes of its halves:
 //! `H(xy) = H(x)·B^|y| + H(y)` (wrapping). [`finish`] then mixes it into the home slot (top bits).
 //!
-//! It also fixes the slot format both sides use. A slot is 16 bytes, one quarter of a cache line,
-//! so a lookup that finds its token near its home reads one line:
+//! It also fixes the slot format both sides use. A slot is 8 bytes, so the tables take half the
+//! memory 16-byte slots holding the tokens did (the data is copied into every VM):
 //!
-//! - bytes 0..12: a token of up to [`INLINE`] bytes, zero-padded; a longer token's first 8 bytes
-//!   and, as a little-endian u32, where the rest of it starts in the table's tail;
-//! - bytes 12..16, the meta word (little-endian u32): the rank in bits 0..18, the token's length
+//! - bytes 0..4: a token of up to [`INLINE`] bytes, zero-padded; a longer token's offset (a
+//!   little-endian u32) in the table's `bytes`, where its bytes are (a token that begins another
+//!   one shares that one's bytes);
+//! - bytes 4..8, the meta word (little-endian u32): the rank in bits 0..18, the token's length
 //!   minus one in bits 18..25, and in bits 25..32 the slot's distance from the token's home slot
 //!   (Robin Hood order: a lookup stops at the first slot nearer its own home than the lookup has
 //!   come, since its token would have taken that slot). `EMPTY` is a free slot.
@@ -20,9 +21,9 @@
 pub const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Bytes of a slot.
-pub const SLOT_BYTES: usize = 16;
+pub const SLOT_BYTES: usize = 8;
 /// Longest token kept whole in its slot.
-pub const INLINE: usize = 12;
+pub const INLINE: usize = 4;
 /// Bits of the meta word holding the rank; both encodings have fewer than 2^18 ranks.
 pub const RANK_BITS: u32 = 18;
 /// Mask of the rank in the meta word.
