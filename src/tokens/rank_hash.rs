@@ -6,8 +6,9 @@
 //! makes the hash of a concatenation cheap to get from the hashes of its halves:
 //! `H(xy) = H(x)·B^|y| + H(y)` (wrapping). [`finish`] then mixes it into the home slot (top bits).
 //!
-//! It also fixes the slot format both sides use. A slot is 8 bytes, so the tables take half the
-//! memory 16-byte slots holding the tokens did (the data is copied into every VM):
+//! It also fixes the slot format both sides use. A slot is 8 bytes, half what a slot holding a
+//! token of up to 12 bytes took: with the longer tokens' bytes, the tables take 4.5 MB where those
+//! took 6.4 MB (the data is copied into every VM):
 //!
 //! - bytes 0..4: a token of up to [`INLINE`] bytes, zero-padded; a longer token's offset (a
 //!   little-endian u32) in the table's `bytes`, where its bytes are (a token that begins another
