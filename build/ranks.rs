@@ -24,16 +24,17 @@ mod rank_hash;
 /// not tokens alike.
 const MAX_LOAD: f64 = 0.8;
 
-struct Laid {
-    slots: Vec<u8>,
-    bytes: Vec<u8>,
-    shift: u32,
-    ranks: usize,
-    max_len: usize,
-    max_probe: usize,
+/// One laid-out table (public for `src/tokens/bpe.rs`' tests, which lay out made-up ones).
+pub struct Laid {
+    pub slots: Vec<u8>,
+    pub bytes: Vec<u8>,
+    pub shift: u32,
+    pub ranks: usize,
+    pub max_len: usize,
+    pub max_probe: usize,
 }
 
-fn lay_out(ranks: &[Vec<u8>]) -> Laid {
+pub fn lay_out(ranks: &[Vec<u8>]) -> Laid {
     use rank_hash::{EMPTY, INLINE, MAX_DISP, SLOT_BYTES};
     assert!(
         ranks.len() < rank_hash::RANK_MASK as usize,

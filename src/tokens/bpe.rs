@@ -15,7 +15,9 @@
 //! leftmost on ties, until no adjacent pair is a token. It counts the parts left without building
 //! the tokens. Short pieces (the common case) merge in stack arrays, rescanning for the lowest pair
 //! as tiktoken does; longer ones use a heap of candidate pairs with lazy invalidation, ordered by
-//! (rank, position) — the same choice at every step, so the same result, in O(n log n).
+//! (rank, position) — the same choice at every step, so the same result, in O(n log n); pieces of
+//! [`LARGE`] bytes or more (a long text without whitespace) take the same merges in the same
+//! order from one bucket of positions per rank, without the heap's cache misses.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -30,6 +32,10 @@ const NONE: u32 = u32::MAX;
 
 /// Pieces up to this many bytes merge in stack arrays; longer ones through the heap.
 pub(crate) const SMALL: usize = 128;
+
+/// Pieces of at least this many bytes merge through buckets of ranks ([`Table::merge_buckets`]):
+/// its bucket heads (4 bytes per rank) are then small beside the piece's own arrays.
+pub(crate) const LARGE: usize = 64 << 10;
 
 /// One encoding's rank table (see the module documentation and `build/ranks.rs`).
 pub(crate) struct Table {
@@ -142,7 +148,8 @@ impl Table {
             1 => 1,
             _ if self.rank(piece).is_some() => 1,
             n if n <= SMALL => self.merge_small(piece),
-            _ => self.merge_large(piece),
+            n if n < LARGE => self.merge_large(piece),
+            _ => self.merge_buckets(piece),
         }
     }
 
@@ -282,6 +289,174 @@ impl Table {
         parts
     }
 
+    /// Parts left by merging `piece`, the pairs kept in one bucket per rank: the same merges in
+    /// the same order as [`Table::merge_large`] (lowest rank first, then leftmost), without a
+    /// heap. Meant for long pieces (a megabyte with no whitespace), where a heap of a million
+    /// candidates spends most of the time on cache misses.
+    ///
+    /// Position `i`, while it starts a part, has `end`, `prev` and `rank` as in `merge_large`, and
+    /// while `rank[i]` is a rank, sits in that rank's bucket: a doubly linked list through `next`
+    /// and `back`, headed in `head`. Changing a pair's rank moves its position to the new bucket,
+    /// so there is nothing stale to skip. Buckets are taken in rank order. A bucket's positions
+    /// are sorted and merged left to right; a merge can only make longer pairs, which are other
+    /// tokens, so the bucket gains no position meanwhile, and one that a merge takes out (it joined
+    /// a part on its left, or its pair grew) is skipped. A merge's new pairs mostly have higher
+    /// ranks than the merged token (BPE learns a token after its parts); one with a lower rank
+    /// stops the bucket: its rank goes on a small heap of buckets below the scan, and the lowest
+    /// bucket is always taken next, so the order is exactly the heap's.
+    pub(crate) fn merge_buckets(&self, piece: &[u8]) -> usize {
+        self.merge_buckets_stopping(piece).0
+    }
+
+    /// [`Table::merge_buckets`], with how often a lower rank stopped a bucket.
+    ///
+    /// Never inlined: folded into `count` and the split loop around it, this made one function
+    /// so large that Envoy's V8 ran it 3× slower than alone (330 against 90 ms for bench.py's
+    /// 1 MB one-piece prompt).
+    #[inline(never)]
+    fn merge_buckets_stopping(&self, piece: &[u8]) -> (usize, usize) {
+        let n = piece.len();
+        if n < 2 {
+            return (n, 0);
+        }
+        let Ok(n32) = u32::try_from(n) else {
+            return (n, 0);
+        };
+        let mut b = Buckets {
+            node: (0..n32)
+                .map(|i| Node {
+                    end: i + 1,
+                    prev: i.wrapping_sub(1),
+                    tok: NONE,
+                    rank: NONE,
+                    next: NONE,
+                    back: NONE,
+                })
+                .collect(),
+            head: vec![NONE; self.ranks],
+        };
+        let mut memo = PairMemo::new();
+        // Every single byte is a token (in tiktoken's encodings; a byte that were not would only
+        // go without the memo).
+        let mut byte_rank = [NONE; 256];
+        for (b, r) in (0..=255u8).zip(byte_rank.iter_mut()) {
+            *r = self.rank(&[b]).unwrap_or(NONE);
+        }
+        for (x, &byte) in b.node.iter_mut().zip(piece) {
+            x.tok = get(&byte_rank, byte as usize);
+        }
+        // Linked from the right, so that each bucket lists its positions in ascending order.
+        for i in (0..n32 - 1).rev() {
+            let r = self.pair_memo(&mut memo, piece, &b, i, i + 1, i + 2);
+            b.set(i, r);
+        }
+        // Buckets below `scan` that a merge filled (rank order, lowest first), if any.
+        let mut low: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
+        let mut scan: u32 = 0;
+        let mut todo: Vec<u32> = Vec::new();
+        let mut parts = n;
+        let mut stops = 0;
+        loop {
+            // The lowest bucket with positions in it.
+            let r = loop {
+                match low.peek() {
+                    Some(&Reverse(r)) if b.first(r) != NONE => break Some(r),
+                    Some(_) => {
+                        low.pop();
+                    }
+                    None => {
+                        while (scan as usize) < self.ranks && b.first(scan) == NONE {
+                            scan += 1;
+                        }
+                        break ((scan as usize) < self.ranks).then_some(scan);
+                    }
+                }
+            };
+            let Some(r) = r else {
+                return (parts, stops);
+            };
+            todo.clear();
+            let mut at = b.first(r);
+            while at != NONE {
+                todo.push(at);
+                at = b.get(at).next;
+            }
+            todo.sort_unstable();
+            for &left in &todo {
+                let l = b.get(left);
+                if l.rank != r {
+                    continue;
+                }
+                // Merge the part at `left` with the next one, at `right`.
+                let right = l.end;
+                let right_end = b.get(right).end;
+                b.set(right, NONE);
+                parts -= 1;
+                if let Some(x) = b.node.get_mut(left as usize) {
+                    x.end = right_end;
+                    x.tok = r;
+                }
+                let after = if right_end < n32 {
+                    if let Some(x) = b.node.get_mut(right_end as usize) {
+                        x.prev = left;
+                    }
+                    let after_end = b.get(right_end).end;
+                    self.pair_memo(&mut memo, piece, &b, left, right_end, after_end)
+                } else {
+                    NONE
+                };
+                b.set(left, after);
+                let before = if left > 0 {
+                    let before = l.prev;
+                    let joined = self.pair_memo(&mut memo, piece, &b, before, left, right_end);
+                    b.set(before, joined);
+                    joined
+                } else {
+                    NONE
+                };
+                let mut lower = false;
+                for new in [after, before] {
+                    if new < scan {
+                        low.push(Reverse(new));
+                    }
+                    lower |= new < r;
+                }
+                if lower {
+                    // The rest of this bucket waits for the lower one (it is still linked).
+                    stops += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The rank of parts `a` (`piece[a..b]`) and `b` (`piece[b..c]`) together, or NONE: the
+    /// parts' tokens decide it, so `memo` keeps it by their ranks.
+    #[inline(always)]
+    fn pair_memo(
+        &self,
+        memo: &mut PairMemo,
+        piece: &[u8],
+        nodes: &Buckets,
+        a: u32,
+        b: u32,
+        c: u32,
+    ) -> u32 {
+        if (c.wrapping_sub(a)) as usize > self.max_len {
+            return NONE;
+        }
+        let (ta, tb) = (nodes.get(a).tok, nodes.get(b).tok);
+        let key = PairMemo::key(ta, tb);
+        if let Some(r) = key.and_then(|k| memo.get(k)) {
+            return r;
+        }
+        let r = self.pair_large(piece, a, c);
+        if let Some(k) = key {
+            memo.put(k, r);
+        }
+        r
+    }
+
     /// The rank of `piece[a..c]`, or NONE.
     #[inline(always)]
     fn pair_large(&self, piece: &[u8], a: u32, c: u32) -> u32 {
@@ -289,6 +464,135 @@ impl Table {
             Some(bytes) => self.rank(bytes).unwrap_or(NONE),
             None => NONE,
         }
+    }
+}
+
+/// Position `i` of a piece in [`Table::merge_buckets`], while it starts a part: where the part
+/// ends, where the part before starts, the rank of the part joined with the next one (NONE: no
+/// token, or no next part) and the positions before and after it in that rank's bucket. One
+/// array of these, so that a merge finds each position's fields in one cache line.
+#[derive(Clone, Copy)]
+struct Node {
+    end: u32,
+    prev: u32,
+    /// The part's own token (its rank).
+    tok: u32,
+    rank: u32,
+    next: u32,
+    back: u32,
+}
+
+/// [`Table::merge_buckets`]' positions, and for each rank the first position of its bucket (a
+/// doubly linked list of the positions whose pair has that rank).
+struct Buckets {
+    node: Vec<Node>,
+    head: Vec<u32>,
+}
+
+impl Buckets {
+    /// Position `i` (one past the end: no part, no pair).
+    #[inline(always)]
+    fn get(&self, i: u32) -> Node {
+        self.node.get(i as usize).copied().unwrap_or(Node {
+            end: NONE,
+            prev: NONE,
+            tok: NONE,
+            rank: NONE,
+            next: NONE,
+            back: NONE,
+        })
+    }
+
+    /// The first position in bucket `r`, or NONE.
+    #[inline(always)]
+    fn first(&self, r: u32) -> u32 {
+        self.head.get(r as usize).copied().unwrap_or(NONE)
+    }
+
+    /// Gives the pair at `i` rank `r` (NONE: no pair), moving `i` to `r`'s bucket.
+    #[inline(always)]
+    fn set(&mut self, i: u32, r: u32) {
+        let x = self.get(i);
+        if x.rank == r || x.end == NONE {
+            return;
+        }
+        if x.rank != NONE {
+            if x.back == NONE {
+                set(&mut self.head, x.rank as usize, x.next);
+            } else if let Some(b) = self.node.get_mut(x.back as usize) {
+                b.next = x.next;
+            }
+            if let Some(n) = self.node.get_mut(x.next as usize) {
+                n.back = x.back;
+            }
+        }
+        let first = self.first(r);
+        if let Some(x) = self.node.get_mut(i as usize) {
+            x.rank = r;
+            x.next = first;
+            x.back = NONE;
+        }
+        if r != NONE {
+            if let Some(n) = self.node.get_mut(first as usize) {
+                n.back = i;
+            }
+            set(&mut self.head, r as usize, i);
+        }
+    }
+}
+
+/// The ranks of pairs of tokens [`Table::merge_buckets`] has looked up: two tokens side by side
+/// always join into the same bytes, so the same rank (or none). A direct-mapped cache of
+/// `2^MEMO_BITS` words, each the pair's two ranks (18 bits each) above the rank they join into
+/// (19 bits, NONE as all ones); a long piece repeats its pairs (a megabyte of one pattern looks
+/// up a handful), and a word that holds another pair is a miss, never a wrong rank.
+struct PairMemo {
+    words: Vec<u64>,
+}
+
+const MEMO_BITS: u32 = 14;
+const MEMO_EMPTY: u64 = u64::MAX;
+const MEMO_NONE: u64 = (1 << 19) - 1;
+
+impl PairMemo {
+    fn new() -> PairMemo {
+        PairMemo {
+            words: vec![MEMO_EMPTY; 1 << MEMO_BITS],
+        }
+    }
+
+    /// The key of tokens `a` and `b` side by side; None if either is not a rank of 18 bits.
+    #[inline(always)]
+    fn key(a: u32, b: u32) -> Option<u64> {
+        (a < RANK_MASK && b < RANK_MASK).then(|| u64::from(a) << 18 | u64::from(b))
+    }
+
+    #[inline(always)]
+    fn slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_BITS)) as usize
+    }
+
+    /// The rank tokens `key` join into (NONE: none), if the memo has it.
+    #[inline(always)]
+    fn get(&self, key: u64) -> Option<u32> {
+        let w = self.words.get(Self::slot(key)).copied()?;
+        if w == MEMO_EMPTY || w >> 19 != key {
+            return None;
+        }
+        Some(match w & MEMO_NONE {
+            MEMO_NONE => NONE,
+            r => r as u32,
+        })
+    }
+
+    #[inline(always)]
+    fn put(&mut self, key: u64, rank: u32) {
+        let r = if rank == NONE {
+            MEMO_NONE
+        } else {
+            u64::from(rank)
+        };
+        set(&mut self.words, Self::slot(key), key << 19 | r);
     }
 }
 
@@ -329,6 +633,13 @@ pub fn rank(enc: Encoding, bytes: &[u8]) -> Option<u32> {
 pub fn ranks(enc: Encoding) -> usize {
     Table::of(enc).ranks()
 }
+
+/// The build script's layout, for the tests' tables of made-up vocabularies (it brings its own
+/// copy of `rank_hash`, the same file).
+#[cfg(test)]
+#[path = "../../build/ranks.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod layout;
 
 #[cfg(test)]
 mod tests {
@@ -519,8 +830,113 @@ mod tests {
             "x".repeat(4000) + " tail",
         ];
         for enc in BOTH {
+            let table = Table::of(enc);
             for text in &runs {
                 assert_counts_like_tiktoken(enc, text);
+                // The bucket merge (for pieces from LARGE bytes) on each as one piece, against
+                // tiktoken's own merge.
+                let theirs = tiktoken_rs::byte_pair_split(text.as_bytes(), ranks_map(enc)).len();
+                assert_eq!(
+                    table.merge_buckets(text.as_bytes()),
+                    theirs,
+                    "{}",
+                    enc.name()
+                );
+            }
+        }
+    }
+
+    /// A table of the 256 single bytes (ranks 0..256) and then `tokens`, laid out as the build
+    /// script lays out the real ones, with the map tiktoken's merge takes.
+    fn made_up(tokens: &[Vec<u8>]) -> (Table, rustc_hash::FxHashMap<Vec<u8>, u32>) {
+        let mut all: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for t in tokens {
+            if !all.contains(t) {
+                all.push(t.clone());
+            }
+        }
+        let laid = super::layout::lay_out(&all);
+        let table = Table {
+            slots: Box::leak(laid.slots.into_boxed_slice()),
+            bytes: Box::leak(laid.bytes.into_boxed_slice()),
+            shift: laid.shift,
+            ranks: laid.ranks,
+            max_len: laid.max_len,
+            max_probe: laid.max_probe,
+        };
+        let map = all.into_iter().zip(0..).collect();
+        (table, map)
+    }
+
+    #[test]
+    fn buckets_stop_for_lower_ranks() {
+        // "abc" ranks below "bc", and "ab" is no token: in "abc" the merge of "bc" makes the pair
+        // "a" + "bc", of a lower rank than the one just merged, and the bucket of "bc" stops for
+        // it. The real vocabularies (learned in order) seldom if ever do this; the made-up one
+        // takes the merge down that path.
+        let (table, map) = made_up(&[b"abc".to_vec(), b"bc".to_vec(), b"abcbc".to_vec()]);
+        for piece in [&b"abc"[..], b"abcabc", b"aabcbcbc", b"abcbcabc"] {
+            let theirs = tiktoken_rs::byte_pair_split(piece, &map).len();
+            let (parts, stops) = table.merge_buckets_stopping(piece);
+            assert_eq!(parts, theirs, "{piece:?}");
+            assert!(stops > 0, "{piece:?}");
+            assert_eq!(table.merge_large(piece), theirs, "{piece:?}");
+        }
+    }
+
+    /// A made-up vocabulary over a few letters, its tokens in any rank order (so that a merge
+    /// often makes a pair of lower rank), and pieces of those letters.
+    fn made_up_case() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<u8>)> {
+        let token = prop::collection::vec(prop::sample::select(b"abcd".to_vec()), 2..6);
+        (
+            prop::collection::vec(token, 1..40),
+            prop::collection::vec(prop::sample::select(b"abcd".to_vec()), 2..300),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// The three merges and tiktoken's on made-up vocabularies, where ranks are in no order.
+        #[test]
+        fn merges_agree_on_made_up_vocabularies((tokens, piece) in made_up_case()) {
+            let (table, map) = made_up(&tokens);
+            let theirs = tiktoken_rs::byte_pair_split(&piece, &map).len();
+            prop_assert_eq!(table.merge_buckets(&piece), theirs, "buckets");
+            prop_assert_eq!(table.merge_large(&piece), theirs, "heap");
+            if piece.len() <= SMALL {
+                prop_assert_eq!(table.merge_small(&piece), theirs, "stack");
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_from_large_merge_through_buckets() {
+        // As long as the bench's worst cases (1 MB is bench.py's; 200 KB keeps this quick): the
+        // bucket merge and the heap merge leave the same parts, and `count` takes the buckets.
+        let n = 200 << 10;
+        let rep = |unit: &str| unit.repeat(n / unit.len() + 1)[..n].to_string();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let random: String = (0..n / 2)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b"aabeeinorstlcdmu"[(seed >> 60) as usize])
+            })
+            .collect();
+        for text in [
+            rep("abcdefghij"),
+            "中".repeat(n / 3),
+            rep("!?.,;:-"),
+            random,
+        ] {
+            for enc in BOTH {
+                let table = Table::of(enc);
+                let heap = table.merge_large(text.as_bytes());
+                assert_eq!(table.merge_buckets(text.as_bytes()), heap, "{}", enc.name());
+                assert_eq!(table.count(text.as_bytes()), heap, "{}", enc.name());
+                assert!(text.len() >= LARGE);
             }
         }
     }
@@ -636,6 +1052,7 @@ mod tests {
                 let table = Table::of(enc);
                 let theirs = tiktoken_rs::byte_pair_split(&piece, ranks_map(enc)).len();
                 prop_assert_eq!(table.merge_large(&piece), theirs, "{} heap", enc.name());
+                prop_assert_eq!(table.merge_buckets(&piece), theirs, "{} buckets", enc.name());
                 if piece.len() <= SMALL {
                     prop_assert_eq!(table.merge_small(&piece), theirs, "{} stack", enc.name());
                 }
@@ -650,6 +1067,7 @@ mod tests {
                 let theirs = tiktoken_rs::byte_pair_split(&piece, ranks_map(enc)).len();
                 prop_assert_eq!(table.merge_small(&piece), theirs, "{} stack", enc.name());
                 prop_assert_eq!(table.merge_large(&piece), theirs, "{} heap", enc.name());
+                prop_assert_eq!(table.merge_buckets(&piece), theirs, "{} buckets", enc.name());
             }
         }
     }
