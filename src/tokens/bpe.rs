@@ -291,19 +291,23 @@ impl Table {
 
     /// Parts left by merging `piece`, the pairs kept in one bucket per rank: the same merges in
     /// the same order as [`Table::merge_large`] (lowest rank first, then leftmost), without a
-    /// heap. Meant for long pieces (a megabyte with no whitespace), where a heap of a million
-    /// candidates spends most of the time on cache misses.
+    /// heap of candidates. Meant for long pieces (a megabyte with no whitespace), where a heap of
+    /// a million candidates spends most of the time on cache misses.
     ///
     /// Position `i`, while it starts a part, has `end`, `prev` and `rank` as in `merge_large`, and
-    /// while `rank[i]` is a rank, sits in that rank's bucket: a doubly linked list through `next`
-    /// and `back`, headed in `head`. Changing a pair's rank moves its position to the new bucket,
-    /// so there is nothing stale to skip. Buckets are taken in rank order. A bucket's positions
-    /// are sorted and merged left to right; a merge can only make longer pairs, which are other
-    /// tokens, so the bucket gains no position meanwhile, and one that a merge takes out (it joined
-    /// a part on its left, or its pair grew) is skipped. A merge's new pairs mostly have higher
-    /// ranks than the merged token (BPE learns a token after its parts); one with a lower rank
-    /// stops the bucket: its rank goes on a small heap of buckets below the scan, and the lowest
-    /// bucket is always taken next, so the order is exactly the heap's.
+    /// the part's own token in `tok`. A pair that gets a rank appends its position to that rank's
+    /// bucket, a plain array; a position a merge takes out (it joined a part on its left, or its
+    /// pair grew) stays there and is skipped, its `rank` no longer the bucket's. A position enters
+    /// a bucket at most once: its pair only ever grows, and longer bytes are another token. The
+    /// ranks whose buckets hold positions wait on a heap, lowest first. A bucket is taken whole,
+    /// sorted and merged left to right; a merge's pairs are longer than the merged token, so other
+    /// ranks, and the bucket gains nothing meanwhile. They mostly have higher ranks (BPE learns a
+    /// token after its parts); one with a lower rank stops the bucket: the rest of it goes back
+    /// and waits behind the lower one, so the order is exactly the heap merge's.
+    ///
+    /// An earlier version kept each bucket as a linked list through the positions: walking one
+    /// (a dependent load per position) and unlinking (three positions touched per change) were
+    /// most of its time.
     pub(crate) fn merge_buckets(&self, piece: &[u8]) -> usize {
         self.merge_buckets_stopping(piece).0
     }
@@ -322,67 +326,40 @@ impl Table {
         let Ok(n32) = u32::try_from(n) else {
             return (n, 0);
         };
-        let mut b = Buckets {
-            node: (0..n32)
-                .map(|i| Node {
-                    end: i + 1,
-                    prev: i.wrapping_sub(1),
-                    tok: NONE,
-                    rank: NONE,
-                    next: NONE,
-                    back: NONE,
-                })
-                .collect(),
-            head: vec![NONE; self.ranks],
-        };
-        let mut memo = PairMemo::new();
         // Every single byte is a token (in tiktoken's encodings; a byte that were not would only
         // go without the memo).
         let mut byte_rank = [NONE; 256];
         for (b, r) in (0..=255u8).zip(byte_rank.iter_mut()) {
             *r = self.rank(&[b]).unwrap_or(NONE);
         }
-        for (x, &byte) in b.node.iter_mut().zip(piece) {
-            x.tok = get(&byte_rank, byte as usize);
-        }
-        // Linked from the right, so that each bucket lists its positions in ascending order.
-        for i in (0..n32 - 1).rev() {
+        let mut b = Buckets {
+            node: (0..n32)
+                .zip(piece)
+                .map(|(i, &byte)| Node {
+                    end: i + 1,
+                    prev: i.wrapping_sub(1),
+                    tok: get(&byte_rank, byte as usize),
+                    rank: NONE,
+                })
+                .collect(),
+            list: vec![NONE; self.ranks],
+            lists: Vec::new(),
+            ready: BinaryHeap::new(),
+        };
+        let mut memo = PairMemo::new();
+        for i in 0..n32 - 1 {
             let r = self.pair_memo(&mut memo, piece, &b, i, i + 1, i + 2);
             b.set(i, r);
         }
-        // Buckets below `scan` that a merge filled (rank order, lowest first), if any.
-        let mut low: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
-        let mut scan: u32 = 0;
         let mut todo: Vec<u32> = Vec::new();
         let mut parts = n;
         let mut stops = 0;
-        loop {
-            // The lowest bucket with positions in it.
-            let r = loop {
-                match low.peek() {
-                    Some(&Reverse(r)) if b.first(r) != NONE => break Some(r),
-                    Some(_) => {
-                        low.pop();
-                    }
-                    None => {
-                        while (scan as usize) < self.ranks && b.first(scan) == NONE {
-                            scan += 1;
-                        }
-                        break ((scan as usize) < self.ranks).then_some(scan);
-                    }
-                }
-            };
-            let Some(r) = r else {
-                return (parts, stops);
-            };
-            todo.clear();
-            let mut at = b.first(r);
-            while at != NONE {
-                todo.push(at);
-                at = b.get(at).next;
-            }
+        while let Some(Reverse(r)) = b.ready.pop() {
+            b.take(r, &mut todo);
             todo.sort_unstable();
-            for &left in &todo {
+            let mut k = 0;
+            while let Some(&left) = todo.get(k) {
+                k += 1;
                 let l = b.get(left);
                 if l.rank != r {
                     continue;
@@ -414,20 +391,15 @@ impl Table {
                 } else {
                     NONE
                 };
-                let mut lower = false;
-                for new in [after, before] {
-                    if new < scan {
-                        low.push(Reverse(new));
-                    }
-                    lower |= new < r;
-                }
-                if lower {
-                    // The rest of this bucket waits for the lower one (it is still linked).
+                if after < r || before < r {
+                    // The rest of this bucket waits for the lower one.
                     stops += 1;
+                    b.put_back(r, todo.get(k..).unwrap_or_default());
                     break;
                 }
             }
         }
+        (parts, stops)
     }
 
     /// The rank of parts `a` (`piece[a..b]`) and `b` (`piece[b..c]`) together, or NONE: the
@@ -468,25 +440,24 @@ impl Table {
 }
 
 /// Position `i` of a piece in [`Table::merge_buckets`], while it starts a part: where the part
-/// ends, where the part before starts, the rank of the part joined with the next one (NONE: no
-/// token, or no next part) and the positions before and after it in that rank's bucket. One
-/// array of these, so that a merge finds each position's fields in one cache line.
+/// ends, where the part before starts, the part's own token (its rank) and the rank of the part
+/// joined with the next one (NONE: no token, or no next part). One array of these, so that a
+/// merge finds each position's fields in one place.
 #[derive(Clone, Copy)]
 struct Node {
     end: u32,
     prev: u32,
-    /// The part's own token (its rank).
     tok: u32,
     rank: u32,
-    next: u32,
-    back: u32,
 }
 
-/// [`Table::merge_buckets`]' positions, and for each rank the first position of its bucket (a
-/// doubly linked list of the positions whose pair has that rank).
+/// [`Table::merge_buckets`]' positions and buckets: for each rank, where its bucket is in
+/// `lists` (NONE: it has none yet), and the ranks whose buckets hold positions, lowest first.
 struct Buckets {
     node: Vec<Node>,
-    head: Vec<u32>,
+    list: Vec<u32>,
+    lists: Vec<Vec<u32>>,
+    ready: BinaryHeap<Reverse<u32>>,
 }
 
 impl Buckets {
@@ -498,45 +469,56 @@ impl Buckets {
             prev: NONE,
             tok: NONE,
             rank: NONE,
-            next: NONE,
-            back: NONE,
         })
     }
 
-    /// The first position in bucket `r`, or NONE.
+    /// Rank `r`'s bucket, made on first use; None for NONE (or a rank past the table's).
     #[inline(always)]
-    fn first(&self, r: u32) -> u32 {
-        self.head.get(r as usize).copied().unwrap_or(NONE)
+    fn bucket(&mut self, r: u32) -> Option<&mut Vec<u32>> {
+        let at = self.list.get_mut(r as usize)?;
+        if *at == NONE {
+            *at = self.lists.len() as u32;
+            self.lists.push(Vec::new());
+        }
+        self.lists.get_mut(*at as usize)
     }
 
-    /// Gives the pair at `i` rank `r` (NONE: no pair), moving `i` to `r`'s bucket.
+    /// Gives the pair at `i` rank `r` (NONE: no pair), adding `i` to `r`'s bucket.
     #[inline(always)]
     fn set(&mut self, i: u32, r: u32) {
-        let x = self.get(i);
-        if x.rank == r || x.end == NONE {
+        match self.node.get_mut(i as usize) {
+            Some(x) if x.rank != r => x.rank = r,
+            _ => return,
+        }
+        if let Some(bucket) = self.bucket(r) {
+            bucket.push(i);
+            if bucket.len() == 1 {
+                self.ready.push(Reverse(r));
+            }
+        }
+    }
+
+    /// Empties rank `r`'s bucket into `into` (whose old contents go).
+    #[inline(always)]
+    fn take(&mut self, r: u32, into: &mut Vec<u32>) {
+        if let Some(bucket) = self.bucket(r) {
+            std::mem::swap(bucket, into);
+            bucket.clear();
+        }
+    }
+
+    /// Puts `rest`, taken from rank `r`'s bucket, back for later.
+    #[inline(always)]
+    fn put_back(&mut self, r: u32, rest: &[u32]) {
+        if rest.is_empty() {
             return;
         }
-        if x.rank != NONE {
-            if x.back == NONE {
-                set(&mut self.head, x.rank as usize, x.next);
-            } else if let Some(b) = self.node.get_mut(x.back as usize) {
-                b.next = x.next;
+        if let Some(bucket) = self.bucket(r) {
+            let was_empty = bucket.is_empty();
+            bucket.extend_from_slice(rest);
+            if was_empty {
+                self.ready.push(Reverse(r));
             }
-            if let Some(n) = self.node.get_mut(x.next as usize) {
-                n.back = x.back;
-            }
-        }
-        let first = self.first(r);
-        if let Some(x) = self.node.get_mut(i as usize) {
-            x.rank = r;
-            x.next = first;
-            x.back = NONE;
-        }
-        if r != NONE {
-            if let Some(n) = self.node.get_mut(first as usize) {
-                n.back = i;
-            }
-            set(&mut self.head, r as usize, i);
         }
     }
 }
