@@ -34,7 +34,7 @@ const NONE: u32 = u32::MAX;
 pub(crate) const SMALL: usize = 128;
 
 /// Pieces of at least this many bytes merge through buckets of ranks ([`Table::merge_buckets`]):
-/// its bucket heads (4 bytes per rank) are then small beside the piece's own arrays.
+/// its index of buckets by rank (4 bytes per rank) is then small beside the piece's own arrays.
 pub(crate) const LARGE: usize = 64 << 10;
 
 /// One encoding's rank table (see the module documentation and `build/ranks.rs`).
@@ -342,8 +342,8 @@ impl Table {
                     rank: NONE,
                 })
                 .collect(),
-            list: vec![NONE; self.ranks],
-            lists: Vec::new(),
+            bucket_of: vec![NONE; self.ranks],
+            buckets: Vec::new(),
             ready: BinaryHeap::new(),
         };
         let mut memo = PairMemo::new();
@@ -452,11 +452,11 @@ struct Node {
 }
 
 /// [`Table::merge_buckets`]' positions and buckets: for each rank, where its bucket is in
-/// `lists` (NONE: it has none yet), and the ranks whose buckets hold positions, lowest first.
+/// `buckets` (NONE: it has none yet), and the ranks whose buckets hold positions, lowest first.
 struct Buckets {
     node: Vec<Node>,
-    list: Vec<u32>,
-    lists: Vec<Vec<u32>>,
+    bucket_of: Vec<u32>,
+    buckets: Vec<Vec<u32>>,
     ready: BinaryHeap<Reverse<u32>>,
 }
 
@@ -475,12 +475,12 @@ impl Buckets {
     /// Rank `r`'s bucket, made on first use; None for NONE (or a rank past the table's).
     #[inline(always)]
     fn bucket(&mut self, r: u32) -> Option<&mut Vec<u32>> {
-        let at = self.list.get_mut(r as usize)?;
+        let at = self.bucket_of.get_mut(r as usize)?;
         if *at == NONE {
-            *at = self.lists.len() as u32;
-            self.lists.push(Vec::new());
+            *at = self.buckets.len() as u32;
+            self.buckets.push(Vec::new());
         }
-        self.lists.get_mut(*at as usize)
+        self.buckets.get_mut(*at as usize)
     }
 
     /// Gives the pair at `i` rank `r` (NONE: no pair), adding `i` to `r`'s bucket.
@@ -498,12 +498,12 @@ impl Buckets {
         }
     }
 
-    /// Empties rank `r`'s bucket into `into` (whose old contents go).
+    /// Empties rank `r`'s bucket into `into` (whose old contents and buffer go, so that emptied
+    /// buckets hold no memory).
     #[inline(always)]
     fn take(&mut self, r: u32, into: &mut Vec<u32>) {
         if let Some(bucket) = self.bucket(r) {
-            std::mem::swap(bucket, into);
-            bucket.clear();
+            *into = std::mem::take(bucket);
         }
     }
 
